@@ -1,0 +1,88 @@
+/**
+ * Adapter and device acquisition with the adapter's full limits and the optional features it
+ * has (`shader-f16`, `timestamp-query`, `subgroups`).
+ * @module
+ */
+import { WebcapError } from "../errors.ts";
+import { BufferPool } from "./pool.ts";
+import { PipelineCache } from "./pipeline.ts";
+
+/** A ready GPU: device, what it can do, and the shared pool and pipeline cache. */
+export interface Gpu {
+  readonly device: GPUDevice;
+  readonly adapterName: string;
+  readonly hasF16: boolean;
+  readonly hasTimestamps: boolean;
+  readonly hasSubgroups: boolean;
+  /** Largest byte size one storage binding may cover. Lowered only by tests. */
+  maxBinding: number;
+  /** Minimum offset alignment of a storage binding. */
+  readonly bindAlign: number;
+  readonly maxWorkgroupsPerDim: number;
+  readonly pool: BufferPool;
+  readonly pipelines: PipelineCache;
+}
+
+/** Options of {@link requestGpu}. */
+export interface GpuOptions {
+  powerPreference?: GPUPowerPreference;
+  /** Do not enable `shader-f16` even when the adapter has it. */
+  disableF16?: boolean;
+}
+
+const OPTIONAL_FEATURES = ["shader-f16", "timestamp-query", "subgroups"] as const;
+
+function noAdapter(detail: string): WebcapError {
+  return new WebcapError(
+    "NO_ADAPTER",
+    `No WebGPU adapter: ${detail}. On Linux without a GPU install Mesa's Vulkan software driver ` +
+      `(apt-get install -y mesa-vulkan-drivers); on a machine with a GPU install its Vulkan driver; ` +
+      `in a browser use one with WebGPU enabled (Chrome/Edge 113+, or --enable-unsafe-webgpu).`,
+  );
+}
+
+/** Acquire an adapter and a device with the adapter's full limits. */
+export async function requestGpu(opts: GpuOptions = {}): Promise<Gpu> {
+  if (typeof navigator === "undefined" || !("gpu" in navigator)) {
+    throw noAdapter("navigator.gpu does not exist in this runtime");
+  }
+  const adapter = await navigator.gpu.requestAdapter({ powerPreference: opts.powerPreference });
+  if (!adapter) throw noAdapter("navigator.gpu.requestAdapter() returned null");
+  const features = OPTIONAL_FEATURES.filter((f) =>
+    adapter.features.has(f) && !(f === "shader-f16" && opts.disableF16)
+  );
+  const requiredLimits: Record<string, number> = {};
+  for (const key in adapter.limits) {
+    const v = (adapter.limits as unknown as Record<string, number>)[key];
+    if (typeof v === "number") requiredLimits[key] = v;
+  }
+  const device = await adapter.requestDevice({
+    requiredFeatures: features as GPUFeatureName[],
+    requiredLimits,
+  });
+  device.addEventListener("uncapturederror", (e) => {
+    console.error(`webcap: uncaptured WebGPU error: ${(e as GPUUncapturedErrorEvent).error.message}`);
+  });
+  const info = adapter.info;
+  return {
+    device,
+    adapterName: info?.description || info?.vendor || "unknown adapter",
+    hasF16: device.features.has("shader-f16"),
+    hasTimestamps: device.features.has("timestamp-query"),
+    hasSubgroups: device.features.has("subgroups"),
+    maxBinding: device.limits.maxStorageBufferBindingSize,
+    bindAlign: device.limits.minStorageBufferOffsetAlignment,
+    maxWorkgroupsPerDim: device.limits.maxComputeWorkgroupsPerDimension,
+    pool: new BufferPool(device),
+    pipelines: new PipelineCache(device),
+  };
+}
+
+let shared: Promise<Gpu> | undefined;
+
+/** The process-wide GPU, acquired on first use. */
+export function getGpu(): Promise<Gpu> {
+  shared ??= requestGpu();
+  shared.catch(() => shared = undefined);
+  return shared;
+}

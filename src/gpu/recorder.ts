@@ -1,0 +1,240 @@
+/**
+ * Records many dispatches into ONE compute pass (one command encoder) per model step, then
+ * submits once. Uniform parameters of all dispatches go into one arena written just before the
+ * submit. Readbacks requested during recording resolve after the submit.
+ * @module
+ */
+import type { Gpu } from "./device.ts";
+import type { Tensor } from "./tensor.ts";
+
+/** A storage binding: a whole tensor, or a byte window of a buffer. */
+export type Binding = Tensor | { buffer: GPUBuffer; offset: number; size: number };
+
+const ARENA_BYTES = 64 * 1024;
+const UNIFORM_ALIGN = 256;
+
+/** Scalars for a shader's uniform struct, in declaration order (all 4-byte fields). */
+export class Params {
+  #view = new DataView(new ArrayBuffer(256));
+  #n = 0;
+  /** Append a u32 field. */
+  u32(v: number): this {
+    this.#view.setUint32(this.#n, v >>> 0, true);
+    this.#n += 4;
+    return this;
+  }
+  /** Append an i32 field. */
+  i32(v: number): this {
+    this.#view.setInt32(this.#n, v | 0, true);
+    this.#n += 4;
+    return this;
+  }
+  /** Append an f32 field. */
+  f32(v: number): this {
+    this.#view.setFloat32(this.#n, v, true);
+    this.#n += 4;
+    return this;
+  }
+  /** The bytes written so far, padded to 16. */
+  bytes(): Uint8Array {
+    return new Uint8Array(this.#view.buffer, 0, Math.max(16, Math.ceil(this.#n / 16) * 16));
+  }
+}
+
+interface Arena {
+  buffer: GPUBuffer;
+  host: Uint8Array;
+  used: number;
+}
+
+const arenaFree = new WeakMap<GPUDevice, Arena[]>();
+
+function takeArena(device: GPUDevice): Arena {
+  const free = arenaFree.get(device) ?? [];
+  arenaFree.set(device, free);
+  const a = free.pop() ?? {
+    buffer: device.createBuffer({
+      size: ARENA_BYTES,
+      usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST,
+      label: "uniform-arena",
+    }),
+    host: new Uint8Array(ARENA_BYTES),
+    used: 0,
+  };
+  a.used = 0;
+  return a;
+}
+
+/** One command encoder with one open compute pass; `submit` ends and submits it. */
+export class Recorder {
+  readonly encoder: GPUCommandEncoder;
+  #pass: GPUComputePassEncoder | undefined;
+  #arenas: Arena[] = [];
+  #reads: { staging: GPUBuffer; bytes: number; resolve: (b: ArrayBuffer) => void; reject: (e: unknown) => void }[] = [];
+  #afterSubmit: (() => void)[] = [];
+  #query: { set: GPUQuerySet; resolve: GPUBuffer; read: GPUBuffer; passes: number } | undefined;
+  #submitted = false;
+  /** Dispatches recorded so far. */
+  dispatches = 0;
+
+  constructor(readonly gpu: Gpu, opts: { timestamps?: boolean; maxPasses?: number } = {}) {
+    this.encoder = gpu.device.createCommandEncoder();
+    if (opts.timestamps && gpu.hasTimestamps) {
+      const passes = opts.maxPasses ?? 64;
+      const device = gpu.device;
+      this.#query = {
+        set: device.createQuerySet({ type: "timestamp", count: passes * 2 }),
+        resolve: device.createBuffer({
+          size: passes * 16,
+          usage: GPUBufferUsage.QUERY_RESOLVE | GPUBufferUsage.COPY_SRC,
+        }),
+        read: device.createBuffer({ size: passes * 16, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST }),
+        passes: 0,
+      };
+    }
+  }
+
+  #openPass(): GPUComputePassEncoder {
+    if (this.#submitted) throw new Error("Recorder: already submitted");
+    if (!this.#pass) {
+      const q = this.#query;
+      let timestampWrites: GPUComputePassTimestampWrites | undefined;
+      if (q && q.passes * 2 < q.set.count) {
+        timestampWrites = {
+          querySet: q.set,
+          beginningOfPassWriteIndex: q.passes * 2,
+          endOfPassWriteIndex: q.passes * 2 + 1,
+        };
+        q.passes++;
+      }
+      this.#pass = this.encoder.beginComputePass({ timestampWrites });
+    }
+    return this.#pass;
+  }
+
+  /** End the open compute pass (a later dispatch opens a new one). */
+  endPass(): void {
+    this.#pass?.end();
+    this.#pass = undefined;
+  }
+
+  #uniform(bytes: Uint8Array): { buffer: GPUBuffer; offset: number; size: number } {
+    let a = this.#arenas.at(-1);
+    if (!a || a.used + bytes.byteLength > ARENA_BYTES) {
+      a = takeArena(this.gpu.device);
+      this.#arenas.push(a);
+    }
+    const offset = a.used;
+    a.host.set(bytes, offset);
+    a.used = Math.ceil((offset + bytes.byteLength) / UNIFORM_ALIGN) * UNIFORM_ALIGN;
+    return { buffer: a.buffer, offset, size: bytes.byteLength };
+  }
+
+  /**
+   * Record one dispatch. `params` (if given) is bound at @binding(0) as a uniform; storage
+   * bindings follow at 1, 2, … (or from 0 without params).
+   */
+  dispatch(
+    pipeline: GPUComputePipeline,
+    params: Params | undefined,
+    bindings: Binding[],
+    groups: [number, number?, number?],
+  ): void {
+    const entries: GPUBindGroupEntry[] = [];
+    if (params) entries.push({ binding: 0, resource: this.#uniform(params.bytes()) });
+    const base = entries.length;
+    bindings.forEach((b, i) => {
+      const r = "shape" in b
+        ? { buffer: b.buffer, offset: 0, size: Math.max(4, Math.ceil(b.byteSize / 4) * 4) }
+        : b;
+      entries.push({ binding: base + i, resource: r });
+    });
+    const group = this.gpu.device.createBindGroup({ layout: pipeline.getBindGroupLayout(0), entries });
+    const pass = this.#openPass();
+    pass.setPipeline(pipeline);
+    pass.setBindGroup(0, group);
+    pass.dispatchWorkgroups(groups[0], groups[1] ?? 1, groups[2] ?? 1);
+    this.dispatches++;
+  }
+
+  /** Copy bytes between buffers (ends the open pass). */
+  copy(src: GPUBuffer, srcOffset: number, dst: GPUBuffer, dstOffset: number, bytes: number): void {
+    this.endPass();
+    this.encoder.copyBufferToBuffer(src, srcOffset, dst, dstOffset, bytes);
+  }
+
+  /** Schedule a readback of `bytes` bytes of `src`; the promise resolves after `submit`. */
+  read(src: GPUBuffer, bytes: number, srcOffset = 0): Promise<ArrayBuffer> {
+    const size = Math.ceil(bytes / 4) * 4;
+    const staging = this.gpu.device.createBuffer({
+      size,
+      usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST,
+      label: "readback",
+    });
+    this.copy(src, srcOffset, staging, 0, size);
+    return new Promise((resolve, reject) => this.#reads.push({ staging, bytes, resolve, reject }));
+  }
+
+  /** Read a whole tensor back as a typed array of its dtype (f16 as raw Uint16 bits). */
+  async readTensor(t: Tensor): Promise<Float32Array | Int32Array | Uint32Array | Uint16Array> {
+    const buf = await this.read(t.buffer, t.byteSize);
+    if (t.dtype === "f32") return new Float32Array(buf, 0, t.size);
+    if (t.dtype === "i32") return new Int32Array(buf, 0, t.size);
+    if (t.dtype === "u32") return new Uint32Array(buf, 0, t.size);
+    return new Uint16Array(buf, 0, t.size);
+  }
+
+  /** Release these tensors once the work is submitted (the queue orders later reuse after it). */
+  releaseAfterSubmit(...ts: Tensor[]): void {
+    for (const t of ts) this.#afterSubmit.push(() => t.release());
+  }
+
+  /**
+   * Submit everything recorded and wait for the readbacks (if any). Returns GPU time in
+   * milliseconds per timed pass when timestamps were requested and available.
+   */
+  async submit(): Promise<number[]> {
+    this.endPass();
+    const q = this.#query;
+    if (q && q.passes > 0) {
+      this.encoder.resolveQuerySet(q.set, 0, q.passes * 2, q.resolve, 0);
+      this.encoder.copyBufferToBuffer(q.resolve, 0, q.read, 0, q.passes * 16);
+    }
+    const device = this.gpu.device;
+    for (const a of this.#arenas) device.queue.writeBuffer(a.buffer, 0, a.host, 0, a.used);
+    device.queue.submit([this.encoder.finish()]);
+    this.#submitted = true;
+    const free = arenaFree.get(device)!;
+    free.push(...this.#arenas);
+    this.#arenas = [];
+    for (const f of this.#afterSubmit) f();
+    this.#afterSubmit = [];
+    await Promise.all(this.#reads.map(async (r) => {
+      try {
+        await r.staging.mapAsync(GPUMapMode.READ);
+        r.resolve(r.staging.getMappedRange().slice(0, r.bytes));
+      } catch (e) {
+        r.reject(e);
+      } finally {
+        r.staging.destroy();
+      }
+    }));
+    if (!q || q.passes === 0) return [];
+    await q.read.mapAsync(GPUMapMode.READ);
+    const ns = new BigInt64Array(q.read.getMappedRange().slice(0));
+    q.read.destroy();
+    q.resolve.destroy();
+    q.set.destroy();
+    const ms: number[] = [];
+    for (let i = 0; i < q.passes; i++) ms.push(Number(ns[2 * i + 1] - ns[2 * i]) / 1e6);
+    return ms;
+  }
+}
+
+/** Record with `fn`, submit, and return its result after the GPU finished. */
+export async function run<T>(gpu: Gpu, fn: (rec: Recorder) => T): Promise<Awaited<T>> {
+  const rec = new Recorder(gpu);
+  const out = fn(rec);
+  await rec.submit();
+  return await out;
+}

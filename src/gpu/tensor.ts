@@ -1,0 +1,128 @@
+/**
+ * A tensor: a GPU buffer, a shape and an element type. Temporaries come from the pool and go
+ * back with `release`; long-lived tensors (weights, caches) own a dedicated buffer.
+ * @module
+ */
+import { WebcapError } from "../errors.ts";
+import type { Gpu } from "./device.ts";
+
+/** Element types on the GPU. */
+export type DType = "f32" | "f16" | "i32" | "u32";
+
+/** Bytes per element. */
+export function dtypeBytes(dtype: DType): number {
+  return dtype === "f16" ? 2 : 4;
+}
+
+/** Product of the dimensions. */
+export function numel(shape: readonly number[]): number {
+  let n = 1;
+  for (const d of shape) n *= d;
+  return n;
+}
+
+/** A GPU tensor. `kind` says who frees the buffer: the pool, this tensor, or nobody (a view). */
+export class Tensor {
+  #alive = true;
+  constructor(
+    readonly gpu: Gpu,
+    readonly buffer: GPUBuffer,
+    readonly shape: readonly number[],
+    readonly dtype: DType,
+    readonly kind: "pooled" | "owned" | "view",
+  ) {}
+
+  /** Number of elements. */
+  get size(): number {
+    return numel(this.shape);
+  }
+  /** Bytes of data (without padding). */
+  get byteSize(): number {
+    return this.size * dtypeBytes(this.dtype);
+  }
+  /** Whether the buffer is still usable. */
+  get alive(): boolean {
+    return this.#alive;
+  }
+
+  /** The same buffer seen with another shape of equal size. */
+  view(shape: readonly number[]): Tensor {
+    if (numel(shape) !== this.size) {
+      throw new WebcapError("BAD_SHAPE", `view [${shape}] does not fit tensor [${this.shape}]`);
+    }
+    return new Tensor(this.gpu, this.buffer, shape, this.dtype, "view");
+  }
+
+  /** Free the buffer (back to the pool, or destroyed). Views free nothing. */
+  release(): void {
+    if (this.kind === "view") return;
+    if (!this.#alive) throw new WebcapError("DISPOSED", `tensor [${this.shape}] released twice`);
+    this.#alive = false;
+    if (this.kind === "pooled") this.gpu.pool.release(this.buffer);
+    else this.gpu.pool.destroy(this.buffer);
+  }
+}
+
+/** A pooled temporary tensor, contents undefined. */
+export function emptyTensor(gpu: Gpu, shape: readonly number[], dtype: DType = "f32"): Tensor {
+  const bytes = numel(shape) * dtypeBytes(dtype);
+  return new Tensor(gpu, gpu.pool.acquire(bytes), shape, dtype, "pooled");
+}
+
+/** A long-lived tensor with its own buffer, contents undefined (e.g. a key/value cache). */
+export function ownedTensor(gpu: Gpu, shape: readonly number[], dtype: DType, label: string): Tensor {
+  const bytes = numel(shape) * dtypeBytes(dtype);
+  return new Tensor(gpu, gpu.pool.allocate(bytes, label), shape, dtype, "owned");
+}
+
+type HostData = Float32Array | Int32Array | Uint32Array | Uint16Array;
+
+function hostDtypeOk(data: HostData, dtype: DType): boolean {
+  if (dtype === "f32") return data instanceof Float32Array;
+  if (dtype === "f16") return data instanceof Uint16Array;
+  if (dtype === "i32") return data instanceof Int32Array;
+  return data instanceof Uint32Array;
+}
+
+/** Write host data into a tensor's buffer (f16 as raw Uint16 bits). */
+export function writeTensor(t: Tensor, data: HostData, elementOffset = 0): void {
+  if (!hostDtypeOk(data, t.dtype)) {
+    throw new WebcapError("BAD_DTYPE", `cannot write ${data.constructor.name} into a ${t.dtype} tensor`);
+  }
+  if (elementOffset + data.length > t.size) {
+    throw new WebcapError("BAD_SHAPE", `writing ${data.length} elements at ${elementOffset} overflows [${t.shape}]`);
+  }
+  const bytes = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+  const off = elementOffset * dtypeBytes(t.dtype);
+  const aligned = bytes.byteLength - (bytes.byteLength % 4);
+  if (aligned > 0) t.gpu.device.queue.writeBuffer(t.buffer, off, bytes, 0, aligned);
+  if (aligned < bytes.byteLength) {
+    // an f16 tail of one element: pad to 4 bytes (the buffer is rounded up to 4)
+    const tail = new Uint8Array(4);
+    tail.set(bytes.subarray(aligned));
+    t.gpu.device.queue.writeBuffer(t.buffer, off + aligned, tail);
+  }
+}
+
+/** Upload host data into a new owned tensor. */
+export function uploadTensor(
+  gpu: Gpu,
+  data: HostData,
+  shape: readonly number[],
+  dtype: DType,
+  label = "tensor",
+): Tensor {
+  if (numel(shape) !== data.length) {
+    throw new WebcapError("BAD_SHAPE", `${label}: ${data.length} values do not fill shape [${shape}]`);
+  }
+  const t = ownedTensor(gpu, shape, dtype, label);
+  writeTensor(t, data);
+  return t;
+}
+
+/** Upload host data into a pooled temporary tensor. */
+export function uploadTemp(gpu: Gpu, data: HostData, shape: readonly number[], dtype: DType): Tensor {
+  const t = emptyTensor(gpu, shape, dtype);
+  writeTensor(t, data);
+  return t;
+}

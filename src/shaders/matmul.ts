@@ -1,0 +1,237 @@
+/**
+ * Matrix multiply `C[M, N] = act(A[M, K] · W + bias) + residual` with the weight either
+ * in×out (`W[K, N]`, GPT-2 `Conv1D`) or out×in (`W[N, K]`, `nn.Linear`: `transposeW`).
+ * W may be f32 or f16 (with `shader-f16`); A, C, bias and residual are f32; accumulation is f32.
+ * Two kernels: a 64×64-tiled one, and a row-batched GEMV for decode steps (M ≤ 8).
+ * An out×in weight larger than one storage binding is bound in windows of output columns.
+ * @module
+ */
+import { WebcapError } from "../errors.ts";
+import { type Binding, Params, type Recorder } from "../gpu/recorder.ts";
+import { dtypeBytes, emptyTensor, type Tensor } from "../gpu/tensor.ts";
+import { type Activation, activationWgsl } from "./activations.ts";
+
+/** Options of {@link matmul}. */
+export interface MatmulOptions {
+  /** W is stored out×in (`[N, K]`, nn.Linear) instead of in×out (`[K, N]`, Conv1D). */
+  transposeW?: boolean;
+  /** `[N]` added before the activation. */
+  bias?: Tensor;
+  act?: Activation;
+  /** `[M, N]` added after the activation. */
+  residual?: Tensor;
+  /** Write into this `[M, N]` tensor instead of a new one. */
+  out?: Tensor;
+}
+
+interface Variant {
+  transposeW: boolean;
+  f16: boolean;
+  bias: boolean;
+  residual: boolean;
+  act: Activation;
+}
+
+function header(v: Variant): string {
+  let b = 4;
+  return `${v.f16 ? "enable f16;" : ""}
+struct P { M: u32, N: u32, K: u32, ldc: u32, col0: u32 }
+@group(0) @binding(0) var<uniform> p: P;
+@group(0) @binding(1) var<storage, read> A: array<f32>;
+@group(0) @binding(2) var<storage, read> W: array<${v.f16 ? "f16" : "f32"}>;
+@group(0) @binding(3) var<storage, read_write> C: array<f32>;
+${v.bias ? `@group(0) @binding(${b++}) var<storage, read> bias: array<f32>;` : ""}
+${v.residual ? `@group(0) @binding(${b++}) var<storage, read> R: array<f32>;` : ""}
+${activationWgsl(v.act)}
+fn epilogue(m: u32, n: u32, x: f32) {
+  var v = x;
+  ${v.bias ? "v += bias[n];" : ""}
+  v = act(v);
+  let o = m * p.ldc + p.col0 + n;
+  ${v.residual ? "v += R[o];" : ""}
+  C[o] = v;
+}
+fn w_at(k: u32, n: u32) -> f32 {
+  return f32(W[${v.transposeW ? "n * p.K + k" : "k * p.N + n"}]);
+}
+`;
+}
+
+function tiledWgsl(v: Variant): string {
+  const loadW = v.transposeW
+    ? "let nn = e / 16u; let kk = e % 16u;" // W[n, k]: consecutive threads walk k
+    : "let kk = e / 64u; let nn = e % 64u;"; // W[k, n]: consecutive threads walk n
+  return header(v) + `
+var<workgroup> As: array<f32, 1024>; // [16 k][64 m]
+var<workgroup> Ws: array<f32, 1024>; // [16 k][64 n]
+@compute @workgroup_size(16, 16)
+fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid: vec3u) {
+  let tid = lid.y * 16u + lid.x;
+  let m0 = wg.y * 64u;
+  let n0 = wg.x * 64u;
+  var acc: array<f32, 16>;
+  for (var k0 = 0u; k0 < p.K; k0 += 16u) {
+    for (var i = 0u; i < 4u; i++) {
+      let e = tid + i * 256u;
+      let mm = e / 16u; let ka = e % 16u;
+      let gm = m0 + mm; let gk = k0 + ka;
+      var a = 0.0;
+      if (gm < p.M && gk < p.K) { a = A[gm * p.K + gk]; }
+      As[ka * 64u + mm] = a;
+      ${loadW}
+      let gn = n0 + nn; let gkw = k0 + kk;
+      var w = 0.0;
+      if (gn < p.N && gkw < p.K) { w = w_at(gkw, gn); }
+      Ws[kk * 64u + nn] = w;
+    }
+    workgroupBarrier();
+    for (var kk = 0u; kk < 16u; kk++) {
+      var a: array<f32, 4>;
+      var b: array<f32, 4>;
+      for (var i = 0u; i < 4u; i++) {
+        a[i] = As[kk * 64u + lid.y + i * 16u];
+        b[i] = Ws[kk * 64u + lid.x + i * 16u];
+      }
+      for (var i = 0u; i < 4u; i++) {
+        for (var j = 0u; j < 4u; j++) { acc[i * 4u + j] = fma(a[i], b[j], acc[i * 4u + j]); }
+      }
+    }
+    workgroupBarrier();
+  }
+  for (var i = 0u; i < 4u; i++) {
+    for (var j = 0u; j < 4u; j++) {
+      let m = m0 + lid.y + i * 16u;
+      let n = n0 + lid.x + j * 16u;
+      if (m < p.M && n < p.N) { epilogue(m, n, acc[i * 4u + j]); }
+    }
+  }
+}`;
+}
+
+/** GEMV for M ≤ 8 rows: out×in walks k across 32 lanes per column; in×out walks n across lanes. */
+function gemvWgsl(v: Variant, rows: number): string {
+  const R = rows;
+  if (v.transposeW) {
+    return header(v) + `
+const MR = ${R}u;
+var<workgroup> red: array<f32, ${256 * R}>;
+@compute @workgroup_size(32, 8)
+fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid: vec3u) {
+  let lane = lid.x;
+  let n = (wg.y * 65535u + wg.x) * 8u + lid.y;
+  var acc: array<f32, ${R}>;
+  if (n < p.N) {
+    for (var k = lane; k < p.K; k += 32u) {
+      let w = w_at(k, n);
+      for (var m = 0u; m < MR; m++) { acc[m] = fma(A[m * p.K + k], w, acc[m]); }
+    }
+  }
+  let base = (lid.y * 32u + lane) * MR;
+  for (var m = 0u; m < MR; m++) { red[base + m] = acc[m]; }
+  workgroupBarrier();
+  for (var s = 16u; s > 0u; s >>= 1u) {
+    if (lane < s) {
+      for (var m = 0u; m < MR; m++) { red[base + m] += red[base + s * MR + m]; }
+    }
+    workgroupBarrier();
+  }
+  if (lane < MR && n < p.N) { epilogue(lane, n, red[lid.y * 32u * MR + lane]); }
+}`;
+  }
+  return header(v) + `
+const MR = ${R}u;
+var<workgroup> red: array<f32, ${256 * R}>;
+@compute @workgroup_size(32, 8)
+fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid: vec3u) {
+  let n = (wg.y * 65535u + wg.x) * 32u + lid.x;
+  var acc: array<f32, ${R}>;
+  if (n < p.N) {
+    for (var k = lid.y; k < p.K; k += 8u) {
+      let w = w_at(k, n);
+      for (var m = 0u; m < MR; m++) { acc[m] = fma(A[m * p.K + k], w, acc[m]); }
+    }
+  }
+  let base = (lid.y * 32u + lid.x) * MR;
+  for (var m = 0u; m < MR; m++) { red[base + m] = acc[m]; }
+  workgroupBarrier();
+  if (lid.y == 0u && n < p.N) {
+    for (var m = 0u; m < MR; m++) {
+      var s = 0.0;
+      for (var j = 0u; j < 8u; j++) { s += red[(j * 32u + lid.x) * MR + m]; }
+      epilogue(m, n, s);
+    }
+  }
+}`;
+}
+
+/** Split `count` workgroups over x and y (x ≤ 65535). */
+export function grid(count: number): [number, number] {
+  return count <= 65535 ? [Math.max(count, 1), 1] : [65535, Math.ceil(count / 65535)];
+}
+
+function checkShapes(a: Tensor, w: Tensor, o: MatmulOptions): { M: number; N: number; K: number } {
+  if (a.shape.length !== 2 || w.shape.length !== 2) {
+    throw new WebcapError("BAD_SHAPE", `matmul wants 2-D A and W, got [${a.shape}] and [${w.shape}]`);
+  }
+  if (a.dtype !== "f32" || (w.dtype !== "f32" && w.dtype !== "f16")) {
+    throw new WebcapError("BAD_DTYPE", `matmul wants f32 A and f32/f16 W, got ${a.dtype}, ${w.dtype}`);
+  }
+  const [M, K] = a.shape;
+  const [K2, N] = o.transposeW ? [w.shape[1], w.shape[0]] : w.shape;
+  if (K !== K2) {
+    throw new WebcapError("BAD_SHAPE", `matmul: A [${a.shape}] and W [${w.shape}] disagree on K (transposeW=${!!o.transposeW})`);
+  }
+  if (o.bias && o.bias.size !== N) throw new WebcapError("BAD_SHAPE", `matmul: bias [${o.bias.shape}] is not [${N}]`);
+  if (o.residual && o.residual.size !== M * N) {
+    throw new WebcapError("BAD_SHAPE", `matmul: residual [${o.residual.shape}] is not [${M}, ${N}]`);
+  }
+  if (o.out && o.out.size !== M * N) throw new WebcapError("BAD_SHAPE", `matmul: out [${o.out.shape}] is not [${M}, ${N}]`);
+  return { M, N, K };
+}
+
+/** Column windows of W so that each fits one binding (only out×in weights can be windowed). */
+function columnWindows(rec: Recorder, w: Tensor, N: number, K: number, transposeW: boolean): [number, number][] {
+  const bytesPerCol = K * dtypeBytes(w.dtype);
+  if (N * bytesPerCol <= rec.gpu.maxBinding) return [[0, N]];
+  if (!transposeW) {
+    throw new WebcapError("BAD_SHAPE", `matmul: in×out weight [${w.shape}] exceeds one storage binding (${rec.gpu.maxBinding} B); store it out×in`);
+  }
+  const align = 256;
+  const step = Math.floor(rec.gpu.maxBinding / bytesPerCol / align) * align;
+  if (step === 0) throw new WebcapError("BAD_SHAPE", `matmul: one weight row of [${w.shape}] exceeds a binding`);
+  const out: [number, number][] = [];
+  for (let c = 0; c < N; c += step) out.push([c, Math.min(step, N - c)]);
+  return out;
+}
+
+/** Record `act(A·W + bias) + residual` into `rec`; returns `[M, N]`. */
+export function matmul(rec: Recorder, a: Tensor, w: Tensor, opts: MatmulOptions = {}): Tensor {
+  const { M, N, K } = checkShapes(a, w, opts);
+  const v: Variant = {
+    transposeW: !!opts.transposeW,
+    f16: w.dtype === "f16",
+    bias: !!opts.bias,
+    residual: !!opts.residual,
+    act: opts.act ?? "none",
+  };
+  const out = opts.out ?? emptyTensor(rec.gpu, [M, N]);
+  const gemv = M <= 8;
+  const pipeline = rec.gpu.pipelines.get(gemv ? gemvWgsl(v, M) : tiledWgsl(v));
+  const eb = dtypeBytes(w.dtype);
+  for (const [col0, n] of columnWindows(rec, w, N, K, v.transposeW)) {
+    const wBind: Binding = col0 === 0 && n === N
+      ? w
+      : { buffer: w.buffer, offset: col0 * K * eb, size: Math.ceil((n * K * eb) / 4) * 4 };
+    const bindings: Binding[] = [a, wBind, out];
+    if (opts.bias) {
+      bindings.push(col0 === 0 && n === N ? opts.bias : { buffer: opts.bias.buffer, offset: col0 * 4, size: n * 4 });
+    }
+    if (opts.residual) bindings.push(opts.residual);
+    const params = new Params().u32(M).u32(n).u32(K).u32(N).u32(col0);
+    const groups: [number, number] = gemv
+      ? grid(Math.ceil(n / (v.transposeW ? 8 : 32)))
+      : [Math.ceil(n / 64), Math.ceil(M / 64)];
+    rec.dispatch(pipeline, params, bindings, groups);
+  }
+  return out;
+}

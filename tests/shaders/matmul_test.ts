@@ -1,0 +1,102 @@
+import assert from "node:assert/strict";
+import { matmul } from "../../src/shaders/matmul.ts";
+import { uploadTensor } from "../../src/gpu/tensor.ts";
+import { firstNonFinite, getGpu, poisoned, randomF32, relL2, runAndRead } from "../util.ts";
+import { type Activation } from "../../src/shaders/activations.ts";
+import { actRef, f32ToF16Bits, f16BitsToF32 } from "./reference.ts";
+
+function matmulRef(
+  a: Float32Array, w: Float32Array, M: number, N: number, K: number, transposeW: boolean,
+  bias?: Float32Array, act: Activation = "none", res?: Float32Array,
+): Float64Array {
+  const out = new Float64Array(M * N);
+  for (let m = 0; m < M; m++) {
+    for (let n = 0; n < N; n++) {
+      let s = 0;
+      for (let k = 0; k < K; k++) s += a[m * K + k] * (transposeW ? w[n * K + k] : w[k * N + n]);
+      if (bias) s += bias[n];
+      s = actRef(act, s);
+      if (res) s += res[m * N + n];
+      out[m * N + n] = s;
+    }
+  }
+  return out;
+}
+
+const cases: [number, number, number][] = [[1, 33, 70], [3, 130, 65], [8, 5, 17], [9, 67, 33], [70, 100, 40], [130, 65, 129]];
+
+for (const transposeW of [false, true]) {
+  for (const [M, N, K] of cases) {
+    Deno.test(`matmul f32 M=${M} N=${N} K=${K} transposeW=${transposeW} with bias, gelu_new, residual`, async () => {
+      const gpu = await getGpu();
+      const a = randomF32(M * K, M * 7 + K);
+      const w = randomF32(N * K, N * 13 + K);
+      const bias = randomF32(N, N + 1);
+      const res = randomF32(M * N, M + N);
+      const ta = uploadTensor(gpu, a, [M, K], "f32");
+      const tw = uploadTensor(gpu, w, transposeW ? [N, K] : [K, N], "f32");
+      const tb = uploadTensor(gpu, bias, [N], "f32");
+      const tr = uploadTensor(gpu, res, [M, N], "f32");
+      const out = poisoned(gpu, [M, N]);
+      const got = await runAndRead(gpu, (rec) =>
+        matmul(rec, ta, tw, { transposeW, bias: tb, act: "gelu_new", residual: tr, out }));
+      assert.equal(firstNonFinite(got), -1, "every output element written");
+      const err = relL2(got, matmulRef(a, w, M, N, K, transposeW, bias, "gelu_new", res));
+      assert.ok(err < 1e-5, `rel L2 ${err}`);
+      for (const t of [ta, tw, tb, tr, out]) t.release();
+    });
+  }
+}
+
+Deno.test("matmul f16 weights (shader-f16) against the f16-rounded f32 reference", async (t) => {
+  const gpu = await getGpu();
+  if (!gpu.hasF16) {
+    console.log("skipped: adapter has no shader-f16");
+    return;
+  }
+  for (const [M, N, K, transposeW] of [[2, 77, 96, true], [65, 40, 50, false]] as const) {
+    await t.step(`M=${M} N=${N} K=${K} transposeW=${transposeW}`, async () => {
+      const a = randomF32(M * K, 5);
+      const w16 = f32ToF16Bits(randomF32(N * K, 6));
+      const ta = uploadTensor(gpu, a, [M, K], "f32");
+      const tw = uploadTensor(gpu, w16, transposeW ? [N, K] : [K, N], "f16");
+      const out = poisoned(gpu, [M, N]);
+      const got = await runAndRead(gpu, (rec) => matmul(rec, ta, tw, { transposeW, out }));
+      assert.equal(firstNonFinite(got), -1);
+      const err = relL2(got, matmulRef(a, f16BitsToF32(w16), M, N, K, transposeW));
+      assert.ok(err < 1e-5, `rel L2 ${err}`);
+      for (const x of [ta, tw, out]) x.release();
+    });
+  }
+});
+
+Deno.test("matmul with an out×in weight larger than one storage binding (windowed)", async () => {
+  const gpu = await getGpu();
+  const saved = gpu.maxBinding;
+  const [M, N, K] = [2, 1000, 64];
+  gpu.maxBinding = 300 * K * 4; // forces windows of 256 columns
+  try {
+    const a = randomF32(M * K, 1);
+    const w = randomF32(N * K, 2);
+    const bias = randomF32(N, 3);
+    const ta = uploadTensor(gpu, a, [M, K], "f32");
+    const tw = uploadTensor(gpu, w, [N, K], "f32");
+    const tb = uploadTensor(gpu, bias, [N], "f32");
+    const out = poisoned(gpu, [M, N]);
+    const got = await runAndRead(gpu, (rec) => matmul(rec, ta, tw, { transposeW: true, bias: tb, out }));
+    assert.equal(firstNonFinite(got), -1);
+    assert.ok(relL2(got, matmulRef(a, w, M, N, K, true, bias)) < 1e-5);
+    for (const x of [ta, tw, tb, out]) x.release();
+  } finally {
+    gpu.maxBinding = saved;
+  }
+});
+
+Deno.test("matmul refuses mismatched shapes with a clear error", async () => {
+  const gpu = await getGpu();
+  const ta = uploadTensor(gpu, new Float32Array(6), [2, 3], "f32");
+  const tw = uploadTensor(gpu, new Float32Array(8), [4, 2], "f32");
+  assert.throws(() => matmul(undefined as never, ta, tw), /disagree on K/);
+  ta.release();
+  tw.release();
+});

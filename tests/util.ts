@@ -1,0 +1,64 @@
+/** Shared helpers for tests: seeded random data, float64 references, error measures. */
+import { getGpu, type Gpu } from "../src/gpu/device.ts";
+import { Recorder } from "../src/gpu/recorder.ts";
+import { emptyTensor, type Tensor, writeTensor } from "../src/gpu/tensor.ts";
+
+/** Path of a fixture under ../shared/fixtures (works from a fresh clone next to shared/). */
+export function fixture(rel: string): string {
+  return new URL(`../../shared/fixtures/${rel}`, import.meta.url).pathname;
+}
+
+/** A seeded generator of uniform floats in [-scale, scale) (mulberry32). */
+export function rng(seed: number): () => number {
+  let s = seed >>> 0;
+  return () => {
+    s = (s + 0x6d2b79f5) >>> 0;
+    let t = s;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** `n` uniform values in [-scale, scale). */
+export function randomF32(n: number, seed: number, scale = 1): Float32Array {
+  const r = rng(seed);
+  const out = new Float32Array(n);
+  for (let i = 0; i < n; i++) out[i] = (r() * 2 - 1) * scale;
+  return out;
+}
+
+/** ||a - b|| / ||b|| in float64. */
+export function relL2(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  if (a.length !== b.length) throw new Error(`length ${a.length} vs ${b.length}`);
+  let num = 0, den = 0;
+  for (let i = 0; i < a.length; i++) {
+    num += (a[i] - b[i]) ** 2;
+    den += b[i] ** 2;
+  }
+  return Math.sqrt(num) / Math.max(Math.sqrt(den), 1e-30);
+}
+
+/** Index of the first non-finite value, or -1. */
+export function firstNonFinite(a: ArrayLike<number>): number {
+  for (let i = 0; i < a.length; i++) if (!Number.isFinite(a[i])) return i;
+  return -1;
+}
+
+/** A pooled f32 output tensor filled with NaN, so unwritten elements are caught. */
+export function poisoned(gpu: Gpu, shape: number[]): Tensor {
+  const t = emptyTensor(gpu, shape);
+  writeTensor(t, new Float32Array(t.size).fill(NaN));
+  return t;
+}
+
+/** Record `fn`, submit, read `out` back as f32. */
+export async function runAndRead(gpu: Gpu, fn: (rec: Recorder) => Tensor): Promise<Float32Array> {
+  const rec = new Recorder(gpu);
+  const out = fn(rec);
+  const p = rec.readTensor(out);
+  await rec.submit();
+  return (await p) as Float32Array;
+}
+
+export { getGpu };
