@@ -21,16 +21,24 @@ export function numel(shape: readonly number[]): number {
   return n;
 }
 
-/** A GPU tensor. `kind` says who frees the buffer: the pool, this tensor, or nobody (a view). */
+/** Who frees a buffer; shared by a tensor and its views so the buffer is freed exactly once. */
+interface Owner {
+  kind: "pooled" | "owned";
+  alive: boolean;
+}
+
+/** A GPU tensor. Views share the buffer and its owner: releasing any of them frees it once. */
 export class Tensor {
-  #alive = true;
+  readonly #owner: Owner;
   constructor(
     readonly gpu: Gpu,
     readonly buffer: GPUBuffer,
     readonly shape: readonly number[],
     readonly dtype: DType,
-    readonly kind: "pooled" | "owned" | "view",
-  ) {}
+    owner: Owner | "pooled" | "owned",
+  ) {
+    this.#owner = typeof owner === "string" ? { kind: owner, alive: true } : owner;
+  }
 
   /** Number of elements. */
   get size(): number {
@@ -42,7 +50,7 @@ export class Tensor {
   }
   /** Whether the buffer is still usable. */
   get alive(): boolean {
-    return this.#alive;
+    return this.#owner.alive;
   }
 
   /** The same buffer seen with another shape of equal size. */
@@ -50,15 +58,14 @@ export class Tensor {
     if (numel(shape) !== this.size) {
       throw new WebcapError("BAD_SHAPE", `view [${shape}] does not fit tensor [${this.shape}]`);
     }
-    return new Tensor(this.gpu, this.buffer, shape, this.dtype, "view");
+    return new Tensor(this.gpu, this.buffer, shape, this.dtype, this.#owner);
   }
 
-  /** Free the buffer (back to the pool, or destroyed). Views free nothing. */
+  /** Free the buffer (back to the pool, or destroyed), through this tensor or any view of it. */
   release(): void {
-    if (this.kind === "view") return;
-    if (!this.#alive) throw new WebcapError("DISPOSED", `tensor [${this.shape}] released twice`);
-    this.#alive = false;
-    if (this.kind === "pooled") this.gpu.pool.release(this.buffer);
+    if (!this.#owner.alive) throw new WebcapError("DISPOSED", `tensor [${this.shape}] released twice`);
+    this.#owner.alive = false;
+    if (this.#owner.kind === "pooled") this.gpu.pool.release(this.buffer);
     else this.gpu.pool.destroy(this.buffer);
   }
 }

@@ -3,7 +3,7 @@ import { matmul } from "../../src/shaders/matmul.ts";
 import { uploadTensor } from "../../src/gpu/tensor.ts";
 import { firstNonFinite, getGpu, poisoned, randomF32, relL2, runAndRead } from "../util.ts";
 import { type Activation } from "../../src/shaders/activations.ts";
-import { actRef, f32ToF16Bits, f16BitsToF32 } from "./reference.ts";
+import { actRef, f16BitsToF32, f32ToF16Bits } from "./reference.ts";
 
 function matmulRef(
   a: Float32Array, w: Float32Array, M: number, N: number, K: number, transposeW: boolean,

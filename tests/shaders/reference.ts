@@ -36,44 +36,5 @@ export function actRef(act: Activation, x: number): number {
   }
 }
 
-const f32 = new Float32Array(1);
-const u32 = new Uint32Array(f32.buffer);
-
-/** Round f32 values to f16 bits (round to nearest even). */
-export function f32ToF16Bits(a: Float32Array): Uint16Array {
-  const out = new Uint16Array(a.length);
-  for (let i = 0; i < a.length; i++) {
-    f32[0] = a[i];
-    const x = u32[0];
-    const sign = (x >>> 16) & 0x8000;
-    let exp = ((x >>> 23) & 0xff) - 127 + 15;
-    let mant = x & 0x7fffff;
-    if (exp <= 0) {
-      if (exp < -10) { out[i] = sign; continue; }
-      mant |= 0x800000;
-      const shift = 14 - exp;
-      let h = mant >>> shift;
-      const rem = mant & ((1 << shift) - 1), half = 1 << (shift - 1);
-      if (rem > half || (rem === half && (h & 1))) h++;
-      out[i] = sign | h;
-      continue;
-    }
-    if (exp >= 31) { out[i] = sign | 0x7c00; continue; }
-    let h = (exp << 10) | (mant >>> 13);
-    const rem = mant & 0x1fff;
-    if (rem > 0x1000 || (rem === 0x1000 && (h & 1))) h++;
-    out[i] = sign | h;
-    void exp;
-  }
-  return out;
-}
-
-/** f16 bits to f32 values. */
-export function f16BitsToF32(h: Uint16Array): Float32Array {
-  const out = new Float32Array(h.length);
-  for (let i = 0; i < h.length; i++) {
-    const s = h[i] & 0x8000 ? -1 : 1, e = (h[i] >> 10) & 0x1f, m = h[i] & 0x3ff;
-    out[i] = e === 0 ? s * m * 2 ** -24 : e === 31 ? (m ? NaN : s * Infinity) : s * (1 + m / 1024) * 2 ** (e - 15);
-  }
-  return out;
-}
+export { f32ToF16 as f32ToF16Bits } from "../../src/model/params.ts";
+export { f16ToF32 as f16BitsToF32 } from "../../src/model/dtype.ts";

@@ -1,0 +1,113 @@
+/**
+ * The GPU side of the decoding contract (src/decode/step.ts): each `step` records the model's
+ * decoder step, the per-row logits processing and the selection (top-k / gather / full row)
+ * into one compute pass, submits once and reads back only what the strategy asked for.
+ * A `reorder` is recorded into the next step's submission, so it costs no extra round trip.
+ * @module
+ */
+import { WebcapError } from "../errors.ts";
+import type { Gpu } from "../gpu/device.ts";
+import { Recorder } from "../gpu/recorder.ts";
+import { uploadTemp } from "../gpu/tensor.ts";
+import type { DecoderStep, RowProcessing, StepOut, StepWant } from "../decode/step.ts";
+import { processLogits } from "../shaders/logits_process.ts";
+import { gatherValues, topk } from "../shaders/topk.ts";
+import type { CaptionModel, DecodeState } from "./caption_model.ts";
+
+/** Pack per-row seen (deduplicated) and banned lists as the logits kernel reads them. */
+export function packTokenLists(rows: number, seen: Int32Array[] | undefined, banned: Int32Array[] | undefined): { packed: Uint32Array; seenTotal: number } {
+  const seenSets = Array.from({ length: rows }, (_, r) => [...new Set(seen?.[r] ?? [])]);
+  const bannedLists = Array.from({ length: rows }, (_, r) => Array.from(banned?.[r] ?? []));
+  const seenTotal = seenSets.reduce((s, l) => s + l.length, 0);
+  const bannedTotal = bannedLists.reduce((s, l) => s + l.length, 0);
+  const out = new Uint32Array(2 * (rows + 1) + seenTotal + bannedTotal);
+  let o = 2 * (rows + 1);
+  [seenSets, bannedLists].forEach((lists, which) => {
+    let acc = 0;
+    lists.forEach((l, r) => {
+      out[which * (rows + 1) + r] = acc;
+      acc += l.length;
+      out.set(l, o);
+      o += l.length;
+    });
+    out[which * (rows + 1) + rows] = acc;
+  });
+  return { packed: out, seenTotal };
+}
+
+/** A model's decoder over live rows, driven by a search strategy. */
+export class GpuDecoder implements DecoderStep {
+  #pending: Recorder | undefined;
+
+  constructor(readonly gpu: Gpu, readonly model: CaptionModel, readonly state: DecodeState) {}
+
+  get vocabSize(): number {
+    return this.model.decoder.vocabSize;
+  }
+  get rows(): number {
+    return this.state.rows;
+  }
+
+  async step(tokens: Int32Array, proc: RowProcessing, want: StepWant): Promise<StepOut> {
+    const R = this.state.rows, V = this.vocabSize;
+    if (tokens.length !== R) throw new WebcapError("BAD_OPTION", `step: ${tokens.length} tokens for ${R} rows`);
+    for (const t of tokens) {
+      if (!(t >= 0 && t < V)) throw new WebcapError("BAD_OPTION", `step: token id ${t} is outside the vocabulary (0..${V - 1})`);
+    }
+    const rec = this.#pending ?? new Recorder(this.gpu);
+    this.#pending = undefined;
+    const ids = uploadTemp(this.gpu, tokens, [R], "i32");
+    const logits = this.model.step(rec, this.state, ids, 1);
+    rec.releaseAfterSubmit(ids, logits);
+    const anyList = proc.repetitionPenalty !== 1 || proc.banned?.some((b) => b.length > 0);
+    if (proc.logSoftmaxBefore || proc.logSoftmaxAfter || anyList) {
+      const { packed, seenTotal } = packTokenLists(R, proc.repetitionPenalty !== 1 ? proc.seen : undefined, proc.banned);
+      const lists = uploadTemp(this.gpu, packed, [packed.length], "u32");
+      processLogits(rec, logits, lists, {
+        rows: R, before: proc.logSoftmaxBefore, after: proc.logSoftmaxAfter, penalty: proc.repetitionPenalty, seenTotal,
+      });
+      rec.releaseAfterSubmit(lists);
+    }
+    if (want.kind === "full") {
+      const p = rec.readTensor(logits);
+      await rec.submit();
+      return { values: (await p) as Float32Array, ids: new Int32Array(0) };
+    }
+    const k = Math.min(want.k, V);
+    const sel = topk(rec, logits, k);
+    const pv = rec.readTensor(sel.values), pi = rec.readTensor(sel.ids);
+    rec.releaseAfterSubmit(sel.values, sel.ids);
+    let pg: Promise<unknown> | undefined;
+    const pairs = want.gather?.flatMap((l, r) => Array.from(l, (id) => [r, id])).flat() ?? [];
+    if (pairs.length) {
+      const tp = uploadTemp(this.gpu, Uint32Array.from(pairs), [pairs.length / 2, 2], "u32");
+      const g = gatherValues(rec, logits, tp);
+      pg = rec.readTensor(g);
+      rec.releaseAfterSubmit(tp, g);
+    }
+    await rec.submit();
+    const out: StepOut = { values: (await pv) as Float32Array, ids: (await pi) as Int32Array };
+    if (want.gather) {
+      const flat = pg ? (await pg) as Float32Array : new Float32Array(0);
+      let o = 0;
+      out.gathered = want.gather.map((l) => {
+        const v = flat.slice(o, o + l.length);
+        o += l.length;
+        return v;
+      });
+    }
+    return out;
+  }
+
+  reorder(parents: Int32Array): void {
+    this.#pending ??= new Recorder(this.gpu);
+    this.model.reorder(this.#pending, this.state, parents);
+  }
+
+  /** Submit pending work (a trailing reorder) and free the caches. */
+  async dispose(): Promise<void> {
+    if (this.#pending) await this.#pending.submit();
+    this.#pending = undefined;
+    this.state.dispose();
+  }
+}

@@ -1,0 +1,83 @@
+/**
+ * Loading a captioning model from a local folder in the layout of a hub repo: `config.json`
+ * names the architecture, the weights come from safetensors (preferred) or a torch pickle.
+ * @module
+ */
+import { WebcapError } from "../errors.ts";
+import type { Gpu } from "../gpu/device.ts";
+import type { CaptionModel } from "./caption_model.ts";
+import { ParamLoader } from "./params.ts";
+import { VisionEncoderDecoder } from "./vision_encoder_decoder.ts";
+import { openWeights, withTiedWeights, type WeightStore } from "./weights.ts";
+
+type Json = Record<string, unknown>;
+
+/** Read a JSON file; MISSING_FILE or BAD_CONFIG naming it when absent or malformed. */
+export async function readJson(path: string, optional: true): Promise<Json | undefined>;
+export async function readJson(path: string, optional?: false): Promise<Json>;
+export async function readJson(path: string, optional = false): Promise<Json | undefined> {
+  let text: string;
+  try {
+    text = await Deno.readTextFile(path);
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) {
+      if (optional) return undefined;
+      throw new WebcapError("MISSING_FILE", `${path} does not exist`);
+    }
+    throw new WebcapError("MISSING_FILE", `${path} cannot be read: ${(e as Error).message}`);
+  }
+  try {
+    const v = JSON.parse(text);
+    if (typeof v !== "object" || v === null || Array.isArray(v)) throw new Error("not a JSON object");
+    return v as Json;
+  } catch (e) {
+    throw new WebcapError("BAD_CONFIG", `${path} is not a valid JSON object: ${(e as Error).message}`);
+  }
+}
+
+/** Options of {@link loadCaptionModel}. */
+export interface LoadOptions {
+  /** Store matrices in f16 (needs `shader-f16`). Default f32. */
+  dtype?: "f32" | "f16";
+}
+
+/** The architecture named by a config. */
+export function architectureOf(config: Json, where: string): string {
+  const archs = config.architectures;
+  if (Array.isArray(archs) && typeof archs[0] === "string") return archs[0];
+  if (typeof config.architecture === "string") return config.architecture;
+  if (config.model_type === "vision-encoder-decoder") return "VisionEncoderDecoderModel";
+  throw new WebcapError("UNSUPPORTED_ARCH", `${where}: no "architectures" entry; cannot tell which model this is`);
+}
+
+async function openModelWeights(dir: string, ties: Record<string, string>): Promise<WeightStore> {
+  return withTiedWeights(await openWeights(dir), ties);
+}
+
+/** Load the captioning model in `dir` onto `gpu`. */
+export async function loadCaptionModel(gpu: Gpu, dir: string, opts: LoadOptions = {}): Promise<CaptionModel> {
+  const configPath = `${dir}/config.json`;
+  const config = await readJson(configPath);
+  const generation = await readJson(`${dir}/generation_config.json`, true);
+  const arch = architectureOf(config, configPath);
+  if (opts.dtype === "f16" && !gpu.hasF16) {
+    throw new WebcapError("NO_FEATURE", `dtype f16 needs the WebGPU feature shader-f16, which ${gpu.adapterName} lacks; use dtype f32`);
+  }
+  const dtype = opts.dtype ?? "f32";
+  if (arch === "VisionEncoderDecoderModel") {
+    const store = await openModelWeights(dir, {});
+    const p = new ParamLoader(gpu, store, dtype);
+    try {
+      return await VisionEncoderDecoder.load(p, config, generation, configPath);
+    } catch (e) {
+      p.dispose();
+      throw e;
+    } finally {
+      store.close();
+    }
+  }
+  throw new WebcapError(
+    "UNSUPPORTED_ARCH",
+    `${configPath}: architecture "${arch}" is not supported (supported: VisionEncoderDecoderModel)`,
+  );
+}

@@ -1,0 +1,143 @@
+/**
+ * Inference-mode BatchNorm2d, `y = act((x − mean) / √(var + eps) · weight + bias + residual)`
+ * over NCHW tensors with the running statistics, and the host-side folding of a BatchNorm into
+ * the convolution before it (`w' = w · s`, `b' = (b − mean) · s + beta`, `s = weight / √(var + eps)`),
+ * which removes the op altogether.
+ * @module
+ */
+import { WebcapError } from "../errors.ts";
+import { Params, type Recorder } from "../gpu/recorder.ts";
+import { emptyTensor, type Tensor } from "../gpu/tensor.ts";
+import { type Activation, activationWgsl } from "./activations.ts";
+import { grid } from "./matmul.ts";
+
+/** The parameters of one BatchNorm2d on the GPU, each `[C]`. */
+export interface BatchNormWeights {
+  weight: Tensor;
+  bias: Tensor;
+  runningMean: Tensor;
+  runningVar: Tensor;
+  eps: number;
+}
+
+/** The parameters of one BatchNorm2d on the host, each `[C]`. */
+export interface BatchNormHost {
+  weight: Float32Array;
+  bias: Float32Array;
+  runningMean: Float32Array;
+  runningVar: Float32Array;
+  eps: number;
+}
+
+/** Options of {@link batchNorm2d}. */
+export interface BatchNormOptions {
+  /** Default "none" ("relu" for the BN–ReLU pairs of a ResNet). */
+  act?: Activation;
+  /** `[N, C, H, W]` added before the activation. */
+  residual?: Tensor;
+  /** Write into this `[N, C, H, W]` tensor instead of a new one. */
+  out?: Tensor;
+}
+
+function bnWgsl(act: Activation, residual: boolean): string {
+  return `
+struct P { total: u32, C: u32, HW: u32, eps: f32 }
+@group(0) @binding(0) var<uniform> p: P;
+@group(0) @binding(1) var<storage, read> X: array<f32>;
+@group(0) @binding(2) var<storage, read> gamma: array<f32>;
+@group(0) @binding(3) var<storage, read> beta: array<f32>;
+@group(0) @binding(4) var<storage, read> mean: array<f32>;
+@group(0) @binding(5) var<storage, read> variance: array<f32>;
+@group(0) @binding(6) var<storage, read_write> Y: array<f32>;
+${residual ? "@group(0) @binding(7) var<storage, read> R: array<f32>;" : ""}
+${activationWgsl(act)}
+@compute @workgroup_size(256)
+fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid: vec3u) {
+  let i = (wg.y * 65535u + wg.x) * 256u + lid.x;
+  if (i >= p.total) { return; }
+  let c = (i / p.HW) % p.C;
+  let s = gamma[c] / sqrt(variance[c] + p.eps);
+  var v = (X[i] - mean[c]) * s + beta[c];
+  ${residual ? "v += R[i];" : ""}
+  Y[i] = act(v);
+}`;
+}
+
+/** Record inference BatchNorm2d on x `[N, C, H, W]` (or `[N, C]`), with optional residual and activation. */
+export function batchNorm2d(
+  rec: Recorder,
+  x: Tensor,
+  bn: BatchNormWeights,
+  opts: BatchNormOptions = {},
+): Tensor {
+  if (x.shape.length < 2 || x.dtype !== "f32") {
+    throw new WebcapError(
+      "BAD_SHAPE",
+      `batchNorm2d wants an f32 [N, C, ...] tensor, got ${x.dtype} [${x.shape}]`,
+    );
+  }
+  const C = x.shape[1];
+  for (
+    const [name, t] of Object.entries({
+      weight: bn.weight,
+      bias: bn.bias,
+      runningMean: bn.runningMean,
+      runningVar: bn.runningVar,
+    })
+  ) {
+    if (t.size !== C || t.dtype !== "f32") {
+      throw new WebcapError(
+        "BAD_SHAPE",
+        `batchNorm2d: ${name} is ${t.dtype} [${t.shape}], want f32 [${C}] for x [${x.shape}]`,
+      );
+    }
+  }
+  for (const [name, t] of [["residual", opts.residual], ["out", opts.out]] as const) {
+    if (t && t.size !== x.size) {
+      throw new WebcapError("BAD_SHAPE", `batchNorm2d: ${name} [${t.shape}] is not [${x.shape}]`);
+    }
+  }
+  const out = opts.out ?? emptyTensor(rec.gpu, x.shape);
+  const pipeline = rec.gpu.pipelines.get(bnWgsl(opts.act ?? "none", !!opts.residual));
+  const params = new Params().u32(x.size).u32(C).u32(x.size / (x.shape[0] * C)).f32(bn.eps);
+  const bindings = [x, bn.weight, bn.bias, bn.runningMean, bn.runningVar, out];
+  if (opts.residual) bindings.push(opts.residual);
+  rec.dispatch(pipeline, params, bindings, grid(Math.ceil(x.size / 256)));
+  return out;
+}
+
+/**
+ * Fold a BatchNorm into the convolution (or linear layer) before it, in float64: weight
+ * `[Cout, ...]` row-major, optional conv bias `[Cout]`. Returns the new weight and bias.
+ */
+export function foldBatchNorm(
+  weight: Float32Array,
+  convBias: Float32Array | undefined,
+  bn: BatchNormHost,
+): { weight: Float32Array; bias: Float32Array } {
+  const C = bn.weight.length;
+  const sizes = [
+    bn.bias.length,
+    bn.runningMean.length,
+    bn.runningVar.length,
+    convBias?.length ?? C,
+  ];
+  if (sizes.some((s) => s !== C) || weight.length % C !== 0) {
+    throw new WebcapError(
+      "BAD_SHAPE",
+      `foldBatchNorm: weight of ${weight.length} values and bias/statistics of lengths ${[
+        C,
+        ...sizes,
+      ]} disagree on Cout`,
+    );
+  }
+  const per = weight.length / C;
+  const w = new Float32Array(weight.length);
+  const b = new Float32Array(C);
+  for (let c = 0; c < C; c++) {
+    const s = bn.weight[c] / Math.sqrt(bn.runningVar[c] + bn.eps);
+    for (let j = c * per; j < (c + 1) * per; j++) w[j] = weight[j] * s;
+    b[c] = ((convBias?.[c] ?? 0) - bn.runningMean[c]) * s + bn.bias[c];
+  }
+  return { weight: w, bias: b };
+}

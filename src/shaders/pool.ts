@@ -1,0 +1,185 @@
+/**
+ * Spatial pooling over NCHW tensors with PyTorch semantics: `maxPool2d` (padding never wins:
+ * it is −∞; floor or ceil output size) and `adaptiveAvgPool2d` (window `i` covers
+ * `[⌊i·In/Out⌋, ⌈(i+1)·In/Out⌉)`, so windows overlap when Out does not divide In), which can
+ * write its output channels-last, `[N, Ho·Wo, C]`, as attention over pixels wants it.
+ * @module
+ */
+import { WebcapError } from "../errors.ts";
+import { Params, type Recorder } from "../gpu/recorder.ts";
+import { emptyTensor, type Tensor } from "../gpu/tensor.ts";
+import { type Pair, pair } from "./conv2d.ts";
+import { grid } from "./matmul.ts";
+
+/** Options of {@link maxPool2d}. */
+export interface MaxPoolOptions {
+  kernel: Pair;
+  /** Default: the kernel size. */
+  stride?: Pair;
+  /** −∞ padding on each side, at most half the dilated kernel; default 0. */
+  padding?: Pair;
+  /** Default 1. */
+  dilation?: Pair;
+  /** Round the output size up (a window must still start inside the input or left padding). */
+  ceilMode?: boolean;
+  /** Write into this tensor instead of a new one. */
+  out?: Tensor;
+}
+
+/** Options of {@link adaptiveAvgPool2d}. */
+export interface AdaptivePoolOptions {
+  /** Write `[N, Ho·Wo, C]` (pixels, then channels) instead of `[N, C, Ho, Wo]`. */
+  channelsLast?: boolean;
+  /** Write into this tensor instead of a new one. */
+  out?: Tensor;
+}
+
+const MAX_WGSL = `
+struct P { total: u32, H: u32, W: u32, Ho: u32, Wo: u32, KH: u32, KW: u32,
+  SH: u32, SW: u32, PH: i32, PW: i32, DH: u32, DW: u32 }
+@group(0) @binding(0) var<uniform> p: P;
+@group(0) @binding(1) var<storage, read> X: array<f32>;
+@group(0) @binding(2) var<storage, read_write> Y: array<f32>;
+@compute @workgroup_size(256)
+fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid: vec3u) {
+  let i = (wg.y * 65535u + wg.x) * 256u + lid.x;
+  if (i >= p.total) { return; }
+  let ox = i % p.Wo;
+  let oy = (i / p.Wo) % p.Ho;
+  let plane = i / (p.Wo * p.Ho);
+  let base = plane * p.H * p.W;
+  var m = -3.40282347e38;
+  var seen = false;
+  for (var ky = 0u; ky < p.KH; ky++) {
+    let iy = i32(oy * p.SH) - p.PH + i32(ky * p.DH);
+    if (iy < 0 || iy >= i32(p.H)) { continue; }
+    for (var kx = 0u; kx < p.KW; kx++) {
+      let ix = i32(ox * p.SW) - p.PW + i32(kx * p.DW);
+      if (ix < 0 || ix >= i32(p.W)) { continue; }
+      let v = X[base + u32(iy) * p.W + u32(ix)];
+      if (!seen || v > m) { m = v; seen = true; }
+    }
+  }
+  Y[i] = m;
+}`;
+
+const ADAPTIVE_WGSL = (channelsLast: boolean) => `
+struct P { total: u32, C: u32, H: u32, W: u32, Ho: u32, Wo: u32 }
+@group(0) @binding(0) var<uniform> p: P;
+@group(0) @binding(1) var<storage, read> X: array<f32>;
+@group(0) @binding(2) var<storage, read_write> Y: array<f32>;
+@compute @workgroup_size(256)
+fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid: vec3u) {
+  let i = (wg.y * 65535u + wg.x) * 256u + lid.x;
+  if (i >= p.total) { return; }
+  ${
+  channelsLast
+    ? `// i walks [N, Ho, Wo, C]: consecutive threads write consecutive channels
+  let c = i % p.C;
+  let ox = (i / p.C) % p.Wo;
+  let oy = (i / (p.C * p.Wo)) % p.Ho;
+  let n = i / (p.C * p.Wo * p.Ho);`
+    : `let ox = i % p.Wo;
+  let oy = (i / p.Wo) % p.Ho;
+  let c = (i / (p.Wo * p.Ho)) % p.C;
+  let n = i / (p.Wo * p.Ho * p.C);`
+}
+  let y0 = oy * p.H / p.Ho;
+  let y1 = ((oy + 1u) * p.H + p.Ho - 1u) / p.Ho;
+  let x0 = ox * p.W / p.Wo;
+  let x1 = ((ox + 1u) * p.W + p.Wo - 1u) / p.Wo;
+  let base = (n * p.C + c) * p.H * p.W;
+  var s = 0.0;
+  for (var y = y0; y < y1; y++) {
+    for (var x = x0; x < x1; x++) { s += X[base + y * p.W + x]; }
+  }
+  Y[i] = s / f32((y1 - y0) * (x1 - x0));
+}`;
+
+function check4d(op: string, x: Tensor): [number, number, number, number] {
+  if (x.shape.length !== 4 || x.dtype !== "f32") {
+    throw new WebcapError(
+      "BAD_SHAPE",
+      `${op} wants an f32 [N, C, H, W] tensor, got ${x.dtype} [${x.shape}]`,
+    );
+  }
+  return x.shape as unknown as [number, number, number, number];
+}
+
+function checkOut(op: string, out: Tensor | undefined, shape: number[]): void {
+  if (out && out.size !== shape.reduce((a, b) => a * b)) {
+    throw new WebcapError("BAD_SHAPE", `${op}: out [${out.shape}] is not [${shape}]`);
+  }
+}
+
+/** PyTorch's pooling output length along one axis. */
+export function pooledSize(
+  size: number,
+  k: number,
+  s: number,
+  p: number,
+  d: number,
+  ceil: boolean,
+): number {
+  const span = size + 2 * p - d * (k - 1) - 1;
+  let out = Math.floor((ceil ? span + s - 1 : span) / s) + 1;
+  if (ceil && (out - 1) * s >= size + p) out--;
+  return out;
+}
+
+/** Record max pooling: x `[N, C, H, W]` → `[N, C, Ho, Wo]`. */
+export function maxPool2d(rec: Recorder, x: Tensor, opts: MaxPoolOptions): Tensor {
+  const [N, C, H, W] = check4d("maxPool2d", x);
+  const k = pair(opts.kernel), s = pair(opts.stride ?? opts.kernel);
+  const pd = pair(opts.padding ?? 0), d = pair(opts.dilation ?? 1);
+  for (const a of [0, 1]) {
+    if (
+      !(k[a] >= 1 && s[a] >= 1 && d[a] >= 1 && pd[a] >= 0 && pd[a] <= (d[a] * (k[a] - 1) + 1) / 2)
+    ) {
+      throw new WebcapError(
+        "BAD_OPTION",
+        `maxPool2d: kernel ${k}, stride ${s}, dilation ${d} must be ≥ 1 and padding ${pd} at most half the dilated kernel`,
+      );
+    }
+  }
+  const Ho = pooledSize(H, k[0], s[0], pd[0], d[0], !!opts.ceilMode);
+  const Wo = pooledSize(W, k[1], s[1], pd[1], d[1], !!opts.ceilMode);
+  if (Ho < 1 || Wo < 1) {
+    throw new WebcapError("BAD_SHAPE", `maxPool2d: kernel ${k} does not fit input [${x.shape}]`);
+  }
+  checkOut("maxPool2d", opts.out, [N, C, Ho, Wo]);
+  const out = opts.out ?? emptyTensor(rec.gpu, [N, C, Ho, Wo]);
+  const total = N * C * Ho * Wo;
+  const params = new Params().u32(total).u32(H).u32(W).u32(Ho).u32(Wo).u32(k[0]).u32(k[1])
+    .u32(s[0]).u32(s[1]).i32(pd[0]).i32(pd[1]).u32(d[0]).u32(d[1]);
+  rec.dispatch(rec.gpu.pipelines.get(MAX_WGSL), params, [x, out], grid(Math.ceil(total / 256)));
+  return out;
+}
+
+/**
+ * Record adaptive average pooling: x `[N, C, H, W]` → `[N, C, Ho, Wo]`, or `[N, Ho·Wo, C]` with
+ * `channelsLast`.
+ */
+export function adaptiveAvgPool2d(
+  rec: Recorder,
+  x: Tensor,
+  size: Pair,
+  opts: AdaptivePoolOptions = {},
+): Tensor {
+  const [N, C, H, W] = check4d("adaptiveAvgPool2d", x);
+  const [Ho, Wo] = pair(size);
+  if (!(Number.isInteger(Ho) && Number.isInteger(Wo) && Ho >= 1 && Wo >= 1)) {
+    throw new WebcapError(
+      "BAD_OPTION",
+      `adaptiveAvgPool2d: output size ${size} must be positive integers`,
+    );
+  }
+  const shape = opts.channelsLast ? [N, Ho * Wo, C] : [N, C, Ho, Wo];
+  checkOut("adaptiveAvgPool2d", opts.out, shape);
+  const out = opts.out ?? emptyTensor(rec.gpu, shape);
+  const total = N * C * Ho * Wo;
+  const params = new Params().u32(total).u32(C).u32(H).u32(W).u32(Ho).u32(Wo);
+  const pipeline = rec.gpu.pipelines.get(ADAPTIVE_WGSL(!!opts.channelsLast));
+  rec.dispatch(pipeline, params, [x, out], grid(Math.ceil(total / 256)));
+  return out;
+}
