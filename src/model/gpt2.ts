@@ -311,7 +311,7 @@ export function gpt2Forward(
 
 /** Row i continues row `parents[i]`: caches gathered into fresh buffers, row→image remapped. */
 export function gpt2Reorder(rec: Recorder, st: Gpt2State, parents: Int32Array): void {
-  if (parents.length > st.rows || parents.some((p) => p < 0 || p >= st.rows)) {
+  if (parents.some((p) => p < 0 || p >= st.rows)) {
     throw new WebcapError("BAD_OPTION", `reorder: parents must index the ${st.rows} current rows`);
   }
   const ids = uploadTensor(rec.gpu, parents, [parents.length], "i32", "parents");

@@ -51,8 +51,11 @@ export class GpuDecoder implements DecoderStep {
   async step(tokens: Int32Array, proc: RowProcessing, want: StepWant): Promise<StepOut> {
     const R = this.state.rows, V = this.vocabSize;
     if (tokens.length !== R) throw new WebcapError("BAD_OPTION", `step: ${tokens.length} tokens for ${R} rows`);
+    const start = this.model.decoder.decoderStartTokenId; // may lie past the vocabulary (ClipCap's prefix)
     for (const t of tokens) {
-      if (!(t >= 0 && t < V)) throw new WebcapError("BAD_OPTION", `step: token id ${t} is outside the vocabulary (0..${V - 1})`);
+      if (!(t >= 0 && t < V) && t !== start) {
+        throw new WebcapError("BAD_OPTION", `step: token id ${t} is outside the vocabulary (0..${V - 1})`);
+      }
     }
     const rec = this.#pending ?? new Recorder(this.gpu);
     this.#pending = undefined;
