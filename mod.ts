@@ -17,3 +17,24 @@ export {
 } from "./src/model/weights.ts";
 export type { Dtype, TensorInfo, WeightStore } from "./src/model/weights.ts";
 export type { SafetensorsEntry, SafetensorsHeader } from "./src/model/safetensors.ts";
+/** METEOR 1.5 (COCO settings: `-l en -norm`, exact/stem/synonym, optional paraphrase table). */
+export { MeteorScorer } from "./src/eval/meteor.ts";
+export type { MeteorModule, MeteorOptions, MeteorResult } from "./src/eval/meteor.ts";
+export type { MeteorResourceTexts } from "./src/eval/meteor_resources.ts";
+export { ParaphraseTable } from "./src/eval/meteor_paraphrase.ts";
+export type { ParaphrasePath } from "./src/eval/meteor_paraphrase.ts";
+/** WordNet 3.0 synonym dictionary (Meteor's synsets, exceptions and suffix rules). */
+export { loadWordNet, parseMeteorWordNet } from "./src/eval/wordnet.ts";
+export type { LoadWordNetOptions, WordNet } from "./src/eval/wordnet.ts";
+/** The Snowball English (Porter2) stemmer. */
+export { snowballEnglishStem } from "./src/eval/snowball_english.ts";
+/** SPICE-ts: a scene-graph caption metric after SPICE (rule-based parse; not the Java SPICE). */
+export { SpiceScorer } from "./src/eval/spice.ts";
+export type {
+  SpiceImageDetail,
+  SpiceOptions,
+  SpiceResult,
+  SpiceTupleView,
+} from "./src/eval/spice.ts";
+export { parseSceneGraph } from "./src/eval/scene_graph.ts";
+export type { SceneGraph } from "./src/eval/scene_graph.ts";
