@@ -6,7 +6,10 @@
 import { WebcapError } from "../errors.ts";
 import type { Gpu } from "../gpu/device.ts";
 import type { CaptionModel } from "./caption_model.ts";
+import { Blip } from "./blip.ts";
+import { CLIPCAP_CONFIG, CLIPCAP_VISION_DIR, loadClipCap } from "./clipcap.ts";
 import { ParamLoader } from "./params.ts";
+import { SHOW_ATTEND_TELL, ShowAttendTell } from "./show_attend_tell.ts";
 import { VisionEncoderDecoder } from "./vision_encoder_decoder.ts";
 import { openWeights, withTiedWeights, type WeightStore } from "./weights.ts";
 
@@ -54,20 +57,31 @@ async function openModelWeights(dir: string, ties: Record<string, string>): Prom
   return withTiedWeights(await openWeights(dir), ties);
 }
 
-/** Load the captioning model in `dir` onto `gpu`. */
+/**
+ * Load the captioning model in `dir` onto `gpu`. A folder holding `clipcap-config.json` is a
+ * ClipCap model (it has no `config.json`; see ./clipcap.ts); any other folder is named by its
+ * `config.json`.
+ */
 export async function loadCaptionModel(gpu: Gpu, dir: string, opts: LoadOptions = {}): Promise<CaptionModel> {
-  const configPath = `${dir}/config.json`;
-  const config = await readJson(configPath);
-  const generation = await readJson(`${dir}/generation_config.json`, true);
-  const arch = architectureOf(config, configPath);
   if (opts.dtype === "f16" && !gpu.hasF16) {
     throw new WebcapError("NO_FEATURE", `dtype f16 needs the WebGPU feature shader-f16, which ${gpu.adapterName} lacks; use dtype f32`);
   }
   const dtype = opts.dtype ?? "f32";
-  if (arch === "VisionEncoderDecoderModel") {
+  const clipcap = await readJson(`${dir}/${CLIPCAP_CONFIG}`, true);
+  if (clipcap) {
+    const vision = await readJson(`${dir}/${CLIPCAP_VISION_DIR}/config.json`);
+    return await loadClipCap(gpu, dir, clipcap, vision, dtype);
+  }
+  const configPath = `${dir}/config.json`;
+  const config = await readJson(configPath);
+  const generation = await readJson(`${dir}/generation_config.json`, true);
+  const arch = architectureOf(config, configPath);
+  if (arch === "VisionEncoderDecoderModel" || arch === "BlipForConditionalGeneration" || arch === SHOW_ATTEND_TELL) {
     const store = await openModelWeights(dir, {});
     const p = new ParamLoader(gpu, store, dtype);
     try {
+      if (arch === "BlipForConditionalGeneration") return await Blip.load(p, config, configPath);
+      if (arch === SHOW_ATTEND_TELL) return await ShowAttendTell.load(p, config, configPath);
       return await VisionEncoderDecoder.load(p, config, generation, configPath);
     } catch (e) {
       p.dispose();
@@ -78,6 +92,6 @@ export async function loadCaptionModel(gpu: Gpu, dir: string, opts: LoadOptions 
   }
   throw new WebcapError(
     "UNSUPPORTED_ARCH",
-    `${configPath}: architecture "${arch}" is not supported (supported: VisionEncoderDecoderModel)`,
+    `${configPath}: architecture "${arch}" is not supported (supported: VisionEncoderDecoderModel, BlipForConditionalGeneration, ${SHOW_ATTEND_TELL})`,
   );
 }
