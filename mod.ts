@@ -38,3 +38,12 @@ export type {
 } from "./src/eval/spice.ts";
 export { parseSceneGraph } from "./src/eval/scene_graph.ts";
 export type { SceneGraph } from "./src/eval/scene_graph.ts";
+/** Image decoding to RGB as transformers' `load_image` (EXIF orientation, PIL `convert("RGB")`). */
+export { applyOrientation, decodeImage, DEFAULT_MAX_PIXELS, loadImage } from "./src/model/image.ts";
+export type { DecodeImageOptions, RgbImage } from "./src/model/image.ts";
+/** `preprocessor_config.json` → pixel_values [3, H, W] as transformers 5's torchvision backend. */
+export { preprocessorFromConfig, resizeRgb } from "./src/model/preprocess.ts";
+export type { Preprocessor } from "./src/model/preprocess.ts";
+/** Tokenizers: HF `tokenizer.json` (BPE, WordPiece, Unigram) and Show-Attend-Tell word maps. */
+export { cleanUpTokenization, Tokenizer } from "./src/model/tokenizer.ts";
+export type { DecodeOptions, EncodeOptions, TokenizerConfig } from "./src/model/tokenizer.ts";
