@@ -41,7 +41,7 @@ export type { SceneGraph } from "./src/eval/scene_graph.ts";
 /** Image decoding to RGB as transformers' `load_image` (EXIF orientation, PIL `convert("RGB")`). */
 export { applyOrientation, decodeImage, DEFAULT_MAX_PIXELS, loadImage } from "./src/model/image.ts";
 export type { DecodeImageOptions, RgbImage } from "./src/model/image.ts";
-/** `preprocessor_config.json` → pixel_values [3, H, W] as transformers 5's torchvision backend. */
+/** `preprocessor_config.json` → pixel_values [3, H, W], as transformers 5 (torchvision). */
 export { preprocessorFromConfig, resizeRgb } from "./src/model/preprocess.ts";
 export type { Preprocessor } from "./src/model/preprocess.ts";
 /** Tokenizers: HF `tokenizer.json` (BPE, WordPiece, Unigram) and Show-Attend-Tell word maps. */

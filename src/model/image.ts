@@ -1,0 +1,552 @@
+/**
+ * Image decoding to 8-bit RGB, with the conversions of Hugging Face's `load_image`:
+ * `PIL.ImageOps.exif_transpose(image)` followed by `image.convert("RGB")`.
+ *
+ * Formats: PNG (every bit depth and colour type; `fast-png`, the decoder `image-js` bundles, used
+ * directly because image-js 1.7's wrapper mis-decodes 1/2/4-bit grayscale), JPEG (baseline,
+ * progressive, grayscale, YCbCr, RGB, Adobe CMYK/YCCK; `jpeg-js`, image-js's decoder, see below),
+ * BMP and TIFF (`image-js`). WebP and GIF have no decoder in image-js: BAD_IMAGE.
+ *
+ * JPEG: jpeg-js expands subsampled chroma by repetition, while libjpeg-turbo (PIL, torchvision)
+ * uses "fancy" triangle-filter upsampling; at colour edges that differs by up to ~120 levels.
+ * So jpeg-js is asked for the raw Y/Cb/Cr samples and the upsampling and fixed-point YCbCr → RGB
+ * conversion of libjpeg-turbo are redone here. What remains is jpeg-js's IDCT versus libjpeg's
+ * ISLOW IDCT: measured ≤ 3 levels per channel (mean ≈ 0.15) against libjpeg-turbo 2.1.5 on
+ * 4:4:4, 4:2:2, 4:4:0 and 4:2:0 images, baseline and progressive.
+ *
+ * Conversion to RGB follows Pillow (`src/libImaging/Convert.c`, `PngImagePlugin._MODES`):
+ * - grayscale is replicated; 1/2/4-bit grayscale is scaled to 0..255 (×255, ×85, ×17);
+ * - alpha (LA, RGBA, palette transparency) is dropped, not composited, as `convert("RGB")` does;
+ * - palette images are looked up in the palette;
+ * - 16-bit RGB, RGBA and gray+alpha keep the high byte (Pillow unpacks them with `RGB;16B`,
+ *   `RGBA;16B`, `LA;16B`);
+ * - 16-bit grayscale opens in Pillow as mode `I;16`, whose conversion to RGB CLAMPS each value
+ *   to 255 (`I16_RGB`: any value ≥ 256 becomes white) instead of scaling it. transformers'
+ *   `load_image` inherits that, so it is reproduced: a 16-bit gray PNG that uses its full range
+ *   comes out mostly white, exactly as it does for the reference models;
+ * - CMYK (Adobe JPEG) → RGB is R = C·K/255 on the stored (inverted) values, as Pillow's
+ *   `cmyk2rgb` (jpeg-js truncates where Pillow rounds: ±1).
+ *
+ * EXIF orientation (tag 0x0112, values 2..8) is applied as `exif_transpose` does, from a JPEG's
+ * APP1 `Exif` segment, a PNG's `eXIf` chunk or a TIFF's first IFD.
+ *
+ * The pixel limit is checked from the header (PNG IHDR, JPEG SOF, BMP/TIFF headers) before any
+ * pixel is decoded.
+ * @module
+ */
+
+import { decode as decodeWithImageJs } from "image-js";
+import { decode as decodePngData } from "fast-png";
+import { decode as decodeJpegData } from "jpeg-js";
+import { WebcapError } from "../errors.ts";
+
+/** An 8-bit RGB image. */
+export interface RgbImage {
+  /** Columns. */
+  readonly width: number;
+  /** Rows. */
+  readonly height: number;
+  /** Interleaved RGB bytes, row-major: [height, width, 3]. */
+  readonly data: Uint8Array;
+}
+
+/** Options of {@link decodeImage} and {@link loadImage}. */
+export interface DecodeImageOptions {
+  /** Largest accepted width × height (default 100e6); larger images throw IMAGE_TOO_LARGE. */
+  maxPixels?: number;
+}
+
+/** Default of {@link DecodeImageOptions.maxPixels}. */
+export const DEFAULT_MAX_PIXELS = 100e6;
+
+type Format = "png" | "jpeg" | "bmp" | "tiff";
+
+/** What libjpeg needs to pick upsampling and colour conversion. */
+interface JpegFrame {
+  /** Component ids and sampling factors, in frame order. */
+  components: { id: number; h: number; v: number }[];
+  /** An APP0 JFIF marker was seen. */
+  jfif: boolean;
+  /** Transform flag of an APP14 Adobe marker, -1 without one. */
+  adobeTransform: number;
+}
+
+interface Header {
+  format: Format;
+  width: number;
+  height: number;
+  /** EXIF orientation 1..8 (1 = as stored). */
+  orientation: number;
+  /** JPEG only. */
+  jpeg?: JpegFrame;
+}
+
+function badImage(source: string, what: string, cause?: unknown): WebcapError {
+  return new WebcapError(
+    "BAD_IMAGE",
+    `${source}: ${what}. Provide a valid PNG, JPEG, BMP or TIFF image.`,
+    cause === undefined ? undefined : { cause },
+  );
+}
+
+function startsWith(bytes: Uint8Array, sig: number[], at = 0): boolean {
+  return sig.every((b, i) => bytes[at + i] === b);
+}
+
+function ascii(bytes: Uint8Array, at: number, n: number): string {
+  return String.fromCharCode(...bytes.subarray(at, at + n));
+}
+
+/** SHORT/LONG values of `wanted` tags in the first IFD of TIFF-structured bytes (EXIF or TIFF). */
+function tiffTags(tiff: Uint8Array, wanted: number[]): Map<number, number> {
+  const found = new Map<number, number>();
+  if (tiff.length < 8) return found;
+  const little = tiff[0] === 0x49 && tiff[1] === 0x49;
+  if (!little && !(tiff[0] === 0x4d && tiff[1] === 0x4d)) return found;
+  const view = new DataView(tiff.buffer, tiff.byteOffset, tiff.byteLength);
+  const ifd = view.getUint32(4, little);
+  if (ifd + 2 > tiff.length) return found;
+  const count = view.getUint16(ifd, little);
+  for (let i = 0; i < count; i++) {
+    const at = ifd + 2 + 12 * i;
+    if (at + 12 > tiff.length) break;
+    const tag = view.getUint16(at, little);
+    const type = view.getUint16(at + 2, little);
+    if (!wanted.includes(tag)) continue;
+    if (type === 3) found.set(tag, view.getUint16(at + 8, little)); // SHORT
+    else if (type === 4) found.set(tag, view.getUint32(at + 8, little)); // LONG
+  }
+  return found;
+}
+
+const ORIENTATION = 0x0112;
+
+function orientationOf(tiff: Uint8Array): number {
+  const o = tiffTags(tiff, [ORIENTATION]).get(ORIENTATION) ?? 1;
+  return o >= 1 && o <= 8 ? o : 1;
+}
+
+function pngHeader(bytes: Uint8Array, source: string): Header {
+  if (bytes.length < 33 || ascii(bytes, 12, 4) !== "IHDR") {
+    throw badImage(source, "truncated PNG (no complete IHDR chunk)");
+  }
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  let orientation = 1;
+  for (let at = 8; at + 8 <= bytes.length;) {
+    const len = view.getUint32(at);
+    const type = ascii(bytes, at + 4, 4);
+    if (type === "eXIf" && at + 8 + len <= bytes.length) {
+      orientation = orientationOf(bytes.subarray(at + 8, at + 8 + len));
+    }
+    if (type === "IEND") break;
+    at += 12 + len;
+  }
+  return { format: "png", width: view.getUint32(16), height: view.getUint32(20), orientation };
+}
+
+const isSof = (m: number) => m >= 0xc0 && m <= 0xcf && m !== 0xc4 && m !== 0xc8 && m !== 0xcc;
+
+/** Index just past the entropy-coded data that starts at `at` (at the next real marker). */
+function skipScan(bytes: Uint8Array, at: number): number {
+  for (let i = at; i + 1 < bytes.length; i++) {
+    if (bytes[i] !== 0xff) continue;
+    const next = bytes[i + 1];
+    if (next !== 0x00 && next !== 0xff && (next < 0xd0 || next > 0xd7)) return i;
+  }
+  return bytes.length;
+}
+
+/** Walk a JPEG's segments: frame, markers, orientation, and proof that it ends with EOI. */
+function jpegHeader(bytes: Uint8Array, source: string): Header {
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const frame: JpegFrame = { components: [], jfif: false, adobeTransform: -1 };
+  let width = -1, height = -1, orientation = 1;
+  let at = 2;
+  while (at + 1 < bytes.length) {
+    if (bytes[at] !== 0xff) throw badImage(source, `corrupt JPEG (no marker at byte ${at})`);
+    const marker = bytes[at + 1];
+    if (marker === 0xff) {
+      at++; // fill byte
+      continue;
+    }
+    if (marker === 0xd9) {
+      if (width < 0) throw badImage(source, "corrupt JPEG (no frame header before end of image)");
+      return { format: "jpeg", width, height, orientation, jpeg: frame };
+    }
+    if ((marker >= 0xd0 && marker <= 0xd8) || marker === 0x01) {
+      at += 2;
+      continue;
+    }
+    if (at + 4 > bytes.length) break;
+    const len = view.getUint16(at + 2);
+    const body = at + 4, end = at + 2 + len;
+    if (end > bytes.length) break;
+    if (isSof(marker) && len >= 8) {
+      height = view.getUint16(body + 1);
+      width = view.getUint16(body + 3);
+      frame.components = [];
+      for (let c = 0; c < bytes[body + 5] && body + 8 + 3 * c <= end; c++) {
+        const hv = bytes[body + 7 + 3 * c];
+        frame.components.push({ id: bytes[body + 6 + 3 * c], h: hv >> 4, v: hv & 15 });
+      }
+    } else if (marker === 0xe0 && len >= 16 && ascii(bytes, body, 5) === "JFIF\0") {
+      frame.jfif = true;
+    } else if (marker === 0xee && len >= 14 && ascii(bytes, body, 5) === "Adobe") {
+      frame.adobeTransform = bytes[body + 11];
+    } else if (marker === 0xe1 && len >= 8 && ascii(bytes, body, 6) === "Exif\0\0") {
+      orientation = orientationOf(bytes.subarray(body + 6, end));
+    }
+    at = marker === 0xda ? skipScan(bytes, end) : end;
+  }
+  throw badImage(
+    source,
+    `truncated JPEG (ends after ${bytes.length} bytes without an end-of-image marker)`,
+  );
+}
+
+function bmpHeader(bytes: Uint8Array, source: string): Header {
+  if (bytes.length < 26) throw badImage(source, "truncated BMP header");
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const width = view.getInt32(18, true), height = Math.abs(view.getInt32(22, true));
+  return { format: "bmp", width, height, orientation: 1 };
+}
+
+function tiffHeader(bytes: Uint8Array): Header {
+  const tags = tiffTags(bytes, [256, 257, ORIENTATION]);
+  const o = tags.get(ORIENTATION) ?? 1;
+  return {
+    format: "tiff",
+    width: tags.get(256) ?? 0,
+    height: tags.get(257) ?? 0,
+    orientation: o >= 1 && o <= 8 ? o : 1,
+  };
+}
+
+/** Identify the format from the signature and read the header fields that need no decoding. */
+function readHeader(bytes: Uint8Array, source: string): Header {
+  if (bytes.length === 0) throw badImage(source, "empty file, not an image");
+  if (startsWith(bytes, [0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a])) {
+    return pngHeader(bytes, source);
+  }
+  if (startsWith(bytes, [0xff, 0xd8, 0xff])) return jpegHeader(bytes, source);
+  if (startsWith(bytes, [0x42, 0x4d])) return bmpHeader(bytes, source);
+  if (startsWith(bytes, [0x49, 0x49, 0x2a, 0x00]) || startsWith(bytes, [0x4d, 0x4d, 0x00, 0x2a])) {
+    return tiffHeader(bytes);
+  }
+  if (ascii(bytes, 0, 4) === "RIFF" && ascii(bytes, 8, 4) === "WEBP") {
+    throw badImage(source, "WebP is not supported (image-js has no WebP decoder); convert it");
+  }
+  if (ascii(bytes, 0, 4) === "GIF8") {
+    throw badImage(source, "GIF is not supported (image-js has no GIF decoder); convert it");
+  }
+  throw badImage(source, "not an image (unrecognised file signature)");
+}
+
+function checkSize(h: { width: number; height: number }, source: string, maxPixels: number) {
+  if (h.width <= 0 || h.height <= 0) {
+    throw badImage(source, `image has no pixels (${h.width}×${h.height})`);
+  }
+  if (h.width * h.height > maxPixels) {
+    throw new WebcapError(
+      "IMAGE_TOO_LARGE",
+      `${source}: ${h.width}×${h.height} = ${h.width * h.height} pixels exceeds the limit of ` +
+        `${maxPixels}; pass a larger maxPixels option to decode it.`,
+    );
+  }
+}
+
+/** Unpack `depth`-bit samples (1, 2, 4) of packed PNG rows into one byte per sample. */
+function unpackBits(data: Uint8Array, width: number, height: number, depth: number): Uint8Array {
+  const out = new Uint8Array(width * height);
+  const rowBytes = Math.ceil((width * depth) / 8);
+  const mask = (1 << depth) - 1;
+  for (let y = 0; y < height; y++) {
+    for (let x = 0; x < width; x++) {
+      const bit = x * depth;
+      const byte = data[y * rowBytes + (bit >> 3)];
+      out[y * width + x] = (byte >> (8 - depth - (bit & 7))) & mask;
+    }
+  }
+  return out;
+}
+
+/** PNG → RGB with Pillow's rules (see the module doc). */
+function decodePng(bytes: Uint8Array, source: string): RgbImage {
+  let png;
+  try {
+    png = decodePngData(bytes);
+  } catch (e) {
+    throw badImage(source, `corrupt or truncated PNG (${(e as Error).message})`, e);
+  }
+  const { width, height, depth, channels } = png;
+  const n = width * height;
+  const out = new Uint8Array(n * 3);
+  const samples = depth < 8 ? unpackBits(png.data as Uint8Array, width, height, depth) : png.data;
+  if (png.palette) {
+    const pal = png.palette;
+    for (let i = 0; i < n; i++) {
+      const entry = pal[samples[i]] ?? [0, 0, 0]; // Pillow pads short palettes with black
+      out[i * 3] = entry[0];
+      out[i * 3 + 1] = entry[1];
+      out[i * 3 + 2] = entry[2];
+    }
+    return { width, height, data: out };
+  }
+  // Pillow: 16-bit grayscale clamps (I;16 → RGB); every other 16-bit type keeps the high byte.
+  const gray16 = depth === 16 && channels === 1;
+  const scale = depth < 8 ? 255 / ((1 << depth) - 1) : 1;
+  const toByte = gray16
+    ? (v: number) => Math.min(v, 255)
+    : depth === 16
+    ? (v: number) => v >> 8
+    : (v: number) => v * scale;
+  const colour = channels >= 3;
+  for (let i = 0; i < n; i++) {
+    const base = i * channels;
+    for (let c = 0; c < 3; c++) out[i * 3 + c] = toByte(samples[base + (colour ? c : 0)]);
+  }
+  return { width, height, data: out };
+}
+
+// ---------------------------------------------------------------------------------------------
+// JPEG: jpeg-js decodes the samples; chroma upsampling and YCbCr → RGB follow libjpeg-turbo.
+
+/** libjpeg's fixed-point YCbCr → RGB tables (jdcolor.c, 16 fraction bits). */
+const YCC_TABLES = (() => {
+  const fix = (x: number) => Math.trunc(x * 65536 + 0.5);
+  const crR = new Int32Array(256), cbB = new Int32Array(256);
+  const crG = new Int32Array(256), cbG = new Int32Array(256);
+  for (let i = 0; i < 256; i++) {
+    const x = i - 128;
+    crR[i] = (fix(1.402) * x + 32768) >> 16;
+    cbB[i] = (fix(1.772) * x + 32768) >> 16;
+    crG[i] = -fix(0.71414) * x;
+    cbG[i] = -fix(0.34414) * x + 32768;
+  }
+  return { crR, cbB, crG, cbG };
+})();
+
+/** One channel of jpeg-js's interleaved output, [h, w]. */
+function channel(data: Uint8Array, w: number, h: number, c: number): Uint8Array {
+  const out = new Uint8Array(w * h);
+  for (let i = 0; i < w * h; i++) out[i] = data[i * 3 + c];
+  return out;
+}
+
+/**
+ * Recover a subsampled plane from jpeg-js's nearest-neighbour expansion: sample (x, y) of the
+ * component sits at pixel (x·fx, y·fy). Returns [ceil(h/fy), ceil(w/fx)].
+ */
+function subsampled(full: Uint8Array, w: number, h: number, fx: number, fy: number) {
+  const cw = Math.ceil(w / fx), ch = Math.ceil(h / fy);
+  const p = new Uint8Array(cw * ch);
+  for (let y = 0; y < ch; y++) {
+    for (let x = 0; x < cw; x++) p[y * cw + x] = full[y * fy * w + x * fx];
+  }
+  return { p, cw, ch };
+}
+
+/**
+ * libjpeg-turbo's "fancy" (triangle-filter) upsampling by 2 horizontally and/or vertically
+ * (jdsample.c `h2v1_fancy_upsample`, `h1v2_fancy_upsample`, `h2v2_fancy_upsample`), with the
+ * first/last sample row repeated beyond the edges as jdmainct.c does. Returns [h, w].
+ *
+ * Written as two stages on values scaled by 4: vertically `3·near + far` (fy = 2) or `4·this`
+ * (fy = 1); horizontally `(3·this + neighbour + bias) >> 4`, the neighbour being the sample
+ * itself at the edges. The biases are libjpeg's: h2v2 rounds left/right outputs with 8/7,
+ * h2v1 with 1/2 (4/8 at this scale), h1v2 rows above/below with 1/2.
+ */
+function fancyUpsample(full: Uint8Array, w: number, h: number, fx: number, fy: number) {
+  const { p, cw, ch } = subsampled(full, w, h, fx, fy);
+  const [biasLeft, biasRight] = fy === 2 ? [8, 7] : [4, 8];
+  const out = new Uint8Array(w * h);
+  const sums = new Int32Array(cw);
+  for (let y = 0; y < h; y++) {
+    const r0 = fy === 2 ? y >> 1 : y;
+    const above = (y & 1) === 0;
+    const r1 = fy === 1 ? r0 : above ? Math.max(r0 - 1, 0) : Math.min(r0 + 1, ch - 1);
+    for (let x = 0; x < cw; x++) {
+      sums[x] = fy === 2 ? 3 * p[r0 * cw + x] + p[r1 * cw + x] : 4 * p[r0 * cw + x];
+    }
+    for (let x = 0; x < w; x++) {
+      if (fx === 1) {
+        out[y * w + x] = (sums[x] + (above ? 1 : 2)) >> 2;
+        continue;
+      }
+      const i = x >> 1, left = (x & 1) === 0;
+      const n = left ? i - 1 : i + 1;
+      const far = n < 0 || n >= cw ? sums[i] : sums[n];
+      out[y * w + x] = (3 * sums[i] + far + (left ? biasLeft : biasRight)) >> 4;
+    }
+  }
+  return out;
+}
+
+/**
+ * Upsample component `c` of jpeg-js's raw output as libjpeg-turbo does: fancy for 2× factors
+ * (h2v1 and h2v2 only when the subsampled row has more than 2 samples), plain replication
+ * (jpeg-js's own expansion) otherwise. Returns [h, w].
+ */
+function upsampleComponent(
+  data: Uint8Array,
+  w: number,
+  h: number,
+  c: number,
+  fx: number,
+  fy: number,
+): Uint8Array {
+  const full = channel(data, w, h, c);
+  const fancy = (fx === 2 && (fy === 1 || fy === 2) && Math.ceil(w / 2) > 2) ||
+    (fx === 1 && fy === 2);
+  return fancy ? fancyUpsample(full, w, h, fx, fy) : full;
+}
+
+/** libjpeg's guess of a 3-component JPEG's colour space (jdapimin.c). */
+function isYcc(frame: JpegFrame): boolean {
+  if (frame.jfif) return true;
+  if (frame.adobeTransform >= 0) return frame.adobeTransform !== 0;
+  const ids = frame.components.map((c) => c.id).join(",");
+  return ids !== "82,71,66"; // 'R','G','B'
+}
+
+/**
+ * JPEG → RGB. jpeg-js decodes the samples (its IDCT differs from libjpeg's ISLOW by a few levels
+ * at most); 3-component images are then upsampled and converted as libjpeg-turbo does, so the
+ * result is what PIL gives up to those IDCT differences. Grayscale is replicated; CMYK/YCCK
+ * (Adobe) are converted by jpeg-js.
+ */
+function decodeJpeg(bytes: Uint8Array, source: string, frame: JpegFrame): RgbImage {
+  let raw;
+  try {
+    raw = decodeJpegData(bytes, {
+      useTArray: true,
+      formatAsRGBA: false,
+      colorTransform: false,
+      maxResolutionInMP: Infinity,
+      maxMemoryUsageInMB: Infinity,
+    });
+  } catch (e) {
+    throw badImage(source, `corrupt JPEG (${(e as Error).message})`, e);
+  }
+  const { width: w, height: h, data } = raw;
+  if (frame.components.length !== 3) return { width: w, height: h, data };
+  const maxH = Math.max(...frame.components.map((c) => c.h));
+  const maxV = Math.max(...frame.components.map((c) => c.v));
+  const [p0, p1, p2] = frame.components.map((comp, c) =>
+    upsampleComponent(data, w, h, c, maxH / comp.h, maxV / comp.v)
+  );
+  const out = new Uint8Array(w * h * 3);
+  const { crR, cbB, crG, cbG } = YCC_TABLES;
+  const ycc = isYcc(frame);
+  for (let i = 0; i < w * h; i++) {
+    const y = p0[i], cb = p1[i], cr = p2[i];
+    out[i * 3] = ycc ? clamp255(y + crR[cr]) : y;
+    out[i * 3 + 1] = ycc ? clamp255(y + ((cbG[cb] + crG[cr]) >> 16)) : cb;
+    out[i * 3 + 2] = ycc ? clamp255(y + cbB[cb]) : cr;
+  }
+  return { width: w, height: h, data: out };
+}
+
+const clamp255 = (v: number) => (v < 0 ? 0 : v > 255 ? 255 : v);
+
+/** BMP, TIFF → RGB through image-js. */
+function decodeOther(bytes: Uint8Array, source: string, format: Format): RgbImage {
+  let img;
+  try {
+    img = decodeWithImageJs(bytes);
+  } catch (e) {
+    throw badImage(source, `corrupt ${format.toUpperCase()} (${(e as Error).message})`, e);
+  }
+  const { width, height, channels } = img;
+  const raw = img.getRawImage().data;
+  const colour = img.colorModel === "RGB" || img.colorModel === "RGBA";
+  const gray16 = img.bitDepth === 16 && !colour && channels === 1;
+  const n = width * height;
+  const out = new Uint8Array(n * 3);
+  for (let i = 0; i < n; i++) {
+    for (let c = 0; c < 3; c++) {
+      const v = raw[i * channels + (colour ? c : 0)];
+      out[i * 3 + c] = img.bitDepth === 16 ? (gray16 ? Math.min(v, 255) : v >> 8) : v;
+    }
+  }
+  return { width, height, data: out };
+}
+
+/**
+ * Apply an EXIF orientation as PIL's `exif_transpose`: 2 mirror, 3 rotate 180°, 4 flip,
+ * 5 transpose, 6 rotate 90° clockwise, 7 transverse, 8 rotate 90° counter-clockwise.
+ */
+export function applyOrientation(img: RgbImage, orientation: number): RgbImage {
+  if (orientation <= 1 || orientation > 8) return img;
+  const { width: w, height: h, data } = img;
+  const swap = orientation >= 5;
+  const ow = swap ? h : w, oh = swap ? w : h;
+  const out = new Uint8Array(data.length);
+  // Source column/row of output pixel (x, y) for each orientation.
+  const src: Record<number, (x: number, y: number) => [number, number]> = {
+    2: (x, y) => [w - 1 - x, y],
+    3: (x, y) => [w - 1 - x, h - 1 - y],
+    4: (x, y) => [x, h - 1 - y],
+    5: (x, y) => [y, x],
+    6: (x, y) => [y, h - 1 - x],
+    7: (x, y) => [w - 1 - y, h - 1 - x],
+    8: (x, y) => [w - 1 - y, x],
+  };
+  const at = src[orientation];
+  for (let y = 0; y < oh; y++) {
+    for (let x = 0; x < ow; x++) {
+      const [sx, sy] = at(x, y);
+      const s = (sy * w + sx) * 3, d = (y * ow + x) * 3;
+      out[d] = data[s];
+      out[d + 1] = data[s + 1];
+      out[d + 2] = data[s + 2];
+    }
+  }
+  return { width: ow, height: oh, data: out };
+}
+
+/**
+ * Decode an image file's bytes to RGB as transformers' `load_image` does (EXIF orientation
+ * applied, then PIL `convert("RGB")` semantics; see the module doc).
+ * @param bytes the file's contents.
+ * @param source name for error messages (a path or URL).
+ * @throws WebcapError BAD_IMAGE (not an image, unsupported format, truncated or corrupt data,
+ * 0×0), IMAGE_TOO_LARGE (over `maxPixels`, checked from the header before decoding).
+ */
+export function decodeImage(
+  bytes: Uint8Array,
+  source: string,
+  opts: DecodeImageOptions = {},
+): RgbImage {
+  const maxPixels = opts.maxPixels ?? DEFAULT_MAX_PIXELS;
+  const header = readHeader(bytes, source);
+  // A TIFF whose first IFD lacks the size tags is checked after decoding.
+  if (header.format !== "tiff" || header.width * header.height > 0) {
+    checkSize(header, source, maxPixels);
+  }
+  const img = header.format === "png"
+    ? decodePng(bytes, source)
+    : header.jpeg
+    ? decodeJpeg(bytes, source, header.jpeg)
+    : decodeOther(bytes, source, header.format);
+  checkSize(img, source, maxPixels);
+  return applyOrientation(img, header.orientation);
+}
+
+/**
+ * Read and decode an image file (Deno).
+ * @throws WebcapError MISSING_FILE if the file cannot be read, else as {@link decodeImage}.
+ */
+export async function loadImage(path: string, opts: DecodeImageOptions = {}): Promise<RgbImage> {
+  let bytes: Uint8Array;
+  try {
+    bytes = await Deno.readFile(path);
+  } catch (e) {
+    throw new WebcapError(
+      "MISSING_FILE",
+      `${path}: cannot read the image file (${(e as Error).message}); check the path.`,
+      { cause: e },
+    );
+  }
+  return decodeImage(bytes, path, opts);
+}
