@@ -15,9 +15,16 @@ import { gatherValues, topk } from "../shaders/topk.ts";
 import type { CaptionModel, DecodeState } from "./caption_model.ts";
 
 /** Pack per-row seen (deduplicated) and banned lists as the logits kernel reads them. */
-export function packTokenLists(rows: number, seen: Int32Array[] | undefined, banned: Int32Array[] | undefined): { packed: Uint32Array; seenTotal: number } {
-  const seenSets = Array.from({ length: rows }, (_, r) => [...new Set(seen?.[r] ?? [])]);
-  const bannedLists = Array.from({ length: rows }, (_, r) => Array.from(banned?.[r] ?? []));
+export function packTokenLists(
+  rows: number,
+  vocabSize: number,
+  seen: Int32Array[] | undefined,
+  banned: Int32Array[] | undefined,
+): { packed: Uint32Array; seenTotal: number } {
+  // ids outside the vocabulary (ClipCap's reserved prefix id in a history) have no logit
+  const inVocab = (l: Iterable<number>) => [...l].filter((t) => t >= 0 && t < vocabSize);
+  const seenSets = Array.from({ length: rows }, (_, r) => [...new Set(inVocab(seen?.[r] ?? []))]);
+  const bannedLists = Array.from({ length: rows }, (_, r) => inVocab(banned?.[r] ?? []));
   const seenTotal = seenSets.reduce((s, l) => s + l.length, 0);
   const bannedTotal = bannedLists.reduce((s, l) => s + l.length, 0);
   const out = new Uint32Array(2 * (rows + 1) + seenTotal + bannedTotal);
@@ -39,7 +46,10 @@ export function packTokenLists(rows: number, seen: Int32Array[] | undefined, ban
 export class GpuDecoder implements DecoderStep {
   #pending: Recorder | undefined;
 
-  constructor(readonly gpu: Gpu, readonly model: CaptionModel, readonly state: DecodeState) {}
+  /** `pending`: a recorder holding work to submit with the first step (e.g. `beginDecode`). */
+  constructor(readonly gpu: Gpu, readonly model: CaptionModel, readonly state: DecodeState, pending?: Recorder) {
+    this.#pending = pending;
+  }
 
   get vocabSize(): number {
     return this.model.decoder.vocabSize;
@@ -64,7 +74,7 @@ export class GpuDecoder implements DecoderStep {
     rec.releaseAfterSubmit(ids, logits);
     const anyList = proc.repetitionPenalty !== 1 || proc.banned?.some((b) => b.length > 0);
     if (proc.logSoftmaxBefore || proc.logSoftmaxAfter || anyList) {
-      const { packed, seenTotal } = packTokenLists(R, proc.repetitionPenalty !== 1 ? proc.seen : undefined, proc.banned);
+      const { packed, seenTotal } = packTokenLists(R, V, proc.repetitionPenalty !== 1 ? proc.seen : undefined, proc.banned);
       const lists = uploadTemp(this.gpu, packed, [packed.length], "u32");
       processLogits(rec, logits, lists, {
         rows: R, before: proc.logSoftmaxBefore, after: proc.logSoftmaxAfter, penalty: proc.repetitionPenalty, seenTotal,

@@ -53,6 +53,8 @@ interface Backend {
   idToToken(id: number): string | undefined;
   vocabSize: number;
   specialIds: number[];
+  /** Id of the unknown token, if the vocabulary has one. */
+  unkId: number | undefined;
 }
 
 /** transformers' `clean_up_tokenization`: undo spaces before punctuation and contractions. */
@@ -134,6 +136,7 @@ function hfBackend(
     tokenToId: (t) => tok.token_to_id(t),
     idToToken: (id) => tok.id_to_token(id),
     vocabSize: maxId + 1,
+    unkId: typeof model.unk_token === "string" ? tok.token_to_id(model.unk_token) ?? undefined : undefined,
     specialIds: (json.added_tokens as Record<string, unknown>[])
       .filter((t) => t.special === true && typeof t.id === "number")
       .map((t) => t.id as number)
@@ -182,6 +185,7 @@ function wordMapBackend(map: Record<string, unknown>, source: string): Backend {
     idToToken: (id) => byId.get(id),
     vocabSize: [...byId.keys()].reduce((a, b) => Math.max(a, b), -1) + 1,
     specialIds: [...special].sort((a, b) => a - b),
+    unkId: ids["<unk>"],
   };
 }
 
@@ -285,6 +289,11 @@ export class Tokenizer {
   /** Number of ids (largest id + 1), added tokens included. */
   get vocabSize(): number {
     return this.#backend.vocabSize;
+  }
+
+  /** Id of the unknown token (`[UNK]`, `<unk>`), when the vocabulary has one. */
+  get unkTokenId(): number | undefined {
+    return this.#backend.unkId;
   }
 
   /** Ids of the special tokens, ascending. */

@@ -1,6 +1,8 @@
 /**
- * ViT encoder (HF `ViTModel` layout; also the vision tower of BLIP): patch embedding as one
- * matmul, CLS token, position embeddings, pre-LN blocks, final layernorm.
+ * ViT encoder (HF `ViTModel` layout; also the vision towers of BLIP and CLIP): patch embedding
+ * as one matmul, CLS token, position embeddings, optional layernorm before the blocks (CLIP's
+ * `pre_layrnorm`), pre-LN blocks, optional final layernorm (CLIP normalises only its CLS token,
+ * after the encoder).
  * @module
  */
 import { WebcapError } from "../errors.ts";
@@ -61,9 +63,12 @@ export function vitConfig(c: Record<string, unknown>, where: string): VitConfig 
   return cfg;
 }
 
-/** Names of one block's tensors relative to the block prefix; differ between ViT and BLIP. */
+/** Names of one block's tensors relative to the block prefix; differ between ViT, BLIP and CLIP. */
 export interface VitNames {
-  embeddings: { patch: string; patchBias: string; cls: string; pos: string };
+  /** `patchBias` absent: the patch projection has no bias (CLIP). */
+  embeddings: { patch: string; patchBias?: string; cls: string; pos: string };
+  /** Layernorm applied to the embeddings before the first block (CLIP's `pre_layrnorm`). */
+  preNorm?: string;
   layer: (i: number) => string;
   ln1: string;
   qkv: [string, string, string] | string;
@@ -71,7 +76,8 @@ export interface VitNames {
   ln2: string;
   fc1: string;
   fc2: string;
-  finalNorm: string;
+  /** Layernorm of every position after the last block; absent: the encoder output is returned as is. */
+  finalNorm?: string;
 }
 
 /**
@@ -112,6 +118,12 @@ interface Linear {
   b: Tensor;
 }
 
+/** A Linear whose bias may be absent. */
+interface MaybeBiased {
+  w: Tensor; // [out, in]
+  b?: Tensor;
+}
+
 interface VitLayer {
   ln1: [Tensor, Tensor];
   qkv: Linear;
@@ -125,11 +137,12 @@ interface VitLayer {
 export interface VitWeights {
   config: VitConfig;
   act: Activation;
-  patch: Linear; // [hidden, C·p·p]
+  patch: MaybeBiased; // [hidden, C·p·p]
   cls: Tensor; // [hidden]
   pos: Tensor; // [1 + P, hidden]
+  preNorm?: [Tensor, Tensor];
   layers: VitLayer[];
-  finalNorm: [Tensor, Tensor];
+  finalNorm?: [Tensor, Tensor];
 }
 
 async function linear(p: ParamLoader, name: string, out: number, inp: number): Promise<Linear> {
@@ -138,6 +151,17 @@ async function linear(p: ParamLoader, name: string, out: number, inp: number): P
 
 async function norm(p: ParamLoader, name: string, d: number): Promise<[Tensor, Tensor]> {
   return [await p.f32(`${name}.weight`, [d]), await p.f32(`${name}.bias`, [d])];
+}
+
+/**
+ * An f32 tensor viewed as `shape`, stored either so or with extra leading unit dimensions
+ * (ViT's `cls_token [1, 1, h]` and CLIP's `class_embedding [h]` both load as `[h]`).
+ */
+async function unitPadded(p: ParamLoader, name: string, shape: number[]): Promise<Tensor> {
+  const stored = p.store.has(name) ? p.store.info(name).shape : shape;
+  const lead = stored.length - shape.length;
+  const fits = lead >= 0 && stored.slice(0, lead).every((d) => d === 1);
+  return (await p.f32(name, fits ? stored : shape)).view(shape);
 }
 
 /** Load ViT weights named by `names`. */
@@ -153,7 +177,10 @@ export async function loadVit(
     C = cfg.num_channels;
   const P = (cfg.image_size / ps) ** 2;
   const e = names.embeddings;
-  const patch = { w: await p.matrix(e.patch, [h, C, ps, ps]), b: await p.f32(e.patchBias, [h]) };
+  const patch = {
+    w: await p.matrix(e.patch, [h, C, ps, ps]),
+    b: e.patchBias === undefined ? undefined : await p.f32(e.patchBias, [h]),
+  };
   const layers: VitLayer[] = [];
   for (let i = 0; i < cfg.num_hidden_layers; i++) {
     const l = names.layer(i);
@@ -174,10 +201,11 @@ export async function loadVit(
     config: cfg,
     act: activationFromConfig(cfg.hidden_act, where),
     patch: { w: patch.w.view([h, C * ps * ps]), b: patch.b },
-    cls: (await p.f32(e.cls, [1, 1, h])).view([h]),
-    pos: (await p.f32(e.pos, [1, 1 + P, h])).view([1 + P, h]),
+    cls: await unitPadded(p, e.cls, [h]),
+    pos: await unitPadded(p, e.pos, [1 + P, h]),
+    preNorm: names.preNorm === undefined ? undefined : await norm(p, names.preNorm, h),
     layers,
-    finalNorm: await norm(p, names.finalNorm, h),
+    finalNorm: names.finalNorm === undefined ? undefined : await norm(p, names.finalNorm, h),
   };
 }
 
@@ -215,7 +243,10 @@ function vitLayer(
   return x2;
 }
 
-/** `pixels [N, C, H, W]` → last hidden state `[N, 1 + P, hidden]` (after the final layernorm). */
+/**
+ * `pixels [N, C, H, W]` → last hidden state `[N, 1 + P, hidden]` (after the final layernorm
+ * when the weights have one).
+ */
 export function vitEncode(rec: Recorder, w: VitWeights, pixels: Tensor): Tensor {
   const c = w.config;
   const [N, C, Hh, Ww] = pixels.shape;
@@ -236,11 +267,17 @@ export function vitEncode(rec: Recorder, w: VitWeights, pixels: Tensor): Tensor 
   const withCls = prependRow(rec, emb, w.cls);
   let x = binary(rec, withCls, w.pos, "add").view([N * S, h]);
   rec.releaseAfterSubmit(patches, emb, withCls);
+  if (w.preNorm) {
+    const normed = layerNorm(rec, x, w.preNorm[0], w.preNorm[1], c.layer_norm_eps);
+    rec.releaseAfterSubmit(x);
+    x = normed;
+  }
   for (const l of w.layers) {
     const next = vitLayer(rec, w, l, x, N, S);
     rec.releaseAfterSubmit(x);
     x = next;
   }
+  if (!w.finalNorm) return x.view([N, S, h]);
   const out = layerNorm(rec, x, w.finalNorm[0], w.finalNorm[1], c.layer_norm_eps);
   rec.releaseAfterSubmit(x);
   return out.view([N, S, h]);

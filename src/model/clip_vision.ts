@@ -1,0 +1,142 @@
+/**
+ * CLIP vision tower with its projection (HF `CLIPVisionModelWithProjection`, the layout of
+ * `openai/clip-vit-base-patch32`; a full `CLIPModel` checkpoint has the same vision names).
+ * The transformer is the ViT of ./vit.ts under CLIP's names: a bias-free patch convolution,
+ * `pre_layrnorm` on the embeddings, no final layernorm over all positions; `post_layernorm`
+ * normalises only the CLS position, and `visual_projection` (no bias) maps it to `image_embeds`.
+ * @module
+ */
+import { WebcapError } from "../errors.ts";
+import type { Recorder } from "../gpu/recorder.ts";
+import { emptyTensor, type Tensor } from "../gpu/tensor.ts";
+import { copy2d } from "../shaders/copy.ts";
+import { layerNorm } from "../shaders/layernorm.ts";
+import { matmul } from "../shaders/matmul.ts";
+import type { ParamLoader } from "./params.ts";
+import {
+  loadVit,
+  type VitConfig,
+  vitConfig,
+  vitEncode,
+  type VitNames,
+  type VitWeights,
+} from "./vit.ts";
+
+/** The fields of an HF CLIP vision config that the tower uses. */
+export interface ClipVisionConfig extends VitConfig {
+  /** Width of `image_embeds`. */
+  projection_dim: number;
+}
+
+/** transformers' `CLIPVisionConfig` defaults, for fields a saved config leaves out. */
+const CLIP_VISION_DEFAULTS = {
+  hidden_size: 768,
+  intermediate_size: 3072,
+  projection_dim: 512,
+  num_hidden_layers: 12,
+  num_attention_heads: 12,
+  num_channels: 3,
+  image_size: 224,
+  patch_size: 32,
+  hidden_act: "quick_gelu",
+  layer_norm_eps: 1e-5,
+};
+
+/** Read and check a CLIP vision config (`clip_vision_model`, or a `CLIPConfig`'s `vision_config`). */
+export function clipVisionConfig(c: Record<string, unknown>, where: string): ClipVisionConfig {
+  const nested = c.vision_config as Record<string, unknown> | undefined;
+  const vision = { ...CLIP_VISION_DEFAULTS, ...(nested ?? c) };
+  const proj = nested
+    ? c.projection_dim ?? CLIP_VISION_DEFAULTS.projection_dim
+    : vision.projection_dim;
+  if (typeof proj !== "number" || !Number.isFinite(proj)) {
+    throw new WebcapError(
+      "BAD_CONFIG",
+      `${where}: "projection_dim" must be a number, got ${JSON.stringify(proj)}`,
+    );
+  }
+  return { ...vitConfig(vision, where), projection_dim: proj };
+}
+
+/** CLIP's tensor names under `prefix` (`vision_model.`). */
+export function clipVisionNames(prefix: string): VitNames {
+  return {
+    embeddings: {
+      patch: `${prefix}embeddings.patch_embedding.weight`,
+      cls: `${prefix}embeddings.class_embedding`,
+      pos: `${prefix}embeddings.position_embedding.weight`,
+    },
+    preNorm: `${prefix}pre_layrnorm`,
+    layer: (i) => `${prefix}encoder.layers.${i}.`,
+    ln1: "layer_norm1",
+    qkv: ["self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj"],
+    attnOut: "self_attn.out_proj",
+    ln2: "layer_norm2",
+    fc1: "mlp.fc1",
+    fc2: "mlp.fc2",
+  };
+}
+
+/** CLIP vision weights on the GPU. */
+export interface ClipVisionWeights {
+  /** The config the weights were loaded for. */
+  config: ClipVisionConfig;
+  /** The transformer (pre-LN blocks, no final norm). */
+  vit: VitWeights;
+  /** `post_layernorm` weight and bias `[hidden]`, applied to the CLS position. */
+  postNorm: [Tensor, Tensor];
+  /** `visual_projection.weight` `[projection_dim, hidden]`. */
+  projection: Tensor;
+}
+
+/** Load `vision_model.*` and `visual_projection.weight`. */
+export async function loadClipVision(
+  p: ParamLoader,
+  cfg: ClipVisionConfig,
+  where: string,
+): Promise<ClipVisionWeights> {
+  const h = cfg.hidden_size;
+  const vit = await loadVit(p, cfg, clipVisionNames("vision_model."), where);
+  return {
+    config: cfg,
+    vit,
+    postNorm: [
+      await p.f32("vision_model.post_layernorm.weight", [h]),
+      await p.f32("vision_model.post_layernorm.bias", [h]),
+    ],
+    projection: await p.matrix("visual_projection.weight", [cfg.projection_dim, h]),
+  };
+}
+
+/** Outputs of {@link clipVisionEncode}. */
+export interface ClipVisionOutput {
+  /** HF `last_hidden_state`: the encoder output, before `post_layernorm` `[N, 1 + P, hidden]`. */
+  hidden: Tensor;
+  /** HF `image_embeds`: `visual_projection(post_layernorm(hidden[:, 0]))` `[N, projection_dim]`. */
+  imageEmbeds: Tensor;
+}
+
+/** `pixels [N, C, H, W]` → last hidden state and image embeddings. */
+export function clipVisionEncode(
+  rec: Recorder,
+  w: ClipVisionWeights,
+  pixels: Tensor,
+): ClipVisionOutput {
+  const hidden = vitEncode(rec, w.vit, pixels); // [N, S, h]
+  const [N, S, h] = hidden.shape;
+  const cls = emptyTensor(rec.gpu, [N, h]);
+  copy2d(rec, hidden, cls, {
+    n: N,
+    width: h,
+    srcOff: 0,
+    srcStride: S * h,
+    group: 1,
+    dstOff: 0,
+    dstOuter: h,
+    dstInner: 0,
+  });
+  const pooled = layerNorm(rec, cls, w.postNorm[0], w.postNorm[1], w.config.layer_norm_eps);
+  const imageEmbeds = matmul(rec, pooled, w.projection, { transposeW: true }); // [N, projection_dim]
+  rec.releaseAfterSubmit(cls, pooled);
+  return { hidden, imageEmbeds };
+}
