@@ -9,6 +9,8 @@ import type { CaptionModel } from "./caption_model.ts";
 import { Blip } from "./blip.ts";
 import { CLIPCAP_CONFIG, CLIPCAP_VISION_DIR, loadClipCap } from "./clipcap.ts";
 import { ParamLoader } from "./params.ts";
+import { type Preprocessor, preprocessorFromConfig } from "./preprocess.ts";
+import { Tokenizer } from "./tokenizer.ts";
 import { SHOW_ATTEND_TELL, ShowAttendTell } from "./show_attend_tell.ts";
 import { VisionEncoderDecoder } from "./vision_encoder_decoder.ts";
 import { openWeights, withTiedWeights, type WeightStore } from "./weights.ts";
@@ -94,4 +96,48 @@ export async function loadCaptionModel(gpu: Gpu, dir: string, opts: LoadOptions 
     "UNSUPPORTED_ARCH",
     `${configPath}: architecture "${arch}" is not supported (supported: VisionEncoderDecoderModel, BlipForConditionalGeneration, ${SHOW_ATTEND_TELL})`,
   );
+}
+
+async function exists(path: string): Promise<boolean> {
+  try {
+    await Deno.stat(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** ImageNet statistics, which Show-Attend-Tell's reference training code normalizes with. */
+const IMAGENET_MEAN = [0.485, 0.456, 0.406];
+const IMAGENET_STD = [0.229, 0.224, 0.225];
+
+/**
+ * The image processor of a model folder: `preprocessor_config.json`, ClipCap's
+ * `clip-vision/preprocessor_config.json`, or for Show-Attend-Tell (whose checkpoints ship none)
+ * a bilinear resize to `image_size` with ImageNet mean/std, as its reference code feeds it.
+ */
+export async function loadPreprocessor(dir: string): Promise<Preprocessor> {
+  for (const path of [`${dir}/preprocessor_config.json`, `${dir}/${CLIPCAP_VISION_DIR}/preprocessor_config.json`]) {
+    if (await exists(path)) return preprocessorFromConfig(await readJson(path), path);
+  }
+  const config = await readJson(`${dir}/config.json`, true);
+  if (config && config.architecture === SHOW_ATTEND_TELL && typeof config.image_size === "number") {
+    const size = config.image_size;
+    return preprocessorFromConfig({
+      image_processor_type: "ViTImageProcessor",
+      size: { height: size, width: size },
+      resample: 2,
+      image_mean: IMAGENET_MEAN,
+      image_std: IMAGENET_STD,
+    }, `${dir}/config.json (Show-Attend-Tell defaults)`);
+  }
+  throw new WebcapError("MISSING_FILE", `${dir}: no preprocessor_config.json (the image processor settings); add the one of the model's hub repo`);
+}
+
+/** The tokenizer of a model folder: `tokenizer.json`, else a `word_map.json` (word → id). */
+export async function loadTokenizer(dir: string): Promise<Tokenizer> {
+  for (const name of ["tokenizer.json", "word_map.json"]) {
+    if (await exists(`${dir}/${name}`)) return await Tokenizer.fromFile(`${dir}/${name}`);
+  }
+  throw new WebcapError("MISSING_FILE", `${dir}: no tokenizer.json or word_map.json; captions cannot be turned into text without one`);
 }
