@@ -9,14 +9,13 @@ import { getGpu, type Gpu } from "./gpu/device.ts";
 import { Recorder } from "./gpu/recorder.ts";
 import { uploadTensor } from "./gpu/tensor.ts";
 import type { CaptionModel, EncoderState } from "./model/caption_model.ts";
-import { GpuDecoder } from "./model/gpu_decoder.ts";
+import { generateOnGpu } from "./model/gpu_decoder.ts";
 import { resolveModel, type ResolveModelOptions } from "./model/hub.ts";
 import { decodeImage, loadImage, type RgbImage } from "./model/image.ts";
 import { loadCaptionModel, loadPreprocessor, loadTokenizer } from "./model/load.ts";
 import type { Preprocessor } from "./model/preprocess.ts";
 import type { Tokenizer } from "./model/tokenizer.ts";
-import { type DecoderFactory, generate } from "./decode/generate.ts";
-import { type GenerateOptions, resolveOptions } from "./decode/options.ts";
+import type { GenerateOptions } from "./decode/options.ts";
 import type { GeneratedSequence } from "./decode/search.ts";
 import { rerank, type Reranker } from "./decode/rerank.ts";
 
@@ -162,7 +161,7 @@ export class Captioner {
     const d = this.model.decoder;
     let sequences: GeneratedSequence[][] = [];
     if (enc.state) {
-      sequences = await this.generate(enc.state, enc.state.images, prompt_, {
+      sequences = await this.generate(enc.state, prompt_, {
         ...gen,
         eosTokenId: d.eosTokenId,
         padTokenId: d.padTokenId,
@@ -184,27 +183,9 @@ export class Captioner {
   }
 
   /** Run a decoding strategy over encoded images with explicit prompt ids (all images share them). */
-  async generate(enc: EncoderState, images: number, promptIds: number[], options: GenerateOptions): Promise<GeneratedSequence[][]> {
-    const prompts = Array.from({ length: images }, () => promptIds.slice());
-    const maxLength = promptIds.length + (options.promptIds?.length ?? 0) + resolveOptions(options).maxNewTokens;
-    const decoders: GpuDecoder[] = [];
-    const factory: DecoderFactory = {
-      vocabSize: this.model.decoder.vocabSize,
-      images,
-      create: (rowsPerImage) => {
-        const rowImage = Int32Array.from({ length: images * rowsPerImage }, (_, r) => Math.floor(r / rowsPerImage));
-        const rec = new Recorder(this.gpu);
-        const st = this.model.beginDecode(rec, enc, rowImage, maxLength);
-        const dec = new GpuDecoder(this.gpu, this.model, st, rec);
-        decoders.push(dec);
-        return dec;
-      },
-    };
-    try {
-      return await generate(factory, prompts, options);
-    } finally {
-      for (const d of decoders) await d.dispose();
-    }
+  generate(enc: EncoderState, promptIds: number[], options: GenerateOptions): Promise<GeneratedSequence[][]> {
+    const prompts = Array.from({ length: enc.images }, () => promptIds.slice());
+    return generateOnGpu(this.gpu, this.model, enc, prompts, options);
   }
 
   /** Free the model's GPU memory. */

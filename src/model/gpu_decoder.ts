@@ -12,7 +12,10 @@ import { uploadTemp } from "../gpu/tensor.ts";
 import type { DecoderStep, RowProcessing, StepOut, StepWant } from "../decode/step.ts";
 import { processLogits } from "../shaders/logits_process.ts";
 import { gatherValues, topk } from "../shaders/topk.ts";
-import type { CaptionModel, DecodeState } from "./caption_model.ts";
+import type { CaptionModel, DecodeState, EncoderState } from "./caption_model.ts";
+import { type DecoderFactory, generate } from "../decode/generate.ts";
+import { type GenerateOptions, resolveOptions } from "../decode/options.ts";
+import type { GeneratedSequence } from "../decode/search.ts";
 
 /** Pack per-row seen (deduplicated) and banned lists as the logits kernel reads them. */
 export function packTokenLists(
@@ -122,5 +125,40 @@ export class GpuDecoder implements DecoderStep {
     if (this.#pending) await this.#pending.submit();
     this.#pending = undefined;
     this.state.dispose();
+  }
+}
+
+/**
+ * Run a decoding strategy on a model's encoder states: rows are created by the strategy's
+ * needs (beams, samples), each bound to its image; caches are freed at the end.
+ */
+export async function generateOnGpu(
+  gpu: Gpu,
+  model: CaptionModel,
+  enc: EncoderState,
+  prompts: number[][],
+  options: GenerateOptions,
+): Promise<GeneratedSequence[][]> {
+  const images = enc.images;
+  const maxLength = (prompts[0]?.length ?? 0) + (options.promptIds?.length ?? 0) + resolveOptions(options).maxNewTokens;
+  const decoders: GpuDecoder[] = [];
+  const start = model.decoder.decoderStartTokenId;
+  const factory: DecoderFactory = {
+    vocabSize: model.decoder.vocabSize,
+    images,
+    reservedStartId: start >= model.decoder.vocabSize ? start : undefined,
+    create: (rowsPerImage) => {
+      const rowImage = Int32Array.from({ length: images * rowsPerImage }, (_, r) => Math.floor(r / rowsPerImage));
+      const rec = new Recorder(gpu);
+      const st = model.beginDecode(rec, enc, rowImage, maxLength);
+      const dec = new GpuDecoder(gpu, model, st, rec);
+      decoders.push(dec);
+      return dec;
+    },
+  };
+  try {
+    return await generate(factory, prompts, options);
+  } finally {
+    for (const d of decoders) await d.dispose();
   }
 }
