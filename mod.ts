@@ -47,3 +47,24 @@ export type { Preprocessor } from "./src/model/preprocess.ts";
 /** Tokenizers: HF `tokenizer.json` (BPE, WordPiece, Unigram) and Show-Attend-Tell word maps. */
 export { cleanUpTokenization, Tokenizer } from "./src/model/tokenizer.ts";
 export type { DecodeOptions, EncodeOptions, TokenizerConfig } from "./src/model/tokenizer.ts";
+/** Decoding over any {@link DecoderStep}: greedy, sampling, beam, diverse and constrained beam search. */
+export { generate } from "./src/decode/generate.ts";
+export type { DecoderFactory } from "./src/decode/generate.ts";
+export type { DecoderStep, RowProcessing, StepOut, StepWant } from "./src/decode/step.ts";
+export type { ForceWord, GenerateOptions } from "./src/decode/options.ts";
+export type { GeneratedSequence } from "./src/decode/search.ts";
+/** transformers `generate` kwargs (snake_case) to {@link GenerateOptions}. */
+export { optionsFromHF } from "./src/decode/hf_kwargs.ts";
+/** CPU reference of the step contract, and a DecoderStep over any CPU language model. */
+export { processRows } from "./src/decode/processors.ts";
+export { CpuDecoder, cpuDecoderFactory } from "./src/decode/cpu_decoder.ts";
+export type { CpuDecoderFactory, CpuLanguageModel } from "./src/decode/cpu_decoder.ts";
+/** Controllable captions: n-best reranking (sentiment lexicon) and length control. */
+export {
+  LENGTH_RANGES,
+  lengthControl,
+  LexiconSentiment,
+  rerank,
+  SENTIMENT_LEXICON,
+} from "./src/decode/rerank.ts";
+export type { RerankCandidate, Reranker } from "./src/decode/rerank.ts";

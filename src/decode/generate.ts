@@ -19,6 +19,7 @@ import type { DecoderStep } from "./step.ts";
 
 /** Makes the decoder of one generate call. */
 export interface DecoderFactory {
+  /** Logits per row. */
   readonly vocabSize: number;
   /** Images of the batch (each row holds one image's encoder state). */
   readonly images: number;

@@ -13,6 +13,7 @@
  * 4. `logSoftmaxAfter`: log-softmax of the processed row.
  */
 export interface RowProcessing {
+  /** Step 1: replace the logits by their log-softmax. */
   logSoftmaxBefore: boolean;
   /** 1 = off. */
   repetitionPenalty: number;
@@ -20,6 +21,7 @@ export interface RowProcessing {
   seen?: Int32Array[];
   /** Tokens forbidden this step, per row. [rows][*] */
   banned?: Int32Array[];
+  /** Step 4: log-softmax of the processed row. */
   logSoftmaxAfter: boolean;
 }
 
@@ -32,8 +34,9 @@ export type StepWant =
 
 /** Result of one step. */
 export interface StepOut {
-  /** topk: [rows, k] values and ids. full: [rows, vocab] values, ids empty. */
+  /** topk: [rows, k] values. full: [rows, vocab] values. */
   values: Float32Array;
+  /** topk: [rows, k] token ids. full: empty. */
   ids: Int32Array;
   /** Values of `gather` ids per row, when asked. */
   gathered?: Float32Array[];
@@ -41,6 +44,7 @@ export interface StepOut {
 
 /** One model's decoder, seen from a search strategy. */
 export interface DecoderStep {
+  /** Logits per row. */
   readonly vocabSize: number;
   /** Live rows now. */
   readonly rows: number;
