@@ -100,3 +100,25 @@ Deno.test("matmul refuses mismatched shapes with a clear error", async () => {
   ta.release();
   tw.release();
 });
+
+Deno.test("matmul: a GPT-2 LM head of 154 MB f32 (over a 128 MiB binding) and its embedding gather", async () => {
+  const gpu = await getGpu();
+  const [V, K] = [50257, 768];
+  const w = randomF32(V * K, 77, 0.05);
+  const a = randomF32(K, 78);
+  const ta = uploadTensor(gpu, a, [1, K], "f32");
+  const tw = uploadTensor(gpu, w, [V, K], "f32");
+  console.log(`  weight ${(tw.byteSize / 2 ** 20).toFixed(0)} MiB, binding limit ${(gpu.maxBinding / 2 ** 20).toFixed(0)} MiB`);
+  const out = poisoned(gpu, [1, V]);
+  const got = await runAndRead(gpu, (rec) => matmul(rec, ta, tw, { transposeW: true, out }));
+  assert.equal(firstNonFinite(got), -1);
+  assert.ok(relL2(got, matmulRef(a, w, 1, V, K, true)) < 1e-5);
+  const { embedding } = await import("../../src/shaders/embedding.ts");
+  const ids = Int32Array.from([0, 43690, 50256]); // rows on both sides of the 128 MiB line
+  const ti = uploadTensor(gpu, ids, [3], "i32");
+  const rows = await runAndRead(gpu, (rec) => embedding(rec, tw, ti));
+  for (let r = 0; r < 3; r++) {
+    assert.deepEqual(Array.from(rows.subarray(r * K, (r + 1) * K)), Array.from(w.subarray(ids[r] * K, (ids[r] + 1) * K)));
+  }
+  for (const t of [ta, tw, out, ti]) t.release();
+});

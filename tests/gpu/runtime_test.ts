@@ -1,0 +1,76 @@
+import assert from "node:assert/strict";
+import { Params, Recorder } from "../../src/gpu/recorder.ts";
+import { bucketSize } from "../../src/gpu/pool.ts";
+import { emptyTensor, uploadTensor } from "../../src/gpu/tensor.ts";
+import { matmul } from "../../src/shaders/matmul.ts";
+import { getGpu, randomF32 } from "../util.ts";
+
+Deno.test("no adapter: a clear NO_ADAPTER error that says how to get one", async () => {
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["eval", `import { requestGpu } from "${new URL("../../src/gpu/device.ts", import.meta.url)}";
+      try { await requestGpu(); console.log("adapter"); } catch (e) { console.log(e.code + ": " + e.message); }`],
+    env: { DENO_WEBGPU_BACKEND: "dx12", XDG_RUNTIME_DIR: "/tmp" }, // no DirectX 12 on Linux: no adapter
+    stdout: "piped",
+    stderr: "null",
+  });
+  const out = new TextDecoder().decode((await child.output()).stdout);
+  assert.match(out, /^NO_ADAPTER: .*mesa-vulkan-drivers/);
+});
+
+Deno.test("device: full limits and optional features are requested", async () => {
+  const gpu = await getGpu();
+  const adapter = await navigator.gpu.requestAdapter();
+  assert.equal(gpu.device.limits.maxStorageBufferBindingSize, adapter!.limits.maxStorageBufferBindingSize);
+  assert.equal(gpu.device.limits.maxComputeWorkgroupStorageSize, adapter!.limits.maxComputeWorkgroupStorageSize);
+  assert.equal(gpu.hasF16, adapter!.features.has("shader-f16"));
+  assert.equal(gpu.hasTimestamps, adapter!.features.has("timestamp-query"));
+});
+
+Deno.test("pool: buckets, reuse of released buffers, double release refused", async () => {
+  const gpu = await getGpu();
+  assert.equal(bucketSize(1), 256);
+  assert.equal(bucketSize(1000), 1024);
+  assert.equal(bucketSize((1 << 20) + 1), 2 << 20);
+  const a = emptyTensor(gpu, [1000]);
+  const buf = a.buffer;
+  a.release();
+  const b = emptyTensor(gpu, [900]); // same 4 KiB bucket: the same buffer comes back
+  assert.equal(b.buffer, buf);
+  b.view([30, 30]).release(); // a view frees its base once
+  assert.throws(() => b.release(), /released twice/);
+});
+
+Deno.test("pipeline cache: one pipeline per shader source", async () => {
+  const gpu = await getGpu();
+  const a = uploadTensor(gpu, randomF32(8 * 4, 1), [8, 4], "f32");
+  const w = uploadTensor(gpu, randomF32(4 * 5, 2), [4, 5], "f32");
+  const rec = new Recorder(gpu);
+  matmul(rec, a, w); // compile once
+  const before = gpu.pipelines.size;
+  const outs = [matmul(rec, a, w), matmul(rec, a, w), matmul(rec, a, w)];
+  assert.equal(gpu.pipelines.size, before);
+  rec.releaseAfterSubmit(...outs, a, w);
+  await rec.submit();
+});
+
+Deno.test("recorder: many dispatches in one compute pass, uniforms past one arena, readback and timestamps", async () => {
+  const gpu = await getGpu();
+  const code = `struct P { v: f32 }
+@group(0) @binding(0) var<uniform> p: P;
+@group(0) @binding(1) var<storage, read_write> Y: array<f32>;
+@compute @workgroup_size(1) fn main() { Y[0] = Y[0] + p.v; }`;
+  const y = uploadTensor(gpu, new Float32Array([0]), [1], "f32");
+  const rec = new Recorder(gpu, { timestamps: true });
+  const n = 600; // 600 × 256 B of uniforms spans three 64 KiB arenas
+  for (let i = 1; i <= n; i++) rec.dispatch(gpu.pipelines.get(code), new Params().f32(i), [y], [1]);
+  assert.equal(rec.dispatches, n);
+  const read = rec.readTensor(y);
+  const ms = await rec.submit();
+  assert.equal((await read)[0], (n * (n + 1)) / 2, "dispatches ran in order, each with its own uniforms");
+  if (gpu.hasTimestamps) {
+    assert.equal(ms.length, 1, "all dispatches were recorded into a single compute pass");
+    assert.ok(ms[0] >= 0);
+  }
+  y.release();
+});
+
