@@ -145,7 +145,7 @@ function propertyCheck(kwargs: Record<string, unknown>, out: GeneratedSequence[]
   return undefined;
 }
 
-async function runTransformerCases(f: Fixture, dir: string, enc: EncoderState, cases: Record<string, Case>): Promise<CaseCheck[]> {
+async function runTransformerCases(f: Fixture, enc: EncoderState, cases: Record<string, Case>): Promise<CaseCheck[]> {
   const d = f.model.decoder;
   const out: CaseCheck[] = [];
   for (const [name, c] of Object.entries(cases)) {
@@ -210,7 +210,7 @@ async function parityOf(f: Fixture, dir: string, cases: Record<string, Case>): P
     const ids = await idsOf(f.ref, f.ref.has("decoder_input_ids") ? "decoder_input_ids" : "input_ids");
     check(f, "logits", (await teacherForced(f, enc, ids)).logits, await f.ref.readF32("logits"));
     try {
-      return await runTransformerCases(f, dir, enc, cases);
+      return await runTransformerCases(f, enc, cases);
     } finally {
       enc.dispose();
     }

@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { matmul } from "../../src/shaders/matmul.ts";
 import { uploadTensor } from "../../src/gpu/tensor.ts";
 import { firstNonFinite, getGpu, poisoned, randomF32, relL2, runAndRead } from "../util.ts";
-import { type Activation } from "../../src/shaders/activations.ts";
+import type { Activation } from "../../src/shaders/activations.ts";
 import { actRef, f16BitsToF32, f32ToF16Bits } from "./reference.ts";
 
 function matmulRef(
