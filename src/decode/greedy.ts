@@ -7,10 +7,15 @@
  * constant per row, so the argmax is the reference's argmax (rounding can only merge values
  * closer than one float32 ulp of the row's log-sum-exp, which then tie to the lower id), and the
  * value read back is the chosen token's log-probability.
+ *
+ * When the decoder offers `greedySteps` and no processor depends on the chosen tokens
+ * (no repetition penalty, no n-gram bans, only single-token bad words), steps run in chunks of
+ * {@link GREEDY_CHUNK} without a read-back in between; rows that finished inside a chunk are
+ * cut at their eos afterwards, so the result is the same as step by step.
  * @module
  */
 
-import { rowProcessing } from "./processors.ts";
+import { type ProcessorRules, rowProcessing } from "./processors.ts";
 import {
   feedPrompt,
   type GeneratedSequence,
@@ -22,6 +27,15 @@ import {
 } from "./search.ts";
 import type { DecoderStep } from "./step.ts";
 
+/** Steps per read-back on the chunked path (at most this many wasted steps after an eos). */
+export const GREEDY_CHUNK = 8;
+
+/** Whether every step's processing is known before the tokens are chosen. */
+function tokenIndependent(rules: ProcessorRules): boolean {
+  return rules.repetitionPenalty === 1 && rules.noRepeatNgramSize === 0 &&
+    rules.encoderNoRepeatNgramSize === 0 && rules.badWords.every((w) => w.length === 1);
+}
+
 /** Run greedy search; one sequence per image. */
 export async function greedySearch(
   dec: DecoderStep,
@@ -32,23 +46,38 @@ export async function greedySearch(
   let live = prompts.map((_, i) => i); // image of each decoder row
   let tokens = await feedPrompt(dec, prompts, 1);
   const promptLen = prompts[0].length;
+  const chunked = dec.greedySteps !== undefined && tokenIndependent(rules);
   while (live.length > 0) {
     const rows = live.map((img) => rowOf(setup, img, hyps[img]));
-    const proc = rowProcessing(rules, rows, promptLen, {
-      logSoftmaxBefore: false,
-      logSoftmaxAfter: true,
-    });
-    const out = await dec.step(tokens, proc, { kind: "topk", k: 1 });
-    const stride = out.ids.length / live.length; // 1, or more if the model returns more
+    const mode = { logSoftmaxBefore: false, logSoftmaxAfter: true };
+    let ids: Int32Array, values: Float32Array, steps: number, stride: number;
+    if (chunked) {
+      steps = Math.min(GREEDY_CHUNK, opts.maxNewTokens - hyps[live[0]].tokens.length);
+      // bans depend only on the length here; the placeholder tokens stand for the chunk's choices
+      const procAt = (i: number) =>
+        rowProcessing(rules, rows.map((r) => ({ ...r, history: [...r.history, ...new Array(i).fill(-1)] })), promptLen, mode);
+      ({ ids, values } = await dec.greedySteps!(tokens, steps, procAt));
+      stride = 1;
+    } else {
+      const out = await dec.step(tokens, rowProcessing(rules, rows, promptLen, mode), { kind: "topk", k: 1 });
+      [ids, values, steps] = [out.ids, out.values, 1];
+      stride = out.ids.length / live.length; // 1, or more if the model returns more
+    }
     const keep: number[] = [];
+    const last: number[] = [];
     live.forEach((img, r) => {
       const h = hyps[img];
-      h.tokens.push(out.ids[r * stride]);
-      h.logprobs.push(out.values[r * stride]);
-      if (!isEos(setup, h.tokens.at(-1)!) && h.tokens.length < opts.maxNewTokens) keep.push(r);
+      for (let i = 0; i < steps; i++) {
+        const k = (i * live.length + r) * stride;
+        h.tokens.push(ids[k]);
+        h.logprobs.push(values[k]);
+        if (isEos(setup, ids[k]) || h.tokens.length >= opts.maxNewTokens) return;
+      }
+      keep.push(r);
+      last.push(ids[((steps - 1) * live.length + r) * stride]);
     });
     if (keep.length > 0 && keep.length < live.length) dec.reorder(Int32Array.from(keep));
-    tokens = Int32Array.from(keep, (r) => out.ids[r * stride]);
+    tokens = Int32Array.from(last);
     live = keep.map((r) => live[r]);
   }
   return hyps.map((h) => [{ ...h, score: sumF32(h.logprobs) }]);

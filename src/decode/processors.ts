@@ -189,6 +189,7 @@ export function processRows(
       `logits of ${logits.length} values are not rows of ${vocabSize}`,
     );
   }
+  if (want.kind === "none") return { values: new Float32Array(0), ids: new Int32Array(0) };
   const x = logits.slice();
   applyProcessing(x, vocabSize, proc);
   if (want.kind === "full") return { values: x, ids: new Int32Array(0) };

@@ -64,7 +64,7 @@ export async function feedPrompt(
   const len = prompts[0].length;
   for (let p = 0; p < len - 1; p++) {
     const tokens = Int32Array.from(prompts, (pr) => pr[p]);
-    await dec.step(tokens, NO_PROCESSING, { kind: "topk", k: 1 });
+    await dec.step(tokens, NO_PROCESSING, { kind: "none" });
   }
   return Int32Array.from(prompts, (pr) => pr[len - 1]);
 }

@@ -30,7 +30,9 @@ export type StepWant =
   /** The k best processed values per row, best first, ties to the lower id. Optional extra ids per row whose processed values are also returned. */
   | { kind: "topk"; k: number; gather?: Int32Array[] }
   /** The whole processed row (sampling). */
-  | { kind: "full" };
+  | { kind: "full" }
+  /** Nothing (prompt tokens): a GPU decoder may defer the work to the next step's submission. */
+  | { kind: "none" };
 
 /** Result of one step. */
 export interface StepOut {
@@ -56,4 +58,15 @@ export interface DecoderStep {
    * the rows the decoder was created with.
    */
   reorder(parents: Int32Array): void;
+  /**
+   * Optional fast path of greedy search: run `steps` steps with no read-back in between, each
+   * row's top-1 processed token feeding that row's next step where the logits live (on the GPU
+   * for GPU models). `procAt(i)` is the processing of step i; it must not depend on tokens
+   * chosen inside the chunk. Returns the chosen ids and their processed values, `[steps, rows]`.
+   */
+  greedySteps?(
+    tokens: Int32Array,
+    steps: number,
+    procAt: (i: number) => RowProcessing,
+  ): Promise<{ ids: Int32Array; values: Float32Array }>;
 }

@@ -8,7 +8,7 @@
 import { WebcapError } from "../errors.ts";
 import type { Gpu } from "../gpu/device.ts";
 import { Recorder } from "../gpu/recorder.ts";
-import { uploadTemp } from "../gpu/tensor.ts";
+import { type Tensor, uploadTemp } from "../gpu/tensor.ts";
 import type { DecoderStep, RowProcessing, StepOut, StepWant } from "../decode/step.ts";
 import { processLogits } from "../shaders/logits_process.ts";
 import { gatherValues, topk } from "../shaders/topk.ts";
@@ -61,7 +61,7 @@ export class GpuDecoder implements DecoderStep {
     return this.state.rows;
   }
 
-  async step(tokens: Int32Array, proc: RowProcessing, want: StepWant): Promise<StepOut> {
+  #checkTokens(tokens: Int32Array): void {
     const R = this.state.rows, V = this.vocabSize;
     if (tokens.length !== R) throw new WebcapError("BAD_OPTION", `step: ${tokens.length} tokens for ${R} rows`);
     const start = this.model.decoder.decoderStartTokenId; // may lie past the vocabulary (ClipCap's prefix)
@@ -70,20 +70,36 @@ export class GpuDecoder implements DecoderStep {
         throw new WebcapError("BAD_OPTION", `step: token id ${t} is outside the vocabulary (0..${V - 1})`);
       }
     }
+  }
+
+  /** Record the per-row processing of `logits` (nothing when it is the identity). */
+  #process(rec: Recorder, logits: Tensor, proc: RowProcessing): void {
+    const R = this.state.rows;
+    const anyList = proc.repetitionPenalty !== 1 || proc.banned?.some((b) => b.length > 0);
+    if (!proc.logSoftmaxBefore && !proc.logSoftmaxAfter && !anyList) return;
+    const seen = proc.repetitionPenalty !== 1 ? proc.seen : undefined;
+    const { packed, seenTotal } = packTokenLists(R, this.vocabSize, seen, proc.banned);
+    const lists = uploadTemp(this.gpu, packed, [packed.length], "u32");
+    processLogits(rec, logits, lists, {
+      rows: R, before: proc.logSoftmaxBefore, after: proc.logSoftmaxAfter, penalty: proc.repetitionPenalty, seenTotal,
+    });
+    rec.releaseAfterSubmit(lists);
+  }
+
+  async step(tokens: Int32Array, proc: RowProcessing, want: StepWant): Promise<StepOut> {
+    const R = this.state.rows, V = this.vocabSize;
+    if (tokens.length !== R) throw new WebcapError("BAD_OPTION", `step: ${tokens.length} tokens for ${R} rows`);
+    this.#checkTokens(tokens);
     const rec = this.#pending ?? new Recorder(this.gpu);
     this.#pending = undefined;
     const ids = uploadTemp(this.gpu, tokens, [R], "i32");
     const logits = this.model.step(rec, this.state, ids, 1);
     rec.releaseAfterSubmit(ids, logits);
-    const anyList = proc.repetitionPenalty !== 1 || proc.banned?.some((b) => b.length > 0);
-    if (proc.logSoftmaxBefore || proc.logSoftmaxAfter || anyList) {
-      const { packed, seenTotal } = packTokenLists(R, V, proc.repetitionPenalty !== 1 ? proc.seen : undefined, proc.banned);
-      const lists = uploadTemp(this.gpu, packed, [packed.length], "u32");
-      processLogits(rec, logits, lists, {
-        rows: R, before: proc.logSoftmaxBefore, after: proc.logSoftmaxAfter, penalty: proc.repetitionPenalty, seenTotal,
-      });
-      rec.releaseAfterSubmit(lists);
+    if (want.kind === "none") { // prompt token: submitted with the next step, no round trip
+      this.#pending = rec;
+      return { values: new Float32Array(0), ids: new Int32Array(0) };
     }
+    this.#process(rec, logits, proc);
     if (want.kind === "full") {
       const p = rec.readTensor(logits);
       await rec.submit();
@@ -113,6 +129,34 @@ export class GpuDecoder implements DecoderStep {
       });
     }
     return out;
+  }
+
+  /** `steps` greedy steps in one submission: each step's top-1 ids feed the next step on the GPU. */
+  async greedySteps(tokens: Int32Array, steps: number, procAt: (i: number) => RowProcessing): Promise<{ ids: Int32Array; values: Float32Array }> {
+    const R = this.state.rows;
+    this.#checkTokens(tokens);
+    const rec = this.#pending ?? new Recorder(this.gpu);
+    this.#pending = undefined;
+    let ids: Tensor = uploadTemp(this.gpu, tokens, [R], "i32");
+    const picks: { values: Tensor; ids: Tensor }[] = [];
+    for (let i = 0; i < steps; i++) {
+      const logits = this.model.step(rec, this.state, ids, 1);
+      this.#process(rec, logits, procAt(i));
+      const sel = topk(rec, logits, 1);
+      picks.push(sel);
+      rec.releaseAfterSubmit(logits);
+      if (i === 0) rec.releaseAfterSubmit(ids);
+      ids = sel.ids.view([R]);
+    }
+    const reads = picks.map((p) => [rec.readTensor(p.ids), rec.readTensor(p.values)]);
+    for (const p of picks) rec.releaseAfterSubmit(p.ids, p.values);
+    await rec.submit();
+    const outIds = new Int32Array(steps * R), outValues = new Float32Array(steps * R);
+    for (const [i, [pi, pv]] of reads.entries()) {
+      outIds.set((await pi) as Int32Array, i * R);
+      outValues.set((await pv) as Float32Array, i * R);
+    }
+    return { ids: outIds, values: outValues };
   }
 
   reorder(parents: Int32Array): void {

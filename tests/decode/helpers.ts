@@ -79,7 +79,7 @@ export class FullReadDecoder implements DecoderStep {
     this.inner.reorder(parents);
   }
   async step(tokens: Int32Array, proc: RowProcessing, want: StepWant): Promise<StepOut> {
-    if (want.kind === "full") return this.inner.step(tokens, proc, want);
+    if (want.kind !== "topk") return this.inner.step(tokens, proc, want);
     const full = await this.inner.step(tokens, proc, { kind: "full" });
     const noop: RowProcessing = {
       logSoftmaxBefore: false,
