@@ -68,3 +68,45 @@ export {
   SENTIMENT_LEXICON,
 } from "./src/decode/rerank.ts";
 export type { RerankCandidate, Reranker } from "./src/decode/rerank.ts";
+/** Attention pictures: per-word cross-attention (or Show-Attend-Tell α) maps as PNG tiles. */
+export { captionAttention, imageGrid, tokenAttention, tokenWord } from "./src/caption_attention.ts";
+export type { AttentionOptions, CaptionAttention, TokenAttention } from "./src/caption_attention.ts";
+export {
+  attentionPictureLayout,
+  renderAttentionPicture,
+  writeAttentionMap,
+} from "./src/attention_picture.ts";
+export type { AttentionPictureLayout, AttentionPictureOptions } from "./src/attention_picture.ts";
+/** A 5×8 bitmap font for printable ASCII, and an 8-bit RGB PNG writer (Paeth-filtered). */
+export { drawText, textWidth } from "./src/bitmap_font.ts";
+export type { RgbCanvas } from "./src/bitmap_font.ts";
+export { encodeRgbPng } from "./src/png_writer.ts";
+/** COCO caption evaluation as pycocoevalcap: PTB tokenization, BLEU, ROUGE-L, CIDEr-D, harness. */
+export { evaluateCaptions, evaluatePaired, METRIC_FAMILIES } from "./src/eval/coco.ts";
+export type {
+  EvaluateOptions,
+  EvaluationResult,
+  MetricFamily,
+  PerImageScores,
+} from "./src/eval/coco.ts";
+export {
+  pairCaptions,
+  parseFixture,
+  parseReferences,
+  parseResults,
+  readJsonFile,
+} from "./src/eval/coco_input.ts";
+export type {
+  CandidateTable,
+  CaptionResult,
+  ImageId,
+  PairedCaptions,
+  ReferenceTable,
+} from "./src/eval/coco_input.ts";
+export { PTB_PUNCTUATION, ptbTokenize, ptbTokenizeOne } from "./src/eval/ptb_tokenizer.ts";
+export { Bleu } from "./src/eval/bleu.ts";
+export type { BleuResult, BleuStats } from "./src/eval/bleu.ts";
+export { RougeL } from "./src/eval/rouge.ts";
+export type { RougeResult } from "./src/eval/rouge.ts";
+export { CiderD, documentFrequency } from "./src/eval/cider.ts";
+export type { CiderOptions, CiderResult, DocumentFrequency } from "./src/eval/cider.ts";
