@@ -1,3 +1,51 @@
+/**
+ * webcap: image captioning on the GPU through WebGPU.
+ *
+ * ```ts
+ * import { Captioner } from "@webcap/webcap";
+ * const captioner = await Captioner.fromPretrained("nlpconnect/vit-gpt2-image-captioning");
+ * const [result] = await captioner.caption("photo.jpg", { numBeams: 3 });
+ * console.log(result.captions[0].text);
+ * ```
+ * @module
+ */
+
+/** The captioner: model + image processor + tokenizer, any decoding strategy. */
+export { Captioner } from "./src/captioner.ts";
+export type {
+  Caption,
+  CaptionerOptions,
+  CaptionOptions,
+  CaptionResult,
+  EncodedImages,
+  ImageInput,
+} from "./src/captioner.ts";
+/** The one error type, with a stable `code`. */
+export { WebcapError } from "./src/errors.ts";
+export type { WebcapErrorCode } from "./src/errors.ts";
+/** Parity against a fixture folder of transformers' reference outputs. */
+export { runParity } from "./src/parity.ts";
+export type { CaseCheck, ParityReport, TensorCheck } from "./src/parity.ts";
+/** Models: the CaptionModel interface, loading by architecture, and the GPU decoder bridge. */
+export type {
+  CaptionModel,
+  DecoderConfig,
+  DecodeState,
+  EncoderState,
+  StepOptions,
+} from "./src/model/caption_model.ts";
+export { loadCaptionModel, loadPreprocessor, loadTokenizer } from "./src/model/load.ts";
+export type { LoadOptions } from "./src/model/load.ts";
+export { generateOnGpu, GpuDecoder } from "./src/model/gpu_decoder.ts";
+/** The WebGPU runtime: device, tensors, one-pass recording, readback and timing. */
+export { getGpu, requestGpu } from "./src/gpu/device.ts";
+export type { Gpu, GpuOptions } from "./src/gpu/device.ts";
+export { Params, Recorder } from "./src/gpu/recorder.ts";
+export type { Binding } from "./src/gpu/recorder.ts";
+export { emptyTensor, ownedTensor, Tensor, uploadTensor, writeTensor } from "./src/gpu/tensor.ts";
+export type { DType, HostData } from "./src/gpu/tensor.ts";
+export { BufferPool } from "./src/gpu/pool.ts";
+export { PipelineCache } from "./src/gpu/pipeline.ts";
 /** Hub downloads: `resolveModel("org/name")` → a local model directory in the HF cache. */
 export { hubCacheDir, resolveModel } from "./src/model/hub.ts";
 export type { ProgressCallback, ResolveModelOptions } from "./src/model/hub.ts";
@@ -98,7 +146,7 @@ export {
 } from "./src/eval/coco_input.ts";
 export type {
   CandidateTable,
-  CaptionResult,
+  CaptionResult as CocoCaptionResult,
   ImageId,
   PairedCaptions,
   ReferenceTable,

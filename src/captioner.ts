@@ -59,7 +59,9 @@ export interface Caption {
 export interface CaptionResult {
   /** The file path, or `image[i]` for bytes and pixels. */
   source: string;
+  /** Captions, best first (empty when `error` is set). */
   captions: Caption[];
+  /** Why the image could not be captioned (e.g. it failed to load); absent on success. */
   error?: WebcapError;
 }
 
@@ -69,7 +71,9 @@ export interface EncodedImages {
   readonly inputs: { source: string; error?: WebcapError }[];
   /** Index of each input among the encoded images (-1 when it failed). */
   readonly slot: number[];
+  /** Encoder states of the images that loaded; `undefined` when none did. */
   readonly state: EncoderState | undefined;
+  /** Release the encoder states' GPU memory. */
   dispose(): void;
 }
 

@@ -22,25 +22,35 @@ import type { GeneratedSequence } from "./decode/search.ts";
 
 /** One compared tensor. */
 export interface TensorCheck {
+  /** Name of the reference tensor in `reference.safetensors` (e.g. `logits`). */
   name: string;
+  /** Relative L2 error of ours against the reference, `||ours - ref|| / ||ref||`. */
   relL2: number;
+  /** Whether `relL2` is within the run's tolerance. */
   pass: boolean;
 }
 
 /** One generate case. */
 export interface CaseCheck {
+  /** Name of the case in `generate.json`. */
   name: string;
   /** "pass"/"fail" against the reference; "no-reference" where the fixture records none (property checks only). */
   status: "pass" | "fail" | "no-reference";
+  /** What was compared, or the first mismatch. */
   detail: string;
 }
 
 /** Everything a parity run measured. */
 export interface ParityReport {
+  /** The fixture model folder. */
   dir: string;
+  /** The loaded model's {@link CaptionModel.architecture}. */
   architecture: string;
+  /** Weight dtype the model ran in. */
   dtype: "f32" | "f16";
+  /** Every compared reference tensor. */
   tensors: TensorCheck[];
+  /** Every generate case. */
   cases: CaseCheck[];
 }
 

@@ -9,22 +9,31 @@ import { PipelineCache } from "./pipeline.ts";
 
 /** A ready GPU: device, what it can do, and the shared pool and pipeline cache. */
 export interface Gpu {
+  /** The WebGPU device every buffer and pipeline is made on. */
   readonly device: GPUDevice;
+  /** The adapter's description (or vendor), for logs and bench reports. */
   readonly adapterName: string;
+  /** Whether `shader-f16` is enabled on the device. */
   readonly hasF16: boolean;
+  /** Whether `timestamp-query` is enabled on the device. */
   readonly hasTimestamps: boolean;
+  /** Whether `subgroups` is enabled on the device. */
   readonly hasSubgroups: boolean;
   /** Largest byte size one storage binding may cover. Lowered only by tests. */
   maxBinding: number;
   /** Minimum offset alignment of a storage binding. */
   readonly bindAlign: number;
+  /** Most workgroups one dispatch may have along each dimension. */
   readonly maxWorkgroupsPerDim: number;
+  /** The shared storage-buffer pool (per-step tensors and dedicated weight buffers). */
   readonly pool: BufferPool;
+  /** The shared compute-pipeline cache. */
   readonly pipelines: PipelineCache;
 }
 
 /** Options of {@link requestGpu}. */
 export interface GpuOptions {
+  /** Passed to `navigator.gpu.requestAdapter`; the browser's default when unset. */
   powerPreference?: GPUPowerPreference;
   /** Do not enable `shader-f16` even when the adapter has it. */
   disableF16?: boolean;

@@ -6,6 +6,7 @@
 /** Creates each compute pipeline once. */
 export class PipelineCache {
   #cache = new Map<string, GPUComputePipeline>();
+  /** An empty cache compiling on `device`. */
   constructor(readonly device: GPUDevice) {}
 
   /** The pipeline of `code` (entry `main`) with `constants`, compiled on first use. */

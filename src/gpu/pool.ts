@@ -22,6 +22,7 @@ export class BufferPool {
   #owned = new Set<GPUBuffer>();
   #bytesOwned = 0;
 
+  /** An empty pool allocating on `device`. */
   constructor(readonly device: GPUDevice) {}
 
   /** A buffer of at least `bytes` bytes (STORAGE | COPY_SRC | COPY_DST). */

@@ -67,6 +67,7 @@ function takeArena(device: GPUDevice): Arena {
 
 /** One command encoder with one open compute pass; `submit` ends and submits it. */
 export class Recorder {
+  /** The command encoder every pass and copy is recorded on. */
   readonly encoder: GPUCommandEncoder;
   #pass: GPUComputePassEncoder | undefined;
   #arenas: Arena[] = [];
@@ -77,6 +78,10 @@ export class Recorder {
   /** Dispatches recorded so far. */
   dispatches = 0;
 
+  /**
+   * A fresh recorder on `gpu`. With `timestamps` (and a device that has `timestamp-query`),
+   * the first `maxPasses` (default 64) compute passes are timed.
+   */
   constructor(readonly gpu: Gpu, opts: { timestamps?: boolean; maxPasses?: number } = {}) {
     this.encoder = gpu.device.createCommandEncoder();
     if (opts.timestamps && gpu.hasTimestamps) {

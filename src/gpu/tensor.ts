@@ -30,6 +30,11 @@ interface Owner {
 /** A GPU tensor. Views share the buffer and its owner: releasing any of them frees it once. */
 export class Tensor {
   readonly #owner: Owner;
+  /**
+   * Wrap `buffer` (at least `numel(shape) * dtypeBytes(dtype)` bytes) as a tensor. `owner` is
+   * `"pooled"` (released back to `gpu.pool`), `"owned"` (destroyed on release), or the owner
+   * shared with the tensor this one views. Prefer {@link emptyTensor} and {@link ownedTensor}.
+   */
   constructor(
     readonly gpu: Gpu,
     readonly buffer: GPUBuffer,
@@ -82,7 +87,11 @@ export function ownedTensor(gpu: Gpu, shape: readonly number[], dtype: DType, la
   return new Tensor(gpu, gpu.pool.allocate(bytes, label), shape, dtype, "owned");
 }
 
-type HostData = Float32Array | Int32Array | Uint32Array | Uint16Array;
+/**
+ * Host data for a tensor, by dtype: f32 → Float32Array, f16 → Uint16Array (raw bits),
+ * i32 → Int32Array, u32 → Uint32Array.
+ */
+export type HostData = Float32Array | Int32Array | Uint32Array | Uint16Array;
 
 function hostDtypeOk(data: HostData, dtype: DType): boolean {
   if (dtype === "f32") return data instanceof Float32Array;

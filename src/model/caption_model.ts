@@ -8,10 +8,13 @@ import type { Tensor } from "../gpu/tensor.ts";
 
 /** Token ids and limits a decoder needs. */
 export interface DecoderConfig {
+  /** Number of logits per row (`vocab` in `[rows, vocab]`). */
   vocabSize: number;
   /** First token fed to the decoder (HF `decoder_start_token_id` / BLIP's [DEC]). */
   decoderStartTokenId: number;
+  /** End-of-sequence token id (HF `eos_token_id`). */
   eosTokenId: number;
+  /** Padding token id (HF `pad_token_id`). */
   padTokenId: number;
   /** Longest sequence the decoder can hold (positions, including the start token). */
   maxPositions: number;
@@ -19,6 +22,7 @@ export interface DecoderConfig {
 
 /** Encoder output kept on the GPU; one entry per image. */
 export interface EncoderState {
+  /** Number of encoded images (`images` in `hidden`). */
   readonly images: number;
   /** Last hidden state `[images, seq, hidden]` (or the model's equivalent). */
   readonly hidden: Tensor;
@@ -28,6 +32,7 @@ export interface EncoderState {
 
 /** Caches of one decoding: rows = images × rows per image, each row tied to one image. */
 export interface DecodeState {
+  /** Rows being decoded (length of `rowImage`). */
   rows: number;
   /** Positions already in the caches. */
   length: number;
@@ -35,12 +40,15 @@ export interface DecodeState {
   rowImage: Int32Array;
   /** Cross-attention of the last step averaged over heads, `[layers, rows, S, encSeq]`, when requested. */
   attention?: Tensor;
+  /** Release the caches' GPU memory. */
   dispose(): void;
 }
 
 /** A captioning model: plain data (weights + config) with functions walking it. */
 export interface CaptionModel {
+  /** The architecture name (e.g. `VisionEncoderDecoderModel`, `ClipCap`). */
   readonly architecture: string;
+  /** Token ids and limits of the language decoder. */
   readonly decoder: DecoderConfig;
   /** `pixels [N, 3, H, W]` → encoder states (one pass). */
   encode(rec: Recorder, pixels: Tensor): EncoderState;
