@@ -1,0 +1,127 @@
+/**
+ * COCO caption evaluation (pycocoevalcap pipeline: PTB tokenization, BLEU-1..4, METEOR,
+ * ROUGE-L, CIDEr-D, SPICE-ts).
+ *
+ *   deno task eval --results results.json --annotations captions.json [--out per_image.json]
+ *   deno task eval --fixture shared/fixtures/eval/coco-public.json
+ *
+ * `--results`: COCO results `[{image_id, caption}]`. `--annotations`: COCO `captions_*.json` or
+ * `{image_id: [refs]}`. `--subset`: evaluate only the images that have a result (default: every
+ * annotated image needs one). `--fixture`: a file in the eval-fixture layout (`images` or `cases`
+ * with `refs` and `candidate`); prints the corpus metrics as JSON. `--skip-slow`: no METEOR and
+ * SPICE. `--metrics BLEU,ROUGE_L,CIDEr`: choose families. `--tokenized`: captions are already
+ * PTB-tokenized. `--meteor-resources DIR`: Meteor resource files instead of the built-in ones.
+ * @module
+ */
+import { parseArgs } from "node:util";
+import {
+  type EvaluateOptions,
+  evaluatePaired,
+  type EvaluationResult,
+  METRIC_FAMILIES,
+  type MetricFamily,
+} from "../src/eval/coco.ts";
+import {
+  pairCaptions,
+  type PairedCaptions,
+  parseFixture,
+  parseReferences,
+  parseResults,
+  readJsonFile,
+} from "../src/eval/coco_input.ts";
+import { MeteorScorer } from "../src/eval/meteor.ts";
+import { WebcapError } from "../src/errors.ts";
+
+const USAGE =
+  "usage: deno task eval --results R.json --annotations A.json [--out per_image.json] " +
+  "[--subset] [--skip-slow] [--metrics BLEU,METEOR,ROUGE_L,CIDEr,SPICE] [--tokenized] " +
+  "[--meteor-resources DIR]\n       deno task eval --fixture F.json [--skip-slow] [--metrics …]";
+
+const { values } = parseArgs({
+  args: Deno.args,
+  options: {
+    results: { type: "string" },
+    annotations: { type: "string" },
+    out: { type: "string" },
+    fixture: { type: "string" },
+    subset: { type: "boolean" },
+    "skip-slow": { type: "boolean" },
+    metrics: { type: "string" },
+    tokenized: { type: "boolean" },
+    "meteor-resources": { type: "string" },
+    help: { type: "boolean", short: "h" },
+  },
+});
+
+function metricFamilies(list: string | undefined): MetricFamily[] | undefined {
+  if (list === undefined) return undefined;
+  const names = list.split(",").map((s) => s.trim()).filter((s) => s !== "");
+  const bad = names.find((n) => !(METRIC_FAMILIES as readonly string[]).includes(n));
+  if (bad !== undefined) {
+    throw new WebcapError(
+      "BAD_OPTION",
+      `--metrics: unknown metric ${bad}; choose from ${METRIC_FAMILIES.join(",")}`,
+    );
+  }
+  return names as MetricFamily[];
+}
+
+async function loadPaired(): Promise<PairedCaptions> {
+  if (values.fixture !== undefined) {
+    return parseFixture(await readJsonFile(values.fixture), values.fixture);
+  }
+  if (values.results === undefined || values.annotations === undefined) {
+    throw new WebcapError("BAD_OPTION", `give --results and --annotations, or --fixture\n${USAGE}`);
+  }
+  const refs = parseReferences(await readJsonFile(values.annotations), values.annotations);
+  const cands = parseResults(await readJsonFile(values.results), values.results);
+  return pairCaptions(refs, cands, {
+    subset: values.subset,
+    refsSource: values.annotations,
+    resultsSource: values.results,
+  });
+}
+
+function printTable(r: EvaluationResult, seconds: number): void {
+  const names = Object.keys(r.metrics);
+  const width = Math.max(6, ...names.map((n) => n.length));
+  console.log(`${"metric".padEnd(width)}  score`);
+  console.log(`${"-".repeat(width)}  --------`);
+  for (const n of names) console.log(`${n.padEnd(width)}  ${r.metrics[n].toFixed(6)}`);
+  console.log(`(${r.perImage.length} images, ${seconds.toFixed(2)} s)`);
+}
+
+async function main(): Promise<number> {
+  if (values.help) {
+    console.log(USAGE);
+    return 0;
+  }
+  const opts: EvaluateOptions = {
+    metrics: metricFamilies(values.metrics),
+    skipSlow: values["skip-slow"],
+    tokenized: values.tokenized,
+  };
+  if (values["meteor-resources"] !== undefined) {
+    opts.meteor = await MeteorScorer.create({ resourceDir: values["meteor-resources"] });
+  }
+  const paired = await loadPaired();
+  const t0 = performance.now();
+  const result = await evaluatePaired(paired, opts);
+  if (values.fixture !== undefined) {
+    console.log(JSON.stringify(result.metrics, null, 2));
+  } else {
+    printTable(result, (performance.now() - t0) / 1000);
+  }
+  if (values.out !== undefined) {
+    await Deno.writeTextFile(values.out, JSON.stringify(result.perImage, null, 1) + "\n");
+  }
+  return 0;
+}
+
+try {
+  Deno.exit(await main());
+} catch (e) {
+  if (!(e instanceof WebcapError)) throw e;
+  console.error(`error ${e.code}: ${e.message}`);
+  Deno.exit(2);
+}
