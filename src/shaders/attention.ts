@@ -13,6 +13,7 @@
 import { WebcapError } from "../errors.ts";
 import { type Binding, Params, type Recorder } from "../gpu/recorder.ts";
 import { emptyTensor, type Tensor } from "../gpu/tensor.ts";
+import { workgroupReduceWgsl } from "./reduce_wgsl.ts";
 
 /** Where one operand lives: element offset of (row 0, pos 0, head 0), and strides in elements. */
 export interface AttnOperand {
@@ -63,18 +64,7 @@ ${probs ? `@group(0) @binding(${indexed ? 6 : 5}) var<storage, read_write> Pr: a
 const CH = 1024u;
 var<workgroup> qs: array<f32, 256>;
 var<workgroup> sc: array<f32, 1024>;
-var<workgroup> red: array<f32, 64>;
-fn reduce(t: u32, v: f32, is_max: bool) -> f32 {
-  red[t] = v;
-  workgroupBarrier();
-  for (var s = 32u; s > 0u; s >>= 1u) {
-    if (t < s) { red[t] = select(red[t] + red[t + s], max(red[t], red[t + s]), is_max); }
-    workgroupBarrier();
-  }
-  let r = red[0];
-  workgroupBarrier();
-  return r;
-}
+${workgroupReduceWgsl(64)}
 fn score(kb: u32, j: u32, kh: u32) -> f32 {
   let kbase = p.kOff + kb * p.kRow + j * p.kPos + kh;
   var s = 0.0;

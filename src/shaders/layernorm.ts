@@ -7,6 +7,7 @@ import { WebcapError } from "../errors.ts";
 import { Params, type Recorder } from "../gpu/recorder.ts";
 import { emptyTensor, type Tensor } from "../gpu/tensor.ts";
 import { grid } from "./matmul.ts";
+import { workgroupReduceWgsl } from "./reduce_wgsl.ts";
 
 const WGSL = `
 struct P { rows: u32, D: u32, eps: f32 }
@@ -15,18 +16,7 @@ struct P { rows: u32, D: u32, eps: f32 }
 @group(0) @binding(2) var<storage, read> gamma: array<f32>;
 @group(0) @binding(3) var<storage, read> beta: array<f32>;
 @group(0) @binding(4) var<storage, read_write> Y: array<f32>;
-var<workgroup> red: array<f32, 256>;
-fn reduce_sum(t: u32, v: f32) -> f32 {
-  red[t] = v;
-  workgroupBarrier();
-  for (var s = 128u; s > 0u; s >>= 1u) {
-    if (t < s) { red[t] += red[t + s]; }
-    workgroupBarrier();
-  }
-  let r = red[0];
-  workgroupBarrier();
-  return r;
-}
+${workgroupReduceWgsl(256)}
 @compute @workgroup_size(256)
 fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid: vec3u) {
   let row = wg.y * 65535u + wg.x;
@@ -35,10 +25,10 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid: vec
   let base = row * p.D;
   var s = 0.0;
   for (var i = t; i < p.D; i += 256u) { s += X[base + i]; }
-  let mean = reduce_sum(t, s) / f32(p.D);
+  let mean = reduce(t, s, false) / f32(p.D);
   var q = 0.0;
   for (var i = t; i < p.D; i += 256u) { let d = X[base + i] - mean; q += d * d; }
-  let inv = inverseSqrt(reduce_sum(t, q) / f32(p.D) + p.eps);
+  let inv = inverseSqrt(reduce(t, q, false) / f32(p.D) + p.eps);
   for (var i = t; i < p.D; i += 256u) { Y[base + i] = (X[base + i] - mean) * inv * gamma[i] + beta[i]; }
 }`;
 

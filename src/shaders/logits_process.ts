@@ -9,24 +9,14 @@
 import { Params, type Recorder } from "../gpu/recorder.ts";
 import type { Tensor } from "../gpu/tensor.ts";
 import { grid } from "./matmul.ts";
+import { workgroupReduceWgsl } from "./reduce_wgsl.ts";
 
 const WGSL = `
 struct P { rows: u32, V: u32, before: u32, after: u32, penalty: f32, seenIds: u32, bannedIds: u32 }
 @group(0) @binding(0) var<uniform> p: P;
 @group(0) @binding(1) var<storage, read_write> X: array<f32>;
 @group(0) @binding(2) var<storage, read> L: array<u32>;
-var<workgroup> red: array<f32, 256>;
-fn reduce(t: u32, v: f32, is_max: bool) -> f32 {
-  red[t] = v;
-  workgroupBarrier();
-  for (var s = 128u; s > 0u; s >>= 1u) {
-    if (t < s) { red[t] = select(red[t] + red[t + s], max(red[t], red[t + s]), is_max); }
-    workgroupBarrier();
-  }
-  let r = red[0];
-  workgroupBarrier();
-  return r;
-}
+${workgroupReduceWgsl(256)}
 fn log_softmax(t: u32, base: u32) {
   var m = -3.4e38;
   for (var i = t; i < p.V; i += 256u) { m = max(m, X[base + i]); }

@@ -11,6 +11,7 @@ import { WebcapError } from "../errors.ts";
 import { Params, type Recorder } from "../gpu/recorder.ts";
 import type { Tensor } from "../gpu/tensor.ts";
 import { grid } from "./matmul.ts";
+import { workgroupReduceWgsl } from "./reduce_wgsl.ts";
 
 const WGSL = `
 struct P { R: u32, P: u32, A: u32, C: u32, aOff: u32, aStride: u32, zOff: u32, zStride: u32 }
@@ -23,18 +24,7 @@ struct P { R: u32, P: u32, A: u32, C: u32, aOff: u32, aStride: u32, zOff: u32, z
 @group(0) @binding(6) var<storage, read> img: array<i32>;
 @group(0) @binding(7) var<storage, read_write> AL: array<f32>;
 @group(0) @binding(8) var<storage, read_write> Z: array<f32>;
-var<workgroup> red: array<f32, 256>;
-fn reduce(t: u32, v: f32, is_max: bool) -> f32 {
-  red[t] = v;
-  workgroupBarrier();
-  for (var s = 128u; s > 0u; s >>= 1u) {
-    if (t < s) { red[t] = select(red[t] + red[t + s], max(red[t], red[t + s]), is_max); }
-    workgroupBarrier();
-  }
-  let r = red[0];
-  workgroupBarrier();
-  return r;
-}
+${workgroupReduceWgsl(256)}
 @compute @workgroup_size(256)
 fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid: vec3u) {
   let r = wg.y * 65535u + wg.x;

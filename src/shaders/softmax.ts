@@ -5,24 +5,14 @@
 import { Params, type Recorder } from "../gpu/recorder.ts";
 import { emptyTensor, type Tensor } from "../gpu/tensor.ts";
 import { grid } from "./matmul.ts";
+import { workgroupReduceWgsl } from "./reduce_wgsl.ts";
 
 const WGSL = `
 struct P { rows: u32, D: u32, log: u32 }
 @group(0) @binding(0) var<uniform> p: P;
 @group(0) @binding(1) var<storage, read> X: array<f32>;
 @group(0) @binding(2) var<storage, read_write> Y: array<f32>;
-var<workgroup> red: array<f32, 256>;
-fn reduce(t: u32, v: f32, is_max: bool) -> f32 {
-  red[t] = v;
-  workgroupBarrier();
-  for (var s = 128u; s > 0u; s >>= 1u) {
-    if (t < s) { red[t] = select(red[t] + red[t + s], max(red[t], red[t + s]), is_max); }
-    workgroupBarrier();
-  }
-  let r = red[0];
-  workgroupBarrier();
-  return r;
-}
+${workgroupReduceWgsl(256)}
 @compute @workgroup_size(256)
 fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid: vec3u) {
   let row = wg.y * 65535u + wg.x;
