@@ -19,6 +19,7 @@ import { layerNorm } from "../shaders/layernorm.ts";
 import { matmul } from "../shaders/matmul.ts";
 import type { Gpt2State } from "./gpt2.ts";
 import type { ParamLoader } from "./params.ts";
+import { configNumber } from "./config.ts";
 
 /** The fields of an HF BERT / BLIP text config that the decoder uses. */
 export interface BertDecoderConfig {
@@ -40,16 +41,8 @@ export function bertDecoderConfig(
   where: string,
   defaults: Record<string, number | string> = {},
 ): BertDecoderConfig {
-  const num = (k: string, fallback?: number): number => {
-    const v = c[k] ?? defaults[k] ?? fallback;
-    if (typeof v !== "number" || !Number.isFinite(v) || v < 0) {
-      throw new WebcapError(
-        "BAD_CONFIG",
-        `${where}: "${k}" must be a non-negative number, got ${JSON.stringify(v)}`,
-      );
-    }
-    return v;
-  };
+  const num = (k: string, fallback?: number): number =>
+    configNumber(c, k, where, (defaults[k] as number | undefined) ?? fallback);
   const h = num("hidden_size");
   const cfg: BertDecoderConfig = {
     hidden_size: h,

@@ -27,7 +27,7 @@ import type {
   EncoderState,
   StepOptions,
 } from "./caption_model.ts";
-import { gpt2DisposeState, gpt2Reorder, type Gpt2State } from "./gpt2.ts";
+import { type CacheDecodeState, cacheDecodeState, gpt2Reorder } from "./gpt2.ts";
 import type { ParamLoader } from "./params.ts";
 import { loadVit, vitConfig, vitEncode, type VitNames, type VitWeights } from "./vit.ts";
 
@@ -108,10 +108,6 @@ function section(config: Json, key: string, where: string): Json {
   return v as Json;
 }
 
-interface BlipState extends DecodeState {
-  text: Gpt2State;
-}
-
 /** BLIP ViT → BERT decoder captioner. */
 export class Blip implements CaptionModel {
   /** The HF class name this model implements. */
@@ -163,24 +159,7 @@ export class Blip implements CaptionModel {
     rowImage: Int32Array,
     maxLength: number,
   ): DecodeState {
-    const text = bertBeginDecode(rec, this.text, enc.hidden, rowImage, maxLength);
-    const st: BlipState = {
-      text,
-      get rows() {
-        return text.rows;
-      },
-      get length() {
-        return text.length;
-      },
-      get rowImage() {
-        return text.rowImage;
-      },
-      dispose: () => {
-        gpt2DisposeState(text);
-        st.attention?.release();
-      },
-    };
-    return st;
+    return cacheDecodeState(bertBeginDecode(rec, this.text, enc.hidden, rowImage, maxLength));
   }
 
   step(
@@ -190,7 +169,7 @@ export class Blip implements CaptionModel {
     perRow: number,
     opts: StepOptions = {},
   ): Tensor {
-    const s = (st as BlipState).text;
+    const s = (st as CacheDecodeState).cache;
     const H = this.text.config.num_attention_heads;
     const probs = opts.attention
       ? this.text.layers.map(() => emptyTensor(rec.gpu, [s.rows, H, perRow, s.encSeq]))
@@ -205,7 +184,7 @@ export class Blip implements CaptionModel {
   }
 
   reorder(rec: Recorder, st: DecodeState, parents: Int32Array): void {
-    gpt2Reorder(rec, (st as BlipState).text, parents);
+    gpt2Reorder(rec, (st as CacheDecodeState).cache, parents);
   }
 
   dispose(): void {

@@ -45,15 +45,17 @@ import {
   gpt2BeginDecode,
   type Gpt2Config,
   gpt2Config,
-  gpt2DisposeState,
   gpt2Forward,
   gpt2Reorder,
   type Gpt2State,
   type Gpt2Weights,
   loadGpt2,
+  cacheDecodeState,
+  type CacheDecodeState,
 } from "./gpt2.ts";
 import { ParamLoader } from "./params.ts";
 import { openWeights, type WeightStore } from "./weights.ts";
+import { isFile } from "./fs.ts";
 
 type Json = Record<string, unknown>;
 
@@ -147,15 +149,6 @@ async function loadProjection(p: ParamLoader, cfg: ClipCapConfig): Promise<Linea
   return layers;
 }
 
-async function isFile(path: string): Promise<boolean> {
-  try {
-    return (await Deno.stat(path)).isFile;
-  } catch (e) {
-    if (e instanceof Deno.errors.NotFound) return false;
-    throw e;
-  }
-}
-
 /** `clipcap.safetensors`, else `clipcap.pt`, else what {@link openWeights} finds in `dir`. */
 async function openClipCapWeights(dir: string): Promise<WeightStore> {
   for (const name of ["clipcap.safetensors", "clipcap.pt"]) {
@@ -178,8 +171,7 @@ export interface ClipCapEncoderState extends EncoderState {
   readonly imageEmbeds: Tensor;
 }
 
-interface ClipCapState extends DecodeState {
-  gpt2: Gpt2State;
+interface ClipCapState extends CacheDecodeState {
   /** Last prefix vector of each image `[images, n_embd]`, indexed by the rows' images. */
   lastPrefix: Tensor;
 }
@@ -306,24 +298,7 @@ export class ClipCap implements CaptionModel {
     const gpt2 = L > 1
       ? this.#runPrefix(rec, prefix, rowImage, maxLength)
       : gpt2BeginDecode(rec, this.gpt2, undefined, rowImage, maxLength);
-    const st: ClipCapState = {
-      gpt2,
-      lastPrefix,
-      get rows() {
-        return gpt2.rows;
-      },
-      get length() {
-        return gpt2.length - (L - 1);
-      },
-      get rowImage() {
-        return gpt2.rowImage;
-      },
-      dispose: () => {
-        gpt2DisposeState(gpt2);
-        if (lastPrefix.alive) lastPrefix.release();
-      },
-    };
-    return st;
+    return Object.assign(cacheDecodeState(gpt2, L - 1, [lastPrefix]), { lastPrefix });
   }
 
   /** Caches after prefix vectors `0..L-2`: computed once per image, then gathered to the rows. */
@@ -362,7 +337,7 @@ export class ClipCap implements CaptionModel {
         "ClipCap has no cross-attention: attention maps are not available",
       );
     }
-    const s = st as ClipCapState, g = s.gpt2, R = g.rows, h = this.gpt2.config.n_embd;
+    const s = st as ClipCapState, g = s.cache, R = g.rows, h = this.gpt2.config.n_embd;
     if (tokens.size !== R * perRow) {
       throw new WebcapError("BAD_SHAPE", `step: ${tokens.size} tokens for ${R} rows × ${perRow}`);
     }
@@ -390,7 +365,7 @@ export class ClipCap implements CaptionModel {
   }
 
   reorder(rec: Recorder, st: DecodeState, parents: Int32Array): void {
-    gpt2Reorder(rec, (st as ClipCapState).gpt2, parents);
+    gpt2Reorder(rec, (st as ClipCapState).cache, parents);
   }
 
   dispose(): void {

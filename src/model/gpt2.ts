@@ -13,6 +13,8 @@ import { copy2d } from "../shaders/copy.ts";
 import { embedding } from "../shaders/embedding.ts";
 import { layerNorm } from "../shaders/layernorm.ts";
 import { matmul } from "../shaders/matmul.ts";
+import { configNumber } from "./config.ts";
+import type { DecodeState } from "./caption_model.ts";
 import type { ParamLoader } from "./params.ts";
 
 /** The fields of an HF GPT-2 config that the decoder uses. */
@@ -32,16 +34,7 @@ export interface Gpt2Config {
 
 /** Read and check a GPT-2 config object. */
 export function gpt2Config(c: Record<string, unknown>, where: string): Gpt2Config {
-  const num = (k: string, d?: number): number => {
-    const v = c[k] ?? d;
-    if (typeof v !== "number" || !Number.isFinite(v)) {
-      throw new WebcapError(
-        "BAD_CONFIG",
-        `${where}: "${k}" must be a number, got ${JSON.stringify(v)}`,
-      );
-    }
-    return v;
-  };
+  const num = (k: string, d?: number): number => configNumber(c, k, where, d);
   const cfg: Gpt2Config = {
     n_embd: num("n_embd"),
     n_head: num("n_head"),
@@ -327,6 +320,35 @@ export function gpt2Reorder(rec: Recorder, st: Gpt2State, parents: Int32Array): 
   st.rowImage = Int32Array.from(parents, (p) => st.rowImage[p]);
   st.rowImageGpu = uploadTensor(rec.gpu, st.rowImage, [R], "i32", "row-image");
   st.rows = R;
+}
+
+/** A {@link DecodeState} over GPT-2-layout caches (GPT-2, BLIP's text decoder, ClipCap). */
+export interface CacheDecodeState extends DecodeState {
+  readonly cache: Gpt2State;
+}
+
+/**
+ * `cache` seen as a DecodeState. `positionsBefore` cached positions (a prefix) are not counted in
+ * `length`; `also` are tensors freed with the caches.
+ */
+export function cacheDecodeState(cache: Gpt2State, positionsBefore = 0, also: Tensor[] = []): CacheDecodeState {
+  const st: CacheDecodeState = {
+    cache,
+    get rows() {
+      return cache.rows;
+    },
+    get length() {
+      return cache.length - positionsBefore;
+    },
+    get rowImage() {
+      return cache.rowImage;
+    },
+    dispose: () => {
+      gpt2DisposeState(cache);
+      for (const t of [...also, st.attention]) if (t?.alive) t.release();
+    },
+  };
+  return st;
 }
 
 /** Free a decoding's caches. */

@@ -16,6 +16,7 @@
 import { dirname, join, relative } from "node:path";
 import { WebcapError } from "../errors.ts";
 import { ProgressBar } from "./progress.ts";
+import { isFile } from "./fs.ts";
 
 /** Reports download progress: bytes of `file` done out of `total`. */
 export type ProgressCallback = (file: string, done: number, total: number) => void;
@@ -271,15 +272,6 @@ async function listFiles(dir: string, prefix = ""): Promise<string[]> {
     if (!(e instanceof Deno.errors.NotFound)) throw e;
   }
   return out;
-}
-
-async function isFile(path: string): Promise<boolean> {
-  try {
-    return (await Deno.stat(path)).isFile;
-  } catch (e) {
-    if (e instanceof Deno.errors.NotFound) return false;
-    throw e;
-  }
 }
 
 /** The files to fetch in order (small ones first, weights last) and the needed ones absent. */

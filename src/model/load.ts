@@ -8,6 +8,7 @@ import type { Gpu } from "../gpu/device.ts";
 import type { CaptionModel } from "./caption_model.ts";
 import { Blip } from "./blip.ts";
 import { CLIPCAP_CONFIG, CLIPCAP_VISION_DIR, loadClipCap } from "./clipcap.ts";
+import { isFile } from "./fs.ts";
 import { ParamLoader } from "./params.ts";
 import { type Preprocessor, preprocessorFromConfig } from "./preprocess.ts";
 import { Tokenizer } from "./tokenizer.ts";
@@ -98,15 +99,6 @@ export async function loadCaptionModel(gpu: Gpu, dir: string, opts: LoadOptions 
   );
 }
 
-async function exists(path: string): Promise<boolean> {
-  try {
-    await Deno.stat(path);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
 /** ImageNet statistics, which Show-Attend-Tell's reference training code normalizes with. */
 const IMAGENET_MEAN = [0.485, 0.456, 0.406];
 const IMAGENET_STD = [0.229, 0.224, 0.225];
@@ -118,7 +110,7 @@ const IMAGENET_STD = [0.229, 0.224, 0.225];
  */
 export async function loadPreprocessor(dir: string): Promise<Preprocessor> {
   for (const path of [`${dir}/preprocessor_config.json`, `${dir}/${CLIPCAP_VISION_DIR}/preprocessor_config.json`]) {
-    if (await exists(path)) return preprocessorFromConfig(await readJson(path), path);
+    if (await isFile(path)) return preprocessorFromConfig(await readJson(path), path);
   }
   const config = await readJson(`${dir}/config.json`, true);
   if (config && config.architecture === SHOW_ATTEND_TELL && typeof config.image_size === "number") {
@@ -137,7 +129,7 @@ export async function loadPreprocessor(dir: string): Promise<Preprocessor> {
 /** The tokenizer of a model folder: `tokenizer.json`, else a `word_map.json` (word → id). */
 export async function loadTokenizer(dir: string): Promise<Tokenizer> {
   for (const name of ["tokenizer.json", "word_map.json"]) {
-    if (await exists(`${dir}/${name}`)) return await Tokenizer.fromFile(`${dir}/${name}`);
+    if (await isFile(`${dir}/${name}`)) return await Tokenizer.fromFile(`${dir}/${name}`);
   }
   throw new WebcapError("MISSING_FILE", `${dir}: no tokenizer.json or word_map.json; captions cannot be turned into text without one`);
 }

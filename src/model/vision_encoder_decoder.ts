@@ -18,12 +18,12 @@ import {
   crossProbsTensor,
   gpt2BeginDecode,
   gpt2Config,
-  gpt2DisposeState,
   gpt2Forward,
   gpt2Reorder,
-  type Gpt2State,
   type Gpt2Weights,
   loadGpt2,
+  cacheDecodeState,
+  type CacheDecodeState,
 } from "./gpt2.ts";
 import type { ParamLoader } from "./params.ts";
 import { hfVitNames, loadVit, vitConfig, vitEncode, type VitWeights } from "./vit.ts";
@@ -53,10 +53,6 @@ export function decoderIds(
     eosTokenId: eosId,
     padTokenId: typeof pad === "number" ? pad : eosId,
   };
-}
-
-interface VedState extends DecodeState {
-  gpt2: Gpt2State;
 }
 
 /** ViT → GPT-2 captioner. */
@@ -129,24 +125,7 @@ export class VisionEncoderDecoder implements CaptionModel {
   }
 
   beginDecode(rec: Recorder, enc: EncoderState, rowImage: Int32Array, maxLength: number): DecodeState {
-    const gpt2 = gpt2BeginDecode(rec, this.gpt2, enc.hidden, rowImage, maxLength);
-    const st: VedState = {
-      gpt2,
-      get rows() {
-        return gpt2.rows;
-      },
-      get length() {
-        return gpt2.length;
-      },
-      get rowImage() {
-        return gpt2.rowImage;
-      },
-      dispose: () => {
-        gpt2DisposeState(gpt2);
-        st.attention?.release();
-      },
-    };
-    return st;
+    return cacheDecodeState(gpt2BeginDecode(rec, this.gpt2, enc.hidden, rowImage, maxLength));
   }
 
   step(
@@ -156,7 +135,7 @@ export class VisionEncoderDecoder implements CaptionModel {
     perRow: number,
     opts: StepOptions = {},
   ): Tensor {
-    const s = (st as VedState).gpt2;
+    const s = (st as CacheDecodeState).cache;
     const probs = opts.attention
       ? this.gpt2.layers.map(() => crossProbsTensor(rec, this.gpt2, s, perRow))
       : undefined;
@@ -170,7 +149,7 @@ export class VisionEncoderDecoder implements CaptionModel {
   }
 
   reorder(rec: Recorder, st: DecodeState, parents: Int32Array): void {
-    gpt2Reorder(rec, (st as VedState).gpt2, parents);
+    gpt2Reorder(rec, (st as CacheDecodeState).cache, parents);
   }
 
   dispose(): void {

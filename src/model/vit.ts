@@ -15,6 +15,7 @@ import { binary } from "../shaders/elementwise.ts";
 import { layerNorm } from "../shaders/layernorm.ts";
 import { matmul } from "../shaders/matmul.ts";
 import { patchify } from "../shaders/patchify.ts";
+import { configNumber } from "./config.ts";
 import type { ParamLoader } from "./params.ts";
 import type { WeightStore } from "./weights.ts";
 
@@ -33,16 +34,7 @@ export interface VitConfig {
 
 /** Read and check a ViT config object. */
 export function vitConfig(c: Record<string, unknown>, where: string): VitConfig {
-  const num = (k: string, d?: number): number => {
-    const v = c[k] ?? d;
-    if (typeof v !== "number" || !Number.isFinite(v)) {
-      throw new WebcapError(
-        "BAD_CONFIG",
-        `${where}: "${k}" must be a number, got ${JSON.stringify(v)}`,
-      );
-    }
-    return v;
-  };
+  const num = (k: string, d?: number): number => configNumber(c, k, where, d);
   const cfg: VitConfig = {
     hidden_size: num("hidden_size"),
     num_attention_heads: num("num_attention_heads"),

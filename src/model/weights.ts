@@ -10,6 +10,7 @@ import type { Dtype } from "./dtype.ts";
 import { openPickleCheckpoint } from "./pickle.ts";
 import { openSafetensors } from "./safetensors.ts";
 import { makeStore, missingTensor, type StoredTensor } from "./tensor_source.ts";
+import { isFile } from "./fs.ts";
 
 export type { Dtype } from "./dtype.ts";
 export { bf16ToF32, f16ToF32 } from "./dtype.ts";
@@ -56,15 +57,6 @@ function join(dir: string, name: string): string {
 function baseName(path: string): string {
   const trimmed = path.replace(/\/+$/, "");
   return trimmed.slice(trimmed.lastIndexOf("/") + 1);
-}
-
-async function isFile(path: string): Promise<boolean> {
-  try {
-    return (await Deno.stat(path)).isFile;
-  } catch (e) {
-    if (e instanceof Deno.errors.NotFound) return false;
-    throw e;
-  }
 }
 
 /** Open one weights file by its name: safetensors, a shard index, or a torch pickle. */
