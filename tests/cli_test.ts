@@ -120,3 +120,30 @@ Deno.test("cli: decoding flags of the contract", async (t) => {
   });
   await Deno.remove(dir, { recursive: true });
 });
+
+Deno.test("cli: every architecture captions with beam, sampling, diverse and constrained decoding", async () => {
+  const dir = await imageFolder();
+  // Show-Attend-Tell checkpoints come with a word map instead of tokenizer.json
+  const sat = await Deno.makeTempDir({ prefix: "webcap-sat-" });
+  for (const f of ["config.json", "model.safetensors"]) await Deno.symlink(fixture(`hf/show-attend-tell/${f}`), `${sat}/${f}`);
+  const words: Record<string, number> = { "<pad>": 0, "<start>": 1, "<end>": 2, "<unk>": 3 };
+  for (let i = 4; i < 300; i++) words[`w${i}`] = i;
+  await Deno.writeTextFile(`${sat}/word_map.json`, JSON.stringify(words));
+  const decodings = [
+    ["--num-beams", "3", "--num-return-sequences", "2"],
+    ["--do-sample", "--top-k", "20", "--seed", "3"],
+    ["--num-beams", "4", "--num-beam-groups", "2", "--diversity-penalty", "1"],
+  ];
+  for (const m of [fixture("hf/clipcap"), fixture("hf/blip"), sat]) {
+    for (const flags of decodings) {
+      const r = await caption([`${dir}/a.png`, "--model", m, "--json", "--max-new-tokens", "5", ...flags]);
+      assert.equal(r.code, 0, `${m} ${flags}: ${r.stderr}`);
+      assert.ok(r.lines[0].captions.length >= 1 && r.lines[0].captions[0].tokens.length >= 1, `${m} ${flags}`);
+    }
+  }
+  const forced = await caption([`${dir}/a.png`, "--model", sat, "--json", "--num-beams", "3", "--force-words", "w42", "--max-new-tokens", "6"]);
+  assert.equal(forced.code, 0, forced.stderr);
+  for (const c of forced.lines[0].captions) assert.ok(c.tokens.includes(42), `${c.tokens}`);
+  await Deno.remove(sat, { recursive: true });
+  await Deno.remove(dir, { recursive: true });
+});

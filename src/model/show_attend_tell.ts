@@ -368,7 +368,7 @@ export class ShowAttendTell implements CaptionModel {
   /** Row i continues row `parents[i]`: h and c gathered into fresh buffers, row→image remapped. */
   reorder(rec: Recorder, st: DecodeState, parents: Int32Array): void {
     const s = st as SatState;
-    if (parents.length > s.rows || parents.some((p) => p < 0 || p >= s.rows)) {
+    if (parents.some((p) => p < 0 || p >= s.rows)) {
       throw new WebcapError("BAD_OPTION", `reorder: parents must index the ${s.rows} current rows`);
     }
     const R = parents.length;
