@@ -118,7 +118,11 @@ export {
 export type { RerankCandidate, Reranker } from "./src/decode/rerank.ts";
 /** Attention pictures: per-word cross-attention (or Show-Attend-Tell α) maps as PNG tiles. */
 export { captionAttention, imageGrid, tokenAttention, tokenWord } from "./src/caption_attention.ts";
-export type { AttentionOptions, CaptionAttention, TokenAttention } from "./src/caption_attention.ts";
+export type {
+  AttentionOptions,
+  CaptionAttention,
+  TokenAttention,
+} from "./src/caption_attention.ts";
 export {
   attentionPictureLayout,
   renderAttentionPicture,

@@ -35,7 +35,11 @@ function random(n: number, seed: number): Float32Array {
 }
 
 /** Median time of `reps` runs of `record` (after one warm-up), in ms. */
-async function timeIt(gpu: Gpu, record: (rec: Recorder) => Tensor[], reps: number): Promise<{ ms: number; timer: KernelRow["timer"] }> {
+async function timeIt(
+  gpu: Gpu,
+  record: (rec: Recorder) => Tensor[],
+  reps: number,
+): Promise<{ ms: number; timer: KernelRow["timer"] }> {
   const times: number[] = [];
   for (let i = 0; i <= reps; i++) {
     const rec = new Recorder(gpu, { timestamps: true });
@@ -48,7 +52,10 @@ async function timeIt(gpu: Gpu, record: (rec: Recorder) => Tensor[], reps: numbe
     if (i > 0) times.push(gpuMs.length ? gpuMs.reduce((a, b) => a + b, 0) : wall);
   }
   times.sort((a, b) => a - b);
-  return { ms: times[Math.floor(times.length / 2)], timer: gpu.hasTimestamps ? "gpu-timestamp" : "wall" };
+  return {
+    ms: times[Math.floor(times.length / 2)],
+    timer: gpu.hasTimestamps ? "gpu-timestamp" : "wall",
+  };
 }
 
 /** Run the kernel benchmarks. `reps` per case (median reported). */
@@ -56,7 +63,9 @@ export async function benchKernels(gpu: Gpu, reps = 3): Promise<KernelRow[]> {
   const rows: KernelRow[] = [];
   const dtypes: ("f32" | "f16")[] = gpu.hasF16 ? ["f32", "f16"] : ["f32"];
   const up = (n: number, shape: number[], seed: number, dtype: "f32" | "f16" = "f32") =>
-    dtype === "f16" ? uploadTensor(gpu, f32ToF16(random(n, seed)), shape, "f16") : uploadTensor(gpu, random(n, seed), shape, "f32");
+    dtype === "f16"
+      ? uploadTensor(gpu, f32ToF16(random(n, seed)), shape, "f16")
+      : uploadTensor(gpu, random(n, seed), shape, "f32");
   const matmuls: [string, number, number, number, boolean][] = [
     ["matmul qkv (ViT/GPT-2)", 197, 768, 2304, false],
     ["matmul mlp fc (ViT/GPT-2)", 197, 768, 3072, false],
@@ -68,7 +77,13 @@ export async function benchKernels(gpu: Gpu, reps = 3): Promise<KernelRow[]> {
       const a = up(M * K, [M, K], 1);
       const w = up(K * N, transposeW ? [N, K] : [K, N], 2, dtype);
       const { ms, timer } = await timeIt(gpu, (rec) => [matmul(rec, a, w, { transposeW })], reps);
-      rows.push({ name: `${name} ${dtype}`, shape: `${M}x${K}x${N}`, ms, gflops: (2 * M * N * K) / ms / 1e6, timer });
+      rows.push({
+        name: `${name} ${dtype}`,
+        shape: `${M}x${K}x${N}`,
+        ms,
+        gflops: (2 * M * N * K) / ms / 1e6,
+        timer,
+      });
       a.release();
       w.release();
     }
@@ -76,38 +91,85 @@ export async function benchKernels(gpu: Gpu, reps = 3): Promise<KernelRow[]> {
   {
     const [S, H, D] = [197, 12, 64];
     const qkv = up(S * 3 * H * D, [S, 3 * H * D], 3);
-    const op = (offset: number) => ({ t: qkv, offset, posStride: 3 * H * D, rowStride: S * 3 * H * D });
+    const op = (offset: number) => ({
+      t: qkv,
+      offset,
+      posStride: 3 * H * D,
+      rowStride: S * 3 * H * D,
+    });
     const { ms, timer } = await timeIt(gpu, (rec) => [attention(rec, {
-      q: op(0), k: op(H * D), v: op(2 * H * D), batch: 1, queries: S, heads: H, headDim: D, keys: S, scale: 0.125,
+      q: op(0),
+      k: op(H * D),
+      v: op(2 * H * D),
+      batch: 1,
+      queries: S,
+      heads: H,
+      headDim: D,
+      keys: S,
+      scale: 0.125,
     })], reps);
-    rows.push({ name: "attention (fused, ViT-B/16)", shape: `${H}h x ${S}q x ${S}k x ${D}d`, ms, gflops: (4 * S * S * D * H) / ms / 1e6, timer });
+    rows.push({
+      name: "attention (fused, ViT-B/16)",
+      shape: `${H}h x ${S}q x ${S}k x ${D}d`,
+      ms,
+      gflops: (4 * S * S * D * H) / ms / 1e6,
+      timer,
+    });
     qkv.release();
   }
   {
     const [R, Dm] = [197, 768];
     const x = up(R * Dm, [R, Dm], 4), g = up(Dm, [Dm], 5), b = up(Dm, [Dm], 6);
     const { ms, timer } = await timeIt(gpu, (rec) => [layerNorm(rec, x, g, b, 1e-5)], reps);
-    rows.push({ name: "layernorm", shape: `${R}x${Dm}`, ms, gbps: (3 * R * Dm * 4) / ms / 1e6, timer });
+    rows.push({
+      name: "layernorm",
+      shape: `${R}x${Dm}`,
+      ms,
+      gbps: (3 * R * Dm * 4) / ms / 1e6,
+      timer,
+    });
     for (const t of [x, g, b]) t.release();
   }
   {
     const [R, V] = [5, 50257];
     const x = up(R * V, [R, V], 7);
     let r = await timeIt(gpu, (rec) => [softmax(rec, x, { log: true })], reps);
-    rows.push({ name: "log-softmax (vocab)", shape: `${R}x${V}`, ms: r.ms, gbps: (3 * R * V * 4) / r.ms / 1e6, timer: r.timer });
+    rows.push({
+      name: "log-softmax (vocab)",
+      shape: `${R}x${V}`,
+      ms: r.ms,
+      gbps: (3 * R * V * 4) / r.ms / 1e6,
+      timer: r.timer,
+    });
     r = await timeIt(gpu, (rec) => {
       const t = topk(rec, x, 10);
       return [t.values, t.ids];
     }, reps);
-    rows.push({ name: "top-k k=10 (beam 5 step)", shape: `${R}x${V}`, ms: r.ms, gbps: (10 * R * V * 4) / r.ms / 1e6, timer: r.timer });
+    rows.push({
+      name: "top-k k=10 (beam 5 step)",
+      shape: `${R}x${V}`,
+      ms: r.ms,
+      gbps: (10 * R * V * 4) / r.ms / 1e6,
+      timer: r.timer,
+    });
     x.release();
   }
   {
     const x = up(3 * 224 * 224, [1, 3, 224, 224], 8);
     const w = up(768 * 3 * 16 * 16, [768, 3, 16, 16], 9);
     const b = up(768, [768], 10);
-    const { ms, timer } = await timeIt(gpu, (rec) => [conv2d(rec, x, w, { stride: 16, bias: b })], reps);
-    rows.push({ name: "conv2d patch embedding (ViT-B/16)", shape: "3x224x224 -> 768x14x14", ms, gflops: (2 * 196 * 768 * 768) / ms / 1e6, timer });
+    const { ms, timer } = await timeIt(
+      gpu,
+      (rec) => [conv2d(rec, x, w, { stride: 16, bias: b })],
+      reps,
+    );
+    rows.push({
+      name: "conv2d patch embedding (ViT-B/16)",
+      shape: "3x224x224 -> 768x14x14",
+      ms,
+      gflops: (2 * 196 * 768 * 768) / ms / 1e6,
+      timer,
+    });
     for (const t of [x, w, b]) t.release();
   }
   return rows;

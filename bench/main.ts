@@ -14,7 +14,10 @@ function table(title: string, rows: Row[]): void {
   const keys = [...new Set(rows.flatMap((r) => Object.keys(r)))];
   const late = ["timer"]; // descriptive columns after the numbers
   const cols = [...keys.filter((k) => !late.includes(k)), ...keys.filter((k) => late.includes(k))];
-  const fmt = (v: unknown) => typeof v === "number" ? (Math.abs(v) >= 100 ? v.toFixed(1) : v.toPrecision(4)) : String(v ?? "");
+  const fmt = (v: unknown) =>
+    typeof v === "number"
+      ? (Math.abs(v) >= 100 ? v.toFixed(1) : v.toPrecision(4))
+      : String(v ?? "");
   const widths = cols.map((c) => Math.max(c.length, ...rows.map((r) => fmt(r[c]).length)));
   console.log(`\n## ${title}`);
   console.log(cols.map((c, i) => c.padEnd(widths[i])).join("  "));

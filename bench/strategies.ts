@@ -23,9 +23,15 @@ const STRATEGIES: [string, CaptionOptions][] = [
 ];
 
 /** Run every strategy `reps` times (median) on `batch` copies of a fixture image. */
-export async function benchStrategies(modelDir?: string, reps = 3, batch = 4): Promise<StrategyRow[]> {
+export async function benchStrategies(
+  modelDir?: string,
+  reps = 3,
+  batch = 4,
+): Promise<StrategyRow[]> {
   const dir = modelDir ?? new URL("../../shared/fixtures/hf/vit-gpt2", import.meta.url).pathname;
-  const image = await Deno.readFile(new URL("../../shared/fixtures/hf/preprocess/pattern.png", import.meta.url));
+  const image = await Deno.readFile(
+    new URL("../../shared/fixtures/hf/preprocess/pattern.png", import.meta.url),
+  );
   const captioner = await Captioner.fromPretrained(dir);
   const images = Array.from({ length: batch }, () => image);
   const maxNewTokens = 12;
@@ -44,7 +50,12 @@ export async function benchStrategies(modelDir?: string, reps = 3, batch = 4): P
       }
       times.sort((a, b) => a - b);
       const ms = times[Math.floor(times.length / 2)];
-      rows.push({ name, shape: `${batch} images x ${maxNewTokens} tokens`, ms, captionsPerSec: (batch * 1000) / ms });
+      rows.push({
+        name,
+        shape: `${batch} images x ${maxNewTokens} tokens`,
+        ms,
+        captionsPerSec: (batch * 1000) / ms,
+      });
     }
   } finally {
     captioner.dispose();

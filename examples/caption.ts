@@ -15,7 +15,7 @@ import { parseArgs } from "node:util";
 import { Captioner, type CaptionOptions, type CaptionResult } from "../src/captioner.ts";
 import { WebcapError } from "../src/errors.ts";
 import { ProgressBar } from "../src/model/progress.ts";
-import { captionOptionsFromFlags, CAPTION_FLAGS } from "../src/cli_options.ts";
+import { CAPTION_FLAGS, captionOptionsFromFlags } from "../src/cli_options.ts";
 
 const IMAGE_EXT = /\.(jpe?g|png|webp|bmp|tiff?|gif)$/i;
 
@@ -37,7 +37,9 @@ async function expandInputs(paths: string[]): Promise<{ files: string[]; fromFol
     }
     fromFolder = true;
     const inDir: string[] = [];
-    for await (const e of Deno.readDir(p)) if (e.isFile && IMAGE_EXT.test(e.name)) inDir.push(`${p.replace(/\/$/, "")}/${e.name}`);
+    for await (const e of Deno.readDir(p)) {
+      if (e.isFile && IMAGE_EXT.test(e.name)) inDir.push(`${p.replace(/\/$/, "")}/${e.name}`);
+    }
     files.push(...inDir.sort());
   }
   return { files, fromFolder };
@@ -58,21 +60,32 @@ function printResult(r: CaptionResult, json: boolean): void {
 }
 
 async function main(): Promise<number> {
-  const { values, positionals } = parseArgs({ args: Deno.args, options: CAPTION_FLAGS, allowPositionals: true });
+  const { values, positionals } = parseArgs({
+    args: Deno.args,
+    options: CAPTION_FLAGS,
+    allowPositionals: true,
+  });
   if (values.help || positionals.length === 0) {
-    console.log("usage: deno task caption IMAGE|FOLDER... [--model DIR|org/name] [--json] [decoding flags]\n(see examples/caption.ts for all flags)");
+    console.log(
+      "usage: deno task caption IMAGE|FOLDER... [--model DIR|org/name] [--json] [decoding flags]\n(see examples/caption.ts for all flags)",
+    );
     return values.help ? 0 : 2;
   }
-  const captioner = await Captioner.fromPretrained(values.model ?? "nlpconnect/vit-gpt2-image-captioning", {
-    dtype: values.dtype as "f32" | "f16" | undefined,
-    offline: values.offline,
-    maxPixels: values["max-pixels"] ? Number(values["max-pixels"]) : undefined,
-  });
+  const captioner = await Captioner.fromPretrained(
+    values.model ?? "nlpconnect/vit-gpt2-image-captioning",
+    {
+      dtype: values.dtype as "f32" | "f16" | undefined,
+      offline: values.offline,
+      maxPixels: values["max-pixels"] ? Number(values["max-pixels"]) : undefined,
+    },
+  );
   try {
     const options: CaptionOptions = captionOptionsFromFlags(values, captioner.tokenizer);
     const { files, fromFolder } = await expandInputs(positionals);
     const batch = Math.max(1, Number(values["batch-size"] ?? 8));
-    const bar = fromFolder ? new ProgressBar({ total: files.length, label: "captioning", unit: "items" }) : undefined;
+    const bar = fromFolder
+      ? new ProgressBar({ total: files.length, label: "captioning", unit: "items" })
+      : undefined;
     let failed = 0;
     for (let i = 0; i < files.length; i += batch) {
       const results = await captioner.caption(files.slice(i, i + batch), options);

@@ -16,7 +16,9 @@ const { values, positionals } = parseArgs({
   options: { dtype: { type: "string" }, json: { type: "boolean" } },
   allowPositionals: true,
 });
-if (positionals.length !== 1 || (values.dtype && values.dtype !== "f32" && values.dtype !== "f16")) {
+if (
+  positionals.length !== 1 || (values.dtype && values.dtype !== "f32" && values.dtype !== "f16")
+) {
   console.error("usage: deno task parity DIR [--dtype f32|f16] [--json]");
   Deno.exit(2);
 }
@@ -27,8 +29,16 @@ try {
   if (values.json) console.log(JSON.stringify(r));
   else {
     console.log(`${r.dir}: ${r.architecture} (${dtype}, ${gpu.adapterName})`);
-    for (const t of r.tensors) console.log(`  tensor ${t.name.padEnd(28)} rel L2 ${t.relL2.toExponential(3)}  ${t.pass ? "ok" : "FAIL"}`);
-    for (const c of r.cases) console.log(`  case   ${c.name.padEnd(28)} ${c.status.toUpperCase()}  ${c.detail}`);
+    for (const t of r.tensors) {
+      console.log(
+        `  tensor ${t.name.padEnd(28)} rel L2 ${t.relL2.toExponential(3)}  ${
+          t.pass ? "ok" : "FAIL"
+        }`,
+      );
+    }
+    for (const c of r.cases) {
+      console.log(`  case   ${c.name.padEnd(28)} ${c.status.toUpperCase()}  ${c.detail}`);
+    }
   }
   const tensorFail = r.tensors.some((t) => !t.pass);
   const caseFail = dtype === "f32" && r.cases.some((c) => c.status === "fail");

@@ -33,7 +33,8 @@ export interface CaptionerOptions extends ResolveModelOptions {
 }
 
 /** Decoding options of {@link Captioner.caption}: transformers' `generate` names plus a text prompt. */
-export interface CaptionOptions extends Omit<GenerateOptions, "promptIds" | "eosTokenId" | "padTokenId"> {
+export interface CaptionOptions
+  extends Omit<GenerateOptions, "promptIds" | "eosTokenId" | "padTokenId"> {
   /** Text every caption starts from (BLIP-style conditional captioning). */
   prompt?: string;
   /**
@@ -104,9 +105,19 @@ export class Captioner {
 
   async #decode(img: ImageInput, i: number): Promise<RgbImage> {
     if (typeof img === "string") return await loadImage(img, { maxPixels: this.maxPixels });
-    if (img instanceof Uint8Array) return decodeImage(img, sourceOf(img, i), { maxPixels: this.maxPixels });
-    if (!img || !(img.data instanceof Uint8Array) || img.data.length !== img.width * img.height * 3 || img.width < 1 || img.height < 1) {
-      throw new WebcapError("BAD_IMAGE", `${sourceOf(img, i)}: RGB pixels must be {width, height, data: Uint8Array[width·height·3]} with width, height ≥ 1`);
+    if (img instanceof Uint8Array) {
+      return decodeImage(img, sourceOf(img, i), { maxPixels: this.maxPixels });
+    }
+    if (
+      !img || !(img.data instanceof Uint8Array) || img.data.length !== img.width * img.height * 3 ||
+      img.width < 1 || img.height < 1
+    ) {
+      throw new WebcapError(
+        "BAD_IMAGE",
+        `${
+          sourceOf(img, i)
+        }: RGB pixels must be {width, height, data: Uint8Array[width·height·3]} with width, height ≥ 1`,
+      );
     }
     return img;
   }
@@ -150,8 +161,13 @@ export class Captioner {
   }
 
   /** Caption images (paths, bytes or pixels), or reuse {@link encode}'s states. */
-  async caption(images: ImageInput | ImageInput[] | EncodedImages, options: CaptionOptions = {}): Promise<CaptionResult[]> {
-    const encoded = isEncoded(images) ? images : await this.encode(Array.isArray(images) ? images : [images]);
+  async caption(
+    images: ImageInput | ImageInput[] | EncodedImages,
+    options: CaptionOptions = {},
+  ): Promise<CaptionResult[]> {
+    const encoded = isEncoded(images)
+      ? images
+      : await this.encode(Array.isArray(images) ? images : [images]);
     try {
       return await this.#captionEncoded(encoded, options);
     } finally {
@@ -173,7 +189,8 @@ export class Captioner {
     }
     return enc.inputs.map((input, i) => {
       let captions: Caption[] = enc.slot[i] < 0 ? [] : sequences[enc.slot[i]].map((s) => ({
-        text: this.tokenizer.decode([...prompt_.slice(1), ...s.tokens], { skipSpecialTokens: true }).trim(),
+        text: this.tokenizer.decode([...prompt_.slice(1), ...s.tokens], { skipSpecialTokens: true })
+          .trim(),
         score: s.score,
         tokens: s.tokens,
         logprobs: s.logprobs,
@@ -187,7 +204,11 @@ export class Captioner {
   }
 
   /** Run a decoding strategy over encoded images with explicit prompt ids (all images share them). */
-  generate(enc: EncoderState, promptIds: number[], options: GenerateOptions): Promise<GeneratedSequence[][]> {
+  generate(
+    enc: EncoderState,
+    promptIds: number[],
+    options: GenerateOptions,
+  ): Promise<GeneratedSequence[][]> {
     const prompts = Array.from({ length: enc.images }, () => promptIds.slice());
     return generateOnGpu(this.gpu, this.model, enc, prompts, options);
   }

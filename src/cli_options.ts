@@ -75,7 +75,9 @@ export function wordAlternatives(tok: Tokenizer, word: string, flag: string): nu
       out.push(ids);
     }
   }
-  if (!out.length) throw new WebcapError("BAD_OPTION", `${flag}: the tokenizer cannot express "${w}"`);
+  if (!out.length) {
+    throw new WebcapError("BAD_OPTION", `${flag}: the tokenizer cannot express "${w}"`);
+  }
   return out;
 }
 
@@ -102,7 +104,10 @@ export function captionOptionsFromFlags(flags: Flags, tok: Tokenizer): CaptionOp
   const es = flags["early-stopping"];
   if (es !== undefined) {
     if (es !== "true" && es !== "false" && es !== "never") {
-      throw new WebcapError("BAD_OPTION", `--early-stopping must be true, false or never, got "${es}"`);
+      throw new WebcapError(
+        "BAD_OPTION",
+        `--early-stopping must be true, false or never, got "${es}"`,
+      );
     }
     o.earlyStopping = es === "never" ? "never" : es === "true";
   }
@@ -118,14 +123,20 @@ export function captionOptionsFromFlags(flags: Flags, tok: Tokenizer): CaptionOp
   if (flags.length !== undefined) {
     const wish = String(flags.length);
     if (!Object.hasOwn(LENGTH_RANGES, wish)) {
-      throw new WebcapError("BAD_OPTION", `--length must be one of ${Object.keys(LENGTH_RANGES).join(", ")}, got "${wish}"`);
+      throw new WebcapError(
+        "BAD_OPTION",
+        `--length must be one of ${Object.keys(LENGTH_RANGES).join(", ")}, got "${wish}"`,
+      );
     }
     Object.assign(o, { ...lengthControl(wish as keyof typeof LENGTH_RANGES), ...o });
   }
   if (flags.sentiment !== undefined) {
     const target = String(flags.sentiment);
     if (target !== "positive" && target !== "negative") {
-      throw new WebcapError("BAD_OPTION", `--sentiment must be positive or negative, got "${target}"`);
+      throw new WebcapError(
+        "BAD_OPTION",
+        `--sentiment must be positive or negative, got "${target}"`,
+      );
     }
     // rerank an n-best list: 5 beams and 5 returned unless given
     o.numBeams ??= 5;

@@ -88,7 +88,13 @@ function check(f: Fixture, name: string, got: Float32Array, ref: Float32Array): 
 
 /** Upload the reference pixels and encode them (one pass). */
 async function encodeReference(f: Fixture, name: string): Promise<EncoderState> {
-  const pixels = uploadTensor(f.gpu, await f.ref.readF32(name), f.ref.info(name).shape, "f32", name);
+  const pixels = uploadTensor(
+    f.gpu,
+    await f.ref.readF32(name),
+    f.ref.info(name).shape,
+    "f32",
+    name,
+  );
   const rec = new Recorder(f.gpu);
   const enc = f.model.encode(rec, pixels);
   rec.releaseAfterSubmit(pixels);
@@ -97,7 +103,12 @@ async function encodeReference(f: Fixture, name: string): Promise<EncoderState> 
 }
 
 /** Teacher-forced logits (and optionally attention) of `ids [N, T]` over all rows at once. */
-async function teacherForced(f: Fixture, enc: EncoderState, ids: number[][], attention = false): Promise<{ logits: Float32Array; attention?: Float32Array }> {
+async function teacherForced(
+  f: Fixture,
+  enc: EncoderState,
+  ids: number[][],
+  attention = false,
+): Promise<{ logits: Float32Array; attention?: Float32Array }> {
   const N = ids.length, T = ids[0].length;
   const rec = new Recorder(f.gpu);
   const st = f.model.beginDecode(rec, enc, Int32Array.from({ length: N }, (_, i) => i), T);
@@ -107,7 +118,10 @@ async function teacherForced(f: Fixture, enc: EncoderState, ids: number[][], att
   const pa = attention && st.attention ? rec.readTensor(st.attention) : undefined;
   rec.releaseAfterSubmit(tokens, logits);
   await rec.submit();
-  const out = { logits: (await pl) as Float32Array, attention: pa ? (await pa) as Float32Array : undefined };
+  const out = {
+    logits: (await pl) as Float32Array,
+    attention: pa ? (await pa) as Float32Array : undefined,
+  };
   st.dispose();
   return out;
 }
@@ -125,7 +139,11 @@ function generatedPart(seq: number[], promptLen: number, eos: number): number[] 
   return end < 0 ? gen : gen.slice(0, end + 1);
 }
 
-function sameTokens(got: GeneratedSequence[][], want: number[][], perImage: number): string | undefined {
+function sameTokens(
+  got: GeneratedSequence[][],
+  want: number[][],
+  perImage: number,
+): string | undefined {
   for (let i = 0; i < got.length; i++) {
     for (let j = 0; j < perImage; j++) {
       const g = got[i][j]?.tokens ?? [], w = want[i * perImage + j];
@@ -135,10 +153,18 @@ function sameTokens(got: GeneratedSequence[][], want: number[][], perImage: numb
   return undefined;
 }
 
-type Case = Record<string, unknown> & { kwargs?: Record<string, unknown>; sequences?: number[][]; sequences_scores?: number[]; error?: string };
+type Case = Record<string, unknown> & {
+  kwargs?: Record<string, unknown>;
+  sequences?: number[][];
+  sequences_scores?: number[];
+  error?: string;
+};
 
 /** Properties that must hold where no reference sequences exist. */
-function propertyCheck(kwargs: Record<string, unknown>, out: GeneratedSequence[][]): string | undefined {
+function propertyCheck(
+  kwargs: Record<string, unknown>,
+  out: GeneratedSequence[][],
+): string | undefined {
   const force = kwargs.force_words_ids as number[][] | undefined;
   for (const [i, seqs] of out.entries()) {
     for (const s of seqs) {
@@ -148,14 +174,20 @@ function propertyCheck(kwargs: Record<string, unknown>, out: GeneratedSequence[]
       }
     }
     const groups = Number(kwargs.num_beam_groups ?? 1);
-    if (groups > 1 && new Set(seqs.map((s) => s.tokens.join())).size < Math.min(groups, seqs.length)) {
+    if (
+      groups > 1 && new Set(seqs.map((s) => s.tokens.join())).size < Math.min(groups, seqs.length)
+    ) {
       return `image ${i}: diverse groups returned identical sequences`;
     }
   }
   return undefined;
 }
 
-async function runTransformerCases(f: Fixture, enc: EncoderState, cases: Record<string, Case>): Promise<CaseCheck[]> {
+async function runTransformerCases(
+  f: Fixture,
+  enc: EncoderState,
+  cases: Record<string, Case>,
+): Promise<CaseCheck[]> {
   const d = f.model.decoder;
   const out: CaseCheck[] = [];
   for (const [name, c] of Object.entries(cases)) {
@@ -163,13 +195,25 @@ async function runTransformerCases(f: Fixture, enc: EncoderState, cases: Record<
       const prompts = (c.prompt as number[][]).map((p) => p.slice(0, -1));
       const want = c.sequences!.map((s) => generatedPart(s, prompts[0].length, d.eosTokenId));
       const maxNewTokens = c.sequences![0].length - prompts[0].length;
-      const got = await generateOnGpu(f.gpu, f.model, enc, prompts, { maxNewTokens, eosTokenId: d.eosTokenId, padTokenId: d.padTokenId });
+      const got = await generateOnGpu(f.gpu, f.model, enc, prompts, {
+        maxNewTokens,
+        eosTokenId: d.eosTokenId,
+        padTokenId: d.padTokenId,
+      });
       const bad = sameTokens(got, want, 1);
-      out.push({ name, status: bad ? "fail" : "pass", detail: bad ?? `prompt [${prompts[0]}], ${want.length} sequences identical` });
+      out.push({
+        name,
+        status: bad ? "fail" : "pass",
+        detail: bad ?? `prompt [${prompts[0]}], ${want.length} sequences identical`,
+      });
       continue;
     }
     const kwargs = c.kwargs ?? {};
-    const opts: GenerateOptions = { ...optionsFromHF(kwargs), eosTokenId: d.eosTokenId, padTokenId: d.padTokenId };
+    const opts: GenerateOptions = {
+      ...optionsFromHF(kwargs),
+      eosTokenId: d.eosTokenId,
+      padTokenId: d.padTokenId,
+    };
     const prompts = Array.from({ length: enc.images }, () => [d.decoderStartTokenId]);
     let got: GeneratedSequence[][];
     try {
@@ -180,7 +224,12 @@ async function runTransformerCases(f: Fixture, enc: EncoderState, cases: Record<
     }
     if (!c.sequences) {
       const bad = propertyCheck(kwargs, got);
-      out.push({ name, status: bad ? "fail" : "no-reference", detail: bad ?? `fixture has no reference (${String(c.error ?? "").slice(0, 80)}…); properties hold` });
+      out.push({
+        name,
+        status: bad ? "fail" : "no-reference",
+        detail: bad ??
+          `fixture has no reference (${String(c.error ?? "").slice(0, 80)}…); properties hold`,
+      });
       continue;
     }
     const perImage = Number(kwargs.num_return_sequences ?? 1);
@@ -201,23 +250,42 @@ async function runTransformerCases(f: Fixture, enc: EncoderState, cases: Record<
 async function runGreedyTokens(f: Fixture, enc: EncoderState, c: Case): Promise<CaseCheck> {
   const d = f.model.decoder;
   const want = c.tokens as number[][];
-  const got = await generateOnGpu(f.gpu, f.model, enc, Array.from({ length: enc.images }, () => [d.decoderStartTokenId]), {
-    maxNewTokens: Number(c.max_new_tokens),
-    eosTokenId: d.eosTokenId,
-    padTokenId: d.padTokenId,
-  });
+  const got = await generateOnGpu(
+    f.gpu,
+    f.model,
+    enc,
+    Array.from({ length: enc.images }, () => [d.decoderStartTokenId]),
+    {
+      maxNewTokens: Number(c.max_new_tokens),
+      eosTokenId: d.eosTokenId,
+      padTokenId: d.padTokenId,
+    },
+  );
   const bad = sameTokens(got, want.map((w) => generatedPart(w, 0, d.eosTokenId)), 1);
-  return { name: "greedy", status: bad ? "fail" : "pass", detail: bad ?? `${want.length} sequences identical` };
+  return {
+    name: "greedy",
+    status: bad ? "fail" : "pass",
+    detail: bad ?? `${want.length} sequences identical`,
+  };
 }
 
-async function parityOf(f: Fixture, dir: string, cases: Record<string, Case>): Promise<CaseCheck[]> {
+async function parityOf(
+  f: Fixture,
+  dir: string,
+  cases: Record<string, Case>,
+): Promise<CaseCheck[]> {
   const arch = f.model.architecture;
   if (arch === "VisionEncoderDecoderModel" || arch === "BlipForConditionalGeneration") {
     const enc = await encodeReference(f, "pixel_values");
-    const hiddenName = f.ref.has("encoder_last_hidden_state") ? "encoder_last_hidden_state" : "vision_last_hidden_state";
+    const hiddenName = f.ref.has("encoder_last_hidden_state")
+      ? "encoder_last_hidden_state"
+      : "vision_last_hidden_state";
     const [hidden] = await readTensors(f.gpu, () => [enc.hidden]);
     check(f, hiddenName, hidden, await f.ref.readF32(hiddenName));
-    const ids = await idsOf(f.ref, f.ref.has("decoder_input_ids") ? "decoder_input_ids" : "input_ids");
+    const ids = await idsOf(
+      f.ref,
+      f.ref.has("decoder_input_ids") ? "decoder_input_ids" : "input_ids",
+    );
     check(f, "logits", (await teacherForced(f, enc, ids)).logits, await f.ref.readF32("logits"));
     try {
       return await runTransformerCases(f, enc, cases);
@@ -246,7 +314,10 @@ async function parityOf(f: Fixture, dir: string, cases: Record<string, Case>): P
     const fed = tokens.map((t) => [start, ...t].slice(0, steps));
     const tf = await teacherForced(f, enc, fed, true);
     const V = f.model.decoder.vocabSize;
-    const first = Float32Array.from({ length: fed.length * V }, (_, k) => tf.logits[Math.floor(k / V) * steps * V + (k % V)]);
+    const first = Float32Array.from(
+      { length: fed.length * V },
+      (_, k) => tf.logits[Math.floor(k / V) * steps * V + (k % V)],
+    );
     check(f, "first_step_logits", first, await f.ref.readF32("first_step_logits"));
     check(f, "alphas", tf.attention!, await f.ref.readF32("alphas"));
     try {
@@ -259,12 +330,22 @@ async function parityOf(f: Fixture, dir: string, cases: Record<string, Case>): P
 }
 
 /** Run parity on a fixture model folder. */
-export async function runParity(gpu: Gpu, dir: string, opts: { dtype?: "f32" | "f16"; tolerance?: number } = {}): Promise<ParityReport> {
+export async function runParity(
+  gpu: Gpu,
+  dir: string,
+  opts: { dtype?: "f32" | "f16"; tolerance?: number } = {},
+): Promise<ParityReport> {
   const dtype = opts.dtype ?? "f32";
   const model = await loadCaptionModel(gpu, dir, { dtype });
   const ref = await openSafetensors(`${dir}/reference.safetensors`);
   const cases = JSON.parse(await Deno.readTextFile(`${dir}/generate.json`)) as Record<string, Case>;
-  const f: Fixture = { gpu, model, ref, tolerance: opts.tolerance ?? (dtype === "f16" ? 1e-2 : 1e-4), tensors: [] };
+  const f: Fixture = {
+    gpu,
+    model,
+    ref,
+    tolerance: opts.tolerance ?? (dtype === "f16" ? 1e-2 : 1e-4),
+    tensors: [],
+  };
   try {
     const caseChecks = await parityOf(f, dir, cases);
     return { dir, architecture: model.architecture, dtype, tensors: f.tensors, cases: caseChecks };

@@ -55,11 +55,19 @@ export async function greedySearch(
       steps = Math.min(GREEDY_CHUNK, opts.maxNewTokens - hyps[live[0]].tokens.length);
       // bans depend only on the length here; the placeholder tokens stand for the chunk's choices
       const procAt = (i: number) =>
-        rowProcessing(rules, rows.map((r) => ({ ...r, history: [...r.history, ...new Array(i).fill(-1)] })), promptLen, mode);
+        rowProcessing(
+          rules,
+          rows.map((r) => ({ ...r, history: [...r.history, ...new Array(i).fill(-1)] })),
+          promptLen,
+          mode,
+        );
       ({ ids, values } = await dec.greedySteps!(tokens, steps, procAt));
       stride = 1;
     } else {
-      const out = await dec.step(tokens, rowProcessing(rules, rows, promptLen, mode), { kind: "topk", k: 1 });
+      const out = await dec.step(tokens, rowProcessing(rules, rows, promptLen, mode), {
+        kind: "topk",
+        k: 1,
+      });
       [ids, values, steps] = [out.ids, out.values, 1];
       stride = out.ids.length / live.length; // 1, or more if the model returns more
     }

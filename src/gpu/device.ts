@@ -70,7 +70,9 @@ export async function requestGpu(opts: GpuOptions = {}): Promise<Gpu> {
     requiredLimits,
   });
   device.addEventListener("uncapturederror", (e) => {
-    console.error(`webcap: uncaptured WebGPU error: ${(e as GPUUncapturedErrorEvent).error.message}`);
+    console.error(
+      `webcap: uncaptured WebGPU error: ${(e as GPUUncapturedErrorEvent).error.message}`,
+    );
   });
   const info = adapter.info;
   return {

@@ -10,7 +10,11 @@ export class PipelineCache {
   constructor(readonly device: GPUDevice) {}
 
   /** The pipeline of `code` (entry `main`) with `constants`, compiled on first use. */
-  get(code: string, constants: Record<string, number> = {}, entryPoint = "main"): GPUComputePipeline {
+  get(
+    code: string,
+    constants: Record<string, number> = {},
+    entryPoint = "main",
+  ): GPUComputePipeline {
     const key = `${entryPoint}|${JSON.stringify(constants)}|${code}`;
     let p = this.#cache.get(key);
     if (!p) {

@@ -58,7 +58,9 @@ export class BufferPool {
 
   /** Destroy a buffer made by {@link allocate}. */
   destroy(buf: GPUBuffer): void {
-    if (!this.#owned.delete(buf)) throw new Error(`BufferPool: buffer ${buf.label} destroyed twice`);
+    if (!this.#owned.delete(buf)) {
+      throw new Error(`BufferPool: buffer ${buf.label} destroyed twice`);
+    }
     this.#bytesOwned -= buf.size;
     buf.destroy();
   }

@@ -71,7 +71,12 @@ export class Recorder {
   readonly encoder: GPUCommandEncoder;
   #pass: GPUComputePassEncoder | undefined;
   #arenas: Arena[] = [];
-  #reads: { staging: GPUBuffer; bytes: number; resolve: (b: ArrayBuffer) => void; reject: (e: unknown) => void }[] = [];
+  #reads: {
+    staging: GPUBuffer;
+    bytes: number;
+    resolve: (b: ArrayBuffer) => void;
+    reject: (e: unknown) => void;
+  }[] = [];
   #afterSubmit: (() => void)[] = [];
   #query: { set: GPUQuerySet; resolve: GPUBuffer; read: GPUBuffer; passes: number } | undefined;
   #submitted = false;
@@ -93,7 +98,10 @@ export class Recorder {
           size: passes * 16,
           usage: GPUBufferUsage.QUERY_RESOLVE | GPUBufferUsage.COPY_SRC,
         }),
-        read: device.createBuffer({ size: passes * 16, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST }),
+        read: device.createBuffer({
+          size: passes * 16,
+          usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST,
+        }),
         passes: 0,
       };
     }
@@ -154,7 +162,10 @@ export class Recorder {
         : b;
       entries.push({ binding: base + i, resource: r });
     });
-    const group = this.gpu.device.createBindGroup({ layout: pipeline.getBindGroupLayout(0), entries });
+    const group = this.gpu.device.createBindGroup({
+      layout: pipeline.getBindGroupLayout(0),
+      entries,
+    });
     const pass = this.#openPass();
     pass.setPipeline(pipeline);
     pass.setBindGroup(0, group);

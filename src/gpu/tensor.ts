@@ -68,7 +68,9 @@ export class Tensor {
 
   /** Free the buffer (back to the pool, or destroyed), through this tensor or any view of it. */
   release(): void {
-    if (!this.#owner.alive) throw new WebcapError("DISPOSED", `tensor [${this.shape}] released twice`);
+    if (!this.#owner.alive) {
+      throw new WebcapError("DISPOSED", `tensor [${this.shape}] released twice`);
+    }
     this.#owner.alive = false;
     if (this.#owner.kind === "pooled") this.gpu.pool.release(this.buffer);
     else this.gpu.pool.destroy(this.buffer);
@@ -82,7 +84,12 @@ export function emptyTensor(gpu: Gpu, shape: readonly number[], dtype: DType = "
 }
 
 /** A long-lived tensor with its own buffer, contents undefined (e.g. a key/value cache). */
-export function ownedTensor(gpu: Gpu, shape: readonly number[], dtype: DType, label: string): Tensor {
+export function ownedTensor(
+  gpu: Gpu,
+  shape: readonly number[],
+  dtype: DType,
+  label: string,
+): Tensor {
   const bytes = numel(shape) * dtypeBytes(dtype);
   return new Tensor(gpu, gpu.pool.allocate(bytes, label), shape, dtype, "owned");
 }
@@ -103,10 +110,16 @@ function hostDtypeOk(data: HostData, dtype: DType): boolean {
 /** Write host data into a tensor's buffer (f16 as raw Uint16 bits). */
 export function writeTensor(t: Tensor, data: HostData, elementOffset = 0): void {
   if (!hostDtypeOk(data, t.dtype)) {
-    throw new WebcapError("BAD_DTYPE", `cannot write ${data.constructor.name} into a ${t.dtype} tensor`);
+    throw new WebcapError(
+      "BAD_DTYPE",
+      `cannot write ${data.constructor.name} into a ${t.dtype} tensor`,
+    );
   }
   if (elementOffset + data.length > t.size) {
-    throw new WebcapError("BAD_SHAPE", `writing ${data.length} elements at ${elementOffset} overflows [${t.shape}]`);
+    throw new WebcapError(
+      "BAD_SHAPE",
+      `writing ${data.length} elements at ${elementOffset} overflows [${t.shape}]`,
+    );
   }
   const bytes = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
   const off = elementOffset * dtypeBytes(t.dtype);
@@ -129,7 +142,10 @@ export function uploadTensor(
   label = "tensor",
 ): Tensor {
   if (numel(shape) !== data.length) {
-    throw new WebcapError("BAD_SHAPE", `${label}: ${data.length} values do not fill shape [${shape}]`);
+    throw new WebcapError(
+      "BAD_SHAPE",
+      `${label}: ${data.length} values do not fill shape [${shape}]`,
+    );
   }
   const t = ownedTensor(gpu, shape, dtype, label);
   writeTensor(t, data);
@@ -137,7 +153,12 @@ export function uploadTensor(
 }
 
 /** Upload host data into a pooled temporary tensor. */
-export function uploadTemp(gpu: Gpu, data: HostData, shape: readonly number[], dtype: DType): Tensor {
+export function uploadTemp(
+  gpu: Gpu,
+  data: HostData,
+  shape: readonly number[],
+  dtype: DType,
+): Tensor {
   const t = emptyTensor(gpu, shape, dtype);
   writeTensor(t, data);
   return t;

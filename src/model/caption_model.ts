@@ -53,7 +53,12 @@ export interface CaptionModel {
   /** `pixels [N, 3, H, W]` → encoder states (one pass). */
   encode(rec: Recorder, pixels: Tensor): EncoderState;
   /** Caches sized once for `maxLength` positions; row r decodes image `rowImage[r]`. */
-  beginDecode(rec: Recorder, enc: EncoderState, rowImage: Int32Array, maxLength: number): DecodeState;
+  beginDecode(
+    rec: Recorder,
+    enc: EncoderState,
+    rowImage: Int32Array,
+    maxLength: number,
+  ): DecodeState;
   /** `tokens [rows·S]` (S tokens per row) → logits `[rows·S, vocab]`; advances caches by S. */
   step(rec: Recorder, st: DecodeState, tokens: Tensor, perRow: number, opts?: StepOptions): Tensor;
   /** Row i continues the caches of row `parents[i]` (fewer rows drop the rest). */

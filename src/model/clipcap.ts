@@ -42,6 +42,8 @@ import {
   loadClipVision,
 } from "./clip_vision.ts";
 import {
+  type CacheDecodeState,
+  cacheDecodeState,
   gpt2BeginDecode,
   type Gpt2Config,
   gpt2Config,
@@ -50,8 +52,6 @@ import {
   type Gpt2State,
   type Gpt2Weights,
   loadGpt2,
-  cacheDecodeState,
-  type CacheDecodeState,
 } from "./gpt2.ts";
 import { ParamLoader } from "./params.ts";
 import { openWeights, type WeightStore } from "./weights.ts";

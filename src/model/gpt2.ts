@@ -331,7 +331,11 @@ export interface CacheDecodeState extends DecodeState {
  * `cache` seen as a DecodeState. `positionsBefore` cached positions (a prefix) are not counted in
  * `length`; `also` are tensors freed with the caches.
  */
-export function cacheDecodeState(cache: Gpt2State, positionsBefore = 0, also: Tensor[] = []): CacheDecodeState {
+export function cacheDecodeState(
+  cache: Gpt2State,
+  positionsBefore = 0,
+  also: Tensor[] = [],
+): CacheDecodeState {
   const st: CacheDecodeState = {
     cache,
     get rows() {

@@ -50,7 +50,12 @@ export class GpuDecoder implements DecoderStep {
   #pending: Recorder | undefined;
 
   /** `pending`: a recorder holding work to submit with the first step (e.g. `beginDecode`). */
-  constructor(readonly gpu: Gpu, readonly model: CaptionModel, readonly state: DecodeState, pending?: Recorder) {
+  constructor(
+    readonly gpu: Gpu,
+    readonly model: CaptionModel,
+    readonly state: DecodeState,
+    pending?: Recorder,
+  ) {
     this.#pending = pending;
   }
 
@@ -63,11 +68,16 @@ export class GpuDecoder implements DecoderStep {
 
   #checkTokens(tokens: Int32Array): void {
     const R = this.state.rows, V = this.vocabSize;
-    if (tokens.length !== R) throw new WebcapError("BAD_OPTION", `step: ${tokens.length} tokens for ${R} rows`);
+    if (tokens.length !== R) {
+      throw new WebcapError("BAD_OPTION", `step: ${tokens.length} tokens for ${R} rows`);
+    }
     const start = this.model.decoder.decoderStartTokenId; // may lie past the vocabulary (ClipCap's prefix)
     for (const t of tokens) {
       if (!(t >= 0 && t < V) && t !== start) {
-        throw new WebcapError("BAD_OPTION", `step: token id ${t} is outside the vocabulary (0..${V - 1})`);
+        throw new WebcapError(
+          "BAD_OPTION",
+          `step: token id ${t} is outside the vocabulary (0..${V - 1})`,
+        );
       }
     }
   }
@@ -81,14 +91,20 @@ export class GpuDecoder implements DecoderStep {
     const { packed, seenTotal } = packTokenLists(R, this.vocabSize, seen, proc.banned);
     const lists = uploadTemp(this.gpu, packed, [packed.length], "u32");
     processLogits(rec, logits, lists, {
-      rows: R, before: proc.logSoftmaxBefore, after: proc.logSoftmaxAfter, penalty: proc.repetitionPenalty, seenTotal,
+      rows: R,
+      before: proc.logSoftmaxBefore,
+      after: proc.logSoftmaxAfter,
+      penalty: proc.repetitionPenalty,
+      seenTotal,
     });
     rec.releaseAfterSubmit(lists);
   }
 
   async step(tokens: Int32Array, proc: RowProcessing, want: StepWant): Promise<StepOut> {
     const R = this.state.rows, V = this.vocabSize;
-    if (tokens.length !== R) throw new WebcapError("BAD_OPTION", `step: ${tokens.length} tokens for ${R} rows`);
+    if (tokens.length !== R) {
+      throw new WebcapError("BAD_OPTION", `step: ${tokens.length} tokens for ${R} rows`);
+    }
     this.#checkTokens(tokens);
     const rec = this.#pending ?? new Recorder(this.gpu);
     this.#pending = undefined;
@@ -132,7 +148,11 @@ export class GpuDecoder implements DecoderStep {
   }
 
   /** `steps` greedy steps in one submission: each step's top-1 ids feed the next step on the GPU. */
-  async greedySteps(tokens: Int32Array, steps: number, procAt: (i: number) => RowProcessing): Promise<{ ids: Int32Array; values: Float32Array }> {
+  async greedySteps(
+    tokens: Int32Array,
+    steps: number,
+    procAt: (i: number) => RowProcessing,
+  ): Promise<{ ids: Int32Array; values: Float32Array }> {
     const R = this.state.rows;
     this.#checkTokens(tokens);
     const rec = this.#pending ?? new Recorder(this.gpu);
@@ -184,7 +204,8 @@ export async function generateOnGpu(
   options: GenerateOptions,
 ): Promise<GeneratedSequence[][]> {
   const images = enc.images;
-  const maxLength = (prompts[0]?.length ?? 0) + (options.promptIds?.length ?? 0) + resolveOptions(options).maxNewTokens;
+  const maxLength = (prompts[0]?.length ?? 0) + (options.promptIds?.length ?? 0) +
+    resolveOptions(options).maxNewTokens;
   const decoders: GpuDecoder[] = [];
   const start = model.decoder.decoderStartTokenId;
   const factory: DecoderFactory = {
@@ -192,7 +213,10 @@ export async function generateOnGpu(
     images,
     reservedStartId: start >= model.decoder.vocabSize ? start : undefined,
     create: (rowsPerImage) => {
-      const rowImage = Int32Array.from({ length: images * rowsPerImage }, (_, r) => Math.floor(r / rowsPerImage));
+      const rowImage = Int32Array.from(
+        { length: images * rowsPerImage },
+        (_, r) => Math.floor(r / rowsPerImage),
+      );
       const rec = new Recorder(gpu);
       const st = model.beginDecode(rec, enc, rowImage, maxLength);
       const dec = new GpuDecoder(gpu, model, st, rec);

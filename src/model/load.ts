@@ -14,7 +14,7 @@ import { type Preprocessor, preprocessorFromConfig } from "./preprocess.ts";
 import { Tokenizer } from "./tokenizer.ts";
 import { SHOW_ATTEND_TELL, ShowAttendTell } from "./show_attend_tell.ts";
 import { VisionEncoderDecoder } from "./vision_encoder_decoder.ts";
-import { openWeights, withTiedWeights, type WeightStore } from "./weights.ts";
+import { openWeights, type WeightStore, withTiedWeights } from "./weights.ts";
 
 type Json = Record<string, unknown>;
 
@@ -34,10 +34,15 @@ export async function readJson(path: string, optional = false): Promise<Json | u
   }
   try {
     const v = JSON.parse(text);
-    if (typeof v !== "object" || v === null || Array.isArray(v)) throw new Error("not a JSON object");
+    if (typeof v !== "object" || v === null || Array.isArray(v)) {
+      throw new Error("not a JSON object");
+    }
     return v as Json;
   } catch (e) {
-    throw new WebcapError("BAD_CONFIG", `${path} is not a valid JSON object: ${(e as Error).message}`);
+    throw new WebcapError(
+      "BAD_CONFIG",
+      `${path} is not a valid JSON object: ${(e as Error).message}`,
+    );
   }
 }
 
@@ -53,7 +58,10 @@ export function architectureOf(config: Json, where: string): string {
   if (Array.isArray(archs) && typeof archs[0] === "string") return archs[0];
   if (typeof config.architecture === "string") return config.architecture;
   if (config.model_type === "vision-encoder-decoder") return "VisionEncoderDecoderModel";
-  throw new WebcapError("UNSUPPORTED_ARCH", `${where}: no "architectures" entry; cannot tell which model this is`);
+  throw new WebcapError(
+    "UNSUPPORTED_ARCH",
+    `${where}: no "architectures" entry; cannot tell which model this is`,
+  );
 }
 
 async function openModelWeights(dir: string, ties: Record<string, string>): Promise<WeightStore> {
@@ -65,9 +73,16 @@ async function openModelWeights(dir: string, ties: Record<string, string>): Prom
  * ClipCap model (it has no `config.json`; see ./clipcap.ts); any other folder is named by its
  * `config.json`.
  */
-export async function loadCaptionModel(gpu: Gpu, dir: string, opts: LoadOptions = {}): Promise<CaptionModel> {
+export async function loadCaptionModel(
+  gpu: Gpu,
+  dir: string,
+  opts: LoadOptions = {},
+): Promise<CaptionModel> {
   if (opts.dtype === "f16" && !gpu.hasF16) {
-    throw new WebcapError("NO_FEATURE", `dtype f16 needs the WebGPU feature shader-f16, which ${gpu.adapterName} lacks; use dtype f32`);
+    throw new WebcapError(
+      "NO_FEATURE",
+      `dtype f16 needs the WebGPU feature shader-f16, which ${gpu.adapterName} lacks; use dtype f32`,
+    );
   }
   const dtype = opts.dtype ?? "f32";
   const clipcap = await readJson(`${dir}/${CLIPCAP_CONFIG}`, true);
@@ -79,7 +94,10 @@ export async function loadCaptionModel(gpu: Gpu, dir: string, opts: LoadOptions 
   const config = await readJson(configPath);
   const generation = await readJson(`${dir}/generation_config.json`, true);
   const arch = architectureOf(config, configPath);
-  if (arch === "VisionEncoderDecoderModel" || arch === "BlipForConditionalGeneration" || arch === SHOW_ATTEND_TELL) {
+  if (
+    arch === "VisionEncoderDecoderModel" || arch === "BlipForConditionalGeneration" ||
+    arch === SHOW_ATTEND_TELL
+  ) {
     const store = await openModelWeights(dir, {});
     const p = new ParamLoader(gpu, store, dtype);
     try {
@@ -109,7 +127,12 @@ const IMAGENET_STD = [0.229, 0.224, 0.225];
  * a bilinear resize to `image_size` with ImageNet mean/std, as its reference code feeds it.
  */
 export async function loadPreprocessor(dir: string): Promise<Preprocessor> {
-  for (const path of [`${dir}/preprocessor_config.json`, `${dir}/${CLIPCAP_VISION_DIR}/preprocessor_config.json`]) {
+  for (
+    const path of [
+      `${dir}/preprocessor_config.json`,
+      `${dir}/${CLIPCAP_VISION_DIR}/preprocessor_config.json`,
+    ]
+  ) {
     if (await isFile(path)) return preprocessorFromConfig(await readJson(path), path);
   }
   const config = await readJson(`${dir}/config.json`, true);
@@ -123,7 +146,10 @@ export async function loadPreprocessor(dir: string): Promise<Preprocessor> {
       image_std: IMAGENET_STD,
     }, `${dir}/config.json (Show-Attend-Tell defaults)`);
   }
-  throw new WebcapError("MISSING_FILE", `${dir}: no preprocessor_config.json (the image processor settings); add the one of the model's hub repo`);
+  throw new WebcapError(
+    "MISSING_FILE",
+    `${dir}: no preprocessor_config.json (the image processor settings); add the one of the model's hub repo`,
+  );
 }
 
 /** The tokenizer of a model folder: `tokenizer.json`, else a `word_map.json` (word → id). */
@@ -131,5 +157,8 @@ export async function loadTokenizer(dir: string): Promise<Tokenizer> {
   for (const name of ["tokenizer.json", "word_map.json"]) {
     if (await isFile(`${dir}/${name}`)) return await Tokenizer.fromFile(`${dir}/${name}`);
   }
-  throw new WebcapError("MISSING_FILE", `${dir}: no tokenizer.json or word_map.json; captions cannot be turned into text without one`);
+  throw new WebcapError(
+    "MISSING_FILE",
+    `${dir}: no tokenizer.json or word_map.json; captions cannot be turned into text without one`,
+  );
 }

@@ -136,7 +136,9 @@ function hfBackend(
     tokenToId: (t) => tok.token_to_id(t),
     idToToken: (id) => tok.id_to_token(id),
     vocabSize: maxId + 1,
-    unkId: typeof model.unk_token === "string" ? tok.token_to_id(model.unk_token) ?? undefined : undefined,
+    unkId: typeof model.unk_token === "string"
+      ? tok.token_to_id(model.unk_token) ?? undefined
+      : undefined,
     specialIds: (json.added_tokens as Record<string, unknown>[])
       .filter((t) => t.special === true && typeof t.id === "number")
       .map((t) => t.id as number)

@@ -15,6 +15,8 @@ import type {
   StepOptions,
 } from "./caption_model.ts";
 import {
+  type CacheDecodeState,
+  cacheDecodeState,
   crossProbsTensor,
   gpt2BeginDecode,
   gpt2Config,
@@ -22,8 +24,6 @@ import {
   gpt2Reorder,
   type Gpt2Weights,
   loadGpt2,
-  cacheDecodeState,
-  type CacheDecodeState,
 } from "./gpt2.ts";
 import type { ParamLoader } from "./params.ts";
 import { hfVitNames, loadVit, vitConfig, vitEncode, type VitWeights } from "./vit.ts";
@@ -124,7 +124,12 @@ export class VisionEncoderDecoder implements CaptionModel {
     return { images: N, hidden: states, dispose: () => states.release() };
   }
 
-  beginDecode(rec: Recorder, enc: EncoderState, rowImage: Int32Array, maxLength: number): DecodeState {
+  beginDecode(
+    rec: Recorder,
+    enc: EncoderState,
+    rowImage: Int32Array,
+    maxLength: number,
+  ): DecodeState {
     return cacheDecodeState(gpt2BeginDecode(rec, this.gpt2, enc.hidden, rowImage, maxLength));
   }
 

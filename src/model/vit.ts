@@ -84,7 +84,12 @@ export function hfVitNames(prefix: string, store: WeightStore): VitNames {
     cls: `${prefix}embeddings.cls_token`,
     pos: `${prefix}embeddings.position_embeddings`,
   };
-  const common = { embeddings, ln1: "layernorm_before", ln2: "layernorm_after", finalNorm: `${prefix}layernorm` };
+  const common = {
+    embeddings,
+    ln1: "layernorm_before",
+    ln2: "layernorm_after",
+    finalNorm: `${prefix}layernorm`,
+  };
   if (store.has(`${prefix}layers.0.attention.q_proj.weight`)) {
     return {
       ...common,

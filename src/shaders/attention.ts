@@ -114,27 +114,38 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid: vec
     let d = t + i * 64u;
     if (d < p.D) { O[obase + d] = acc[i] / l; }
   }
-  ${probs ? `
+  ${
+    probs
+      ? `
   let pbase = ((b * p.H + h) * p.S + s) * p.L;
   for (var j = t; j < p.L; j += 64u) {
     Pr[pbase + j] = select(0.0, exp(score(kb, j, kh) - m) / l, j < n_keys);
-  }` : ""}
+  }`
+      : ""
+  }
 }`;
 }
 
 /** Record fused attention; returns `[B, S, H·D]`. */
 export function attention(rec: Recorder, a: AttentionArgs): Tensor {
   const { batch: B, queries: S, heads: H, headDim: D, keys: L } = a;
-  if (D > 256) throw new WebcapError("BAD_SHAPE", `attention: head size ${D} > 256 is not supported`);
+  if (D > 256) {
+    throw new WebcapError("BAD_SHAPE", `attention: head size ${D} > 256 is not supported`);
+  }
   if (L < 1) throw new WebcapError("BAD_SHAPE", "attention: no keys");
   if (a.kvIndex && (a.kvIndex.dtype !== "i32" || a.kvIndex.size !== B)) {
     throw new WebcapError("BAD_SHAPE", `attention: kvIndex must be i32 [${B}]`);
   }
   if (a.probs && a.probs.size !== B * H * S * L) {
-    throw new WebcapError("BAD_SHAPE", `attention: probs [${a.probs.shape}] is not [${B}, ${H}, ${S}, ${L}]`);
+    throw new WebcapError(
+      "BAD_SHAPE",
+      `attention: probs [${a.probs.shape}] is not [${B}, ${H}, ${S}, ${L}]`,
+    );
   }
   const out = a.out ?? emptyTensor(rec.gpu, [B, S, H * D]);
-  const params = new Params().u32(S).u32(L).u32(D).u32(H).u32(a.causal?.past ?? 0).u32(a.causal ? 1 : 0);
+  const params = new Params().u32(S).u32(L).u32(D).u32(H).u32(a.causal?.past ?? 0).u32(
+    a.causal ? 1 : 0,
+  );
   for (const o of [a.q, a.k, a.v]) params.u32(o.offset).u32(o.posStride).u32(o.rowStride);
   params.f32(a.scale);
   const bindings: Binding[] = [a.q.t, a.k.t, a.v.t, out];

@@ -39,9 +39,13 @@ export interface Copy2d {
 export function copy2d(rec: Recorder, src: Tensor, dst: Tensor, c: Copy2d): void {
   const lastSrc = c.srcOff + (c.n - 1) * c.srcStride + c.width;
   const i = c.n - 1;
-  const lastDst = c.dstOff + Math.floor(i / c.group) * c.dstOuter + (i % c.group) * c.dstInner + c.width;
+  const lastDst = c.dstOff + Math.floor(i / c.group) * c.dstOuter + (i % c.group) * c.dstInner +
+    c.width;
   if (lastSrc > src.size || lastDst > dst.size) {
-    throw new WebcapError("BAD_SHAPE", `copy2d out of range: src [${src.shape}] needs ${lastSrc}, dst [${dst.shape}] needs ${lastDst}`);
+    throw new WebcapError(
+      "BAD_SHAPE",
+      `copy2d out of range: src [${src.shape}] needs ${lastSrc}, dst [${dst.shape}] needs ${lastDst}`,
+    );
   }
   const params = new Params().u32(c.n).u32(c.width).u32(c.srcOff).u32(c.srcStride).u32(c.group)
     .u32(c.dstOff).u32(c.dstOuter).u32(c.dstInner);
@@ -51,9 +55,29 @@ export function copy2d(rec: Recorder, src: Tensor, dst: Tensor, c: Copy2d): void
 /** `[N, P, D]` → `[N, P+1, D]` with `row [D]` first in every item. */
 export function prependRow(rec: Recorder, x: Tensor, row: Tensor): Tensor {
   const [N, P, D] = x.shape;
-  if (row.size !== D) throw new WebcapError("BAD_SHAPE", `prependRow: row [${row.shape}] is not [${D}]`);
+  if (row.size !== D) {
+    throw new WebcapError("BAD_SHAPE", `prependRow: row [${row.shape}] is not [${D}]`);
+  }
   const y = emptyTensor(rec.gpu, [N, P + 1, D]);
-  copy2d(rec, row, y, { n: N, width: D, srcOff: 0, srcStride: 0, group: 1, dstOff: 0, dstOuter: (P + 1) * D, dstInner: 0 });
-  copy2d(rec, x, y, { n: N * P, width: D, srcOff: 0, srcStride: D, group: P, dstOff: D, dstOuter: (P + 1) * D, dstInner: D });
+  copy2d(rec, row, y, {
+    n: N,
+    width: D,
+    srcOff: 0,
+    srcStride: 0,
+    group: 1,
+    dstOff: 0,
+    dstOuter: (P + 1) * D,
+    dstInner: 0,
+  });
+  copy2d(rec, x, y, {
+    n: N * P,
+    width: D,
+    srcOff: 0,
+    srcStride: D,
+    group: P,
+    dstOff: D,
+    dstOuter: (P + 1) * D,
+    dstInner: D,
+  });
   return y;
 }

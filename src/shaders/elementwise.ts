@@ -44,7 +44,12 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid: vec
 /** `act(x)` elementwise. */
 export function unary(rec: Recorder, x: Tensor, act: Activation, out?: Tensor): Tensor {
   const y = out ?? emptyTensor(rec.gpu, x.shape);
-  rec.dispatch(rec.gpu.pipelines.get(unaryWgsl(act)), new Params().u32(x.size), [x, y], grid(Math.ceil(x.size / 256)));
+  rec.dispatch(
+    rec.gpu.pipelines.get(unaryWgsl(act)),
+    new Params().u32(x.size),
+    [x, y],
+    grid(Math.ceil(x.size / 256)),
+  );
   return y;
 }
 

@@ -41,16 +41,27 @@ export interface EmbeddingOptions {
 }
 
 /** Gather rows of `table [V, D]` (f32 or f16) by `ids [R]` (i32) into `[R, D]` f32. */
-export function embedding(rec: Recorder, table: Tensor, ids: Tensor, opts: EmbeddingOptions = {}): Tensor {
-  if (ids.dtype !== "i32") throw new WebcapError("BAD_DTYPE", `embedding ids must be i32, got ${ids.dtype}`);
+export function embedding(
+  rec: Recorder,
+  table: Tensor,
+  ids: Tensor,
+  opts: EmbeddingOptions = {},
+): Tensor {
+  if (ids.dtype !== "i32") {
+    throw new WebcapError("BAD_DTYPE", `embedding ids must be i32, got ${ids.dtype}`);
+  }
   const V = table.shape[0];
   const D = table.size / V;
   const R = ids.size;
   const y = opts.out ?? emptyTensor(rec.gpu, [R, D]);
-  if (y.size !== R * D) throw new WebcapError("BAD_SHAPE", `embedding: out [${y.shape}] is not [${R}, ${D}]`);
+  if (y.size !== R * D) {
+    throw new WebcapError("BAD_SHAPE", `embedding: out [${y.shape}] is not [${R}, ${D}]`);
+  }
   const eb = dtypeBytes(table.dtype);
   const rowBytes = D * eb;
-  const step = table.byteSize <= rec.gpu.maxBinding ? V : Math.floor(rec.gpu.maxBinding / rowBytes / 64) * 64;
+  const step = table.byteSize <= rec.gpu.maxBinding
+    ? V
+    : Math.floor(rec.gpu.maxBinding / rowBytes / 64) * 64;
   const pipeline = rec.gpu.pipelines.get(wgsl(table.dtype === "f16", !!opts.pos));
   for (let row0 = 0; row0 < V; row0 += step) {
     const n = Math.min(step, V - row0);

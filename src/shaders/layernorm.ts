@@ -43,10 +43,18 @@ export function layerNorm(
 ): Tensor {
   const D = x.shape[x.shape.length - 1];
   if (gamma.size !== D || beta.size !== D) {
-    throw new WebcapError("BAD_SHAPE", `layerNorm: gamma/beta [${gamma.shape}] do not match last dim of [${x.shape}]`);
+    throw new WebcapError(
+      "BAD_SHAPE",
+      `layerNorm: gamma/beta [${gamma.shape}] do not match last dim of [${x.shape}]`,
+    );
   }
   const rows = x.size / D;
   const y = out ?? emptyTensor(rec.gpu, x.shape);
-  rec.dispatch(rec.gpu.pipelines.get(WGSL), new Params().u32(rows).u32(D).f32(eps), [x, gamma, beta, y], grid(rows));
+  rec.dispatch(rec.gpu.pipelines.get(WGSL), new Params().u32(rows).u32(D).f32(eps), [
+    x,
+    gamma,
+    beta,
+    y,
+  ], grid(rows));
   return y;
 }

@@ -171,34 +171,61 @@ export function grid(count: number): [number, number] {
 
 function checkShapes(a: Tensor, w: Tensor, o: MatmulOptions): { M: number; N: number; K: number } {
   if (a.shape.length !== 2 || w.shape.length !== 2) {
-    throw new WebcapError("BAD_SHAPE", `matmul wants 2-D A and W, got [${a.shape}] and [${w.shape}]`);
+    throw new WebcapError(
+      "BAD_SHAPE",
+      `matmul wants 2-D A and W, got [${a.shape}] and [${w.shape}]`,
+    );
   }
   if (a.dtype !== "f32" || (w.dtype !== "f32" && w.dtype !== "f16")) {
-    throw new WebcapError("BAD_DTYPE", `matmul wants f32 A and f32/f16 W, got ${a.dtype}, ${w.dtype}`);
+    throw new WebcapError(
+      "BAD_DTYPE",
+      `matmul wants f32 A and f32/f16 W, got ${a.dtype}, ${w.dtype}`,
+    );
   }
   const [M, K] = a.shape;
   const [K2, N] = o.transposeW ? [w.shape[1], w.shape[0]] : w.shape;
   if (K !== K2) {
-    throw new WebcapError("BAD_SHAPE", `matmul: A [${a.shape}] and W [${w.shape}] disagree on K (transposeW=${!!o.transposeW})`);
+    throw new WebcapError(
+      "BAD_SHAPE",
+      `matmul: A [${a.shape}] and W [${w.shape}] disagree on K (transposeW=${!!o.transposeW})`,
+    );
   }
-  if (o.bias && o.bias.size !== N) throw new WebcapError("BAD_SHAPE", `matmul: bias [${o.bias.shape}] is not [${N}]`);
+  if (o.bias && o.bias.size !== N) {
+    throw new WebcapError("BAD_SHAPE", `matmul: bias [${o.bias.shape}] is not [${N}]`);
+  }
   if (o.residual && o.residual.size !== M * N) {
-    throw new WebcapError("BAD_SHAPE", `matmul: residual [${o.residual.shape}] is not [${M}, ${N}]`);
+    throw new WebcapError(
+      "BAD_SHAPE",
+      `matmul: residual [${o.residual.shape}] is not [${M}, ${N}]`,
+    );
   }
-  if (o.out && o.out.size !== M * N) throw new WebcapError("BAD_SHAPE", `matmul: out [${o.out.shape}] is not [${M}, ${N}]`);
+  if (o.out && o.out.size !== M * N) {
+    throw new WebcapError("BAD_SHAPE", `matmul: out [${o.out.shape}] is not [${M}, ${N}]`);
+  }
   return { M, N, K };
 }
 
 /** Column windows of W so that each fits one binding (only out×in weights can be windowed). */
-function columnWindows(rec: Recorder, w: Tensor, N: number, K: number, transposeW: boolean): [number, number][] {
+function columnWindows(
+  rec: Recorder,
+  w: Tensor,
+  N: number,
+  K: number,
+  transposeW: boolean,
+): [number, number][] {
   const bytesPerCol = K * dtypeBytes(w.dtype);
   if (N * bytesPerCol <= rec.gpu.maxBinding) return [[0, N]];
   if (!transposeW) {
-    throw new WebcapError("BAD_SHAPE", `matmul: in×out weight [${w.shape}] exceeds one storage binding (${rec.gpu.maxBinding} B); store it out×in`);
+    throw new WebcapError(
+      "BAD_SHAPE",
+      `matmul: in×out weight [${w.shape}] exceeds one storage binding (${rec.gpu.maxBinding} B); store it out×in`,
+    );
   }
   const align = 256;
   const step = Math.floor(rec.gpu.maxBinding / bytesPerCol / align) * align;
-  if (step === 0) throw new WebcapError("BAD_SHAPE", `matmul: one weight row of [${w.shape}] exceeds a binding`);
+  if (step === 0) {
+    throw new WebcapError("BAD_SHAPE", `matmul: one weight row of [${w.shape}] exceeds a binding`);
+  }
   const out: [number, number][] = [];
   for (let c = 0; c < N; c += step) out.push([c, Math.min(step, N - c)]);
   return out;
@@ -224,7 +251,11 @@ export function matmul(rec: Recorder, a: Tensor, w: Tensor, opts: MatmulOptions 
       : { buffer: w.buffer, offset: col0 * K * eb, size: Math.ceil((n * K * eb) / 4) * 4 };
     const bindings: Binding[] = [a, wBind, out];
     if (opts.bias) {
-      bindings.push(col0 === 0 && n === N ? opts.bias : { buffer: opts.bias.buffer, offset: col0 * 4, size: n * 4 });
+      bindings.push(
+        col0 === 0 && n === N
+          ? opts.bias
+          : { buffer: opts.bias.buffer, offset: col0 * 4, size: n * 4 },
+      );
     }
     if (opts.residual) bindings.push(opts.residual);
     const params = new Params().u32(M).u32(n).u32(K).u32(N).u32(col0);

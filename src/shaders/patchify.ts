@@ -35,12 +35,17 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid: vec
 export function patchify(rec: Recorder, x: Tensor, patch: number): Tensor {
   const [N, C, H, W] = x.shape;
   if (H % patch || W % patch) {
-    throw new WebcapError("BAD_SHAPE", `patchify: image ${H}×${W} is not a multiple of patch ${patch}`);
+    throw new WebcapError(
+      "BAD_SHAPE",
+      `patchify: image ${H}×${W} is not a multiple of patch ${patch}`,
+    );
   }
   const gw = W / patch;
   const nPatches = (H / patch) * gw;
   const y = emptyTensor(rec.gpu, [N * nPatches, C * patch * patch]);
-  const params = new Params().u32(C).u32(H).u32(W).u32(patch).u32(gw).u32(nPatches).u32(N * nPatches);
+  const params = new Params().u32(C).u32(H).u32(W).u32(patch).u32(gw).u32(nPatches).u32(
+    N * nPatches,
+  );
   rec.dispatch(rec.gpu.pipelines.get(WGSL), params, [x, y], grid(N * nPatches));
   return y;
 }

@@ -25,9 +25,23 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid: vec
 }`;
 
 /** Average `x [A, H, B]` over H into `out` at element `outOffset`. */
-export function meanAxis1(rec: Recorder, x: Tensor, A: number, H: number, B: number, out: Tensor, outOffset: number): void {
+export function meanAxis1(
+  rec: Recorder,
+  x: Tensor,
+  A: number,
+  H: number,
+  B: number,
+  out: Tensor,
+  outOffset: number,
+): void {
   if (x.size !== A * H * B || outOffset + A * B > out.size) {
-    throw new WebcapError("BAD_SHAPE", `meanAxis1: [${x.shape}] is not [${A}, ${H}, ${B}] or the output is too small`);
+    throw new WebcapError(
+      "BAD_SHAPE",
+      `meanAxis1: [${x.shape}] is not [${A}, ${H}, ${B}] or the output is too small`,
+    );
   }
-  rec.dispatch(rec.gpu.pipelines.get(WGSL), new Params().u32(A).u32(H).u32(B).u32(outOffset), [x, out], grid(Math.ceil((A * B) / 64)));
+  rec.dispatch(rec.gpu.pipelines.get(WGSL), new Params().u32(A).u32(H).u32(B).u32(outOffset), [
+    x,
+    out,
+  ], grid(Math.ceil((A * B) / 64)));
 }

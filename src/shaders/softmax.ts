@@ -33,10 +33,17 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid: vec
 }`;
 
 /** Softmax (or log-softmax with `log`) of `x` over its last dimension. */
-export function softmax(rec: Recorder, x: Tensor, opts: { log?: boolean; out?: Tensor } = {}): Tensor {
+export function softmax(
+  rec: Recorder,
+  x: Tensor,
+  opts: { log?: boolean; out?: Tensor } = {},
+): Tensor {
   const D = x.shape[x.shape.length - 1];
   const rows = x.size / D;
   const y = opts.out ?? emptyTensor(rec.gpu, x.shape);
-  rec.dispatch(rec.gpu.pipelines.get(WGSL), new Params().u32(rows).u32(D).u32(opts.log ? 1 : 0), [x, y], grid(rows));
+  rec.dispatch(rec.gpu.pipelines.get(WGSL), new Params().u32(rows).u32(D).u32(opts.log ? 1 : 0), [
+    x,
+    y,
+  ], grid(rows));
   return y;
 }

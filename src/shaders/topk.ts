@@ -61,10 +61,17 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid: vec
 export function topk(rec: Recorder, x: Tensor, k: number): { values: Tensor; ids: Tensor } {
   const V = x.shape[x.shape.length - 1];
   const rows = x.size / V;
-  if (!Number.isInteger(k) || k < 1 || k > V) throw new WebcapError("BAD_OPTION", `topk: k=${k} must be in 1..${V}`);
+  if (!Number.isInteger(k) || k < 1 || k > V) {
+    throw new WebcapError("BAD_OPTION", `topk: k=${k} must be in 1..${V}`);
+  }
   const values = emptyTensor(rec.gpu, [rows, k]);
   const ids = emptyTensor(rec.gpu, [rows, k], "i32");
-  rec.dispatch(rec.gpu.pipelines.get(TOPK), new Params().u32(rows).u32(V).u32(k), [x, values, ids], grid(rows));
+  rec.dispatch(
+    rec.gpu.pipelines.get(TOPK),
+    new Params().u32(rows).u32(V).u32(k),
+    [x, values, ids],
+    grid(rows),
+  );
   return { values, ids };
 }
 
@@ -91,6 +98,8 @@ export function gatherValues(rec: Recorder, x: Tensor, pairs: Tensor): Tensor {
   const V = x.shape[x.shape.length - 1];
   const n = pairs.size / 2;
   const y = emptyTensor(rec.gpu, [n]);
-  rec.dispatch(rec.gpu.pipelines.get(GATHER), new Params().u32(n).u32(V), [x, pairs, y], [Math.ceil(n / 64)]);
+  rec.dispatch(rec.gpu.pipelines.get(GATHER), new Params().u32(n).u32(V), [x, pairs, y], [
+    Math.ceil(n / 64),
+  ]);
   return y;
 }

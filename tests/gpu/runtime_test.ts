@@ -7,8 +7,11 @@ import { getGpu, randomF32 } from "../util.ts";
 
 Deno.test("no adapter: a clear NO_ADAPTER error that says how to get one", async () => {
   const child = new Deno.Command(Deno.execPath(), {
-    args: ["eval", `import { requestGpu } from "${new URL("../../src/gpu/device.ts", import.meta.url)}";
-      try { await requestGpu(); console.log("adapter"); } catch (e) { console.log(e.code + ": " + e.message); }`],
+    args: [
+      "eval",
+      `import { requestGpu } from "${new URL("../../src/gpu/device.ts", import.meta.url)}";
+      try { await requestGpu(); console.log("adapter"); } catch (e) { console.log(e.code + ": " + e.message); }`,
+    ],
     env: { DENO_WEBGPU_BACKEND: "dx12", XDG_RUNTIME_DIR: "/tmp" }, // no DirectX 12 on Linux: no adapter
     stdout: "piped",
     stderr: "null",
@@ -20,8 +23,14 @@ Deno.test("no adapter: a clear NO_ADAPTER error that says how to get one", async
 Deno.test("device: full limits and optional features are requested", async () => {
   const gpu = await getGpu();
   const adapter = await navigator.gpu.requestAdapter();
-  assert.equal(gpu.device.limits.maxStorageBufferBindingSize, adapter!.limits.maxStorageBufferBindingSize);
-  assert.equal(gpu.device.limits.maxComputeWorkgroupStorageSize, adapter!.limits.maxComputeWorkgroupStorageSize);
+  assert.equal(
+    gpu.device.limits.maxStorageBufferBindingSize,
+    adapter!.limits.maxStorageBufferBindingSize,
+  );
+  assert.equal(
+    gpu.device.limits.maxComputeWorkgroupStorageSize,
+    adapter!.limits.maxComputeWorkgroupStorageSize,
+  );
   assert.equal(gpu.hasF16, adapter!.features.has("shader-f16"));
   assert.equal(gpu.hasTimestamps, adapter!.features.has("timestamp-query"));
 });
@@ -66,11 +75,14 @@ Deno.test("recorder: many dispatches in one compute pass, uniforms past one aren
   assert.equal(rec.dispatches, n);
   const read = rec.readTensor(y);
   const ms = await rec.submit();
-  assert.equal((await read)[0], (n * (n + 1)) / 2, "dispatches ran in order, each with its own uniforms");
+  assert.equal(
+    (await read)[0],
+    (n * (n + 1)) / 2,
+    "dispatches ran in order, each with its own uniforms",
+  );
   if (gpu.hasTimestamps) {
     assert.equal(ms.length, 1, "all dispatches were recorded into a single compute pass");
     assert.ok(ms[0] >= 0);
   }
   y.release();
 });
-

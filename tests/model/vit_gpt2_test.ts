@@ -16,7 +16,12 @@ async function forward(weightsDir: string, dtype: "f32" | "f16" = "f32") {
   const ids = Int32Array.from(await ref.readF32("decoder_input_ids"));
   const [N, T] = ref.info("decoder_input_ids").shape;
   const rec = new Recorder(gpu);
-  const pixels = uploadTensor(gpu, await ref.readF32("pixel_values"), ref.info("pixel_values").shape, "f32");
+  const pixels = uploadTensor(
+    gpu,
+    await ref.readF32("pixel_values"),
+    ref.info("pixel_values").shape,
+    "f32",
+  );
   const enc = model.encode(rec, pixels);
   const st = model.beginDecode(rec, enc, Int32Array.from({ length: N }, (_, i) => i), T);
   const tokens = uploadTensor(gpu, ids, [N * T], "i32");
@@ -37,14 +42,20 @@ async function forward(weightsDir: string, dtype: "f32" | "f16" = "f32") {
 
 Deno.test("vit-gpt2: encoder states and teacher-forced logits match transformers (rel L2 < 1e-4)", async () => {
   const e = await forward(dir);
-  console.log(`  encoder_last_hidden_state rel L2 ${e.hidden.toExponential(2)}, logits ${e.logits.toExponential(2)}`);
+  console.log(
+    `  encoder_last_hidden_state rel L2 ${e.hidden.toExponential(2)}, logits ${
+      e.logits.toExponential(2)
+    }`,
+  );
   assert.ok(e.hidden < 1e-4 && e.logits < 1e-4, JSON.stringify(e));
 });
 
 Deno.test("vit-gpt2: the pickle checkpoints give the same logits as safetensors", async () => {
   for (const file of ["pytorch_model.bin", "pytorch_model-legacy.bin"]) {
     const tmp = await Deno.makeTempDir();
-    for (const f of ["config.json", "generation_config.json"]) await Deno.copyFile(`${dir}/${f}`, `${tmp}/${f}`);
+    for (const f of ["config.json", "generation_config.json"]) {
+      await Deno.copyFile(`${dir}/${f}`, `${tmp}/${f}`);
+    }
     await Deno.symlink(`${dir}/${file}`, `${tmp}/pytorch_model.bin`);
     const e = await forward(tmp);
     assert.ok(e.hidden < 1e-4 && e.logits < 1e-4, `${file}: ${JSON.stringify(e)}`);
@@ -56,20 +67,33 @@ Deno.test("vit-gpt2: F16 and BF16 weight files load, agree with F32 to 1e-2, and
   const f32 = await openSafetensors(`${dir}/model.safetensors`);
   // bf16 keeps 8 mantissa bits to f16's 11: its outputs through this random-weight network are
   // held to 8× the f16 bound.
-  for (const [file, bound] of [["model-f16.safetensors", 1e-2], ["model-bf16.safetensors", 8e-2]] as const) {
+  for (
+    const [file, bound] of [["model-f16.safetensors", 1e-2], [
+      "model-bf16.safetensors",
+      8e-2,
+    ]] as const
+  ) {
     const half = await openSafetensors(`${dir}/${file}`);
     let worst = 0;
     for (const name of half.names()) {
       const legacy = f32.has(name) ? name : undefined;
-      if (legacy) worst = Math.max(worst, relL2(await half.readF32(name), await f32.readF32(legacy)));
+      if (legacy) {
+        worst = Math.max(worst, relL2(await half.readF32(name), await f32.readF32(legacy)));
+      }
     }
     assert.ok(worst < 1e-2, `${file}: worst tensor rel L2 ${worst}`);
     half.close();
     const tmp = await Deno.makeTempDir();
-    for (const f of ["config.json", "generation_config.json"]) await Deno.copyFile(`${dir}/${f}`, `${tmp}/${f}`);
+    for (const f of ["config.json", "generation_config.json"]) {
+      await Deno.copyFile(`${dir}/${f}`, `${tmp}/${f}`);
+    }
     await Deno.symlink(`${dir}/${file}`, `${tmp}/model.safetensors`);
     const e = await forward(tmp);
-    console.log(`  ${file}: worst tensor ${worst.toExponential(2)}; hidden ${e.hidden.toExponential(2)}, logits ${e.logits.toExponential(2)}`);
+    console.log(
+      `  ${file}: worst tensor ${worst.toExponential(2)}; hidden ${
+        e.hidden.toExponential(2)
+      }, logits ${e.logits.toExponential(2)}`,
+    );
     assert.ok(e.hidden < bound && e.logits < bound, `${file}: ${JSON.stringify(e)}`);
     await Deno.remove(tmp, { recursive: true });
   }
@@ -77,7 +101,9 @@ Deno.test("vit-gpt2: F16 and BF16 weight files load, agree with F32 to 1e-2, and
   const gpu = await getGpu();
   if (!gpu.hasF16) return console.log("  f16 storage skipped: adapter has no shader-f16");
   const e = await forward(dir, "f16");
-  console.log(`  f16 GPU storage: hidden ${e.hidden.toExponential(2)}, logits ${e.logits.toExponential(2)}`);
+  console.log(
+    `  f16 GPU storage: hidden ${e.hidden.toExponential(2)}, logits ${e.logits.toExponential(2)}`,
+  );
   assert.ok(e.hidden < 1e-2 && e.logits < 1e-2, JSON.stringify(e));
 });
 
@@ -95,10 +121,19 @@ Deno.test("bad model folders give errors naming the file", async () => {
   const gpu = await getGpu();
   const tmp = await Deno.makeTempDir();
   await assert.rejects(loadCaptionModel(gpu, tmp), /config\.json does not exist/);
-  await Deno.writeTextFile(`${tmp}/config.json`, JSON.stringify({ architectures: ["T5ForConditionalGeneration"] }));
-  await assert.rejects(loadCaptionModel(gpu, tmp), (e: Error) => /T5ForConditionalGeneration.*not supported/.test(e.message));
+  await Deno.writeTextFile(
+    `${tmp}/config.json`,
+    JSON.stringify({ architectures: ["T5ForConditionalGeneration"] }),
+  );
+  await assert.rejects(
+    loadCaptionModel(gpu, tmp),
+    (e: Error) => /T5ForConditionalGeneration.*not supported/.test(e.message),
+  );
   await Deno.copyFile(`${dir}/config.json`, `${tmp}/config.json`);
-  await assert.rejects(loadCaptionModel(gpu, tmp), (e: Error & { code?: string }) => e.code === "MISSING_FILE");
+  await assert.rejects(
+    loadCaptionModel(gpu, tmp),
+    (e: Error & { code?: string }) => e.code === "MISSING_FILE",
+  );
   const cfg = JSON.parse(await Deno.readTextFile(`${dir}/config.json`));
   cfg.decoder.n_embd = 48;
   cfg.decoder.n_head = 4;

@@ -6,8 +6,16 @@ import { firstNonFinite, getGpu, poisoned, randomF32, relL2 } from "../util.ts";
 
 /** Reference over packed QKV `[B, S, 3, H, D]` (q) and keys `[KB, L, 2, H, D]` (k, v). */
 function attnRef(
-  q: Float32Array, kv: Float32Array, B: number, S: number, H: number, D: number, L: number,
-  kvIndex: number[], past: number | undefined, scale: number,
+  q: Float32Array,
+  kv: Float32Array,
+  B: number,
+  S: number,
+  H: number,
+  D: number,
+  L: number,
+  kvIndex: number[],
+  past: number | undefined,
+  scale: number,
 ): { out: Float64Array; probs: Float64Array } {
   const out = new Float64Array(B * S * H * D);
   const probs = new Float64Array(B * H * S * L);
@@ -18,7 +26,10 @@ function attnRef(
         const sc = new Float64Array(n);
         for (let j = 0; j < n; j++) {
           let x = 0;
-          for (let d = 0; d < D; d++) x += q[((b * S + s) * 3 * H + h) * D + d] * kv[(((kvIndex[b] * L + j) * 2) * H + h) * D + d];
+          for (let d = 0; d < D; d++) {
+            x += q[((b * S + s) * 3 * H + h) * D + d] *
+              kv[(((kvIndex[b] * L + j) * 2) * H + h) * D + d];
+          }
           sc[j] = x * scale;
         }
         const m = Math.max(...sc);
@@ -27,7 +38,10 @@ function attnRef(
         for (let j = 0; j < n; j++) {
           const pr = Math.exp(sc[j] - m) / z;
           probs[((b * H + h) * S + s) * L + j] = pr;
-          for (let d = 0; d < D; d++) out[((b * S + s) * H + h) * D + d] += pr * kv[(((kvIndex[b] * L + j) * 2 + 1) * H + h) * D + d];
+          for (let d = 0; d < D; d++) {
+            out[((b * S + s) * H + h) * D + d] += pr *
+              kv[(((kvIndex[b] * L + j) * 2 + 1) * H + h) * D + d];
+          }
         }
       }
     }
@@ -36,9 +50,39 @@ function attnRef(
 }
 
 const cases = [
-  { name: "encoder self-attention 2×12 heads×197 tokens, D=64", B: 1, KB: 1, S: 197, L: 197, H: 12, D: 64, past: undefined, idx: [0] },
-  { name: "causal prompt B=2 S=5 with past 3", B: 2, KB: 2, S: 5, L: 8, H: 3, D: 20, past: 3, idx: [0, 1] },
-  { name: "decode step, beams share cross keys via kvIndex, L=1500 (two chunks)", B: 4, KB: 2, S: 1, L: 1500, H: 2, D: 8, past: undefined, idx: [1, 1, 0, 1] },
+  {
+    name: "encoder self-attention 2×12 heads×197 tokens, D=64",
+    B: 1,
+    KB: 1,
+    S: 197,
+    L: 197,
+    H: 12,
+    D: 64,
+    past: undefined,
+    idx: [0],
+  },
+  {
+    name: "causal prompt B=2 S=5 with past 3",
+    B: 2,
+    KB: 2,
+    S: 5,
+    L: 8,
+    H: 3,
+    D: 20,
+    past: 3,
+    idx: [0, 1],
+  },
+  {
+    name: "decode step, beams share cross keys via kvIndex, L=1500 (two chunks)",
+    B: 4,
+    KB: 2,
+    S: 1,
+    L: 1500,
+    H: 2,
+    D: 8,
+    past: undefined,
+    idx: [1, 1, 0, 1],
+  },
 ];
 
 for (const c of cases) {
@@ -58,9 +102,16 @@ for (const c of cases) {
       q: { t: tq, offset: 0, posStride: 3 * H * D, rowStride: S * 3 * H * D },
       k: { t: tkv, offset: 0, posStride: 2 * H * D, rowStride: L * 2 * H * D },
       v: { t: tkv, offset: H * D, posStride: 2 * H * D, rowStride: L * 2 * H * D },
-      batch: B, queries: S, heads: H, headDim: D, keys: L,
+      batch: B,
+      queries: S,
+      heads: H,
+      headDim: D,
+      keys: L,
       causal: past === undefined ? undefined : { past },
-      kvIndex: tidx, scale, probs, out,
+      kvIndex: tidx,
+      scale,
+      probs,
+      out,
     });
     const po = rec.readTensor(out), pp = rec.readTensor(probs);
     await rec.submit();

@@ -16,18 +16,25 @@ for (const f16 of [false, true]) {
     const table = f16 ? f16BitsToF32(f32ToF16Bits(table32)) : table32;
     const pos = randomF32(P * D, 2);
     const ids = Int32Array.from([999, 0, 511, 512, 3, 998, 256]);
-    const tt = f16 ? uploadTensor(gpu, f32ToF16Bits(table32), [V, D], "f16") : uploadTensor(gpu, table32, [V, D], "f32");
+    const tt = f16
+      ? uploadTensor(gpu, f32ToF16Bits(table32), [V, D], "f16")
+      : uploadTensor(gpu, table32, [V, D], "f32");
     const tp = uploadTensor(gpu, pos, [P, D], "f32");
     const ti = uploadTensor(gpu, ids, [R], "i32");
     const saved = gpu.maxBinding;
     gpu.maxBinding = 300 * D * 4; // windows of 256 rows
     try {
       const out = poisoned(gpu, [R, D]);
-      const got = await runAndRead(gpu, (rec) => embedding(rec, tt, ti, { pos: { table: tp, start: 2, period: 3 }, out }));
+      const got = await runAndRead(
+        gpu,
+        (rec) => embedding(rec, tt, ti, { pos: { table: tp, start: 2, period: 3 }, out }),
+      );
       assert.equal(firstNonFinite(got), -1);
       const ref = new Float64Array(R * D);
       for (let r = 0; r < R; r++) {
-        for (let d = 0; d < D; d++) ref[r * D + d] = table[ids[r] * D + d] + pos[(2 + (r % 3)) * D + d];
+        for (let d = 0; d < D; d++) {
+          ref[r * D + d] = table[ids[r] * D + d] + pos[(2 + (r % 3)) * D + d];
+        }
       }
       assert.ok(relL2(got, ref) < 1e-7);
       out.release();
@@ -119,7 +126,10 @@ Deno.test("processLogits: log-softmax, repetition penalty, bans, log-softmax aga
     }
     for (let i = 0; i < ref.length; i++) {
       if (ref[i] === -Infinity) assert.equal(got[i], -Infinity, `banned ${i}`);
-      else assert.ok(Math.abs(got[i] - ref[i]) < 1e-5 * Math.max(1, Math.abs(ref[i])), `element ${i}: ${got[i]} vs ${ref[i]}`);
+      else {assert.ok(
+          Math.abs(got[i] - ref[i]) < 1e-5 * Math.max(1, Math.abs(ref[i])),
+          `element ${i}: ${got[i]} vs ${ref[i]}`,
+        );}
     }
     tx.release();
     tl.release();

@@ -6,8 +6,15 @@ import type { Activation } from "../../src/shaders/activations.ts";
 import { actRef, f16BitsToF32, f32ToF16Bits } from "./reference.ts";
 
 function matmulRef(
-  a: Float32Array, w: Float32Array, M: number, N: number, K: number, transposeW: boolean,
-  bias?: Float32Array, act: Activation = "none", res?: Float32Array,
+  a: Float32Array,
+  w: Float32Array,
+  M: number,
+  N: number,
+  K: number,
+  transposeW: boolean,
+  bias?: Float32Array,
+  act: Activation = "none",
+  res?: Float32Array,
 ): Float64Array {
   const out = new Float64Array(M * N);
   for (let m = 0; m < M; m++) {
@@ -23,7 +30,11 @@ function matmulRef(
   return out;
 }
 
-const cases: [number, number, number][] = [[1, 33, 70], [3, 130, 65], [8, 5, 17], [9, 67, 33], [70, 100, 40], [130, 65, 129]];
+const cases: [number, number, number][] = [[1, 33, 70], [3, 130, 65], [8, 5, 17], [9, 67, 33], [
+  70,
+  100,
+  40,
+], [130, 65, 129]];
 
 for (const transposeW of [false, true]) {
   for (const [M, N, K] of cases) {
@@ -38,8 +49,10 @@ for (const transposeW of [false, true]) {
       const tb = uploadTensor(gpu, bias, [N], "f32");
       const tr = uploadTensor(gpu, res, [M, N], "f32");
       const out = poisoned(gpu, [M, N]);
-      const got = await runAndRead(gpu, (rec) =>
-        matmul(rec, ta, tw, { transposeW, bias: tb, act: "gelu_new", residual: tr, out }));
+      const got = await runAndRead(
+        gpu,
+        (rec) => matmul(rec, ta, tw, { transposeW, bias: tb, act: "gelu_new", residual: tr, out }),
+      );
       assert.equal(firstNonFinite(got), -1, "every output element written");
       const err = relL2(got, matmulRef(a, w, M, N, K, transposeW, bias, "gelu_new", res));
       assert.ok(err < 1e-5, `rel L2 ${err}`);
@@ -83,7 +96,10 @@ Deno.test("matmul with an out×in weight larger than one storage binding (window
     const tw = uploadTensor(gpu, w, [N, K], "f32");
     const tb = uploadTensor(gpu, bias, [N], "f32");
     const out = poisoned(gpu, [M, N]);
-    const got = await runAndRead(gpu, (rec) => matmul(rec, ta, tw, { transposeW: true, bias: tb, out }));
+    const got = await runAndRead(
+      gpu,
+      (rec) => matmul(rec, ta, tw, { transposeW: true, bias: tb, out }),
+    );
     assert.equal(firstNonFinite(got), -1);
     assert.ok(relL2(got, matmulRef(a, w, M, N, K, true, bias)) < 1e-5);
     for (const x of [ta, tw, tb, out]) x.release();
@@ -108,7 +124,11 @@ Deno.test("matmul: a GPT-2 LM head of 154 MB f32 (over a 128 MiB binding) and it
   const a = randomF32(K, 78);
   const ta = uploadTensor(gpu, a, [1, K], "f32");
   const tw = uploadTensor(gpu, w, [V, K], "f32");
-  console.log(`  weight ${(tw.byteSize / 2 ** 20).toFixed(0)} MiB, binding limit ${(gpu.maxBinding / 2 ** 20).toFixed(0)} MiB`);
+  console.log(
+    `  weight ${(tw.byteSize / 2 ** 20).toFixed(0)} MiB, binding limit ${
+      (gpu.maxBinding / 2 ** 20).toFixed(0)
+    } MiB`,
+  );
   const out = poisoned(gpu, [1, V]);
   const got = await runAndRead(gpu, (rec) => matmul(rec, ta, tw, { transposeW: true, out }));
   assert.equal(firstNonFinite(got), -1);
@@ -118,7 +138,10 @@ Deno.test("matmul: a GPT-2 LM head of 154 MB f32 (over a 128 MiB binding) and it
   const ti = uploadTensor(gpu, ids, [3], "i32");
   const rows = await runAndRead(gpu, (rec) => embedding(rec, tw, ti));
   for (let r = 0; r < 3; r++) {
-    assert.deepEqual(Array.from(rows.subarray(r * K, (r + 1) * K)), Array.from(w.subarray(ids[r] * K, (ids[r] + 1) * K)));
+    assert.deepEqual(
+      Array.from(rows.subarray(r * K, (r + 1) * K)),
+      Array.from(w.subarray(ids[r] * K, (ids[r] + 1) * K)),
+    );
   }
   for (const t of [ta, tw, out, ti]) t.release();
 });

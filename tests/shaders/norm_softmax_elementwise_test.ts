@@ -13,7 +13,11 @@ for (const [rows, D] of [[1, 7], [5, 300], [197, 768]]) {
     const x = randomF32(rows * D, rows + D, 3);
     for (let i = 0; i < x.length; i++) x[i] += 5; // an offset mean tests the two-pass variance
     const g = randomF32(D, 2), b = randomF32(D, 3);
-    const [tx, tg, tb] = [uploadTensor(gpu, x, [rows, D], "f32"), uploadTensor(gpu, g, [D], "f32"), uploadTensor(gpu, b, [D], "f32")];
+    const [tx, tg, tb] = [
+      uploadTensor(gpu, x, [rows, D], "f32"),
+      uploadTensor(gpu, g, [D], "f32"),
+      uploadTensor(gpu, b, [D], "f32"),
+    ];
     const out = poisoned(gpu, [rows, D]);
     const got = await runAndRead(gpu, (rec) => layerNorm(rec, tx, tg, tb, 1e-5, out));
     assert.equal(firstNonFinite(got), -1);
@@ -45,7 +49,9 @@ for (const log of [false, true]) {
       const row = x.subarray(r * D, (r + 1) * D);
       const m = Math.max(...row);
       const s = row.reduce((a, v) => a + Math.exp(v - m), 0);
-      for (let i = 0; i < D; i++) ref[r * D + i] = log ? row[i] - m - Math.log(s) : Math.exp(row[i] - m) / s;
+      for (let i = 0; i < D; i++) {
+        ref[r * D + i] = log ? row[i] - m - Math.log(s) : Math.exp(row[i] - m) / s;
+      }
     }
     assert.ok(relL2(got, ref) < 1e-5, `rel L2 ${relL2(got, ref)}`);
     tx.release();

@@ -26,13 +26,20 @@ export function erf(x: number): number {
 /** The activation in float64. */
 export function actRef(act: Activation, x: number): number {
   switch (act) {
-    case "none": return x;
-    case "gelu": return 0.5 * x * (1 + erf(x / Math.SQRT2));
-    case "gelu_new": return 0.5 * x * (1 + Math.tanh(Math.sqrt(2 / Math.PI) * (x + 0.044715 * x ** 3)));
-    case "quick_gelu": return x / (1 + Math.exp(-1.702 * x));
-    case "relu": return Math.max(x, 0);
-    case "tanh": return Math.tanh(x);
-    case "sigmoid": return 1 / (1 + Math.exp(-x));
+    case "none":
+      return x;
+    case "gelu":
+      return 0.5 * x * (1 + erf(x / Math.SQRT2));
+    case "gelu_new":
+      return 0.5 * x * (1 + Math.tanh(Math.sqrt(2 / Math.PI) * (x + 0.044715 * x ** 3)));
+    case "quick_gelu":
+      return x / (1 + Math.exp(-1.702 * x));
+    case "relu":
+      return Math.max(x, 0);
+    case "tanh":
+      return Math.tanh(x);
+    case "sigmoid":
+      return 1 / (1 + Math.exp(-x));
   }
 }
 
