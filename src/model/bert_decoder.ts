@@ -12,12 +12,10 @@ import { WebcapError } from "../errors.ts";
 import type { Recorder } from "../gpu/recorder.ts";
 import { ownedTensor, type Tensor, uploadTensor } from "../gpu/tensor.ts";
 import { type Activation, activationFromConfig } from "../shaders/activations.ts";
-import { attention } from "../shaders/attention.ts";
-import { copy2d } from "../shaders/copy.ts";
 import { embedding } from "../shaders/embedding.ts";
 import { layerNorm } from "../shaders/layernorm.ts";
 import { matmul } from "../shaders/matmul.ts";
-import type { Gpt2State } from "./gpt2.ts";
+import { cachedSelfAttention, type Gpt2State, imageCrossAttention } from "./gpt2.ts";
 import type { ParamLoader } from "./params.ts";
 import { configNumber } from "./config.ts";
 
@@ -219,79 +217,6 @@ export function bertBeginDecode(
   };
 }
 
-/** Causal self-attention over the cache after appending this step's keys/values; `qkv [R·S, 3h]`. */
-function selfAttention(
-  rec: Recorder,
-  w: BertDecoderWeights,
-  st: Gpt2State,
-  i: number,
-  qkv: Tensor,
-  S: number,
-): Tensor {
-  const h = w.config.hidden_size, H = w.config.num_attention_heads, D = h / H, R = st.rows;
-  const cache = st.kv[i]; // [rows, maxLength, 2h]
-  copy2d(rec, qkv, cache, {
-    n: R * S,
-    width: 2 * h,
-    srcOff: h,
-    srcStride: 3 * h,
-    group: S,
-    dstOff: st.length * 2 * h,
-    dstOuter: st.maxLength * 2 * h,
-    dstInner: 2 * h,
-  });
-  const kvOp = (offset: number) => ({
-    t: cache,
-    offset,
-    posStride: 2 * h,
-    rowStride: st.maxLength * 2 * h,
-  });
-  return attention(rec, {
-    q: { t: qkv, offset: 0, posStride: 3 * h, rowStride: S * 3 * h },
-    k: kvOp(0),
-    v: kvOp(h),
-    batch: R,
-    queries: S,
-    heads: H,
-    headDim: D,
-    keys: st.length + S,
-    causal: { past: st.length },
-    scale: 1 / Math.sqrt(D),
-  }).view([R * S, h]);
-}
-
-/** Attention of `q [R·S, h]` over the row's image states (cross keys/values shared per image). */
-function crossAttention(
-  rec: Recorder,
-  w: BertDecoderWeights,
-  st: Gpt2State,
-  i: number,
-  q: Tensor,
-  S: number,
-  probs?: Tensor,
-): Tensor {
-  const h = w.config.hidden_size, H = w.config.num_attention_heads, D = h / H;
-  const op = (offset: number) => ({
-    t: st.cross[i],
-    offset,
-    posStride: 2 * h,
-    rowStride: st.encSeq * 2 * h,
-  });
-  return attention(rec, {
-    q: { t: q, offset: 0, posStride: h, rowStride: S * h },
-    k: op(0),
-    v: op(h),
-    batch: st.rows,
-    queries: S,
-    heads: H,
-    headDim: D,
-    keys: st.encSeq,
-    kvIndex: st.rowImageGpu,
-    scale: 1 / Math.sqrt(D),
-    probs,
-  }).view([st.rows * S, h]);
-}
-
 /** One post-LN layer over `x [R·S, h]`; returns the new hidden states. */
 function bertLayer(
   rec: Recorder,
@@ -304,11 +229,12 @@ function bertLayer(
 ): Tensor {
   const l = w.layers[i], eps = w.config.layer_norm_eps;
   const qkv = matmul(rec, x, l.qkv.w, { transposeW: true, bias: l.qkv.b }); // [R·S, 3h]
-  const a = selfAttention(rec, w, st, i, qkv, S);
+  const H = w.config.num_attention_heads, scale = 1 / Math.sqrt(w.config.hidden_size / H);
+  const a = cachedSelfAttention(rec, st, i, qkv, S, H, scale);
   const r1 = matmul(rec, a, l.attnOut.w, { transposeW: true, bias: l.attnOut.b, residual: x });
   const x1 = layerNorm(rec, r1, l.attnLn[0], l.attnLn[1], eps);
   const q = matmul(rec, x1, l.crossQ.w, { transposeW: true, bias: l.crossQ.b });
-  const ca = crossAttention(rec, w, st, i, q, S, probs);
+  const ca = imageCrossAttention(rec, st, i, q, S, H, scale, probs);
   const r2 = matmul(rec, ca, l.crossOut.w, { transposeW: true, bias: l.crossOut.b, residual: x1 });
   const x2 = layerNorm(rec, r2, l.crossLn[0], l.crossLn[1], eps);
   const f = matmul(rec, x2, l.inter.w, { transposeW: true, bias: l.inter.b, act: w.act });

@@ -194,6 +194,87 @@ export function gpt2BeginDecode(
 export type Gpt2Input = { ids: Tensor } | { embeds: Tensor };
 
 /**
+ * Causal self-attention of `qkv [R·S, 3h]` (q, k, v per position) over layer `i`'s cache, after
+ * appending this step's keys and values at position `st.length`. Returns `[R·S, h]`.
+ */
+export function cachedSelfAttention(
+  rec: Recorder,
+  st: Gpt2State,
+  i: number,
+  qkv: Tensor,
+  S: number,
+  heads: number,
+  scale: number,
+): Tensor {
+  const h = qkv.shape[1] / 3, R = st.rows;
+  const cache = st.kv[i]; // [rows, maxLength, 2h]
+  copy2d(rec, qkv, cache, {
+    n: R * S,
+    width: 2 * h,
+    srcOff: h,
+    srcStride: 3 * h,
+    group: S,
+    dstOff: st.length * 2 * h,
+    dstOuter: st.maxLength * 2 * h,
+    dstInner: 2 * h,
+  });
+  const kvOp = (offset: number) => ({
+    t: cache,
+    offset,
+    posStride: 2 * h,
+    rowStride: st.maxLength * 2 * h,
+  });
+  return attention(rec, {
+    q: { t: qkv, offset: 0, posStride: 3 * h, rowStride: S * 3 * h },
+    k: kvOp(0),
+    v: kvOp(h),
+    batch: R,
+    queries: S,
+    heads,
+    headDim: h / heads,
+    keys: st.length + S,
+    causal: { past: st.length },
+    scale,
+  }).view([R * S, h]);
+}
+
+/**
+ * Attention of `q [R·S, h]` over each row's image states: layer `i`'s cross keys/values, computed
+ * once per image and shared by its rows through `rowImage`. Returns `[R·S, h]`.
+ */
+export function imageCrossAttention(
+  rec: Recorder,
+  st: Gpt2State,
+  i: number,
+  q: Tensor,
+  S: number,
+  heads: number,
+  scale: number,
+  probs?: Tensor,
+): Tensor {
+  const h = q.shape[1];
+  const op = (offset: number) => ({
+    t: st.cross[i],
+    offset,
+    posStride: 2 * h,
+    rowStride: st.encSeq * 2 * h,
+  });
+  return attention(rec, {
+    q: { t: q, offset: 0, posStride: h, rowStride: S * h },
+    k: op(0),
+    v: op(h),
+    batch: st.rows,
+    queries: S,
+    heads,
+    headDim: h / heads,
+    keys: st.encSeq,
+    kvIndex: st.rowImageGpu,
+    scale,
+    probs,
+  }).view([st.rows * S, h]);
+}
+
+/**
  * Run S positions per row through the decoder, appending them to the caches.
  * Returns logits `[rows·S, vocab]`. `crossProbs[layer]` (optional, `[rows, H, S, encSeq]`)
  * receives cross-attention probabilities.
@@ -233,59 +314,14 @@ export function gpt2Forward(
     if (c.scale_attn_by_inverse_layer_idx) scale /= i + 1;
     const n1 = layerNorm(rec, x, l.ln1[0], l.ln1[1], c.layer_norm_epsilon);
     const qkv = matmul(rec, n1, l.attn.w, { bias: l.attn.b }); // [R·S, 3h]
-    const cache = st.kv[i];
-    copy2d(rec, qkv, cache, {
-      n: R * S,
-      width: 2 * h,
-      srcOff: h,
-      srcStride: 3 * h,
-      group: S,
-      dstOff: st.length * 2 * h,
-      dstOuter: st.maxLength * 2 * h,
-      dstInner: 2 * h,
-    });
-    const kvOp = (offset: number) => ({
-      t: cache,
-      offset,
-      posStride: 2 * h,
-      rowStride: st.maxLength * 2 * h,
-    });
-    const a = attention(rec, {
-      q: { t: qkv, offset: 0, posStride: 3 * h, rowStride: S * 3 * h },
-      k: kvOp(0),
-      v: kvOp(h),
-      batch: R,
-      queries: S,
-      heads: H,
-      headDim: D,
-      keys: st.length + S,
-      causal: { past: st.length },
-      scale,
-    }).view([R * S, h]);
+    const a = cachedSelfAttention(rec, st, i, qkv, S, H, scale);
     let x1 = matmul(rec, a, l.attnProj.w, { bias: l.attnProj.b, residual: x });
     rec.releaseAfterSubmit(n1, qkv, a, x);
     if (l.cross) {
       const nc = layerNorm(rec, x1, l.cross.ln[0], l.cross.ln[1], c.layer_norm_epsilon);
       const q = matmul(rec, nc, l.cross.q.w, { bias: l.cross.q.b });
-      const crossOp = (offset: number) => ({
-        t: st.cross[i],
-        offset,
-        posStride: 2 * h,
-        rowStride: st.encSeq * 2 * h,
-      });
-      const ca = attention(rec, {
-        q: { t: q, offset: 0, posStride: h, rowStride: S * h },
-        k: crossOp(0),
-        v: crossOp(h),
-        batch: R,
-        queries: S,
-        heads: H,
-        headDim: D,
-        keys: st.encSeq,
-        kvIndex: st.rowImageGpu,
-        scale: c.scale_attn_weights ? 1 / Math.sqrt(D) : 1,
-        probs: crossProbs?.[i],
-      }).view([R * S, h]);
+      const crossScale = c.scale_attn_weights ? 1 / Math.sqrt(D) : 1;
+      const ca = imageCrossAttention(rec, st, i, q, S, H, crossScale, crossProbs?.[i]);
       const x2 = matmul(rec, ca, l.cross.proj.w, { bias: l.cross.proj.b, residual: x1 });
       rec.releaseAfterSubmit(nc, q, ca, x1);
       x1 = x2;
