@@ -11,8 +11,8 @@
  */
 import { WebcapError } from "../errors.ts";
 import type { Recorder } from "../gpu/recorder.ts";
-import { emptyTensor, type Tensor } from "../gpu/tensor.ts";
-import { meanOverHeads } from "./attention_maps.ts";
+import type { Tensor } from "../gpu/tensor.ts";
+import { forwardWithAttention } from "./attention_maps.ts";
 import {
   bertBeginDecode,
   bertDecoderConfig,
@@ -170,17 +170,19 @@ export class Blip implements CaptionModel {
     opts: StepOptions = {},
   ): Tensor {
     const s = (st as CacheDecodeState).cache;
-    const H = this.text.config.num_attention_heads;
-    const probs = opts.attention
-      ? this.text.layers.map(() => emptyTensor(rec.gpu, [s.rows, H, perRow, s.encSeq]))
-      : undefined;
-    const logits = bertForward(rec, this.text, s, tokens, perRow, probs);
-    if (probs) {
-      st.attention?.release();
-      st.attention = meanOverHeads(rec, probs);
-      rec.releaseAfterSubmit(...probs);
-    }
-    return logits;
+    const shape = {
+      layers: this.text.layers.length,
+      heads: this.text.config.num_attention_heads,
+      perRow,
+    };
+    return forwardWithAttention(
+      rec,
+      st,
+      s,
+      shape,
+      opts.attention,
+      (probs) => bertForward(rec, this.text, s, tokens, perRow, probs),
+    );
   }
 
   reorder(rec: Recorder, st: DecodeState, parents: Int32Array): void {

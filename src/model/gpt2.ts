@@ -6,7 +6,7 @@
  */
 import { WebcapError } from "../errors.ts";
 import type { Recorder } from "../gpu/recorder.ts";
-import { emptyTensor, ownedTensor, type Tensor, uploadTensor } from "../gpu/tensor.ts";
+import { ownedTensor, type Tensor, uploadTensor } from "../gpu/tensor.ts";
 import { type Activation, activationFromConfig } from "../shaders/activations.ts";
 import { attention } from "../shaders/attention.ts";
 import { copy2d } from "../shaders/copy.ts";
@@ -396,9 +396,4 @@ export function gpt2DisposeState(st: Gpt2State): void {
   for (const t of [...st.kv, ...st.cross, st.rowImageGpu]) if (t.alive) t.release();
   st.kv = [];
   st.cross = [];
-}
-
-/** An empty f32 tensor for cross-attention probabilities of one layer. */
-export function crossProbsTensor(rec: Recorder, w: Gpt2Weights, st: Gpt2State, S: number): Tensor {
-  return emptyTensor(rec.gpu, [st.rows, w.config.n_head, S, st.encSeq]);
 }

@@ -17,7 +17,6 @@ import type {
 import {
   type CacheDecodeState,
   cacheDecodeState,
-  crossProbsTensor,
   gpt2BeginDecode,
   gpt2Config,
   gpt2Forward,
@@ -27,7 +26,7 @@ import {
 } from "./gpt2.ts";
 import type { ParamLoader } from "./params.ts";
 import { hfVitNames, loadVit, vitConfig, vitEncode, type VitWeights } from "./vit.ts";
-import { meanOverHeads } from "./attention_maps.ts";
+import { forwardWithAttention } from "./attention_maps.ts";
 
 type Json = Record<string, unknown>;
 
@@ -141,16 +140,15 @@ export class VisionEncoderDecoder implements CaptionModel {
     opts: StepOptions = {},
   ): Tensor {
     const s = (st as CacheDecodeState).cache;
-    const probs = opts.attention
-      ? this.gpt2.layers.map(() => crossProbsTensor(rec, this.gpt2, s, perRow))
-      : undefined;
-    const logits = gpt2Forward(rec, this.gpt2, s, { ids: tokens }, perRow, probs);
-    if (probs) {
-      st.attention?.release();
-      st.attention = meanOverHeads(rec, probs);
-      rec.releaseAfterSubmit(...probs);
-    }
-    return logits;
+    const shape = { layers: this.gpt2.layers.length, heads: this.gpt2.config.n_head, perRow };
+    return forwardWithAttention(
+      rec,
+      st,
+      s,
+      shape,
+      opts.attention,
+      (probs) => gpt2Forward(rec, this.gpt2, s, { ids: tokens }, perRow, probs),
+    );
   }
 
   reorder(rec: Recorder, st: DecodeState, parents: Int32Array): void {
