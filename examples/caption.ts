@@ -11,11 +11,14 @@
  * Other: --dtype f32|f16 --batch-size N --offline --max-pixels N --attention-map out.png
  * @module
  */
-import { parseArgs } from "node:util";
 import { Captioner, type CaptionOptions, type CaptionResult } from "../src/captioner.ts";
 import { WebcapError } from "../src/errors.ts";
 import { ProgressBar } from "../src/model/progress.ts";
-import { CAPTION_FLAGS, captionOptionsFromFlags } from "../src/cli_options.ts";
+import {
+  captionOptionsFromFlags,
+  parseCaptionArgs,
+  runSettingsFromFlags,
+} from "../src/cli_options.ts";
 
 const IMAGE_EXT = /\.(jpe?g|png|webp|bmp|tiff?|gif)$/i;
 
@@ -60,35 +63,29 @@ function printResult(r: CaptionResult, json: boolean): void {
 }
 
 async function main(): Promise<number> {
-  const { values, positionals } = parseArgs({
-    args: Deno.args,
-    options: CAPTION_FLAGS,
-    allowPositionals: true,
-  });
+  const { values, positionals } = parseCaptionArgs(Deno.args);
   if (values.help || positionals.length === 0) {
     console.log(
       "usage: deno task caption IMAGE|FOLDER... [--model DIR|org/name] [--json] [decoding flags]\n(see examples/caption.ts for all flags)",
     );
     return values.help ? 0 : 2;
   }
+  const { dtype, maxPixels, batchSize: batch } = runSettingsFromFlags(values);
   const captioner = await Captioner.fromPretrained(
     values.model ?? "nlpconnect/vit-gpt2-image-captioning",
-    {
-      dtype: values.dtype as "f32" | "f16" | undefined,
-      offline: values.offline,
-      maxPixels: values["max-pixels"] ? Number(values["max-pixels"]) : undefined,
-    },
+    { dtype, offline: values.offline, maxPixels },
   );
   try {
     const options: CaptionOptions = captionOptionsFromFlags(values, captioner.tokenizer);
     const { files, fromFolder } = await expandInputs(positionals);
-    const batch = Math.max(1, Number(values["batch-size"] ?? 8));
     const bar = fromFolder
       ? new ProgressBar({ total: files.length, label: "captioning", unit: "items" })
       : undefined;
     let failed = 0;
+    let first: CaptionResult | undefined; // files[0]'s result, for --attention-map
     for (let i = 0; i < files.length; i += batch) {
       const results = await captioner.caption(files.slice(i, i + batch), options);
+      first ??= results[0];
       for (const r of results) {
         if (r.error) failed++;
         printResult(r, !!values.json);
@@ -98,7 +95,7 @@ async function main(): Promise<number> {
     bar?.done();
     if (values["attention-map"]) {
       const { writeAttentionMap } = await import("../src/attention_picture.ts");
-      await writeAttentionMap(captioner, files[0], options, values["attention-map"]);
+      await writeAttentionMap(captioner, files[0], options, values["attention-map"], {}, first);
     }
     return failed ? 1 : 0;
   } finally {

@@ -10,7 +10,7 @@
  */
 import { CELL_HEIGHT, CELL_WIDTH, drawText, type RgbCanvas, textWidth } from "./bitmap_font.ts";
 import { type AttentionOptions, captionAttention } from "./caption_attention.ts";
-import type { Captioner, CaptionOptions } from "./captioner.ts";
+import type { Captioner, CaptionOptions, CaptionResult } from "./captioner.ts";
 import { WebcapError } from "./errors.ts";
 import { loadImage, type RgbImage } from "./model/image.ts";
 import { resizeRgb } from "./model/preprocess.ts";
@@ -201,9 +201,12 @@ export function renderAttentionPicture(
 }
 
 /**
- * Caption the image at `imagePath` with `options`, take the best caption (highest score),
- * compute its attention maps and write them as a PNG picture to `outPath`; prints the path to
- * stderr. `attention` picks a decoder layer (default: the mean over layers).
+ * Compute the attention maps of one caption of the image at `imagePath` and write them as a PNG
+ * picture to `outPath`; prints the path to stderr. The caption comes from `result` when given
+ * (the image's result of an earlier {@link Captioner.caption} call with `options`, so the picture
+ * shows a caption that was reported: sampling draws differently on every call), else from
+ * captioning the image now. It is the first caption when `options.rerank` is set, else the one
+ * with the highest score. `attention` picks a decoder layer (default: the mean over layers).
  * @throws the image's WebcapError when it cannot be captioned; BAD_OPTION for a model without
  *   cross-attention (ClipCap).
  */
@@ -213,14 +216,17 @@ export async function writeAttentionMap(
   options: CaptionOptions,
   outPath: string,
   attention: AttentionOptions & AttentionPictureOptions = {},
+  result?: CaptionResult,
 ): Promise<void> {
   const img = await loadImage(imagePath, { maxPixels: captioner.maxPixels });
-  const [result] = await captioner.caption([img], options);
+  result ??= (await captioner.caption([img], options))[0];
   if (result.error) throw result.error;
   if (result.captions.length === 0) {
     throw new WebcapError("BAD_OPTION", `${imagePath}: the options produced no caption to map`);
   }
-  const best = result.captions.reduce((a, b) => (b.score > a.score ? b : a));
+  const best = options.rerank
+    ? result.captions[0]
+    : result.captions.reduce((a, b) => (b.score > a.score ? b : a));
   const { words, maps, grid } = await captionAttention(
     captioner,
     img,

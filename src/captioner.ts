@@ -15,7 +15,7 @@ import { decodeImage, loadImage, type RgbImage } from "./model/image.ts";
 import { loadCaptionModel, loadPreprocessor, loadTokenizer } from "./model/load.ts";
 import type { Preprocessor } from "./model/preprocess.ts";
 import type { Tokenizer } from "./model/tokenizer.ts";
-import type { GenerateOptions } from "./decode/options.ts";
+import { checkVocabulary, type GenerateOptions, resolveOptions } from "./decode/options.ts";
 import type { GeneratedSequence } from "./decode/search.ts";
 import { rerank, type Reranker } from "./decode/rerank.ts";
 
@@ -146,9 +146,12 @@ export class Captioner {
       pixels.forEach((p, i) => batch.set(p, i * p.length));
       const rec = new Recorder(this.gpu);
       const t = uploadTensor(this.gpu, batch, [pixels.length, 3, H, W], "f32", "pixel_values");
-      state = this.model.encode(rec, t);
       rec.releaseAfterSubmit(t);
-      await rec.submit();
+      try {
+        state = this.model.encode(rec, t);
+      } finally {
+        await rec.submit(); // after a failed recording too, so the pixels and temporaries are freed
+      }
     }
     return { inputs, slot, state, dispose: () => state?.dispose() };
   }
@@ -165,28 +168,34 @@ export class Captioner {
     images: ImageInput | ImageInput[] | EncodedImages,
     options: CaptionOptions = {},
   ): Promise<CaptionResult[]> {
+    const gen = this.#generateOptions(options); // refuse bad options before any GPU work
     const encoded = isEncoded(images)
       ? images
       : await this.encode(Array.isArray(images) ? images : [images]);
     try {
-      return await this.#captionEncoded(encoded, options);
+      return await this.#captionEncoded(encoded, options, gen);
     } finally {
       if (encoded !== images) encoded.dispose();
     }
   }
 
-  async #captionEncoded(enc: EncodedImages, options: CaptionOptions): Promise<CaptionResult[]> {
-    const { prompt, rerank: _rerank, ...gen } = options;
-    const prompt_ = this.promptIds(prompt);
+  /** The generate options of a caption call, validated against the model's vocabulary. */
+  #generateOptions(options: CaptionOptions): GenerateOptions {
+    const { prompt: _prompt, rerank: _rerank, ...rest } = options;
     const d = this.model.decoder;
+    const gen: GenerateOptions = { ...rest, eosTokenId: d.eosTokenId, padTokenId: d.padTokenId };
+    checkVocabulary(resolveOptions(gen), d.vocabSize);
+    return gen;
+  }
+
+  async #captionEncoded(
+    enc: EncodedImages,
+    options: CaptionOptions,
+    gen: GenerateOptions,
+  ): Promise<CaptionResult[]> {
+    const prompt_ = this.promptIds(options.prompt);
     let sequences: GeneratedSequence[][] = [];
-    if (enc.state) {
-      sequences = await this.generate(enc.state, prompt_, {
-        ...gen,
-        eosTokenId: d.eosTokenId,
-        padTokenId: d.padTokenId,
-      });
-    }
+    if (enc.state) sequences = await this.generate(enc.state, prompt_, gen);
     return enc.inputs.map((input, i) => {
       let captions: Caption[] = enc.slot[i] < 0 ? [] : sequences[enc.slot[i]].map((s) => ({
         text: this.tokenizer.decode([...prompt_.slice(1), ...s.tokens], { skipSpecialTokens: true })

@@ -4,7 +4,7 @@
  * turned into token ids with the model's tokenizer.
  * @module
  */
-import type { ParseArgsConfig } from "node:util";
+import { parseArgs, type ParseArgsConfig } from "node:util";
 import { WebcapError } from "./errors.ts";
 import type { CaptionOptions } from "./captioner.ts";
 import type { Tokenizer } from "./model/tokenizer.ts";
@@ -44,6 +44,63 @@ export const CAPTION_FLAGS = {
 } as const satisfies ParseArgsConfig["options"];
 
 type Flags = Record<string, string | boolean | undefined>;
+
+const CAPTION_PARSE = { options: CAPTION_FLAGS, allowPositionals: true } as const;
+
+/** Parsed arguments of the caption CLI: flag values and the image paths. */
+export type CaptionArgs = ReturnType<typeof parseArgs<typeof CAPTION_PARSE>>;
+
+/**
+ * Parse the caption CLI's arguments.
+ * @throws WebcapError BAD_OPTION for an unknown flag, a missing value or a value starting with
+ *   a dash (pass negative numbers as `--length-penalty=-0.5`).
+ */
+export function parseCaptionArgs(args: string[]): CaptionArgs {
+  try {
+    return parseArgs({ args, ...CAPTION_PARSE });
+  } catch (e) {
+    if (
+      !(e instanceof TypeError && String((e as { code?: string }).code).startsWith("ERR_PARSE"))
+    ) {
+      throw e;
+    }
+    throw new WebcapError("BAD_OPTION", `${e.message.replaceAll("\n", " ")} (see --help)`);
+  }
+}
+
+/** Model loading and batching settings of the caption CLI. */
+export interface RunSettings {
+  /** `--dtype`: matrix storage on the GPU. */
+  dtype?: "f32" | "f16";
+  /** `--max-pixels`: largest accepted image. */
+  maxPixels?: number;
+  /** `--batch-size`: images encoded together (default 8). */
+  batchSize: number;
+}
+
+/** {@link RunSettings} from parsed flags; refuses values that are not what the flag takes. */
+export function runSettingsFromFlags(flags: Flags): RunSettings {
+  const dtype = flags.dtype;
+  if (dtype !== undefined && dtype !== "f32" && dtype !== "f16") {
+    throw new WebcapError("BAD_OPTION", `--dtype must be f32 or f16, got "${dtype}"`);
+  }
+  return {
+    dtype,
+    maxPixels: positiveInt(flags, "max-pixels"),
+    batchSize: positiveInt(flags, "batch-size") ?? 8,
+  };
+}
+
+function positiveInt(flags: Flags, name: string): number | undefined {
+  const n = num(flags, name);
+  if (n !== undefined && !(Number.isSafeInteger(n) && n >= 1)) {
+    throw new WebcapError(
+      "BAD_OPTION",
+      `--${name} must be a whole number ≥ 1, got "${flags[name]}"`,
+    );
+  }
+  return n;
+}
 
 function num(flags: Flags, name: string): number | undefined {
   const v = flags[name];

@@ -13,7 +13,7 @@ import { type Tensor, uploadTensor } from "./gpu/tensor.ts";
 import type { CaptionModel, EncoderState } from "./model/caption_model.ts";
 import type { ClipCapEncoderState } from "./model/clipcap.ts";
 import { generateOnGpu } from "./model/gpu_decoder.ts";
-import { loadCaptionModel } from "./model/load.ts";
+import { loadCaptionModel, readJson } from "./model/load.ts";
 import { openSafetensors } from "./model/safetensors.ts";
 import type { WeightStore } from "./model/weights.ts";
 import { optionsFromHF } from "./decode/hf_kwargs.ts";
@@ -277,17 +277,17 @@ async function parityOf(
   const arch = f.model.architecture;
   if (arch === "VisionEncoderDecoderModel" || arch === "BlipForConditionalGeneration") {
     const enc = await encodeReference(f, "pixel_values");
-    const hiddenName = f.ref.has("encoder_last_hidden_state")
-      ? "encoder_last_hidden_state"
-      : "vision_last_hidden_state";
-    const [hidden] = await readTensors(f.gpu, () => [enc.hidden]);
-    check(f, hiddenName, hidden, await f.ref.readF32(hiddenName));
-    const ids = await idsOf(
-      f.ref,
-      f.ref.has("decoder_input_ids") ? "decoder_input_ids" : "input_ids",
-    );
-    check(f, "logits", (await teacherForced(f, enc, ids)).logits, await f.ref.readF32("logits"));
     try {
+      const hiddenName = f.ref.has("encoder_last_hidden_state")
+        ? "encoder_last_hidden_state"
+        : "vision_last_hidden_state";
+      const [hidden] = await readTensors(f.gpu, () => [enc.hidden]);
+      check(f, hiddenName, hidden, await f.ref.readF32(hiddenName));
+      const ids = await idsOf(
+        f.ref,
+        f.ref.has("decoder_input_ids") ? "decoder_input_ids" : "input_ids",
+      );
+      check(f, "logits", (await teacherForced(f, enc, ids)).logits, await f.ref.readF32("logits"));
       return await runTransformerCases(f, enc, cases);
     } finally {
       enc.dispose();
@@ -295,10 +295,10 @@ async function parityOf(
   }
   if (arch === "ClipCap") {
     const enc = await encodeReference(f, "pixel_values") as ClipCapEncoderState;
-    const [img, prefix] = await readTensors(f.gpu, () => [enc.imageEmbeds, enc.hidden]);
-    check(f, "image_embeds", img, await f.ref.readF32("image_embeds"));
-    check(f, "prefix_embeds", prefix, await f.ref.readF32("prefix_embeds"));
     try {
+      const [img, prefix] = await readTensors(f.gpu, () => [enc.imageEmbeds, enc.hidden]);
+      check(f, "image_embeds", img, await f.ref.readF32("image_embeds"));
+      check(f, "prefix_embeds", prefix, await f.ref.readF32("prefix_embeds"));
       return [await runGreedyTokens(f, enc, cases.greedy)];
     } finally {
       enc.dispose();
@@ -306,21 +306,21 @@ async function parityOf(
   }
   if (arch === "show-attend-tell") {
     const enc = await encodeReference(f, "images");
-    const [hidden] = await readTensors(f.gpu, () => [enc.hidden]);
-    check(f, "encoder_out", hidden, await f.ref.readF32("encoder_out"));
-    const start = f.model.decoder.decoderStartTokenId;
-    const tokens = cases.greedy.tokens as number[][];
-    const steps = f.ref.info("alphas").shape[1];
-    const fed = tokens.map((t) => [start, ...t].slice(0, steps));
-    const tf = await teacherForced(f, enc, fed, true);
-    const V = f.model.decoder.vocabSize;
-    const first = Float32Array.from(
-      { length: fed.length * V },
-      (_, k) => tf.logits[Math.floor(k / V) * steps * V + (k % V)],
-    );
-    check(f, "first_step_logits", first, await f.ref.readF32("first_step_logits"));
-    check(f, "alphas", tf.attention!, await f.ref.readF32("alphas"));
     try {
+      const [hidden] = await readTensors(f.gpu, () => [enc.hidden]);
+      check(f, "encoder_out", hidden, await f.ref.readF32("encoder_out"));
+      const start = f.model.decoder.decoderStartTokenId;
+      const tokens = cases.greedy.tokens as number[][];
+      const steps = f.ref.info("alphas").shape[1];
+      const fed = tokens.map((t) => [start, ...t].slice(0, steps));
+      const tf = await teacherForced(f, enc, fed, true);
+      const V = f.model.decoder.vocabSize;
+      const first = Float32Array.from(
+        { length: fed.length * V },
+        (_, k) => tf.logits[Math.floor(k / V) * steps * V + (k % V)],
+      );
+      check(f, "first_step_logits", first, await f.ref.readF32("first_step_logits"));
+      check(f, "alphas", tf.attention!, await f.ref.readF32("alphas"));
       return [await runGreedyTokens(f, enc, cases.greedy)];
     } finally {
       enc.dispose();
@@ -336,9 +336,15 @@ export async function runParity(
   opts: { dtype?: "f32" | "f16"; tolerance?: number } = {},
 ): Promise<ParityReport> {
   const dtype = opts.dtype ?? "f32";
-  const model = await loadCaptionModel(gpu, dir, { dtype });
+  const cases = await readJson(`${dir}/generate.json`) as Record<string, Case>;
   const ref = await openSafetensors(`${dir}/reference.safetensors`);
-  const cases = JSON.parse(await Deno.readTextFile(`${dir}/generate.json`)) as Record<string, Case>;
+  let model: CaptionModel;
+  try {
+    model = await loadCaptionModel(gpu, dir, { dtype });
+  } catch (e) {
+    ref.close();
+    throw e;
+  }
   const f: Fixture = {
     gpu,
     model,

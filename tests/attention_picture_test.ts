@@ -5,7 +5,7 @@ import {
   renderAttentionPicture,
   writeAttentionMap,
 } from "../src/attention_picture.ts";
-import { Captioner } from "../src/captioner.ts";
+import { Captioner, type CaptionOptions } from "../src/captioner.ts";
 import { WebcapError } from "../src/errors.ts";
 import type { RgbImage } from "../src/model/image.ts";
 import { fixture } from "./util.ts";
@@ -102,6 +102,32 @@ Deno.test("attention picture: writeAttentionMap captions a fixture image and wri
     const png = decode(await Deno.readFile(out));
     const layout = attentionPictureLayout(320, 240, n);
     assert.deepEqual([png.width, png.height], [layout.width, layout.height]);
+  } finally {
+    captioner.dispose();
+    await Deno.remove(out);
+  }
+});
+
+Deno.test("attention picture: writeAttentionMap maps the caption of a given result (reranked: the first)", async () => {
+  const captioner = await Captioner.fromPretrained(fixture("hf/vit-gpt2"), { offline: true });
+  const out = await Deno.makeTempFile({ suffix: ".png" });
+  try {
+    const image = fixture("hf/preprocess/pattern.png");
+    const caption = (tokens: number[], score: number) => ({
+      text: "",
+      score,
+      tokens,
+      logprobs: [],
+    });
+    const result = { source: image, captions: [caption([7, 8, 9], -2), caption([7, 8], -1)] };
+    const width = async (options: CaptionOptions) => {
+      await writeAttentionMap(captioner, image, options, out, {}, result);
+      return decode(await Deno.readFile(out)).width;
+    };
+    // a sampled caption is not drawn again: the picture shows the given result's caption
+    assert.equal(await width({ doSample: true }), attentionPictureLayout(320, 240, 2).width);
+    const rerank = { reranker: { score: () => 0 } };
+    assert.equal(await width({ rerank }), attentionPictureLayout(320, 240, 3).width);
   } finally {
     captioner.dispose();
     await Deno.remove(out);

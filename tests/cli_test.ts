@@ -235,6 +235,27 @@ Deno.test("cli: decoding flags of the contract", async (t) => {
   await Deno.remove(dir, { recursive: true });
 });
 
+Deno.test("cli: malformed flags are refused with BAD_OPTION naming the flag, before the model loads", async () => {
+  for (
+    const [flags, name] of [
+      [["--num-beams"], /--num-beams/], // value missing
+      [["--length-penalty", "-0.5"], /--length-penalty=-/], // negative values need "="
+      [["--bogus", "3"], /--bogus/],
+      [["--batch-size", "abc"], /--batch-size/],
+      [["--batch-size", "0"], /--batch-size/],
+      [["--max-pixels=2.5"], /--max-pixels/],
+      [["--dtype", "f64"], /--dtype/],
+    ] as const
+  ) {
+    // a model folder that does not exist: a flag checked after loading would report the folder
+    const r = await caption(["x.png", "--model", "/nonexistent-webcap-model", ...flags]);
+    assert.equal(r.code, 2, `${flags}: ${r.stderr}`);
+    assert.match(r.stderr, /^error BAD_OPTION: /, `${flags}`);
+    assert.match(r.stderr, name);
+    assert.doesNotMatch(r.stderr, /\n\s+at /, "no stack trace");
+  }
+});
+
 Deno.test("cli: every architecture captions with beam, sampling, diverse and constrained decoding", async () => {
   const dir = await imageFolder();
   // Show-Attend-Tell checkpoints come with a word map instead of tokenizer.json

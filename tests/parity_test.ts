@@ -6,6 +6,7 @@
 import assert from "node:assert/strict";
 import { getGpu } from "../src/gpu/device.ts";
 import { runParity } from "../src/parity.ts";
+import { WebcapError } from "../src/errors.ts";
 import { fixture } from "./util.ts";
 
 const root = fixture("hf");
@@ -44,4 +45,26 @@ Deno.test("parity: f16 storage stays within 1e-2 on vit-gpt2", async () => {
   const r = await runParity(gpu, `${root}/vit-gpt2`, { dtype: "f16" });
   for (const t of r.tensors) console.log(`  ${t.name}: rel L2 ${t.relL2.toExponential(2)}`);
   assert.deepEqual(r.tensors.filter((t) => !t.pass), []);
+});
+
+Deno.test("parity: a folder without generate.json is MISSING_FILE, with no model left loaded", async () => {
+  const gpu = await getGpu();
+  const tmp = await Deno.makeTempDir();
+  try {
+    for (const e of Deno.readDirSync(`${root}/vit-gpt2`)) {
+      if (e.name !== "generate.json") {
+        Deno.symlinkSync(`${root}/vit-gpt2/${e.name}`, `${tmp}/${e.name}`);
+      }
+    }
+    const owned = gpu.pool.ownedBytes;
+    await assert.rejects(
+      runParity(gpu, tmp),
+      (e) =>
+        e instanceof WebcapError && e.code === "MISSING_FILE" &&
+        e.message.includes("generate.json"),
+    );
+    assert.equal(gpu.pool.ownedBytes, owned);
+  } finally {
+    await Deno.remove(tmp, { recursive: true });
+  }
 });

@@ -113,7 +113,8 @@ function sampledCandidates(
   return picked;
 }
 
-function extend(b: Beam, c: Candidate): Beam {
+/** The beam `b` continued by candidate `c`. */
+export function extend(b: Beam, c: Candidate): Beam {
   return { tokens: [...b.tokens, c.token], logprobs: [...b.logprobs, c.value], score: c.score };
 }
 
@@ -161,7 +162,8 @@ export async function beamSearch(
   const keep = Math.max(2, 1 + opts.eosTokenIds.length) * K;
   const k = Math.min(keep, vocabSize);
   const rng = new Rng(opts.seed);
-  const warp: WarpSettings = { ...opts, minTokensToKeep: opts.eosTokenIds.length + 1 };
+  // transformers keeps eos count + 1 tokens in beam sampling, and 2 when there is no eos
+  const warp: WarpSettings = { ...opts, minTokensToKeep: Math.max(2, opts.eosTokenIds.length + 1) };
   const states: ImageState[] = prompts.map(() => ({
     running: [{ tokens: [], logprobs: [], score: 0 }],
     finished: [],

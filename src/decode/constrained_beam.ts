@@ -20,7 +20,7 @@
  */
 
 import { BeamHypotheses, bestOf } from "./beam_hypotheses.ts";
-import { type Beam, type Candidate, topCandidates } from "./beam.ts";
+import { type Beam, type Candidate, extend, topCandidates } from "./beam.ts";
 import {
   advanceTokens,
   bank,
@@ -36,10 +36,6 @@ interface ImageState {
   running: Beam[];
   hyps: BeamHypotheses;
   done: boolean;
-}
-
-function extend(b: Beam, c: Candidate): Beam {
-  return { tokens: [...b.tokens, c.token], logprobs: [...b.logprobs, c.value], score: c.score };
 }
 
 /** 4.x process(): finished hypotheses from eos candidates, and the K best non-eos candidates. */

@@ -22,7 +22,7 @@
  */
 
 import { BeamHypotheses, bestOf } from "./beam_hypotheses.ts";
-import { type Beam, byScore, type Candidate } from "./beam.ts";
+import { type Beam, byScore, type Candidate, extend } from "./beam.ts";
 import { penalizeRepetition, rowProcessing, type RowState } from "./processors.ts";
 import { feedPrompt, type GeneratedSequence, isEos, rowOf, type SearchSetup } from "./search.ts";
 import type { DecoderStep, StepOut } from "./step.ts";
@@ -58,7 +58,7 @@ function groupCandidates(
     for (const [token, x] of values[r]) {
       let f = x;
       const c = counts.get(token) ?? 0;
-      if (c > 0) f = Math.fround(f - Math.fround(d * c));
+      if (c > 0) f = Math.fround(f - Math.fround(Math.fround(d) * c)); // float32 d · count
       if (p !== 1 && seen[r].has(token)) f = penalizeRepetition(f, p);
       all.push({ score: Math.fround(b.score + f), token, value: f, beam: i });
     }
@@ -71,13 +71,9 @@ function processGroup(group: Group, cands: Candidate[], setup: SearchSetup): num
   const G = group.hyps.capacity;
   const generated = group.running[0].tokens.length + 1;
   const next: Candidate[] = [];
-  const extend = (c: Candidate): Beam => {
-    const b = group.running[c.beam];
-    return { tokens: [...b.tokens, c.token], logprobs: [...b.logprobs, c.value], score: c.score };
-  };
   for (const [rank, c] of cands.entries()) {
     if (isEos(setup, c.token)) {
-      if (rank < G) group.hyps.add(extend(c), c.score);
+      if (rank < G) group.hyps.add(extend(group.running[c.beam], c), c.score);
     } else {
       next.push(c);
       if (next.length === G) break;
@@ -85,7 +81,7 @@ function processGroup(group: Group, cands: Candidate[], setup: SearchSetup): num
   }
   group.done = group.hyps.isDone(cands[0]?.score ?? -Infinity, generated) || next.length === 0;
   const parents = next.map((c) => group.rows[c.beam]);
-  group.running = next.map(extend);
+  group.running = next.map((c) => extend(group.running[c.beam], c));
   group.rows = parents;
   return next.map((c) => c.token);
 }

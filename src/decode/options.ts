@@ -124,8 +124,8 @@ function bad(option: string, message: string): WebcapError {
 
 function int(o: GenerateOptions, key: keyof GenerateOptions, dflt: number, min: number): number {
   const v = o[key] ?? dflt;
-  if (typeof v !== "number" || !Number.isInteger(v) || v < min) {
-    throw bad(key, `must be an integer ≥ ${min}, got ${JSON.stringify(v)}`);
+  if (typeof v !== "number" || !Number.isSafeInteger(v) || v < min) {
+    throw bad(key, `must be an integer from ${min} to 2^53 − 1, got ${JSON.stringify(v)}`);
   }
   return v;
 }

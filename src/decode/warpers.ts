@@ -14,7 +14,7 @@ export interface WarpSettings {
   topK: number;
   topP: number;
   typicalP: number;
-  /** 1 for sampling; transformers keeps (eos count + 1) for beam sampling. */
+  /** 1 for sampling; transformers keeps max(2, eos count + 1) for beam sampling. */
   minTokensToKeep: number;
 }
 

@@ -21,10 +21,6 @@ export interface Gpu {
   readonly hasSubgroups: boolean;
   /** Largest byte size one storage binding may cover. Lowered only by tests. */
   maxBinding: number;
-  /** Minimum offset alignment of a storage binding. */
-  readonly bindAlign: number;
-  /** Most workgroups one dispatch may have along each dimension. */
-  readonly maxWorkgroupsPerDim: number;
   /** The shared storage-buffer pool (per-step tensors and dedicated weight buffers). */
   readonly pool: BufferPool;
   /** The shared compute-pipeline cache. */
@@ -82,8 +78,6 @@ export async function requestGpu(opts: GpuOptions = {}): Promise<Gpu> {
     hasTimestamps: device.features.has("timestamp-query"),
     hasSubgroups: device.features.has("subgroups"),
     maxBinding: device.limits.maxStorageBufferBindingSize,
-    bindAlign: device.limits.minStorageBufferOffsetAlignment,
-    maxWorkgroupsPerDim: device.limits.maxComputeWorkgroupsPerDimension,
     pool: new BufferPool(device),
     pipelines: new PipelineCache(device),
   };

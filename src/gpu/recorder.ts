@@ -4,6 +4,7 @@
  * submit. Readbacks requested during recording resolve after the submit.
  * @module
  */
+import { WebcapError } from "../errors.ts";
 import type { Gpu } from "./device.ts";
 import type { Tensor } from "./tensor.ts";
 
@@ -143,6 +144,22 @@ export class Recorder {
     return { buffer: a.buffer, offset, size: bytes.byteLength };
   }
 
+  /** The buffer range of a binding, refused when it exceeds the device's binding limit. */
+  #storage(b: Binding): { buffer: GPUBuffer; offset: number; size: number } {
+    const r = "shape" in b
+      ? { buffer: b.buffer, offset: 0, size: Math.max(4, Math.ceil(b.byteSize / 4) * 4) }
+      : b;
+    if (r.size > this.gpu.maxBinding) {
+      const what = "shape" in b ? `tensor [${b.shape}]` : `buffer range of ${r.buffer.label}`;
+      throw new WebcapError(
+        "BAD_SHAPE",
+        `a ${what} of ${r.size} B exceeds this device's largest storage binding ` +
+          `(maxStorageBufferBindingSize ${this.gpu.maxBinding} B); process fewer images at once`,
+      );
+    }
+    return r;
+  }
+
   /**
    * Record one dispatch. `params` (if given) is bound at @binding(0) as a uniform; storage
    * bindings follow at 1, 2, … (or from 0 without params).
@@ -153,15 +170,11 @@ export class Recorder {
     bindings: Binding[],
     groups: [number, number?, number?],
   ): void {
+    const storage = bindings.map((b) => this.#storage(b));
     const entries: GPUBindGroupEntry[] = [];
     if (params) entries.push({ binding: 0, resource: this.#uniform(params.bytes()) });
     const base = entries.length;
-    bindings.forEach((b, i) => {
-      const r = "shape" in b
-        ? { buffer: b.buffer, offset: 0, size: Math.max(4, Math.ceil(b.byteSize / 4) * 4) }
-        : b;
-      entries.push({ binding: base + i, resource: r });
-    });
+    storage.forEach((r, i) => entries.push({ binding: base + i, resource: r }));
     const group = this.gpu.device.createBindGroup({
       layout: pipeline.getBindGroupLayout(0),
       entries,

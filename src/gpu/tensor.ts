@@ -121,12 +121,22 @@ export function writeTensor(t: Tensor, data: HostData, elementOffset = 0): void 
       `writing ${data.length} elements at ${elementOffset} overflows [${t.shape}]`,
     );
   }
+  const end = elementOffset + data.length;
+  if (t.dtype === "f16" && (elementOffset % 2 || (end % 2 && end !== t.size))) {
+    // GPU writes are 4-byte words: an odd start is refused by WebGPU, an odd end short of the
+    // tensor's end would zero the element after it
+    throw new WebcapError(
+      "BAD_SHAPE",
+      `f16 write of ${data.length} elements at ${elementOffset} into [${t.shape}]: start at an even ` +
+        "element and end at an even element or the tensor's end",
+    );
+  }
   const bytes = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
   const off = elementOffset * dtypeBytes(t.dtype);
   const aligned = bytes.byteLength - (bytes.byteLength % 4);
   if (aligned > 0) t.gpu.device.queue.writeBuffer(t.buffer, off, bytes, 0, aligned);
   if (aligned < bytes.byteLength) {
-    // an f16 tail of one element: pad to 4 bytes (the buffer is rounded up to 4)
+    // an f16 tail of one element at the tensor's end: pad to 4 bytes (the buffer is rounded up to 4)
     const tail = new Uint8Array(4);
     tail.set(bytes.subarray(aligned));
     t.gpu.device.queue.writeBuffer(t.buffer, off + aligned, tail);

@@ -35,7 +35,7 @@ export function forwardWithAttention(
     () => emptyTensor(rec.gpu, [cache.rows, shape.heads, shape.perRow, cache.encSeq]),
   );
   const logits = forward(probs);
-  st.attention?.release();
+  if (st.attention) rec.releaseAfterSubmit(st.attention); // work recorded before may still read it
   st.attention = meanOverHeads(rec, probs);
   rec.releaseAfterSubmit(...probs);
   return logits;

@@ -40,7 +40,7 @@ export function gpt2Config(c: Record<string, unknown>, where: string): Gpt2Confi
     n_head: num("n_head"),
     n_layer: num("n_layer"),
     n_positions: num("n_positions"),
-    n_inner: (c.n_inner as number | null) ?? 4 * num("n_embd"),
+    n_inner: num("n_inner", 4 * num("n_embd")),
     vocab_size: num("vocab_size"),
     layer_norm_epsilon: num("layer_norm_epsilon", 1e-5),
     activation_function: String(c.activation_function ?? "gelu_new"),
@@ -48,7 +48,7 @@ export function gpt2Config(c: Record<string, unknown>, where: string): Gpt2Confi
     scale_attn_weights: c.scale_attn_weights !== false,
     scale_attn_by_inverse_layer_idx: c.scale_attn_by_inverse_layer_idx === true,
   };
-  if (cfg.n_embd % cfg.n_head) {
+  if (!cfg.n_head || cfg.n_embd % cfg.n_head) {
     throw new WebcapError(
       "BAD_CONFIG",
       `${where}: n_embd ${cfg.n_embd} is not divisible by n_head ${cfg.n_head}`,
@@ -142,6 +142,29 @@ export interface Gpt2State {
   rowImageGpu: Tensor; // i32 [rows]
 }
 
+/** Encoder states `[images·seq, h]` for the cross-attention, checked against `rowImage`. */
+function crossInput(
+  c: Gpt2Config,
+  enc: Tensor | undefined,
+  rowImage: Int32Array,
+): { flat?: Tensor; encSeq: number } {
+  if (!c.add_cross_attention) return { encSeq: 0 };
+  if (!enc) {
+    throw new WebcapError("BAD_OPTION", "this GPT-2 has cross-attention and needs encoder states");
+  }
+  const [images, seq, eh] = enc.shape;
+  if (eh !== c.n_embd) {
+    throw new WebcapError(
+      "BAD_SHAPE",
+      `encoder hidden ${eh} differs from decoder n_embd ${c.n_embd}`,
+    );
+  }
+  if (rowImage.some((i) => !(i >= 0 && i < images))) {
+    throw new WebcapError("BAD_OPTION", `rowImage must index the ${images} encoded images`);
+  }
+  return { flat: enc.view([images * seq, eh]), encSeq: seq };
+}
+
 /** Allocate caches for `rowImage.length` rows and compute cross keys/values of `enc [images, seq, h]`. */
 export function gpt2BeginDecode(
   rec: Recorder,
@@ -157,27 +180,14 @@ export function gpt2BeginDecode(
       `max length ${maxLength} exceeds the decoder's n_positions ${c.n_positions}`,
     );
   }
+  const { flat, encSeq } = crossInput(c, enc, rowImage); // checked before anything is allocated
   const rows = rowImage.length;
   const kv = w.layers.map((_, i) =>
     ownedTensor(rec.gpu, [rows, maxLength, 2 * h], "f32", `kv-cache-${i}`)
   );
-  let cross: Tensor[] = [];
-  let encSeq = 0;
-  if (c.add_cross_attention) {
-    if (!enc) {
-      throw new WebcapError(
-        "BAD_OPTION",
-        "this GPT-2 has cross-attention and needs encoder states",
-      );
-    }
-    const [images, seq, eh] = enc.shape;
-    if (eh !== h) {
-      throw new WebcapError("BAD_SHAPE", `encoder hidden ${eh} differs from decoder n_embd ${h}`);
-    }
-    encSeq = seq;
-    const flat = enc.view([images * seq, h]);
-    cross = w.layers.map((l) => matmul(rec, flat, l.cross!.kv.w, { bias: l.cross!.kv.b }));
-  }
+  const cross = flat
+    ? w.layers.map((l) => matmul(rec, flat, l.cross!.kv.w, { bias: l.cross!.kv.b }))
+    : [];
   return {
     rows,
     maxLength,
@@ -310,6 +320,8 @@ export function gpt2Forward(
     rec.releaseAfterSubmit(ids);
   }
   w.layers.forEach((l, i) => {
+    // transformers' GPT2Attention: both the self- and the cross-attention of block i divide by
+    // i + 1 under scale_attn_by_inverse_layer_idx
     let scale = c.scale_attn_weights ? 1 / Math.sqrt(D) : 1;
     if (c.scale_attn_by_inverse_layer_idx) scale /= i + 1;
     const n1 = layerNorm(rec, x, l.ln1[0], l.ln1[1], c.layer_norm_epsilon);
@@ -320,8 +332,7 @@ export function gpt2Forward(
     if (l.cross) {
       const nc = layerNorm(rec, x1, l.cross.ln[0], l.cross.ln[1], c.layer_norm_epsilon);
       const q = matmul(rec, nc, l.cross.q.w, { bias: l.cross.q.b });
-      const crossScale = c.scale_attn_weights ? 1 / Math.sqrt(D) : 1;
-      const ca = imageCrossAttention(rec, st, i, q, S, H, crossScale, crossProbs?.[i]);
+      const ca = imageCrossAttention(rec, st, i, q, S, H, scale, crossProbs?.[i]);
       const x2 = matmul(rec, ca, l.cross.proj.w, { bias: l.cross.proj.b, residual: x1 });
       rec.releaseAfterSubmit(nc, q, ca, x1);
       x1 = x2;

@@ -14,7 +14,7 @@ import { type Preprocessor, preprocessorFromConfig } from "./preprocess.ts";
 import { Tokenizer } from "./tokenizer.ts";
 import { SHOW_ATTEND_TELL, ShowAttendTell } from "./show_attend_tell.ts";
 import { VisionEncoderDecoder } from "./vision_encoder_decoder.ts";
-import { openWeights, type WeightStore, withTiedWeights } from "./weights.ts";
+import { openWeights } from "./weights.ts";
 
 type Json = Record<string, unknown>;
 
@@ -64,10 +64,6 @@ export function architectureOf(config: Json, where: string): string {
   );
 }
 
-async function openModelWeights(dir: string, ties: Record<string, string>): Promise<WeightStore> {
-  return withTiedWeights(await openWeights(dir), ties);
-}
-
 /**
  * Load the captioning model in `dir` onto `gpu`. A folder holding `clipcap-config.json` is a
  * ClipCap model (it has no `config.json`; see ./clipcap.ts); any other folder is named by its
@@ -98,7 +94,7 @@ export async function loadCaptionModel(
     arch === "VisionEncoderDecoderModel" || arch === "BlipForConditionalGeneration" ||
     arch === SHOW_ATTEND_TELL
   ) {
-    const store = await openModelWeights(dir, {});
+    const store = await openWeights(dir);
     const p = new ParamLoader(gpu, store, dtype);
     try {
       if (arch === "BlipForConditionalGeneration") return await Blip.load(p, config, configPath);

@@ -327,7 +327,7 @@ export class ShowAttendTell implements CaptionModel {
     rec.releaseAfterSubmit(emb, x);
     if (hs) rec.releaseAfterSubmit(hs);
     if (opts.attention) {
-      s.attention?.release();
+      if (s.attention) rec.releaseAfterSubmit(s.attention); // work recorded before may still read it
       s.attention = alpha.view([1, R, S, s.pixels]);
     } else {
       rec.releaseAfterSubmit(alpha);

@@ -46,7 +46,7 @@ export function vitConfig(c: Record<string, unknown>, where: string): VitConfig 
     layer_norm_eps: num("layer_norm_eps", 1e-12),
     hidden_act: String(c.hidden_act ?? "gelu"),
   };
-  if (cfg.hidden_size % cfg.num_attention_heads) {
+  if (!cfg.num_attention_heads || cfg.hidden_size % cfg.num_attention_heads) {
     throw new WebcapError(
       "BAD_CONFIG",
       `${where}: hidden_size ${cfg.hidden_size} is not divisible by num_attention_heads ${cfg.num_attention_heads}`,

@@ -33,6 +33,15 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid: vec
 }`;
 }
 
+/**
+ * Rows per window of a table larger than one binding: as many as `maxBinding` holds, in a
+ * multiple of the rows that keep each window's byte offset 256-aligned (0: not even that fits).
+ */
+function windowRows(maxBinding: number, rowBytes: number): number {
+  const align = 256 / Math.min(rowBytes & -rowBytes, 256);
+  return Math.floor(maxBinding / rowBytes / align) * align;
+}
+
 /** Options of {@link embedding}. */
 export interface EmbeddingOptions {
   /** Position table `[P, D]` added at row `posStart + r % posPeriod`. */
@@ -53,15 +62,19 @@ export function embedding(
   const V = table.shape[0];
   const D = table.size / V;
   const R = ids.size;
+  const rowBytes = D * dtypeBytes(table.dtype);
+  const step = table.byteSize <= rec.gpu.maxBinding ? V : windowRows(rec.gpu.maxBinding, rowBytes);
+  if (step === 0) {
+    throw new WebcapError(
+      "BAD_SHAPE",
+      `embedding: rows of [${table.shape}] (${rowBytes} B each) cannot be bound in windows of ` +
+        `${rec.gpu.maxBinding} B`,
+    );
+  }
   const y = opts.out ?? emptyTensor(rec.gpu, [R, D]);
   if (y.size !== R * D) {
     throw new WebcapError("BAD_SHAPE", `embedding: out [${y.shape}] is not [${R}, ${D}]`);
   }
-  const eb = dtypeBytes(table.dtype);
-  const rowBytes = D * eb;
-  const step = table.byteSize <= rec.gpu.maxBinding
-    ? V
-    : Math.floor(rec.gpu.maxBinding / rowBytes / 64) * 64;
   const pipeline = rec.gpu.pipelines.get(wgsl(table.dtype === "f16", !!opts.pos));
   for (let row0 = 0; row0 < V; row0 += step) {
     const n = Math.min(step, V - row0);

@@ -139,3 +139,18 @@ Deno.test("beam: equals a literal port of the reference's vectorized loop", asyn
     }
   }
 });
+
+Deno.test("beam sampling: without an eos the warpers keep 2 tokens per row (min_tokens_to_keep)", async () => {
+  const out = await generate(factoryOf(toyModel(V, 4, 1.2)), prompts, {
+    numBeams: 2,
+    numReturnSequences: 2,
+    doSample: true,
+    topK: 1,
+    seed: 1,
+    maxNewTokens: 3,
+  });
+  for (const seqs of out) {
+    assert.equal(seqs.length, 2, "top-k 1 must still leave 2 tokens to draw beams from");
+    assert.notDeepEqual(seqs[0].tokens, seqs[1].tokens);
+  }
+});

@@ -134,3 +134,28 @@ Deno.test("diverse: equals a literal port of the reference's group beam search",
     }
   }
 });
+
+Deno.test("diverse: the penalty is float32 diversityPenalty times the count, as torch computes it", async () => {
+  // every group picks token 5 (far ahead), so group g's score is x − f32(f32(d)·g)
+  const peaked = (histories: readonly (readonly number[])[]) => {
+    const out = new Float32Array(histories.length * V);
+    histories.forEach((_, r) => (out[r * V + 5] = 20));
+    return out;
+  };
+  const d = 0.03;
+  const f = Math.fround;
+  assert.notEqual(f(d * 3), f(f(d) * 3), "d must tell the two roundings apart");
+  const [seqs] = await generate(cpuDecoderFactory(peaked, V, 1), [[1]], {
+    numBeams: 4,
+    numBeamGroups: 4,
+    diversityPenalty: d,
+    numReturnSequences: 4,
+    maxNewTokens: 1,
+  });
+  const x = seqs[0].logprobs[0]; // group 0: no penalty
+  assert.deepEqual(seqs.map((s) => s.tokens), [[5], [5], [5], [5]]);
+  assert.deepEqual(
+    seqs.map((s) => s.logprobs[0]),
+    [0, 1, 2, 3].map((c) => (c === 0 ? x : f(x - f(f(d) * c)))),
+  );
+});

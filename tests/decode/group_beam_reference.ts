@@ -82,7 +82,7 @@ export async function referenceGroupBeamSearch(
           const seen = new Set(hist[i].history);
           for (let t = 0; t < vocab; t++) {
             let x = logp[i * vocab + t];
-            if (counts.has(t)) x = f(x - f(o.diversityPenalty * counts.get(t)!));
+            if (counts.has(t)) x = f(x - f(f(o.diversityPenalty) * counts.get(t)!));
             if (o.repetitionPenalty !== 1 && seen.has(t)) {
               x = penalizeRepetition(x, o.repetitionPenalty);
             }

@@ -36,6 +36,7 @@ const BAD: [GenerateOptions, string][] = [
   [{ doSample: true, topP: 1.5 }, "topP"],
   [{ doSample: true, typicalP: 0 }, "typicalP"],
   [{ doSample: true, seed: -1 }, "seed"],
+  [{ doSample: true, seed: 2 ** 60 }, "seed"], // the generator takes safe integers only
   [{ numBeams: 4, numBeamGroups: 3 }, "numBeamGroups"],
   [{ numBeams: 2, numBeamGroups: 4 }, "numBeamGroups"],
   [{ numBeams: 4, numBeamGroups: 2, doSample: true }, "numBeamGroups"],
@@ -68,6 +69,7 @@ Deno.test("options: refused before any model work, including out-of-vocabulary i
     [{ forceWordsIds: [[3, 12]], numBeams: 2 }, "forceWordsIds"],
     [{ promptIds: [11] }, "promptIds"],
     [{ eosTokenId: 99 }, "eosTokenId"],
+    [{ doSample: true, seed: 1e300 }, "seed"],
   ];
   for (const [opts, name] of bad) {
     await assert.rejects(

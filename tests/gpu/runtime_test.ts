@@ -1,7 +1,9 @@
 import assert from "node:assert/strict";
 import { Params, Recorder } from "../../src/gpu/recorder.ts";
 import { bucketSize } from "../../src/gpu/pool.ts";
-import { emptyTensor, uploadTensor } from "../../src/gpu/tensor.ts";
+import { emptyTensor, uploadTensor, writeTensor } from "../../src/gpu/tensor.ts";
+import { WebcapError } from "../../src/errors.ts";
+import { unary } from "../../src/shaders/elementwise.ts";
 import { matmul } from "../../src/shaders/matmul.ts";
 import { getGpu, randomF32 } from "../util.ts";
 
@@ -85,4 +87,47 @@ Deno.test("recorder: many dispatches in one compute pass, uniforms past one aren
     assert.ok(ms[0] >= 0);
   }
   y.release();
+});
+
+Deno.test("recorder: a binding larger than maxStorageBufferBindingSize is refused with BAD_SHAPE", async () => {
+  const gpu = await getGpu();
+  const x = uploadTensor(gpu, randomF32(1024, 3), [1024], "f32");
+  const y = emptyTensor(gpu, [1024]);
+  const saved = gpu.maxBinding;
+  const rec = new Recorder(gpu);
+  try {
+    gpu.maxBinding = 1024;
+    assert.throws(
+      () => unary(rec, x, "relu", y),
+      (e) =>
+        e instanceof WebcapError && e.code === "BAD_SHAPE" &&
+        /tensor \[1024\] of 4096 B exceeds .*maxStorageBufferBindingSize 1024 B/.test(e.message),
+    );
+    assert.equal(rec.dispatches, 0);
+  } finally {
+    gpu.maxBinding = saved;
+  }
+  unary(rec, x, "relu", y); // the recorder stays usable
+  const read = rec.readTensor(y);
+  rec.releaseAfterSubmit(x, y);
+  await rec.submit();
+  assert.ok(((await read) as Float32Array).every((v) => v >= 0));
+});
+
+Deno.test("writeTensor: f16 writes keep to 4-byte words (even start; odd end only at the tensor's end)", async () => {
+  const gpu = await getGpu();
+  const t = emptyTensor(gpu, [4], "f16");
+  const odd = emptyTensor(gpu, [3], "f16");
+  writeTensor(t, Uint16Array.of(1, 2, 3, 4));
+  const bad = (e: unknown) => e instanceof WebcapError && e.code === "BAD_SHAPE";
+  assert.throws(() => writeTensor(t, Uint16Array.of(9, 9, 9)), bad); // would zero element 3
+  assert.throws(() => writeTensor(t, Uint16Array.of(9, 9), 1), bad); // misaligned for WebGPU
+  writeTensor(t, Uint16Array.of(5, 6), 2);
+  writeTensor(odd, Uint16Array.of(7, 8, 9));
+  const rec = new Recorder(gpu);
+  const [pt, po] = [rec.readTensor(t), rec.readTensor(odd)];
+  rec.releaseAfterSubmit(t, odd);
+  await rec.submit();
+  assert.deepEqual([...await pt], [1, 2, 5, 6]);
+  assert.deepEqual([...await po], [7, 8, 9]);
 });

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { getGpu } from "../../src/gpu/device.ts";
 import { Recorder } from "../../src/gpu/recorder.ts";
-import { type Tensor, uploadTensor } from "../../src/gpu/tensor.ts";
+import { type Tensor, uploadTemp, uploadTensor } from "../../src/gpu/tensor.ts";
 import type { CaptionModel, DecodeState, EncoderState } from "../../src/model/caption_model.ts";
 import { loadCaptionModel } from "../../src/model/load.ts";
 import { openSafetensors } from "../../src/model/safetensors.ts";
@@ -283,5 +283,35 @@ Deno.test("show-attend-tell: bad configs and options give named errors", async (
     );
     await r2.submit();
     st.dispose();
+  });
+});
+
+Deno.test("show-attend-tell: a second attention step in the same recorder keeps the first α until the submit", async () => {
+  await withModel(dir, async (m, enc) => {
+    const gpu = await getGpu();
+    const base = { owned: gpu.pool.ownedBytes, live: gpu.pool.liveBytes };
+    const start = m.decoder.decoderStartTokenId;
+    const st = await begin(m, enc, [0, 1], 2);
+    const rec = new Recorder(gpu);
+    const t1 = uploadTensor(gpu, Int32Array.of(start, start), [2], "i32");
+    const t2 = uploadTensor(gpu, Int32Array.of(5, 9), [2], "i32");
+    const l1 = m.step(rec, st, t1, 1, { attention: true });
+    const first = st.attention!;
+    const pa = rec.readTensor(first);
+    const l2 = m.step(rec, st, t2, 1, { attention: true });
+    // an upload recorded now lands before the submitted work runs: it must not get a buffer
+    // that the first step still writes
+    const probe = uploadTemp(gpu, new Float32Array(first.size).fill(7), [first.size], "f32");
+    const pp = rec.readTensor(probe);
+    rec.releaseAfterSubmit(t1, t2, l1, l2, probe);
+    await rec.submit();
+    assert.ok(((await pp) as Float32Array).every((v) => v === 7), "the upload survives");
+    const alpha = (await pa) as Float32Array, P = first.shape[3];
+    for (let r = 0; r < 2; r++) {
+      const sum = alpha.subarray(r * P, (r + 1) * P).reduce((a, b) => a + b, 0);
+      assert.ok(Math.abs(sum - 1) < 1e-5, `row ${r}: α sums to ${sum}`);
+    }
+    st.dispose();
+    assert.deepEqual({ owned: gpu.pool.ownedBytes, live: gpu.pool.liveBytes }, base);
   });
 });

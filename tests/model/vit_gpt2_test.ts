@@ -4,6 +4,8 @@ import { Recorder } from "../../src/gpu/recorder.ts";
 import { uploadTensor } from "../../src/gpu/tensor.ts";
 import { loadCaptionModel } from "../../src/model/load.ts";
 import { openSafetensors } from "../../src/model/safetensors.ts";
+import { vitConfig } from "../../src/model/vit.ts";
+import { WebcapError } from "../../src/errors.ts";
 import { fixture, relL2 } from "../util.ts";
 
 const dir = fixture("hf/vit-gpt2");
@@ -141,4 +143,14 @@ Deno.test("bad model folders give errors naming the file", async () => {
   await Deno.symlink(`${dir}/model.safetensors`, `${tmp}/model.safetensors`);
   await assert.rejects(loadCaptionModel(gpu, tmp), /has shape \[.*\] but the config implies/);
   await Deno.remove(tmp, { recursive: true });
+});
+
+Deno.test("vit: a config without attention heads is BAD_CONFIG", async () => {
+  const config = JSON.parse(await Deno.readTextFile(`${dir}/config.json`));
+  assert.throws(
+    () => vitConfig({ ...config.encoder, num_attention_heads: 0 }, "config.json encoder"),
+    (e) =>
+      e instanceof WebcapError && e.code === "BAD_CONFIG" &&
+      /num_attention_heads 0/.test(e.message),
+  );
 });

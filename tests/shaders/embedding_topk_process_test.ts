@@ -4,6 +4,7 @@ import { gatherValues, topk } from "../../src/shaders/topk.ts";
 import { processLogits } from "../../src/shaders/logits_process.ts";
 import { uploadTensor } from "../../src/gpu/tensor.ts";
 import { Recorder } from "../../src/gpu/recorder.ts";
+import { WebcapError } from "../../src/errors.ts";
 import { firstNonFinite, getGpu, poisoned, randomF32, relL2, rng, runAndRead } from "../util.ts";
 import { f16BitsToF32, f32ToF16Bits } from "./reference.ts";
 
@@ -44,6 +45,39 @@ for (const f16 of [false, true]) {
     for (const t of [tt, tp, ti]) t.release();
   });
 }
+
+Deno.test("embedding: windows of fewer than 64 rows (256-byte rows); a row wider than a binding is refused", async () => {
+  const gpu = await getGpu();
+  const [V, D] = [40, 64]; // 256-byte rows: any row count keeps a window 256-aligned
+  const table = randomF32(V * D, 9);
+  const ids = Int32Array.from([39, 0, 17, 18, 3, 29, 30]);
+  const tt = uploadTensor(gpu, table, [V, D], "f32");
+  const ti = uploadTensor(gpu, ids, [ids.length], "i32");
+  const saved = gpu.maxBinding;
+  try {
+    gpu.maxBinding = 10 * D * 4; // windows of 10 rows
+    const out = poisoned(gpu, [ids.length, D]);
+    const got = await runAndRead(gpu, (rec) => embedding(rec, tt, ti, { out }));
+    const ref = Float64Array.from(
+      { length: ids.length * D },
+      (_, k) => table[ids[Math.floor(k / D)] * D + (k % D)],
+    );
+    assert.equal(relL2(got, ref), 0);
+    out.release();
+    gpu.maxBinding = D * 4 - 4;
+    const live = gpu.pool.liveBytes;
+    assert.throws(
+      () => embedding(new Recorder(gpu), tt, ti),
+      (e) =>
+        e instanceof WebcapError && e.code === "BAD_SHAPE" && /cannot be bound/.test(e.message),
+    );
+    assert.equal(gpu.pool.liveBytes, live, "no output is left allocated");
+  } finally {
+    gpu.maxBinding = saved;
+  }
+  tt.release();
+  ti.release();
+});
 
 /** Best-first (value desc, id asc) order of a row. */
 function rankRef(row: ArrayLike<number>): number[] {
