@@ -36,7 +36,6 @@ interface FixtureImage {
 
 interface SyntheticSet {
   rawRefs: string[][];
-  rawCands: string[];
   refs: string[][];
   cands: string[];
 }
@@ -52,12 +51,11 @@ function syntheticSet(images: FixtureImage[]): SyntheticSet {
     seed = (seed * 1103515245 + 12345) % 2147483648;
     return pool[seed % pool.length];
   };
-  const set: SyntheticSet = { rawRefs: [], rawCands: [], refs: [], cands: [] };
+  const set: SyntheticSet = { rawRefs: [], refs: [], cands: [] };
   for (let i = 0; i < IMAGES; i++) {
     const refs = Array.from({ length: REFS }, pick), cand = pick();
     set.rawRefs.push(refs.map((r) => r[0]));
     set.refs.push(refs.map((r) => r[1]));
-    set.rawCands.push(cand[0]);
     set.cands.push(cand[1]);
   }
   return set;

@@ -8,9 +8,11 @@
  * `--results`: COCO results `[{image_id, caption}]`. `--annotations`: COCO `captions_*.json` or
  * `{image_id: [refs]}`. `--subset`: evaluate only the images that have a result (default: every
  * annotated image needs one). `--fixture`: a file in the eval-fixture layout (`images` or `cases`
- * with `refs` and `candidate`); prints the corpus metrics as JSON. `--skip-slow`: no METEOR and
- * SPICE. `--metrics BLEU,ROUGE_L,CIDEr`: choose families. `--tokenized`: captions are already
- * PTB-tokenized. `--meteor-resources DIR`: Meteor resource files instead of the built-in ones.
+ * with `refs` and `candidate`); prints the corpus metrics as JSON under the key names of the
+ * fixture's `expected` (or `expected_set`) scores, computing only those (all metrics when it has
+ * neither). `--skip-slow`: no METEOR and SPICE. `--metrics BLEU,ROUGE_L,CIDEr`: choose families.
+ * `--tokenized`: captions are already PTB-tokenized. `--meteor-resources DIR`: Meteor resource
+ * files instead of the built-in ones.
  * @module
  */
 import { parseArgs } from "node:util";
@@ -22,6 +24,7 @@ import {
   type MetricFamily,
 } from "../src/eval/coco.ts";
 import {
+  fixtureMetricNames,
   pairCaptions,
   type PairedCaptions,
   parseFixture,
@@ -37,21 +40,31 @@ const USAGE =
   "[--subset] [--skip-slow] [--metrics BLEU,METEOR,ROUGE_L,CIDEr,SPICE] [--tokenized] " +
   "[--meteor-resources DIR]\n       deno task eval --fixture F.json [--skip-slow] [--metrics …]";
 
-const { values } = parseArgs({
-  args: Deno.args,
-  options: {
-    results: { type: "string" },
-    annotations: { type: "string" },
-    out: { type: "string" },
-    fixture: { type: "string" },
-    subset: { type: "boolean" },
-    "skip-slow": { type: "boolean" },
-    metrics: { type: "string" },
-    tokenized: { type: "boolean" },
-    "meteor-resources": { type: "string" },
-    help: { type: "boolean", short: "h" },
-  },
-});
+function parseFlags() {
+  try {
+    return parseArgs({
+      args: Deno.args,
+      options: {
+        results: { type: "string" },
+        annotations: { type: "string" },
+        out: { type: "string" },
+        fixture: { type: "string" },
+        subset: { type: "boolean" },
+        "skip-slow": { type: "boolean" },
+        metrics: { type: "string" },
+        tokenized: { type: "boolean" },
+        "meteor-resources": { type: "string" },
+        help: { type: "boolean", short: "h" },
+      },
+    }).values;
+  } catch (e) {
+    // node:util throws a TypeError (code ERR_PARSE_ARGS_*) for unknown or malformed flags.
+    console.error(`error BAD_OPTION: ${e instanceof Error ? e.message : e}\n${USAGE}`);
+    Deno.exit(2);
+  }
+}
+
+const values = parseFlags();
 
 function metricFamilies(list: string | undefined): MetricFamily[] | undefined {
   if (list === undefined) return undefined;
@@ -66,20 +79,37 @@ function metricFamilies(list: string | undefined): MetricFamily[] | undefined {
   return names as MetricFamily[];
 }
 
-async function loadPaired(): Promise<PairedCaptions> {
+/** The family that computes a metric name (`Bleu_4` → BLEU, `METEOR_noparaphrase` → METEOR). */
+function familyOf(name: string): MetricFamily | undefined {
+  if (/^Bleu_\d+$/.test(name)) return "BLEU";
+  return METRIC_FAMILIES.find((f) => name.startsWith(f));
+}
+
+/** The images to score and, for a fixture, the metric names of its `expected` scores. */
+async function loadInput(): Promise<{ paired: PairedCaptions; fixtureNames?: string[] }> {
   if (values.fixture !== undefined) {
-    return parseFixture(await readJsonFile(values.fixture), values.fixture);
+    const json = await readJsonFile(values.fixture);
+    return { paired: parseFixture(json, values.fixture), fixtureNames: fixtureMetricNames(json) };
   }
   if (values.results === undefined || values.annotations === undefined) {
     throw new WebcapError("BAD_OPTION", `give --results and --annotations, or --fixture\n${USAGE}`);
   }
   const refs = parseReferences(await readJsonFile(values.annotations), values.annotations);
   const cands = parseResults(await readJsonFile(values.results), values.results);
-  return pairCaptions(refs, cands, {
+  const paired = pairCaptions(refs, cands, {
     subset: values.subset,
     refsSource: values.annotations,
     resultsSource: values.results,
   });
+  return { paired };
+}
+
+/** Corpus metrics under the fixture's key names, in its order (all of them without names). */
+function fixtureOutput(metrics: Record<string, number>, names?: string[]): Record<string, number> {
+  if (names === undefined) return metrics;
+  const missing = names.filter((n) => !(n in metrics));
+  if (missing.length > 0) console.error(`note: not computed: ${missing.join(", ")}`);
+  return Object.fromEntries(names.filter((n) => n in metrics).map((n) => [n, metrics[n]]));
 }
 
 function printTable(r: EvaluationResult, seconds: number): void {
@@ -104,11 +134,13 @@ async function main(): Promise<number> {
   if (values["meteor-resources"] !== undefined) {
     opts.meteor = await MeteorScorer.create({ resourceDir: values["meteor-resources"] });
   }
-  const paired = await loadPaired();
+  const { paired, fixtureNames } = await loadInput();
+  const needed = fixtureNames?.map(familyOf).filter((f) => f !== undefined);
+  if (opts.metrics === undefined && needed?.length) opts.metrics = [...new Set(needed)];
   const t0 = performance.now();
   const result = await evaluatePaired(paired, opts);
   if (values.fixture !== undefined) {
-    console.log(JSON.stringify(result.metrics, null, 2));
+    console.log(JSON.stringify(fixtureOutput(result.metrics, fixtureNames), null, 2));
   } else {
     printTable(result, (performance.now() - t0) / 1000);
   }

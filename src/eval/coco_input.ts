@@ -232,6 +232,15 @@ export function pairCaptions(
   return paired;
 }
 
+/**
+ * Corpus metric names of an eval fixture, in file order: the keys of `expected` (COCO files) or
+ * `expected_set` (edge-case file); `undefined` when the file has neither.
+ */
+export function fixtureMetricNames(json: unknown): string[] | undefined {
+  const expected = isRecord(json) ? (json.expected ?? json.expected_set) : undefined;
+  return isRecord(expected) ? Object.keys(expected) : undefined;
+}
+
 /** Images of an eval fixture file (`images` or `cases`: `{id, refs, candidate}`), in order. */
 export function parseFixture(json: unknown, source: string): PairedCaptions {
   const list = isRecord(json) ? (json.images ?? json.cases) : undefined;

@@ -129,7 +129,12 @@ function matchParaphrases(
   }
 }
 
-/** A path of the beam search. */
+/**
+ * A path of the beam search. A successor shares its parent's arrays and records the match it
+ * adds in `pending`; the arrays are copied only when the successor survives the beam
+ * (`materialize`), so a position with many candidate matches costs O(1) per successor. The
+ * arrays of a materialized path are never written again.
+ */
 class Path {
   matches1 = 0;
   matches2 = 0;
@@ -137,22 +142,37 @@ class Path {
   idx = 0;
   lastMatchEnd = -1;
   distance = 0;
+  pending: MeteorMatch | null = null;
 
   constructor(
-    readonly matches: (MeteorMatch | null)[],
-    readonly used1: Uint8Array,
-    readonly used2: Uint8Array,
+    public matches: (MeteorMatch | null)[],
+    public used1: Uint8Array,
+    public used2: Uint8Array,
   ) {}
 
-  clone(): Path {
-    const p = new Path([...this.matches], this.used1.slice(), this.used2.slice());
+  /** A successor of this (materialized) path that takes match `m`; its arrays are copied later. */
+  successor(m: MeteorMatch): Path {
+    const p = new Path(this.matches, this.used1, this.used2);
     p.matches1 = this.matches1;
     p.matches2 = this.matches2;
     p.chunks = this.chunks;
     p.idx = this.idx;
     p.lastMatchEnd = this.lastMatchEnd;
     p.distance = this.distance;
+    p.pending = m;
     return p;
+  }
+
+  /** Copy the shared arrays and record the pending match in them. */
+  materialize(): void {
+    const m = this.pending;
+    if (m === null) return;
+    this.matches = [...this.matches];
+    this.used1 = this.used1.slice();
+    this.used2 = this.used2.slice();
+    this.matches[m.start] = m;
+    this.setUsed(m);
+    this.pending = null;
   }
 
   isUsed(m: MeteorMatch): boolean {
@@ -279,11 +299,14 @@ export class MeteorAligner {
       const paths = next.sort(comparePaths);
       next = [];
       for (let rank = 0; rank < this.beamSize && rank < paths.length; rank++) {
+        paths[rank].materialize();
         this.extend(s, paths[rank], current, next);
       }
       if (next.length === 0) next.push(paths[0]);
     }
-    return next.sort(comparePaths)[0];
+    const best = next.sort(comparePaths)[0];
+    best.materialize();
+    return best;
   }
 
   /** Extend one path at reference position `current`, pushing its successors onto `next`. */
@@ -305,9 +328,7 @@ export class MeteorAligner {
     }
     for (const m of s.matches[current]) {
       if (path.isUsed(m)) continue;
-      const taken = path.clone();
-      taken.setUsed(m);
-      taken.matches[current] = m;
+      const taken = path.successor(m);
       taken.take(m, this.searchWeights[m.module]);
       path.distance += Math.abs(m.start - m.matchStart); // charged to the parent, as in Meteor
       next.push(taken);

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { assertClose, EVAL_FIXTURES, loadCoco, SCORER_METRICS } from "./eval_fixtures.ts";
+import { assertClose, EVAL_FIXTURES, loadCoco, loadEdge, SCORER_METRICS } from "./eval_fixtures.ts";
 
 const REPO = new URL("../../", import.meta.url);
 const CLI = new URL("examples/eval.ts", REPO).pathname;
@@ -17,15 +17,26 @@ async function runCli(
   return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
 }
 
-Deno.test("eval CLI --fixture prints the fixture's metrics as JSON", async () => {
-  const path = new URL("coco-public.json", EVAL_FIXTURES).pathname;
-  const r = await runCli("--fixture", path);
-  assert.equal(r.code, 0, r.stderr);
-  const metrics: Record<string, number> = JSON.parse(r.stdout);
-  const expected = (await loadCoco()).expected;
-  for (const m of SCORER_METRICS) assertClose(metrics[m], expected[m], m);
-  // Every metric the fixture and the CLI both have must agree (METEOR_noparaphrase when built).
-  for (const [m, v] of Object.entries(metrics)) if (m in expected) assertClose(v, expected[m], m);
+Deno.test("eval CLI --fixture prints the fixture's metrics as JSON, under its key names", async () => {
+  for (
+    const [name, load] of [["coco-public.json", loadCoco], ["edge-cases.json", loadEdge]] as const
+  ) {
+    const r = await runCli("--fixture", new URL(name, EVAL_FIXTURES).pathname);
+    assert.equal(r.code, 0, r.stderr);
+    const metrics: Record<string, number> = JSON.parse(r.stdout);
+    const fx = await load();
+    const expected = "expected" in fx ? fx.expected : fx.expected_set;
+    assert.deepEqual(Object.keys(metrics), Object.keys(expected), name);
+    for (const [m, v] of Object.entries(metrics)) assertClose(v, expected[m], `${name} ${m}`, 1e-6);
+    for (const m of SCORER_METRICS) assertClose(metrics[m], expected[m], `${name} ${m}`);
+  }
+});
+
+Deno.test("eval CLI refuses an unknown flag with BAD_OPTION and the usage", async () => {
+  const r = await runCli("--fixtures", "x.json");
+  assert.equal(r.code, 2);
+  assert.match(r.stderr, /^error BAD_OPTION: .*--fixtures/);
+  assert.match(r.stderr, /usage: deno task eval/);
 });
 
 Deno.test("eval CLI --results/--annotations prints a table and writes per-image scores", async () => {

@@ -166,3 +166,16 @@ Deno.test("meteor: bad input and options are reported", async () => {
   const exactOnly = new MeteorScorer({ modules: ["exact", "stem"] });
   assert.ok(exactOnly.score([["dogs run"]], ["dog runs"]).corpus > 0);
 });
+
+Deno.test("meteor: a long repetitive caption aligns in bounded time (beam copies on demand)", async () => {
+  // 1,500 words over 8 distinct ones: ~190 candidate matches at every reference position
+  // (copying every successor path made this take over a minute).
+  const words = ["a", "dog", "runs", "on", "the", "beach", "with", "ball"];
+  const long = Array.from({ length: 1500 }, (_, i) => words[i % 8]).join(" ");
+  const scorer = await MeteorScorer.create();
+  const t0 = performance.now();
+  const r = scorer.score([[`two ${long}`]], [`${long} again`]);
+  const seconds = (performance.now() - t0) / 1000;
+  assert.ok(r.corpus > 0.5 && r.corpus < 1, `score ${r.corpus}`);
+  assert.ok(seconds < 10, `took ${seconds.toFixed(1)} s`);
+});
