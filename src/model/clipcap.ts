@@ -203,7 +203,13 @@ export async function loadClipCap(
     stores.push(await openClipCapWeights(dir));
     loaders.push(new ParamLoader(gpu, stores[1], dtype));
     const project = await loadProjection(loaders[1], cfg);
-    const gpt2 = await loadGpt2(loaders[1], cfg.gpt2, "gpt.transformer.", where);
+    const gpt2 = await loadGpt2(
+      loaders[1],
+      cfg.gpt2,
+      "gpt.transformer.",
+      where,
+      "gpt.lm_head.weight",
+    );
     return new ClipCap(cfg, vision, project, gpt2, loaders);
   } catch (e) {
     for (const p of loaders) p.dispose();

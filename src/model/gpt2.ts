@@ -1,7 +1,8 @@
 /**
  * GPT-2 decoder (HF `GPT2LMHeadModel` layout) with a key/value cache, optional
  * cross-attention over encoder states (keys/values computed once per image, shared by that
- * image's rows through an index), and the LM head tied to `wte`. Conv1D weights are in×out.
+ * image's rows through an index), and the LM head tied to `wte` (or a stored `lm_head` when
+ * the config unties them). Conv1D weights are in×out.
  * @module
  */
 import { WebcapError } from "../errors.ts";
@@ -30,6 +31,8 @@ export interface Gpt2Config {
   add_cross_attention: boolean;
   scale_attn_weights: boolean;
   scale_attn_by_inverse_layer_idx: boolean;
+  /** The LM head is `wte` (HF default true); false reads a stored `lm_head.weight`. */
+  tie_word_embeddings: boolean;
 }
 
 /** Read and check a GPT-2 config object. */
@@ -47,6 +50,7 @@ export function gpt2Config(c: Record<string, unknown>, where: string): Gpt2Confi
     add_cross_attention: c.add_cross_attention === true,
     scale_attn_weights: c.scale_attn_weights !== false,
     scale_attn_by_inverse_layer_idx: c.scale_attn_by_inverse_layer_idx === true,
+    tie_word_embeddings: c.tie_word_embeddings !== false,
   };
   if (!cfg.n_head || cfg.n_embd % cfg.n_head) {
     throw new WebcapError(
@@ -76,7 +80,8 @@ interface Gpt2Layer {
 export interface Gpt2Weights {
   config: Gpt2Config;
   act: Activation;
-  wte: Tensor; // [vocab, h], also the LM head (out×in)
+  wte: Tensor; // [vocab, h]
+  lmHead: Tensor; // [vocab, h] (out×in): wte itself when tied
   wpe: Tensor; // [positions, h]
   layers: Gpt2Layer[];
   lnF: [Tensor, Tensor];
@@ -90,12 +95,16 @@ async function norm(p: ParamLoader, name: string, d: number): Promise<[Tensor, T
   return [await p.f32(`${name}.weight`, [d]), await p.f32(`${name}.bias`, [d])];
 }
 
-/** Load GPT-2 weights under `prefix` (e.g. `decoder.transformer.`). */
+/**
+ * Load GPT-2 weights under `prefix` (e.g. `decoder.transformer.`); `headName` is the stored LM
+ * head read when the config unties it from `wte` (e.g. `decoder.lm_head.weight`).
+ */
 export async function loadGpt2(
   p: ParamLoader,
   cfg: Gpt2Config,
   prefix: string,
   where: string,
+  headName?: string,
 ): Promise<Gpt2Weights> {
   const h = cfg.n_embd;
   const layers: Gpt2Layer[] = [];
@@ -118,10 +127,14 @@ export async function loadGpt2(
       proj: await conv1d(p, `${l}mlp.c_proj`, cfg.n_inner, h),
     });
   }
+  const wte = await p.matrix(`${prefix}wte.weight`, [cfg.vocab_size, h]);
   return {
     config: cfg,
     act: activationFromConfig(cfg.activation_function, where),
-    wte: await p.matrix(`${prefix}wte.weight`, [cfg.vocab_size, h]),
+    wte,
+    lmHead: cfg.tie_word_embeddings || !headName
+      ? wte
+      : await p.matrix(headName, [cfg.vocab_size, h]),
     wpe: await p.f32(`${prefix}wpe.weight`, [cfg.n_positions, h]),
     layers,
     lnF: await norm(p, `${prefix}ln_f`, h),
@@ -343,7 +356,7 @@ export function gpt2Forward(
     rec.releaseAfterSubmit(n2, f, x1);
   });
   const nf = layerNorm(rec, x, w.lnF[0], w.lnF[1], c.layer_norm_epsilon);
-  const logits = matmul(rec, nf, w.wte, { transposeW: true });
+  const logits = matmul(rec, nf, w.lmHead, { transposeW: true });
   rec.releaseAfterSubmit(x, nf);
   st.length += S;
   return logits;

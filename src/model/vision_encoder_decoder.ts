@@ -91,7 +91,7 @@ export class VisionEncoderDecoder implements CaptionModel {
       throw new WebcapError("BAD_CONFIG", `${where}: decoder.add_cross_attention must be true`);
     }
     const vit = await loadVit(p, vc, hfVitNames("encoder.", p.store), where);
-    const gpt2 = await loadGpt2(p, gc, "decoder.transformer.", where);
+    const gpt2 = await loadGpt2(p, gc, "decoder.transformer.", where, "decoder.lm_head.weight");
     const encToDec = vc.hidden_size !== gc.n_embd
       ? {
         w: await p.matrix("enc_to_dec_proj.weight", [gc.n_embd, vc.hidden_size]),

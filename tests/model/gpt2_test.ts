@@ -41,14 +41,31 @@ function queriesScaled(store: WeightStore, layers: number, h: number): WeightSto
   };
 }
 
+/** `store` plus a stored `decoder.lm_head.weight` equal to 2 × wte. */
+function withDoubledHead(store: WeightStore): WeightStore {
+  const head = "decoder.lm_head.weight", wte = `${PREFIX}wte.weight`;
+  return {
+    ...store,
+    has: (name: string) => name === head || store.has(name),
+    info: (name: string) => name === head ? { ...store.info(wte), name } : store.info(name),
+    readF32: async (name: string) =>
+      name === head ? (await store.readF32(wte)).map((v) => 2 * v) : store.readF32(name),
+  };
+}
+
 /** Teacher-forced logits of 3 tokens on each of 2 rows, over random encoder states. */
-async function logits(cfg: Gpt2Config, scaleQueries: boolean): Promise<Float32Array> {
+async function logits(
+  cfg: Gpt2Config,
+  scaleQueries: boolean,
+  doubledHead = false,
+): Promise<Float32Array> {
   const gpu = await getGpu();
   const h = cfg.n_embd;
   const file = await openWeights(dir);
-  const store = scaleQueries ? queriesScaled(file, cfg.n_layer, h) : file;
+  let store = scaleQueries ? queriesScaled(file, cfg.n_layer, h) : file;
+  if (doubledHead) store = withDoubledHead(store);
   const p = new ParamLoader(gpu, store);
-  const w = await loadGpt2(p, cfg, PREFIX, "test");
+  const w = await loadGpt2(p, cfg, PREFIX, "test", "decoder.lm_head.weight");
   file.close();
   const rec = new Recorder(gpu);
   const enc = uploadTensor(gpu, randomF32(2 * 5 * h, 3), [2, 5, h], "f32");
@@ -118,4 +135,13 @@ Deno.test("gpt2: configs without heads or with a non-numeric n_inner are BAD_CON
     );
   }
   assert.equal((await decoderConfig()).n_inner, 4 * (await decoderConfig()).n_embd);
+});
+
+Deno.test("gpt2: an untied stored lm_head is used; a tied config ignores it", async () => {
+  const cfg = await decoderConfig();
+  const tied = await logits(cfg, false);
+  const untied = await logits({ ...cfg, tie_word_embeddings: false }, false, true);
+  assert.ok(relL2(untied, tied.map((v) => 2 * v)) < 1e-6, "logits come from the stored head");
+  const tiedWithHead = await logits(cfg, false, true);
+  assert.ok(relL2(tiedWithHead, tied) < 1e-7, "tied: the stored head is not read");
 });
