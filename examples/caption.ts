@@ -75,6 +75,9 @@ async function main(): Promise<number> {
     values.model ?? "nlpconnect/vit-gpt2-image-captioning",
     { dtype, offline: values.offline, maxPixels },
   );
+  if (captioner.tokenizer.kind === "ids") {
+    console.error("note: the model has no tokenizer.json or word_map.json; captions are token ids");
+  }
   try {
     const options: CaptionOptions = captionOptionsFromFlags(values, captioner.tokenizer);
     const { files, fromFolder } = await expandInputs(positionals);

@@ -289,6 +289,28 @@ Deno.test("cli: every architecture captions with beam, sampling, diverse and con
       );
     }
   }
+  const bare = await caption([
+    `${dir}/a.png`,
+    "--model",
+    fixture("hf/show-attend-tell"),
+    "--json",
+    "--num-beams",
+    "2",
+    "--force-words",
+    "42",
+    "--max-new-tokens",
+    "5",
+  ]);
+  assert.equal(bare.code, 0, bare.stderr);
+  assert.match(bare.stderr, /captions are token ids/);
+  for (const c of bare.lines[0].captions) {
+    assert.ok(c.tokens.includes(42));
+    assert.equal(
+      c.text,
+      c.tokens.filter((t) => t !== 2).join(" "),
+      "text is the ids, the end token skipped",
+    );
+  }
   const forced = await caption([
     `${dir}/a.png`,
     "--model",

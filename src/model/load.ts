@@ -148,10 +148,20 @@ export async function loadPreprocessor(dir: string): Promise<Preprocessor> {
   );
 }
 
-/** The tokenizer of a model folder: `tokenizer.json`, else a `word_map.json` (word → id). */
+/**
+ * The tokenizer of a model folder: `tokenizer.json`, else a `word_map.json` (word → id), else —
+ * for checkpoints shipped without a vocabulary — token ids written as numbers (`kind` "ids").
+ */
 export async function loadTokenizer(dir: string): Promise<Tokenizer> {
   for (const name of ["tokenizer.json", "word_map.json"]) {
     if (await isFile(`${dir}/${name}`)) return await Tokenizer.fromFile(`${dir}/${name}`);
+  }
+  const config = await readJson(`${dir}/config.json`, true);
+  const vocab = config?.vocab_size;
+  if (config?.architecture === SHOW_ATTEND_TELL && typeof vocab === "number") {
+    const special = [config.start_token_id, config.end_token_id, config.pad_token_id ?? 0]
+      .filter((id): id is number => typeof id === "number");
+    return Tokenizer.fromIds(vocab, special, `${dir} (no tokenizer.json or word_map.json)`);
   }
   throw new WebcapError(
     "MISSING_FILE",

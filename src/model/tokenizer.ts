@@ -55,7 +55,12 @@ interface Backend {
   specialIds: number[];
   /** Id of the unknown token, if the vocabulary has one. */
   unkId: number | undefined;
+  /** Where the vocabulary came from. */
+  kind: TokenizerKind;
 }
+
+/** A `tokenizer.json`, a Show-Attend-Tell word map, or no vocabulary (token ids as text). */
+export type TokenizerKind = "tokenizer.json" | "word map" | "ids";
 
 /** transformers' `clean_up_tokenization`: undo spaces before punctuation and contractions. */
 export function cleanUpTokenization(text: string): string {
@@ -139,6 +144,7 @@ function hfBackend(
     unkId: typeof model.unk_token === "string"
       ? tok.token_to_id(model.unk_token) ?? undefined
       : undefined,
+    kind: "tokenizer.json",
     specialIds: (json.added_tokens as Record<string, unknown>[])
       .filter((t) => t.special === true && typeof t.id === "number")
       .map((t) => t.id as number)
@@ -188,6 +194,38 @@ function wordMapBackend(map: Record<string, unknown>, source: string): Backend {
     vocabSize: [...byId.keys()].reduce((a, b) => Math.max(a, b), -1) + 1,
     specialIds: [...special].sort((a, b) => a - b),
     unkId: ids["<unk>"],
+    kind: "word map",
+  };
+}
+
+/**
+ * Backend for a model shipped without any vocabulary: text is the token ids written as decimal
+ * numbers separated by spaces, both ways, so captions stay inspectable and forced/bad words can
+ * still be given (as ids).
+ */
+function idsBackend(vocabSize: number, special: readonly number[], source: string): Backend {
+  const specials = new Set(special);
+  return {
+    encode(text) {
+      return text.split(/\s+/).filter((w) => w.length > 0).map((w) => {
+        const id = Number(w);
+        if (!/^\d+$/.test(w) || id >= vocabSize) {
+          throw badTokenizer(
+            source,
+            `"${w}" is not a token id below ${vocabSize} (this model has no vocabulary file).`,
+          );
+        }
+        return id;
+      });
+    },
+    decode: (known, skip) => known.filter((id) => !skip || !specials.has(id)).join(" "),
+    defaultCleanUp: false,
+    tokenToId: (t) => (/^\d+$/.test(t) && Number(t) < vocabSize ? Number(t) : undefined),
+    idToToken: (id) => (Number.isInteger(id) && id >= 0 && id < vocabSize ? String(id) : undefined),
+    vocabSize,
+    specialIds: [...specials].sort((a, b) => a - b),
+    unkId: undefined,
+    kind: "ids",
   };
 }
 
@@ -263,6 +301,19 @@ export class Tokenizer {
    */
   static fromWordMap(map: Record<string, number>, source = "word map"): Tokenizer {
     return new Tokenizer(wordMapBackend(parseJson(map, source), source));
+  }
+
+  /**
+   * For a model shipped without a vocabulary: text is token ids as decimal numbers (`"22 28 291"`),
+   * both ways; `special` ids are skipped when decoding with `skipSpecialTokens`.
+   */
+  static fromIds(vocabSize: number, special: readonly number[], source = "token ids"): Tokenizer {
+    return new Tokenizer(idsBackend(vocabSize, special, source));
+  }
+
+  /** Where the vocabulary came from; "ids" when the model has none and text is token ids. */
+  get kind(): TokenizerKind {
+    return this.#backend.kind;
   }
 
   /** Token ids of `text` (special tokens added unless `addSpecialTokens` is false). */

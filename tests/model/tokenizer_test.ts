@@ -161,3 +161,13 @@ Deno.test("unknown or malformed JSON is BAD_TOKENIZER; a missing file MISSING_FI
     return true;
   });
 });
+
+Deno.test("Tokenizer.fromIds: token ids as text both ways, specials skipped, bad ids refused", () => {
+  const tok = Tokenizer.fromIds(300, [1, 2]);
+  assert.equal(tok.kind, "ids");
+  assert.deepEqual(tok.encode(" 22  7 299 ", { addSpecialTokens: false }), [22, 7, 299]);
+  assert.equal(tok.decode([1, 22, 7, 2]), "22 7");
+  assert.equal(tok.decode([1, 22, 2], { skipSpecialTokens: false }), "1 22 2");
+  assert.throws(() => tok.encode("300"), /not a token id below 300/);
+  assert.throws(() => tok.encode("dog"), /not a token id/);
+});
