@@ -28,10 +28,11 @@ export async function benchStrategies(
   reps = 3,
   batch = 4,
 ): Promise<StrategyRow[]> {
-  const dir = modelDir ?? new URL("../../shared/fixtures/hf/vit-gpt2", import.meta.url).pathname;
-  const image = await Deno.readFile(
-    new URL("../../shared/fixtures/hf/preprocess/pattern.png", import.meta.url),
-  );
+  // WEBCAP_FIXTURES points at a copy of shared/fixtures/hf (e.g. on a lent GPU machine)
+  const root = Deno.env.get("WEBCAP_FIXTURES") ??
+    new URL("../../shared/fixtures/hf", import.meta.url).pathname;
+  const dir = modelDir ?? `${root}/vit-gpt2`;
+  const image = await Deno.readFile(`${root}/preprocess/pattern.png`);
   const captioner = await Captioner.fromPretrained(dir);
   const images = Array.from({ length: batch }, () => image);
   const maxNewTokens = 12;
