@@ -94,7 +94,12 @@ export { preprocessorFromConfig, resizeRgb } from "./src/model/preprocess.ts";
 export type { Preprocessor } from "./src/model/preprocess.ts";
 /** Tokenizers: HF `tokenizer.json` (BPE, WordPiece, Unigram) and Show-Attend-Tell word maps. */
 export { cleanUpTokenization, Tokenizer } from "./src/model/tokenizer.ts";
-export type { DecodeOptions, EncodeOptions, TokenizerConfig } from "./src/model/tokenizer.ts";
+export type {
+  DecodeOptions,
+  EncodeOptions,
+  TokenizerConfig,
+  TokenizerKind,
+} from "./src/model/tokenizer.ts";
 /** Decoding over any {@link DecoderStep}: greedy, sampling, beam, diverse and constrained beam search. */
 export { generate } from "./src/decode/generate.ts";
 export type { DecoderFactory } from "./src/decode/generate.ts";
@@ -162,3 +167,12 @@ export { RougeL } from "./src/eval/rouge.ts";
 export type { RougeResult } from "./src/eval/rouge.ts";
 export { CiderD, documentFrequency } from "./src/eval/cider.ts";
 export type { CiderOptions, CiderResult, DocumentFrequency } from "./src/eval/cider.ts";
+/** Model files from a local folder (Deno) or a base URL (anywhere), and what a model string names. */
+export { asModelFiles, localFiles, subFolder, urlFiles } from "./src/model/model_files.ts";
+export type { ModelFiles } from "./src/model/model_files.ts";
+export { openModelFiles } from "./src/model/model_source.ts";
+export { hubResolveUrl } from "./src/model/hub.ts";
+export { openWeightFile } from "./src/model/weights.ts";
+/** Canvas `ImageData` (RGBA) to RGB as PIL's `convert("RGB")`: alpha dropped. */
+export { rgbFromRgba } from "./src/model/image.ts";
+export type { ImageDataLike } from "./src/model/image.ts";

@@ -1,6 +1,7 @@
 /**
- * The high-level API: `Captioner.fromPretrained(idOrDir)` loads a model folder (or downloads a
- * hub repo), its image processor and tokenizer; `caption(images, options)` runs the encoder
+ * The high-level API: `Captioner.fromPretrained(idOrDirOrUrl)` loads a model folder, a folder at a
+ * URL, or a hub repo (downloaded into the cache in Deno, fetched directly in a browser), its image
+ * processor and tokenizer; `caption(images, options)` runs the encoder
  * once per batch and any decoding strategy on the GPU-resident decoder step.
  * @module
  */
@@ -10,8 +11,15 @@ import { Recorder } from "./gpu/recorder.ts";
 import { uploadTensor } from "./gpu/tensor.ts";
 import type { CaptionModel, EncoderState } from "./model/caption_model.ts";
 import { generateOnGpu } from "./model/gpu_decoder.ts";
-import { resolveModel, type ResolveModelOptions } from "./model/hub.ts";
-import { decodeImage, loadImage, type RgbImage } from "./model/image.ts";
+import type { ResolveModelOptions } from "./model/hub.ts";
+import {
+  decodeImage,
+  type ImageDataLike,
+  loadImage,
+  rgbFromRgba,
+  type RgbImage,
+} from "./model/image.ts";
+import { openModelFiles } from "./model/model_source.ts";
 import { loadCaptionModel, loadPreprocessor, loadTokenizer } from "./model/load.ts";
 import type { Preprocessor } from "./model/preprocess.ts";
 import type { Tokenizer } from "./model/tokenizer.ts";
@@ -19,8 +27,11 @@ import { checkVocabulary, type GenerateOptions, resolveOptions } from "./decode/
 import type { GeneratedSequence } from "./decode/search.ts";
 import { rerank, type Reranker } from "./decode/rerank.ts";
 
-/** An image: a file path, encoded bytes (JPEG/PNG/WebP/…), or decoded RGB pixels. */
-export type ImageInput = string | Uint8Array | RgbImage;
+/**
+ * An image: a file path (Deno), encoded bytes (JPEG/PNG/WebP/…), decoded RGB pixels, or RGBA
+ * pixels as a canvas's `ImageData` (alpha dropped, as PIL's `convert("RGB")`).
+ */
+export type ImageInput = string | Uint8Array | RgbImage | ImageDataLike;
 
 /** Options of {@link Captioner.fromPretrained}. */
 export interface CaptionerOptions extends ResolveModelOptions {
@@ -86,6 +97,7 @@ function sourceOf(img: ImageInput, i: number): string {
 export class Captioner {
   private constructor(
     readonly gpu: Gpu,
+    /** The model's folder or base URL. */
     readonly dir: string,
     readonly model: CaptionModel,
     readonly preprocessor: Preprocessor,
@@ -93,20 +105,31 @@ export class Captioner {
     readonly maxPixels: number,
   ) {}
 
-  /** Load a local model folder or a hub id (downloaded into the HF cache). */
-  static async fromPretrained(idOrDir: string, opts: CaptionerOptions = {}): Promise<Captioner> {
-    const dir = await resolveModel(idOrDir, opts);
+  /**
+   * Load a model: an `http(s)://` base URL of a model folder (fetched, not cached), a local
+   * folder or a hub id `org/name` (Deno: downloaded into the HF cache). In a browser a hub id is
+   * fetched from `{endpoint}/{id}/resolve/{revision}/` without a disk cache, and `/`, `./`,
+   * `../` paths are URLs relative to the page (see {@link openModelFiles}).
+   */
+  static async fromPretrained(
+    idOrDirOrUrl: string,
+    opts: CaptionerOptions = {},
+  ): Promise<Captioner> {
+    const files = await openModelFiles(idOrDirOrUrl, opts);
     const gpu = opts.gpu ?? await getGpu();
-    const prep = await loadPreprocessor(dir);
-    const tokenizer = await loadTokenizer(dir);
-    const model = await loadCaptionModel(gpu, dir, { dtype: opts.dtype });
-    return new Captioner(gpu, dir, model, prep, tokenizer, opts.maxPixels ?? 100e6);
+    const prep = await loadPreprocessor(files);
+    const tokenizer = await loadTokenizer(files);
+    const model = await loadCaptionModel(gpu, files, { dtype: opts.dtype });
+    return new Captioner(gpu, files.source, model, prep, tokenizer, opts.maxPixels ?? 100e6);
   }
 
   async #decode(img: ImageInput, i: number): Promise<RgbImage> {
     if (typeof img === "string") return await loadImage(img, { maxPixels: this.maxPixels });
     if (img instanceof Uint8Array) {
       return decodeImage(img, sourceOf(img, i), { maxPixels: this.maxPixels });
+    }
+    if (img?.data instanceof Uint8ClampedArray) {
+      return rgbFromRgba(img as ImageDataLike, sourceOf(img, i));
     }
     if (
       !img || !(img.data instanceof Uint8Array) || img.data.length !== img.width * img.height * 3 ||
@@ -119,7 +142,7 @@ export class Captioner {
         }: RGB pixels must be {width, height, data: Uint8Array[width·height·3]} with width, height ≥ 1`,
       );
     }
-    return img;
+    return img as RgbImage;
   }
 
   /** Decode, preprocess and encode images; images that fail are reported, not fatal. */

@@ -1,14 +1,29 @@
 /**
  * A PNG writer for 8-bit RGB pictures that filters every scanline with the Paeth predictor
  * before deflating it. Smooth pictures (heat maps, photos) then come out several times smaller
- * than from an encoder that stores unfiltered rows (fast-png writes filter type 0).
+ * than from an encoder that stores unfiltered rows (fast-png writes filter type 0). Deflate is
+ * fflate's (pure JS, synchronous), so the writer runs unchanged in Deno and in browsers.
  * @module
  */
-import { crc32, deflateSync } from "node:zlib";
+import { zlibSync } from "fflate";
 import { WebcapError } from "./errors.ts";
 
 const SIGNATURE = [137, 80, 78, 71, 13, 10, 26, 10];
 const PAETH = 4;
+
+/** CRC-32 (IEEE, reflected polynomial 0xEDB88320) lookup table, one entry per byte value. */
+const CRC_TABLE = Uint32Array.from({ length: 256 }, (_, n) => {
+  let c = n;
+  for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
+  return c;
+});
+
+/** CRC-32 of `bytes`, as PNG chunks carry it. */
+function crc32(bytes: Uint8Array): number {
+  let c = 0xffffffff;
+  for (const b of bytes) c = CRC_TABLE[(c ^ b) & 255] ^ (c >>> 8);
+  return (c ^ 0xffffffff) >>> 0;
+}
 
 /** Paeth predictor of PNG: whichever of left, up, up-left is closest to left + up − up-left. */
 function paeth(a: number, b: number, c: number): number {
@@ -63,7 +78,7 @@ export function encodeRgbPng(width: number, height: number, data: Uint8Array): U
   const parts = [
     Uint8Array.from(SIGNATURE),
     chunk("IHDR", header),
-    chunk("IDAT", deflateSync(filterRows(width, height, data), { level: 9 })),
+    chunk("IDAT", zlibSync(filterRows(width, height, data), { level: 9 })),
     chunk("IEND", new Uint8Array(0)),
   ];
   const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));

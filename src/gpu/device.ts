@@ -73,7 +73,8 @@ export async function requestGpu(opts: GpuOptions = {}): Promise<Gpu> {
   const info = adapter.info;
   return {
     device,
-    adapterName: info?.description || info?.vendor || "unknown adapter",
+    adapterName: info?.description ||
+      [info?.vendor, info?.architecture].filter(Boolean).join(" ") || "unknown adapter",
     hasF16: device.features.has("shader-f16"),
     hasTimestamps: device.features.has("timestamp-query"),
     hasSubgroups: device.features.has("subgroups"),

@@ -54,8 +54,8 @@ import {
   loadGpt2,
 } from "./gpt2.ts";
 import { ParamLoader } from "./params.ts";
-import { openWeights, type WeightStore } from "./weights.ts";
-import { isFile } from "./fs.ts";
+import { openWeightFile, openWeights, type WeightStore } from "./weights.ts";
+import { asModelFiles, fileLocation, type ModelFiles, subFolder } from "./model_files.ts";
 
 type Json = Record<string, unknown>;
 
@@ -149,13 +149,14 @@ async function loadProjection(p: ParamLoader, cfg: ClipCapConfig): Promise<Linea
   return layers;
 }
 
-/** `clipcap.safetensors`, else `clipcap.pt`, else what {@link openWeights} finds in `dir`. */
-async function openClipCapWeights(dir: string): Promise<WeightStore> {
+/** `clipcap.safetensors`, else `clipcap.pt`, else what {@link openWeights} finds in the folder. */
+async function openClipCapWeights(files: ModelFiles): Promise<WeightStore> {
   for (const name of ["clipcap.safetensors", "clipcap.pt"]) {
-    if (await isFile(`${dir}/${name}`)) return openWeights(`${dir}/${name}`);
+    const store = await openWeightFile(files, name);
+    if (store) return store;
   }
   try {
-    return await openWeights(dir);
+    return await openWeights(files);
   } catch (e) {
     if (!(e instanceof WebcapError) || e.code !== "MISSING_FILE") throw e;
     throw new WebcapError(
@@ -176,31 +177,36 @@ interface ClipCapState extends CacheDecodeState {
   lastPrefix: Tensor;
 }
 
-/** Load the ClipCap folder `dir` from its parsed `clipcap-config.json` and `clip-vision/config.json`. */
+/**
+ * Load a ClipCap folder (a local path, a URL or {@link ModelFiles}) from its parsed
+ * `clipcap-config.json` and `clip-vision/config.json`.
+ */
 export async function loadClipCap(
   gpu: Gpu,
-  dir: string,
+  dir: string | ModelFiles,
   config: Json,
   visionConfig: Json,
   dtype: DType,
 ): Promise<ClipCap> {
-  const where = `${dir}/${CLIPCAP_CONFIG}`;
-  const visionDir = `${dir}/${CLIPCAP_VISION_DIR}`;
+  const files = asModelFiles(dir);
+  const visionFiles = subFolder(files, CLIPCAP_VISION_DIR);
+  const where = fileLocation(files, CLIPCAP_CONFIG);
+  const visionConfigPath = fileLocation(visionFiles, "config.json");
   const cfg = clipCapConfig(config, where);
-  const vc = clipVisionConfig(visionConfig, `${visionDir}/config.json`);
+  const vc = clipVisionConfig(visionConfig, visionConfigPath);
   if (vc.projection_dim !== cfg.prefixSize) {
     throw new WebcapError(
       "BAD_CONFIG",
-      `${where}: prefix_size ${cfg.prefixSize} differs from the CLIP projection_dim ${vc.projection_dim} in ${visionDir}/config.json`,
+      `${where}: prefix_size ${cfg.prefixSize} differs from the CLIP projection_dim ${vc.projection_dim} in ${visionConfigPath}`,
     );
   }
   const loaders: ParamLoader[] = [];
   const stores: WeightStore[] = [];
   try {
-    stores.push(await openWeights(visionDir));
+    stores.push(await openWeights(visionFiles));
     loaders.push(new ParamLoader(gpu, stores[0], dtype));
-    const vision = await loadClipVision(loaders[0], vc, visionDir);
-    stores.push(await openClipCapWeights(dir));
+    const vision = await loadClipVision(loaders[0], vc, visionFiles.source);
+    stores.push(await openClipCapWeights(files));
     loaders.push(new ParamLoader(gpu, stores[1], dtype));
     const project = await loadProjection(loaders[1], cfg);
     const gpt2 = await loadGpt2(

@@ -13,7 +13,7 @@
  * @module
  */
 
-import { dirname, join, relative } from "node:path";
+import { dirname, join, relative } from "./path.ts";
 import { WebcapError } from "../errors.ts";
 import { ProgressBar } from "./progress.ts";
 import { isFile } from "./fs.ts";
@@ -122,7 +122,7 @@ export function hubCacheDir(): string {
 }
 
 function envVar(name: string): string | undefined {
-  return Deno.env.get(name) || undefined;
+  return typeof Deno === "undefined" ? undefined : Deno.env.get(name) || undefined;
 }
 
 function homeDir(): string {
@@ -157,11 +157,7 @@ function settle(id: string, opts: ResolveModelOptions): Repo {
   const revision = opts.revision ?? "main";
   checkRepoPath(revision, "revision");
   for (const f of opts.files ?? []) checkRepoPath(f, "files entry");
-  const endpoint = (opts.endpoint ?? envVar("HF_ENDPOINT") ?? "https://huggingface.co")
-    .replace(/\/+$/, "");
-  if (!/^https?:\/\/[^/]/.test(endpoint)) {
-    throw new WebcapError("BAD_OPTION", `hub endpoint "${endpoint}" is not an http(s) URL`);
-  }
+  const endpoint = hubEndpoint(opts.endpoint);
   const cacheDir = opts.cacheDir ?? hubCacheDir();
   const offlineEnv = /^(1|on|yes|true)$/i.test(envVar("HF_HUB_OFFLINE") ?? "");
   return {
@@ -178,12 +174,41 @@ function settle(id: string, opts: ResolveModelOptions): Repo {
   };
 }
 
+/** The hub URL: the option, else env `HF_ENDPOINT` (Deno), else https://huggingface.co. */
+function hubEndpoint(option: string | undefined): string {
+  const endpoint = (option ?? envVar("HF_ENDPOINT") ?? "https://huggingface.co").replace(
+    /\/+$/,
+    "",
+  );
+  if (!/^https?:\/\/[^/]/.test(endpoint)) {
+    throw new WebcapError("BAD_OPTION", `hub endpoint "${endpoint}" is not an http(s) URL`);
+  }
+  return endpoint;
+}
+
+/**
+ * The base URL of hub repo `id`'s files at a revision, `{endpoint}/{id}/resolve/{revision}/`,
+ * for fetching them directly (as browsers do: they have no disk cache of their own).
+ * @param orElse what else a model string could have been, for the BAD_OPTION message.
+ * @throws WebcapError BAD_OPTION for an invalid id, revision or endpoint.
+ */
+export function hubResolveUrl(
+  id: string,
+  opts: Pick<ResolveModelOptions, "revision" | "endpoint"> = {},
+  orElse = "an existing directory",
+): string {
+  checkRepoId(id, orElse);
+  const revision = opts.revision ?? "main";
+  checkRepoPath(revision, "revision");
+  return `${hubEndpoint(opts.endpoint)}/${id}/resolve/${encodeURIComponent(revision)}/`;
+}
+
 function repoFolderName(id: string): string {
   return `models--${id.replaceAll("/", "--")}`;
 }
 
 /** huggingface_hub's rule: `org/name`, word characters, `-` and `.`, no `--` or `..`. */
-function checkRepoId(id: string): void {
+function checkRepoId(id: string, orElse = "an existing directory"): void {
   const part = /^\w(?:[\w.-]{0,94}\w)?$/;
   const parts = id.split("/");
   const ok = parts.length === 2 && parts.every((p) => part.test(p)) && !id.includes("--") &&
@@ -191,7 +216,7 @@ function checkRepoId(id: string): void {
   if (!ok) {
     throw new WebcapError(
       "BAD_OPTION",
-      `model "${id}" is neither an existing directory nor a hub id of the form "org/name" ` +
+      `model "${id}" is neither ${orElse} nor a hub id of the form "org/name" ` +
         `(letters, digits, "_", "-", "." in each part, no "--" or "..")`,
     );
   }

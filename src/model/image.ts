@@ -50,6 +50,45 @@ export interface RgbImage {
   readonly data: Uint8Array;
 }
 
+/**
+ * RGBA pixels as a canvas gives them (`ImageData`, `getImageData()`): 4 bytes per pixel, rows top
+ * to bottom.
+ */
+export interface ImageDataLike {
+  /** Columns. */
+  readonly width: number;
+  /** Rows. */
+  readonly height: number;
+  /** Interleaved RGBA bytes, row-major: [height, width, 4]. */
+  readonly data: Uint8ClampedArray;
+}
+
+/**
+ * RGBA pixels to RGB as PIL's `convert("RGB")` does for an RGBA image: the alpha channel is
+ * dropped (not composited over a background).
+ * @param source name for error messages.
+ * @throws WebcapError BAD_IMAGE when `data` does not hold width·height RGBA pixels.
+ */
+export function rgbFromRgba(img: ImageDataLike, source: string): RgbImage {
+  const { width, height, data } = img;
+  if (
+    !(Number.isInteger(width) && Number.isInteger(height) && width >= 1 && height >= 1) ||
+    data.length !== width * height * 4
+  ) {
+    throw new WebcapError(
+      "BAD_IMAGE",
+      `${source}: RGBA pixels must be {width, height, data: Uint8ClampedArray[width·height·4]} with width, height ≥ 1`,
+    );
+  }
+  const out = new Uint8Array(width * height * 3);
+  for (let p = 0, q = 0; q < out.length; p += 4, q += 3) {
+    out[q] = data[p];
+    out[q + 1] = data[p + 1];
+    out[q + 2] = data[p + 2];
+  }
+  return { width, height, data: out };
+}
+
 /** Options of {@link decodeImage} and {@link loadImage}. */
 export interface DecodeImageOptions {
   /** Largest accepted width × height (default 100e6); larger images throw IMAGE_TOO_LARGE. */
@@ -535,9 +574,16 @@ export function decodeImage(
 
 /**
  * Read and decode an image file (Deno).
- * @throws WebcapError MISSING_FILE if the file cannot be read, else as {@link decodeImage}.
+ * @throws WebcapError MISSING_FILE if the file cannot be read (or outside Deno, where paths
+ * cannot be read), else as {@link decodeImage}.
  */
 export async function loadImage(path: string, opts: DecodeImageOptions = {}): Promise<RgbImage> {
+  if (typeof Deno === "undefined") {
+    throw new WebcapError(
+      "MISSING_FILE",
+      `${path}: image file paths need Deno; in a browser pass the file's bytes, RGB pixels or ImageData`,
+    );
+  }
   let bytes: Uint8Array;
   try {
     bytes = await Deno.readFile(path);

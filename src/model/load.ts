@@ -1,6 +1,7 @@
 /**
- * Loading a captioning model from a local folder in the layout of a hub repo: `config.json`
- * names the architecture, the weights come from safetensors (preferred) or a torch pickle.
+ * Loading a captioning model from a folder in the layout of a hub repo — local (Deno), at a base
+ * URL, or any {@link ModelFiles}: `config.json` names the architecture, the weights come from
+ * safetensors (preferred) or a torch pickle.
  * @module
  */
 import { WebcapError } from "../errors.ts";
@@ -8,7 +9,7 @@ import type { Gpu } from "../gpu/device.ts";
 import type { CaptionModel } from "./caption_model.ts";
 import { Blip } from "./blip.ts";
 import { CLIPCAP_CONFIG, CLIPCAP_VISION_DIR, loadClipCap } from "./clipcap.ts";
-import { isFile } from "./fs.ts";
+import { asModelFiles, fileLocation, localFiles, type ModelFiles } from "./model_files.ts";
 import { ParamLoader } from "./params.ts";
 import { type Preprocessor, preprocessorFromConfig } from "./preprocess.ts";
 import { Tokenizer } from "./tokenizer.ts";
@@ -18,20 +19,8 @@ import { openWeights } from "./weights.ts";
 
 type Json = Record<string, unknown>;
 
-/** Read a JSON file; MISSING_FILE or BAD_CONFIG naming it when absent or malformed. */
-export async function readJson(path: string, optional: true): Promise<Json | undefined>;
-export async function readJson(path: string, optional?: false): Promise<Json>;
-export async function readJson(path: string, optional = false): Promise<Json | undefined> {
-  let text: string;
-  try {
-    text = await Deno.readTextFile(path);
-  } catch (e) {
-    if (e instanceof Deno.errors.NotFound) {
-      if (optional) return undefined;
-      throw new WebcapError("MISSING_FILE", `${path} does not exist`);
-    }
-    throw new WebcapError("MISSING_FILE", `${path} cannot be read: ${(e as Error).message}`);
-  }
+/** Parse `text` as a JSON object; BAD_CONFIG naming `where` when it is not one. */
+function parseJsonObject(text: string, where: string): Json {
   try {
     const v = JSON.parse(text);
     if (typeof v !== "object" || v === null || Array.isArray(v)) {
@@ -41,9 +30,39 @@ export async function readJson(path: string, optional = false): Promise<Json | u
   } catch (e) {
     throw new WebcapError(
       "BAD_CONFIG",
-      `${path} is not a valid JSON object: ${(e as Error).message}`,
+      `${where} is not a valid JSON object: ${(e as Error).message}`,
     );
   }
+}
+
+/** Read JSON file `name` of a model's files; MISSING_FILE or BAD_CONFIG naming it. */
+export async function readModelJson(
+  files: ModelFiles,
+  name: string,
+  optional: true,
+): Promise<Json | undefined>;
+export async function readModelJson(
+  files: ModelFiles,
+  name: string,
+  optional?: false,
+): Promise<Json>;
+export async function readModelJson(
+  files: ModelFiles,
+  name: string,
+  optional = false,
+): Promise<Json | undefined> {
+  const where = fileLocation(files, name);
+  const text = await files.text(name);
+  if (text !== undefined) return parseJsonObject(text, where);
+  if (optional) return undefined;
+  throw new WebcapError("MISSING_FILE", `${where} does not exist`);
+}
+
+/** Read a local JSON file (Deno); MISSING_FILE or BAD_CONFIG naming it when absent or malformed. */
+export function readJson(path: string, optional: true): Promise<Json | undefined>;
+export function readJson(path: string, optional?: false): Promise<Json>;
+export function readJson(path: string, optional = false): Promise<Json | undefined> {
+  return readModelJson(localFiles(""), path, optional as false);
 }
 
 /** Options of {@link loadCaptionModel}. */
@@ -65,13 +84,13 @@ export function architectureOf(config: Json, where: string): string {
 }
 
 /**
- * Load the captioning model in `dir` onto `gpu`. A folder holding `clipcap-config.json` is a
- * ClipCap model (it has no `config.json`; see ./clipcap.ts); any other folder is named by its
- * `config.json`.
+ * Load the captioning model in a folder onto `gpu`: a local path, an `http(s)://` base URL, or
+ * any {@link ModelFiles}. A folder holding `clipcap-config.json` is a ClipCap model (it has no
+ * `config.json`; see ./clipcap.ts); any other folder is named by its `config.json`.
  */
 export async function loadCaptionModel(
   gpu: Gpu,
-  dir: string,
+  dir: string | ModelFiles,
   opts: LoadOptions = {},
 ): Promise<CaptionModel> {
   if (opts.dtype === "f16" && !gpu.hasF16) {
@@ -81,20 +100,21 @@ export async function loadCaptionModel(
     );
   }
   const dtype = opts.dtype ?? "f32";
-  const clipcap = await readJson(`${dir}/${CLIPCAP_CONFIG}`, true);
+  const files = asModelFiles(dir);
+  const clipcap = await readModelJson(files, CLIPCAP_CONFIG, true);
   if (clipcap) {
-    const vision = await readJson(`${dir}/${CLIPCAP_VISION_DIR}/config.json`);
-    return await loadClipCap(gpu, dir, clipcap, vision, dtype);
+    const vision = await readModelJson(files, `${CLIPCAP_VISION_DIR}/config.json`);
+    return await loadClipCap(gpu, files, clipcap, vision, dtype);
   }
-  const configPath = `${dir}/config.json`;
-  const config = await readJson(configPath);
-  const generation = await readJson(`${dir}/generation_config.json`, true);
+  const configPath = fileLocation(files, "config.json");
+  const config = await readModelJson(files, "config.json");
+  const generation = await readModelJson(files, "generation_config.json", true);
   const arch = architectureOf(config, configPath);
   if (
     arch === "VisionEncoderDecoderModel" || arch === "BlipForConditionalGeneration" ||
     arch === SHOW_ATTEND_TELL
   ) {
-    const store = await openWeights(dir);
+    const store = await openWeights(files);
     const p = new ParamLoader(gpu, store, dtype);
     try {
       if (arch === "BlipForConditionalGeneration") return await Blip.load(p, config, configPath);
@@ -118,20 +138,20 @@ const IMAGENET_MEAN = [0.485, 0.456, 0.406];
 const IMAGENET_STD = [0.229, 0.224, 0.225];
 
 /**
- * The image processor of a model folder: `preprocessor_config.json`, ClipCap's
- * `clip-vision/preprocessor_config.json`, or for Show-Attend-Tell (whose checkpoints ship none)
- * a bilinear resize to `image_size` with ImageNet mean/std, as its reference code feeds it.
+ * The image processor of a model folder (a path, a URL or {@link ModelFiles}):
+ * `preprocessor_config.json`, ClipCap's `clip-vision/preprocessor_config.json`, or for
+ * Show-Attend-Tell (whose checkpoints ship none) a bilinear resize to `image_size` with ImageNet
+ * mean/std, as its reference code feeds it.
  */
-export async function loadPreprocessor(dir: string): Promise<Preprocessor> {
+export async function loadPreprocessor(dir: string | ModelFiles): Promise<Preprocessor> {
+  const files = asModelFiles(dir);
   for (
-    const path of [
-      `${dir}/preprocessor_config.json`,
-      `${dir}/${CLIPCAP_VISION_DIR}/preprocessor_config.json`,
-    ]
+    const name of ["preprocessor_config.json", `${CLIPCAP_VISION_DIR}/preprocessor_config.json`]
   ) {
-    if (await isFile(path)) return preprocessorFromConfig(await readJson(path), path);
+    const config = await readModelJson(files, name, true);
+    if (config) return preprocessorFromConfig(config, fileLocation(files, name));
   }
-  const config = await readJson(`${dir}/config.json`, true);
+  const config = await readModelJson(files, "config.json", true);
   if (config && config.architecture === SHOW_ATTEND_TELL && typeof config.image_size === "number") {
     const size = config.image_size;
     return preprocessorFromConfig({
@@ -140,31 +160,38 @@ export async function loadPreprocessor(dir: string): Promise<Preprocessor> {
       resample: 2,
       image_mean: IMAGENET_MEAN,
       image_std: IMAGENET_STD,
-    }, `${dir}/config.json (Show-Attend-Tell defaults)`);
+    }, `${fileLocation(files, "config.json")} (Show-Attend-Tell defaults)`);
   }
   throw new WebcapError(
     "MISSING_FILE",
-    `${dir}: no preprocessor_config.json (the image processor settings); add the one of the model's hub repo`,
+    `${files.source}: no preprocessor_config.json (the image processor settings); add the one of the model's hub repo`,
   );
 }
 
 /**
- * The tokenizer of a model folder: `tokenizer.json`, else a `word_map.json` (word → id), else —
- * for checkpoints shipped without a vocabulary — token ids written as numbers (`kind` "ids").
+ * The tokenizer of a model folder (a path, a URL or {@link ModelFiles}): `tokenizer.json`, else a
+ * `word_map.json` (word → id), else — for checkpoints shipped without a vocabulary — token ids
+ * written as numbers (`kind` "ids").
  */
-export async function loadTokenizer(dir: string): Promise<Tokenizer> {
+export async function loadTokenizer(dir: string | ModelFiles): Promise<Tokenizer> {
+  const files = asModelFiles(dir);
   for (const name of ["tokenizer.json", "word_map.json"]) {
-    if (await isFile(`${dir}/${name}`)) return await Tokenizer.fromFile(`${dir}/${name}`);
+    const tokenizer = await Tokenizer.fromModelFiles(files, name);
+    if (tokenizer) return tokenizer;
   }
-  const config = await readJson(`${dir}/config.json`, true);
+  const config = await readModelJson(files, "config.json", true);
   const vocab = config?.vocab_size;
   if (config?.architecture === SHOW_ATTEND_TELL && typeof vocab === "number") {
     const special = [config.start_token_id, config.end_token_id, config.pad_token_id ?? 0]
       .filter((id): id is number => typeof id === "number");
-    return Tokenizer.fromIds(vocab, special, `${dir} (no tokenizer.json or word_map.json)`);
+    return Tokenizer.fromIds(
+      vocab,
+      special,
+      `${files.source} (no tokenizer.json or word_map.json)`,
+    );
   }
   throw new WebcapError(
     "MISSING_FILE",
-    `${dir}: no tokenizer.json or word_map.json; captions cannot be turned into text without one`,
+    `${files.source}: no tokenizer.json or word_map.json; captions cannot be turned into text without one`,
   );
 }

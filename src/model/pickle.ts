@@ -411,13 +411,14 @@ async function openLegacyCheckpoint(src: ByteSource, key?: string): Promise<Weig
  * state-dict contents are allowed: any other global is refused before anything is built.
  * @param opts.stateDictKey the entry holding the state dict (default: the dict itself if it holds
  * tensors, else `state_dict`, `model_state_dict` or `model`, else the only dict of tensors).
+ * @param opts.name what a buffer is called in messages (e.g. the URL it came from).
  * @throws WebcapError UNSAFE_PICKLE naming a disallowed global, BAD_PICKLE for a malformed file.
  */
 export async function openPickleCheckpoint(
   pathOrBytes: string | Uint8Array | ArrayBuffer,
-  opts: { stateDictKey?: string } = {},
+  opts: { stateDictKey?: string; name?: string } = {},
 ): Promise<WeightStore> {
-  const src = await openSource(pathOrBytes);
+  const src = await openSource(pathOrBytes, opts.name);
   try {
     const head = await src.read(0, Math.min(4, src.size));
     return isZip(head)

@@ -235,12 +235,14 @@ export function parseSafetensorsHeader(
 /**
  * Open a safetensors file (Deno: the header is read once, then each tensor with its own
  * seek + read) or buffer (anywhere: tensors are views into it, never copies).
+ * @param opts.name what a buffer is called in messages (e.g. the URL it came from).
  * @throws WebcapError BAD_SAFETENSORS for a malformed file, MISSING_FILE for an absent one.
  */
 export async function openSafetensors(
   pathOrBytes: string | Uint8Array | ArrayBuffer,
+  opts: { name?: string } = {},
 ): Promise<WeightStore> {
-  const src = await openSource(pathOrBytes);
+  const src = await openSource(pathOrBytes, opts.name);
   try {
     const prefix = await src.read(0, Math.min(8, src.size));
     const headerBytes = readHeaderLength(prefix, src.name, src.size);

@@ -70,13 +70,14 @@ export async function fileSource(path: string): Promise<ByteSource> {
   };
 }
 
-/** A byte source for a path (Deno) or a buffer (anywhere). */
+/** A byte source for a path (Deno) or a buffer (anywhere; `name` names it in messages). */
 export function openSource(
   pathOrBytes: string | Uint8Array | ArrayBuffer,
+  name?: string,
 ): Promise<ByteSource> {
   return typeof pathOrBytes === "string"
     ? fileSource(pathOrBytes)
-    : Promise.resolve(bytesSource(pathOrBytes));
+    : Promise.resolve(bytesSource(pathOrBytes, name));
 }
 
 async function readAt(

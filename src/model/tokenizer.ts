@@ -19,6 +19,7 @@
 
 import { Tokenizer as HfTokenizer } from "@huggingface/tokenizers";
 import { WebcapError } from "../errors.ts";
+import { fileLocation, localFiles, type ModelFiles } from "./model_files.ts";
 
 /** Options of {@link Tokenizer.encode}. */
 export interface EncodeOptions {
@@ -242,18 +243,6 @@ function parseJson(json: object | string, source: string): Record<string, unknow
   return value;
 }
 
-async function readText(path: string, what: string): Promise<string> {
-  try {
-    return await Deno.readTextFile(path);
-  } catch (e) {
-    throw new WebcapError(
-      "MISSING_FILE",
-      `${path}: cannot read the ${what} (${(e as Error).message}); check the path.`,
-      { cause: e },
-    );
-  }
-}
-
 /** Text ↔ token ids for one captioning model. */
 export class Tokenizer {
   readonly #backend: Backend;
@@ -280,19 +269,34 @@ export class Tokenizer {
 
   /**
    * Read a `tokenizer.json` (or `word_map.json`) and, if present beside it,
-   * `tokenizer_config.json`.
+   * `tokenizer_config.json` (Deno).
    * @throws WebcapError MISSING_FILE if the file cannot be read, else as {@link fromJSON}.
    */
   static async fromFile(path: string): Promise<Tokenizer> {
-    const text = await readText(path, "tokenizer");
-    const configPath = path.replace(/[^/\\]*$/, "tokenizer_config.json");
-    let config: TokenizerConfig = {};
-    try {
-      config = parseJson(await Deno.readTextFile(configPath), configPath);
-    } catch (e) {
-      if (!(e instanceof Deno.errors.NotFound)) throw e;
-    }
-    return Tokenizer.fromJSON(text, path, config);
+    const cut = path.search(/[^/\\]*$/);
+    const tok = await Tokenizer.fromModelFiles(localFiles(path.slice(0, cut)), path.slice(cut));
+    if (tok) return tok;
+    throw new WebcapError(
+      "MISSING_FILE",
+      `${path}: the tokenizer file does not exist; check the path.`,
+    );
+  }
+
+  /**
+   * Read tokenizer file `name` (a `tokenizer.json` or `word_map.json`) of a model's files and,
+   * if present beside it, `tokenizer_config.json`.
+   * @returns undefined when `name` does not exist.
+   * @throws WebcapError as {@link fromJSON}, or when a file exists but cannot be read.
+   */
+  static async fromModelFiles(files: ModelFiles, name: string): Promise<Tokenizer | undefined> {
+    const text = await files.text(name);
+    if (text === undefined) return undefined;
+    const configName = name.replace(/[^/]*$/, "tokenizer_config.json");
+    const configText = await files.text(configName);
+    const config: TokenizerConfig = configText === undefined
+      ? {}
+      : parseJson(configText, fileLocation(files, configName));
+    return Tokenizer.fromJSON(text, fileLocation(files, name), config);
   }
 
   /**

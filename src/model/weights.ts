@@ -1,7 +1,7 @@
 /**
  * The weight store: a checkpoint's tensors by name, read one at a time so a file is never held
- * twice in memory. {@link openWeights} finds the checkpoint in a model folder (safetensors,
- * sharded safetensors, or a torch pickle); {@link withTiedWeights} adds names that a checkpoint
+ * twice in memory. {@link openWeights} finds the checkpoint in a model folder, local or at a URL
+ * (safetensors, sharded safetensors, or a torch pickle); {@link withTiedWeights} adds names that a checkpoint
  * leaves out because they share another tensor (a tied LM head).
  * @module
  */
@@ -11,6 +11,7 @@ import { openPickleCheckpoint } from "./pickle.ts";
 import { openSafetensors } from "./safetensors.ts";
 import { makeStore, missingTensor, type StoredTensor } from "./tensor_source.ts";
 import { isFile } from "./fs.ts";
+import { asModelFiles, fileLocation, localFiles, type ModelFiles } from "./model_files.ts";
 
 export type { Dtype } from "./dtype.ts";
 export { bf16ToF32, f16ToF32 } from "./dtype.ts";
@@ -50,85 +51,96 @@ export interface WeightStore {
 
 const PICKLE_EXTENSIONS = [".bin", ".pt", ".pth", ".pth.tar", ".ckpt"];
 
-function join(dir: string, name: string): string {
-  return dir.endsWith("/") ? dir + name : `${dir}/${name}`;
-}
-
 function baseName(path: string): string {
   const trimmed = path.replace(/\/+$/, "");
   return trimmed.slice(trimmed.lastIndexOf("/") + 1);
 }
 
-/** Open one weights file by its name: safetensors, a shard index, or a torch pickle. */
-function openFile(path: string): Promise<WeightStore> {
-  if (path.endsWith(".index.json")) return openShardedWeights(path);
-  if (path.endsWith(".safetensors")) return openSafetensors(path);
-  return openPickleCheckpoint(path);
+/** `path` split into its folder (`""` for a bare name) and file name. */
+function splitPath(path: string): [string, string] {
+  const cut = path.lastIndexOf("/");
+  return cut < 0 ? ["", path] : [path.slice(0, cut + 1), path.slice(cut + 1)];
 }
 
 /**
- * Open the weights of a model folder (or a weights file directly). In a folder, the first that
- * exists wins: `model.safetensors`, `model.safetensors.index.json` (+ shards),
- * `<folder>.safetensors`, `pytorch_model.bin`, `pytorch_model.bin.index.json`, then the only
- * `*.pt` / `*.pth` / `*.pth.tar` / `*.ckpt` / `*.bin` file. Safetensors is preferred whenever both
- * formats exist.
+ * Open weights file `name` of `files` by its name: a shard index (`*.index.json`), safetensors, or
+ * a torch pickle. Local files are read tensor by tensor; others are fetched whole.
+ * @returns undefined when the file does not exist.
+ */
+export async function openWeightFile(
+  files: ModelFiles,
+  name: string,
+): Promise<WeightStore | undefined> {
+  if (name.endsWith(".index.json")) {
+    const index = await files.text(name);
+    return index === undefined ? undefined : await openShards(files, name, index);
+  }
+  const data = files.path ? await files.path(name) : await files.bytes(name);
+  if (data === undefined) return undefined;
+  const opts = { name: fileLocation(files, name) };
+  return name.endsWith(".safetensors")
+    ? await openSafetensors(data, opts)
+    : await openPickleCheckpoint(data, opts);
+}
+
+/**
+ * Open the weights of a model folder — a local path, an `http(s)://` base URL or any
+ * {@link ModelFiles} — or a local weights file directly. In a folder, the first that exists wins:
+ * `model.safetensors`, `model.safetensors.index.json` (+ shards), `<folder>.safetensors`,
+ * `pytorch_model.bin`, `pytorch_model.bin.index.json`, then (where the source can list its
+ * files, i.e. local folders) the only `*.pt` / `*.pth` / `*.pth.tar` / `*.ckpt` / `*.bin` file.
+ * Safetensors is preferred whenever both formats exist.
  * @throws WebcapError MISSING_FILE listing what was looked for.
  */
-export async function openWeights(dir: string): Promise<WeightStore> {
-  if (await isFile(dir)) return openFile(dir);
+export async function openWeights(dirOrFiles: string | ModelFiles): Promise<WeightStore> {
+  if (typeof dirOrFiles === "string" && !isUrl(dirOrFiles) && await isFile(dirOrFiles)) {
+    const [dir, name] = splitPath(dirOrFiles);
+    return (await openWeightFile(localFiles(dir), name))!;
+  }
+  const files = asModelFiles(dirOrFiles);
   const named = [
     "model.safetensors",
     "model.safetensors.index.json",
-    `${baseName(dir)}.safetensors`,
+    `${baseName(files.source)}.safetensors`,
     "pytorch_model.bin",
     "pytorch_model.bin.index.json",
   ];
   for (const name of named) {
-    if (await isFile(join(dir, name))) return openFile(join(dir, name));
+    const store = await openWeightFile(files, name);
+    if (store) return store;
   }
-  const pickles = await listPickles(dir);
-  if (pickles.length === 1) return openPickleCheckpoint(join(dir, pickles[0]));
+  const listed = files.list ? await files.list() : undefined;
+  const pickles = (listed ?? []).filter((f) => PICKLE_EXTENSIONS.some((x) => f.endsWith(x)));
+  if (pickles.length === 1) return (await openWeightFile(files, pickles[0]))!;
   const found = pickles.length > 1 ? `; found several candidates (${pickles.join(", ")})` : "";
+  const other = listed
+    ? ` and one file ending in ${
+      PICKLE_EXTENSIONS.join(", ")
+    }${found}; pass the weights file path instead`
+    : " (this source cannot list its files, so no other name was tried)";
   throw new WebcapError(
     "MISSING_FILE",
-    `no weights in "${dir}": looked for ${named.join(", ")} and one file ending in ` +
-      `${PICKLE_EXTENSIONS.join(", ")}${found}; pass the weights file path instead`,
+    `no weights in "${files.source}": looked for ${named.join(", ")}${other}`,
   );
 }
 
-async function listPickles(dir: string): Promise<string[]> {
-  const out: string[] = [];
-  try {
-    for await (const e of Deno.readDir(dir)) {
-      // Hub caches link snapshot files to blobs: follow symlinks.
-      if (!PICKLE_EXTENSIONS.some((x) => e.name.endsWith(x))) continue;
-      if (e.isFile || (e.isSymlink && await isFile(join(dir, e.name)))) out.push(e.name);
-    }
-  } catch (e) {
-    if (e instanceof Deno.errors.NotFound) {
-      throw new WebcapError("MISSING_FILE", `model folder "${dir}" does not exist`, { cause: e });
-    }
-    throw e;
-  }
-  return out.sort();
+function isUrl(s: string): boolean {
+  return /^https?:\/\//i.test(s);
 }
 
 /** The `weight_map` of a shard index: tensor name → shard file name. */
-async function readWeightMap(indexPath: string): Promise<Map<string, string>> {
+function parseWeightMap(text: string, where: string): Map<string, string> {
   let json: unknown;
   try {
-    json = JSON.parse(await Deno.readTextFile(indexPath));
+    json = JSON.parse(text);
   } catch (e) {
-    if (e instanceof Deno.errors.NotFound) {
-      throw new WebcapError("MISSING_FILE", `shard index "${indexPath}" does not exist`);
-    }
-    throw new WebcapError("BAD_WEIGHTS", `${indexPath}: not valid JSON (${(e as Error).message})`);
+    throw new WebcapError("BAD_WEIGHTS", `${where}: not valid JSON (${(e as Error).message})`);
   }
   const map = (json as { weight_map?: unknown } | null)?.weight_map;
   if (typeof map !== "object" || map === null || Array.isArray(map)) {
     throw new WebcapError(
       "BAD_WEIGHTS",
-      `${indexPath}: "weight_map" must map tensor names to shard files`,
+      `${where}: "weight_map" must map tensor names to shard files`,
     );
   }
   const out = new Map<string, string>();
@@ -139,7 +151,7 @@ async function readWeightMap(indexPath: string): Promise<Map<string, string>> {
     ) {
       throw new WebcapError(
         "BAD_WEIGHTS",
-        `${indexPath}: tensor "${name}" maps to ${
+        `${where}: tensor "${name}" maps to ${
           JSON.stringify(shard)
         }; shards must be plain file names beside the index`,
       );
@@ -150,26 +162,40 @@ async function readWeightMap(indexPath: string): Promise<Map<string, string>> {
 }
 
 /**
- * Open a sharded checkpoint from its index (`*.safetensors.index.json` or
+ * Open a local sharded checkpoint from its index (`*.safetensors.index.json` or
  * `*.bin.index.json`): every shard is opened, and every tensor of the weight map must be in its
  * shard.
- * @throws WebcapError MISSING_FILE for an absent shard, BAD_WEIGHTS for a tensor its shard lacks.
+ * @throws WebcapError MISSING_FILE for an absent index or shard, BAD_WEIGHTS for a tensor its
+ * shard lacks.
  */
 export async function openShardedWeights(indexPath: string): Promise<WeightStore> {
-  const weightMap = await readWeightMap(indexPath);
-  const dir = indexPath.slice(0, indexPath.lastIndexOf("/") + 1) || "./";
+  const [dir, name] = splitPath(indexPath);
+  const store = await openWeightFile(localFiles(dir || "./"), name);
+  if (!store) throw new WebcapError("MISSING_FILE", `shard index "${indexPath}" does not exist`);
+  return store;
+}
+
+/** The shards of index `indexName` (text `index`) of `files`, as one store. */
+async function openShards(
+  files: ModelFiles,
+  indexName: string,
+  index: string,
+): Promise<WeightStore> {
+  const where = fileLocation(files, indexName);
+  const weightMap = parseWeightMap(index, where);
+  const [folder] = splitPath(indexName);
   const shards = new Map<string, WeightStore>();
   const closeAll = () => shards.forEach((s) => s.close());
   try {
     for (const shard of new Set(weightMap.values())) {
-      const path = dir + shard;
-      if (!(await isFile(path))) {
+      const store = await openWeightFile(files, folder + shard);
+      if (!store) {
         throw new WebcapError(
           "MISSING_FILE",
-          `shard "${path}" listed in ${indexPath} does not exist`,
+          `shard "${fileLocation(files, folder + shard)}" listed in ${where} does not exist`,
         );
       }
-      shards.set(shard, await openFile(path));
+      shards.set(shard, store);
     }
     const tensors = new Map<string, StoredTensor>();
     for (const [name, shard] of weightMap) {
@@ -177,12 +203,12 @@ export async function openShardedWeights(indexPath: string): Promise<WeightStore
       if (!store.has(name)) {
         throw new WebcapError(
           "BAD_WEIGHTS",
-          `${indexPath} lists tensor "${name}" in shard "${shard}", which does not contain it`,
+          `${where} lists tensor "${name}" in shard "${shard}", which does not contain it`,
         );
       }
       tensors.set(name, { info: store.info(name), read: () => store.read(name) });
     }
-    return makeStore(indexPath, tensors, closeAll);
+    return makeStore(where, tensors, closeAll);
   } catch (e) {
     closeAll();
     throw e;

@@ -16,6 +16,8 @@ struct P { rows: u32, V: u32, before: u32, after: u32, penalty: f32, seenIds: u3
 @group(0) @binding(0) var<uniform> p: P;
 @group(0) @binding(1) var<storage, read_write> X: array<f32>;
 @group(0) @binding(2) var<storage, read> L: array<u32>;
+// -inf's bits, read at run time: WGSL forbids a constant expression that evaluates to -inf.
+var<private> NEG_INF_BITS: u32 = 0xff800000u;
 ${workgroupReduceWgsl(256)}
 fn log_softmax(t: u32, base: u32) {
   var m = -3.4e38;
@@ -44,7 +46,7 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid: vec
   storageBarrier();
   let b0 = p.rows + 1u;
   for (var i = L[b0 + row] + t; i < L[b0 + row + 1u]; i += 256u) {
-    X[base + L[p.bannedIds + i]] = bitcast<f32>(0xff800000u);
+    X[base + L[p.bannedIds + i]] = bitcast<f32>(NEG_INF_BITS);
   }
   storageBarrier();
   if (p.after == 1u) { log_softmax(t, base); }

@@ -1,0 +1,46 @@
+/**
+ * Path helpers for the hub cache, in place of `node:path` so that every module reachable from
+ * mod.ts loads in a browser. Paths come out with `/` separators (which Windows accepts too);
+ * `\` is read as a separator as well. Semantics follow `node:path/posix`.
+ * @module
+ */
+
+/** `path` without `.` segments, `..` after names, repeated or trailing `/` (`"."` if empty). */
+export function normalizePath(path: string): string {
+  const absolute = /^[\\/]/.test(path);
+  const out: string[] = [];
+  for (const seg of path.split(/[\\/]+/)) {
+    if (seg === "" || seg === ".") continue;
+    if (seg !== ".." || (!absolute && (out.length === 0 || out[out.length - 1] === ".."))) {
+      out.push(seg);
+    } else {
+      out.pop(); // `..` of a name, or above the root (which stays the root)
+    }
+  }
+  const body = out.join("/");
+  return absolute ? `/${body}` : body || ".";
+}
+
+/** The segments joined by `/` and normalized; empty segments are skipped. */
+export function join(...segments: string[]): string {
+  return normalizePath(segments.filter((s) => s !== "").join("/"));
+}
+
+/** The folder holding `path`: `"/"` for a top-level absolute path, `"."` for a bare name. */
+export function dirname(path: string): string {
+  const n = normalizePath(path);
+  const cut = n.lastIndexOf("/");
+  return cut < 0 ? "." : cut === 0 ? "/" : n.slice(0, cut);
+}
+
+/**
+ * The path from folder `from` to `to`, both absolute or both relative to the same folder
+ * (e.g. a symlink target beside its link).
+ */
+export function relative(from: string, to: string): string {
+  const a = normalizePath(from).split("/").filter((s) => s !== "" && s !== ".");
+  const b = normalizePath(to).split("/").filter((s) => s !== "" && s !== ".");
+  let common = 0;
+  while (common < a.length && common < b.length && a[common] === b[common]) common++;
+  return [...a.slice(common).map(() => ".."), ...b.slice(common)].join("/");
+}
