@@ -47,3 +47,29 @@ Deno.test("captioner: bad options are refused before any image is read or encode
     cap.dispose();
   }
 });
+
+Deno.test("captioner: concurrent caption calls give the same results as sequential ones", async () => {
+  const gpu = await getGpu();
+  const cap = await Captioner.fromPretrained(fixture("hf/vit-gpt2"), { gpu });
+  try {
+    const { height: H, width: W } = cap.preprocessor;
+    const image = (seed: number) => ({
+      width: W,
+      height: H,
+      data: Uint8Array.from({ length: W * H * 3 }, (_, i) => (i * seed * 7919) % 256),
+    });
+    const jobs = [
+      () => cap.caption([image(1), image(2)], { maxNewTokens: 6 }),
+      () => cap.caption(image(3), { numBeams: 3, numReturnSequences: 2, maxNewTokens: 6 }),
+      () =>
+        cap.caption(image(4), { doSample: true, seed: 5, numReturnSequences: 2, maxNewTokens: 6 }),
+      () => cap.caption(image(5), { repetitionPenalty: 1.3, minNewTokens: 4, maxNewTokens: 6 }),
+    ];
+    const sequential = [];
+    for (const job of jobs) sequential.push(await job());
+    const concurrent = await Promise.all(jobs.map((job) => job()));
+    assert.deepEqual(concurrent, sequential);
+  } finally {
+    cap.dispose();
+  }
+});
