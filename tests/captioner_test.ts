@@ -73,3 +73,21 @@ Deno.test("captioner: concurrent caption calls give the same results as sequenti
     cap.dispose();
   }
 });
+
+Deno.test("captioner: use after dispose is a DISPOSED error, not garbage", async () => {
+  const gpu = await getGpu();
+  const cap = await Captioner.fromPretrained(fixture("hf/vit-gpt2"), { gpu });
+  const { height: H, width: W } = cap.preprocessor;
+  const image = { width: W, height: H, data: new Uint8Array(W * H * 3).fill(7) };
+  const encoded = await cap.encode([image]);
+  encoded.dispose();
+  await assert.rejects(
+    cap.caption(encoded, { maxNewTokens: 2 }),
+    (e) => e instanceof WebcapError && e.code === "DISPOSED",
+  );
+  cap.dispose();
+  await assert.rejects(
+    cap.caption(image, { maxNewTokens: 2 }),
+    (e) => e instanceof WebcapError && e.code === "DISPOSED" && /disposed/.test(e.message),
+  );
+});

@@ -146,6 +146,13 @@ export class Recorder {
 
   /** The buffer range of a binding, refused when it exceeds the device's binding limit. */
   #storage(b: Binding): { buffer: GPUBuffer; offset: number; size: number } {
+    if ("shape" in b && !b.alive) {
+      throw new WebcapError(
+        "DISPOSED",
+        `tensor "${b.buffer.label}" [${b.shape}] was released: the model, state or tensor it ` +
+          `belongs to was disposed before this use`,
+      );
+    }
     const r = "shape" in b
       ? { buffer: b.buffer, offset: 0, size: Math.max(4, Math.ceil(b.byteSize / 4) * 4) }
       : b;
