@@ -7,6 +7,7 @@
  */
 import { zlibSync } from "fflate";
 import { WebcapError } from "./errors.ts";
+import { concatBytes } from "./bytes.ts";
 
 const SIGNATURE = [137, 80, 78, 71, 13, 10, 26, 10];
 const PAETH = 4;
@@ -81,11 +82,5 @@ export function encodeRgbPng(width: number, height: number, data: Uint8Array): U
     chunk("IDAT", zlibSync(filterRows(width, height, data), { level: 9 })),
     chunk("IEND", new Uint8Array(0)),
   ];
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.length;
-  }
-  return out;
+  return concatBytes(parts);
 }

@@ -18,6 +18,7 @@ import { Params, type Recorder } from "../gpu/recorder.ts";
 import { dtypeBytes, emptyTensor, type Tensor } from "../gpu/tensor.ts";
 import { type Activation, activationWgsl } from "./activations.ts";
 import { grid } from "./matmul.ts";
+import { TILE_WGSL } from "./tile_wgsl.ts";
 
 /** A size given once for both axes, or as `[height, width]`. */
 export type Pair = number | readonly [number, number];
@@ -92,8 +93,7 @@ struct P { N: u32, Cin: u32, H: u32, W: u32, Cout: u32, Ho: u32, Wo: u32,
 ${v.bias ? `@group(0) @binding(${b++}) var<storage, read> bias: array<f32>;` : ""}
 ${v.residual ? `@group(0) @binding(${b++}) var<storage, read> R: array<f32>;` : ""}
 ${activationWgsl(v.act)}
-var<workgroup> As: array<f32, 1024>; // [16 k][64 co]
-var<workgroup> Bs: array<f32, 1024>; // [16 k][64 pixel]
+${TILE_WGSL}
 @compute @workgroup_size(16, 16)
 fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid: vec3u) {
   let tile = wg.y * 65535u + wg.x;
@@ -139,17 +139,7 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid: vec
       Bs[kb * 64u + bp] = x;
     }
     workgroupBarrier();
-    for (var kk = 0u; kk < 16u; kk++) {
-      var a: array<f32, 4>;
-      var x: array<f32, 4>;
-      for (var i = 0u; i < 4u; i++) {
-        a[i] = As[kk * 64u + lid.y + i * 16u];
-        x[i] = Bs[kk * 64u + lid.x + i * 16u];
-      }
-      for (var i = 0u; i < 4u; i++) {
-        for (var j = 0u; j < 4u; j++) { acc[i * 4u + j] = fma(a[i], x[j], acc[i * 4u + j]); }
-      }
-    }
+    tile_fma(lid, &acc);
     workgroupBarrier();
   }
   for (var i = 0u; i < 4u; i++) {

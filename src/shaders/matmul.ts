@@ -10,6 +10,7 @@ import { WebcapError } from "../errors.ts";
 import { type Binding, Params, type Recorder } from "../gpu/recorder.ts";
 import { dtypeBytes, emptyTensor, type Tensor } from "../gpu/tensor.ts";
 import { type Activation, activationWgsl } from "./activations.ts";
+import { TILE_WGSL } from "./tile_wgsl.ts";
 
 /** Options of {@link matmul}. */
 export interface MatmulOptions {
@@ -62,8 +63,7 @@ function tiledWgsl(v: Variant): string {
     ? "let nn = e / 16u; let kk = e % 16u;" // W[n, k]: consecutive threads walk k
     : "let kk = e / 64u; let nn = e % 64u;"; // W[k, n]: consecutive threads walk n
   return header(v) + `
-var<workgroup> As: array<f32, 1024>; // [16 k][64 m]
-var<workgroup> Ws: array<f32, 1024>; // [16 k][64 n]
+${TILE_WGSL}
 @compute @workgroup_size(16, 16)
 fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid: vec3u) {
   let tid = lid.y * 16u + lid.x;
@@ -82,20 +82,10 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid: vec
       let gn = n0 + nn; let gkw = k0 + kk;
       var w = 0.0;
       if (gn < p.N && gkw < p.K) { w = w_at(gkw, gn); }
-      Ws[kk * 64u + nn] = w;
+      Bs[kk * 64u + nn] = w;
     }
     workgroupBarrier();
-    for (var kk = 0u; kk < 16u; kk++) {
-      var a: array<f32, 4>;
-      var b: array<f32, 4>;
-      for (var i = 0u; i < 4u; i++) {
-        a[i] = As[kk * 64u + lid.y + i * 16u];
-        b[i] = Ws[kk * 64u + lid.x + i * 16u];
-      }
-      for (var i = 0u; i < 4u; i++) {
-        for (var j = 0u; j < 4u; j++) { acc[i * 4u + j] = fma(a[i], b[j], acc[i * 4u + j]); }
-      }
-    }
+    tile_fma(lid, &acc);
     workgroupBarrier();
   }
   for (var i = 0u; i < 4u; i++) {

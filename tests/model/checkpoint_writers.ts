@@ -4,6 +4,7 @@
  * optionally with zip64 records). They let tests craft malformed and unusual files.
  * @module
  */
+import { concatBytes } from "../../src/bytes.ts";
 
 /** Tensor bytes and description for {@link writeSafetensors}. */
 export interface RawTensor {
@@ -13,15 +14,7 @@ export interface RawTensor {
 }
 
 /** Concatenate byte arrays. */
-export function concat(parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.length;
-  }
-  return out;
-}
+export const concat = concatBytes;
 
 /** An 8-byte little-endian length followed by `header` JSON, then `data`. */
 export function safetensorsBytes(header: unknown, data: Uint8Array): Uint8Array {
