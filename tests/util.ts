@@ -1,4 +1,6 @@
 /** Shared helpers for tests: seeded random data, float64 references, error measures. */
+import assert from "node:assert/strict";
+import { WebcapError } from "../src/errors.ts";
 import { getGpu, type Gpu } from "../src/gpu/device.ts";
 import { Recorder } from "../src/gpu/recorder.ts";
 import { emptyTensor, type Tensor, writeTensor } from "../src/gpu/tensor.ts";
@@ -59,6 +61,16 @@ export async function runAndRead(gpu: Gpu, fn: (rec: Recorder) => Tensor): Promi
   const p = rec.readTensor(out);
   await rec.submit();
   return (await p) as Float32Array;
+}
+
+/** Assert `fn` throws a WebcapError with `code` whose message matches every pattern in `mentions`. */
+export function assertCode(fn: () => unknown, code: string, ...mentions: string[]): void {
+  assert.throws(fn, (e: unknown) => {
+    assert.ok(e instanceof WebcapError, `expected WebcapError, got ${e}`);
+    assert.equal(e.code, code, e.message);
+    for (const m of mentions) assert.match(e.message, new RegExp(m), e.message);
+    return true;
+  });
 }
 
 export { getGpu };

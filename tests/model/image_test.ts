@@ -1,6 +1,7 @@
 // Image decoding: formats, PIL's convert("RGB") rules, EXIF orientation, and error codes.
 // Every test image is built here (image-js / fast-png encoders), except the shared fixture.
 import assert from "node:assert/strict";
+import { assertCode } from "../util.ts";
 import { encode, Image } from "image-js";
 import { encode as encodePng } from "fast-png";
 import { applyOrientation, decodeImage, loadImage, type RgbImage } from "../../src/model/image.ts";
@@ -19,15 +20,6 @@ function rgbImage(w: number, h: number, seed = 7): Image {
   const img = new Image(w, h, { colorModel: "RGB" });
   img.getRawImage().data.set(pattern(w, h, 3, seed));
   return img;
-}
-
-function assertCode(fn: () => unknown, code: string, ...mentions: string[]): void {
-  assert.throws(fn, (e: unknown) => {
-    assert.ok(e instanceof WebcapError, `expected WebcapError, got ${e}`);
-    assert.equal(e.code, code, e.message);
-    for (const m of mentions) assert.match(e.message, new RegExp(m), e.message);
-    return true;
-  });
 }
 
 const crcTable = Array.from({ length: 256 }, (_, n) => {

@@ -1,6 +1,7 @@
 // Tokenizers against ../shared/fixtures/hf/tokenizer-cases.json (ids from transformers 5.17),
 // decoding semantics of transformers 5, word maps, and error codes.
 import assert from "node:assert/strict";
+import { assertCode } from "../util.ts";
 import { Tokenizer } from "../../src/model/tokenizer.ts";
 import { WebcapError } from "../../src/errors.ts";
 
@@ -8,15 +9,6 @@ const HF = new URL("../../../shared/fixtures/hf/", import.meta.url);
 const cases: Record<string, Record<string, number[]>> = JSON.parse(
   await Deno.readTextFile(new URL("tokenizer-cases.json", HF)),
 );
-
-function assertCode(fn: () => unknown, code: string, ...mentions: string[]): void {
-  assert.throws(fn, (e: unknown) => {
-    assert.ok(e instanceof WebcapError, `expected WebcapError, got ${e}`);
-    assert.equal(e.code, code, e.message);
-    for (const m of mentions) assert.match(e.message, new RegExp(m), e.message);
-    return true;
-  });
-}
 
 for (const name of Object.keys(cases)) {
   const path = new URL(`${name}-tokenizer.json`, HF).pathname;
