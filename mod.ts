@@ -11,7 +11,7 @@
  */
 
 /** The captioner: model + image processor + tokenizer, any decoding strategy. */
-export { Captioner } from "./src/captioner.ts";
+export { Captioner } from "./src/captioner/captioner.ts";
 export type {
   Caption,
   CaptionerOptions,
@@ -19,13 +19,13 @@ export type {
   CaptionResult,
   EncodedImages,
   ImageInput,
-} from "./src/captioner.ts";
+} from "./src/captioner/captioner.ts";
 /** The one error type, with a stable `code`. */
 export { WebcapError } from "./src/errors.ts";
 export type { WebcapErrorCode } from "./src/errors.ts";
 /** Parity against a fixture folder of transformers' reference outputs. */
-export { runParity } from "./src/parity.ts";
-export type { CaseCheck, ParityReport, TensorCheck } from "./src/parity.ts";
+export { runParity } from "./src/captioner/parity.ts";
+export type { CaseCheck, ParityReport, TensorCheck } from "./src/captioner/parity.ts";
 /** Models: the CaptionModel interface, loading by architecture, and the GPU decoder bridge. */
 export type {
   CaptionModel,
@@ -33,10 +33,10 @@ export type {
   DecodeState,
   EncoderState,
   StepOptions,
-} from "./src/model/caption_model.ts";
-export { loadCaptionModel, loadPreprocessor, loadTokenizer } from "./src/model/load.ts";
-export type { LoadOptions } from "./src/model/load.ts";
-export { generateOnGpu, GpuDecoder } from "./src/model/gpu_decoder.ts";
+} from "./src/arch/caption_model.ts";
+export { loadCaptionModel, loadPreprocessor, loadTokenizer } from "./src/arch/load.ts";
+export type { LoadOptions } from "./src/arch/load.ts";
+export { generateOnGpu, GpuDecoder } from "./src/captioner/gpu_decoder.ts";
 /** The WebGPU runtime: device, tensors, one-pass recording, readback and timing. */
 export { getGpu, requestGpu } from "./src/gpu/device.ts";
 export type { Gpu, GpuOptions } from "./src/gpu/device.ts";
@@ -47,11 +47,11 @@ export type { DType, HostData } from "./src/gpu/tensor.ts";
 export { BufferPool } from "./src/gpu/pool.ts";
 export { PipelineCache } from "./src/gpu/pipeline.ts";
 /** Hub downloads: `resolveModel("org/name")` → a local model directory in the HF cache. */
-export { hubCacheDir, resolveModel } from "./src/model/hub.ts";
-export type { ProgressCallback, ResolveModelOptions } from "./src/model/hub.ts";
+export { hubCacheDir, resolveModel } from "./src/io/hub.ts";
+export type { ProgressCallback, ResolveModelOptions } from "./src/io/hub.ts";
 /** A one-line terminal progress bar on stderr. */
-export { ProgressBar } from "./src/model/progress.ts";
-export type { ProgressBarOptions, ProgressWriter } from "./src/model/progress.ts";
+export { ProgressBar } from "./src/io/progress.ts";
+export type { ProgressBarOptions, ProgressWriter } from "./src/io/progress.ts";
 /** Checkpoint reading, tensor by tensor: safetensors (single or sharded) and torch.save pickles. */
 export {
   bf16ToF32,
@@ -62,44 +62,49 @@ export {
   openWeights,
   parseSafetensorsHeader,
   withTiedWeights,
-} from "./src/model/weights.ts";
-export type { Dtype, TensorInfo, WeightStore } from "./src/model/weights.ts";
-export type { SafetensorsEntry, SafetensorsHeader } from "./src/model/safetensors.ts";
+} from "./src/io/weights.ts";
+export type { Dtype, TensorInfo, WeightStore } from "./src/io/weights.ts";
+export type { SafetensorsEntry, SafetensorsHeader } from "./src/io/safetensors.ts";
 /** METEOR 1.5 (COCO settings: `-l en -norm`, exact/stem/synonym, optional paraphrase table). */
-export { MeteorScorer } from "./src/eval/meteor.ts";
-export type { MeteorModule, MeteorOptions, MeteorResult } from "./src/eval/meteor.ts";
-export type { MeteorResourceTexts } from "./src/eval/meteor_resources.ts";
-export { ParaphraseTable } from "./src/eval/meteor_paraphrase.ts";
-export type { ParaphrasePath } from "./src/eval/meteor_paraphrase.ts";
+export { MeteorScorer } from "./src/eval/meteor/meteor.ts";
+export type { MeteorModule, MeteorOptions, MeteorResult } from "./src/eval/meteor/meteor.ts";
+export type { MeteorResourceTexts } from "./src/eval/meteor/resources.ts";
+export { ParaphraseTable } from "./src/eval/meteor/paraphrase.ts";
+export type { ParaphrasePath } from "./src/eval/meteor/paraphrase.ts";
 /** WordNet 3.0 synonym dictionary (Meteor's synsets, exceptions and suffix rules). */
 export { loadWordNet, parseMeteorWordNet } from "./src/eval/wordnet.ts";
 export type { LoadWordNetOptions, WordNet } from "./src/eval/wordnet.ts";
 /** The Snowball English (Porter2) stemmer. */
-export { snowballEnglishStem } from "./src/eval/snowball_english.ts";
+export { snowballEnglishStem } from "./src/eval/meteor/snowball_english.ts";
 /** SPICE-ts: a scene-graph caption metric after SPICE (rule-based parse; not the Java SPICE). */
-export { SpiceScorer } from "./src/eval/spice.ts";
+export { SpiceScorer } from "./src/eval/spice/spice.ts";
 export type {
   SpiceImageDetail,
   SpiceOptions,
   SpiceResult,
   SpiceTupleView,
-} from "./src/eval/spice.ts";
-export { parseSceneGraph } from "./src/eval/scene_graph.ts";
-export type { SceneGraph } from "./src/eval/scene_graph.ts";
+} from "./src/eval/spice/spice.ts";
+export { parseSceneGraph } from "./src/eval/spice/scene_graph.ts";
+export type { SceneGraph } from "./src/eval/spice/scene_graph.ts";
 /** Image decoding to RGB as transformers' `load_image` (EXIF orientation, PIL `convert("RGB")`). */
-export { applyOrientation, decodeImage, DEFAULT_MAX_PIXELS, loadImage } from "./src/model/image.ts";
-export type { DecodeImageOptions, RgbImage } from "./src/model/image.ts";
+export {
+  applyOrientation,
+  decodeImage,
+  DEFAULT_MAX_PIXELS,
+  loadImage,
+} from "./src/image/decode.ts";
+export type { DecodeImageOptions, RgbImage } from "./src/image/decode.ts";
 /** `preprocessor_config.json` → pixel_values [3, H, W], as transformers 5 (torchvision). */
-export { preprocessorFromConfig, resizeRgb } from "./src/model/preprocess.ts";
-export type { Preprocessor } from "./src/model/preprocess.ts";
+export { preprocessorFromConfig, resizeRgb } from "./src/image/preprocess.ts";
+export type { Preprocessor } from "./src/image/preprocess.ts";
 /** Tokenizers: HF `tokenizer.json` (BPE, WordPiece, Unigram) and Show-Attend-Tell word maps. */
-export { cleanUpTokenization, Tokenizer } from "./src/model/tokenizer.ts";
+export { cleanUpTokenization, Tokenizer } from "./src/text/tokenizer.ts";
 export type {
   DecodeOptions,
   EncodeOptions,
   TokenizerConfig,
   TokenizerKind,
-} from "./src/model/tokenizer.ts";
+} from "./src/text/tokenizer.ts";
 /** Decoding over any {@link DecoderStep}: greedy, sampling, beam, diverse and constrained beam search. */
 export { generate } from "./src/decode/generate.ts";
 export type { DecoderFactory } from "./src/decode/generate.ts";
@@ -122,22 +127,30 @@ export {
 } from "./src/decode/rerank.ts";
 export type { RerankCandidate, Reranker } from "./src/decode/rerank.ts";
 /** Attention pictures: per-word cross-attention (or Show-Attend-Tell α) maps as PNG tiles. */
-export { captionAttention, imageGrid, tokenAttention, tokenWord } from "./src/caption_attention.ts";
+export {
+  captionAttention,
+  imageGrid,
+  tokenAttention,
+  tokenWord,
+} from "./src/captioner/caption_attention.ts";
 export type {
   AttentionOptions,
   CaptionAttention,
   TokenAttention,
-} from "./src/caption_attention.ts";
+} from "./src/captioner/caption_attention.ts";
 export {
   attentionPictureLayout,
   renderAttentionPicture,
   writeAttentionMap,
-} from "./src/attention_picture.ts";
-export type { AttentionPictureLayout, AttentionPictureOptions } from "./src/attention_picture.ts";
+} from "./src/captioner/attention_picture.ts";
+export type {
+  AttentionPictureLayout,
+  AttentionPictureOptions,
+} from "./src/captioner/attention_picture.ts";
 /** A 5×8 bitmap font for printable ASCII, and an 8-bit RGB PNG writer (Paeth-filtered). */
-export { drawText, textWidth } from "./src/bitmap_font.ts";
-export type { RgbCanvas } from "./src/bitmap_font.ts";
-export { encodeRgbPng } from "./src/png_writer.ts";
+export { drawText, textWidth } from "./src/image/bitmap_font.ts";
+export type { RgbCanvas } from "./src/image/bitmap_font.ts";
+export { encodeRgbPng } from "./src/image/png_writer.ts";
 /** COCO caption evaluation as pycocoevalcap: PTB tokenization, BLEU, ROUGE-L, CIDEr-D, harness. */
 export { evaluateCaptions, evaluatePaired, METRIC_FAMILIES } from "./src/eval/coco.ts";
 export type {
@@ -160,7 +173,7 @@ export type {
   PairedCaptions,
   ReferenceTable,
 } from "./src/eval/coco_input.ts";
-export { PTB_PUNCTUATION, ptbTokenize, ptbTokenizeOne } from "./src/eval/ptb_tokenizer.ts";
+export { PTB_PUNCTUATION, ptbTokenize, ptbTokenizeOne } from "./src/eval/ptb/tokenizer.ts";
 export { Bleu } from "./src/eval/bleu.ts";
 export type { BleuResult, BleuStats } from "./src/eval/bleu.ts";
 export { RougeL } from "./src/eval/rouge.ts";
@@ -168,11 +181,11 @@ export type { RougeResult } from "./src/eval/rouge.ts";
 export { CiderD, documentFrequency } from "./src/eval/cider.ts";
 export type { CiderOptions, CiderResult, DocumentFrequency } from "./src/eval/cider.ts";
 /** Model files from a local folder (Deno) or a base URL (anywhere), and what a model string names. */
-export { asModelFiles, localFiles, subFolder, urlFiles } from "./src/model/model_files.ts";
-export type { ModelFiles } from "./src/model/model_files.ts";
-export { openModelFiles } from "./src/model/model_source.ts";
-export { hubResolveUrl } from "./src/model/hub.ts";
-export { openWeightFile } from "./src/model/weights.ts";
+export { asModelFiles, localFiles, subFolder, urlFiles } from "./src/io/model_files.ts";
+export type { ModelFiles } from "./src/io/model_files.ts";
+export { openModelFiles } from "./src/io/model_source.ts";
+export { hubResolveUrl } from "./src/io/hub.ts";
+export { openWeightFile } from "./src/io/weights.ts";
 /** Canvas `ImageData` (RGBA) to RGB as PIL's `convert("RGB")`: alpha dropped. */
-export { rgbFromRgba } from "./src/model/image.ts";
-export type { ImageDataLike } from "./src/model/image.ts";
+export { rgbFromRgba } from "./src/image/decode.ts";
+export type { ImageDataLike } from "./src/image/decode.ts";

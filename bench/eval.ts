@@ -8,7 +8,7 @@
 
 import { Bleu } from "../src/eval/bleu.ts";
 import { CiderD, documentFrequency } from "../src/eval/cider.ts";
-import { ptbTokenize } from "../src/eval/ptb_tokenizer.ts";
+import { ptbTokenize } from "../src/eval/ptb/tokenizer.ts";
 import { RougeL } from "../src/eval/rouge.ts";
 
 const FIXTURE = new URL("../../shared/fixtures/eval/coco-public.json", import.meta.url);

@@ -6,7 +6,7 @@
 import type { Gpu } from "../src/gpu/device.ts";
 import { Recorder } from "../src/gpu/recorder.ts";
 import { type Tensor, uploadTensor } from "../src/gpu/tensor.ts";
-import { f32ToF16 } from "../src/model/params.ts";
+import { f32ToF16 } from "../src/nn/params.ts";
 import { attention } from "../src/shaders/attention.ts";
 import { conv2d } from "../src/shaders/conv2d.ts";
 import { layerNorm } from "../src/shaders/layernorm.ts";

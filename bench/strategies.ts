@@ -3,7 +3,7 @@
  * fixture ViT-GPT2), for a batch of images, encoder included.
  * @module
  */
-import { Captioner, type CaptionOptions } from "../src/captioner.ts";
+import { Captioner, type CaptionOptions } from "../src/captioner/captioner.ts";
 
 /** One row of the strategy benchmark. */
 export interface StrategyRow {

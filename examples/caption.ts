@@ -11,14 +11,14 @@
  * Other: --dtype f32|f16 --batch-size N --offline --max-pixels N --attention-map out.png
  * @module
  */
-import { Captioner, type CaptionOptions, type CaptionResult } from "../src/captioner.ts";
+import { Captioner, type CaptionOptions, type CaptionResult } from "../src/captioner/captioner.ts";
 import { WebcapError } from "../src/errors.ts";
-import { ProgressBar } from "../src/model/progress.ts";
+import { ProgressBar } from "../src/io/progress.ts";
 import {
   captionOptionsFromFlags,
   parseCaptionArgs,
   runSettingsFromFlags,
-} from "../src/cli_options.ts";
+} from "../src/cli/options.ts";
 
 const IMAGE_EXT = /\.(jpe?g|png|webp|bmp|tiff?|gif)$/i;
 
@@ -97,7 +97,7 @@ async function main(): Promise<number> {
     }
     bar?.done();
     if (values["attention-map"]) {
-      const { writeAttentionMap } = await import("../src/attention_picture.ts");
+      const { writeAttentionMap } = await import("../src/captioner/attention_picture.ts");
       await writeAttentionMap(captioner, files[0], options, values["attention-map"], {}, first);
     }
     return failed ? 1 : 0;

@@ -32,7 +32,7 @@ import {
   parseResults,
   readJsonFile,
 } from "../src/eval/coco_input.ts";
-import { MeteorScorer } from "../src/eval/meteor.ts";
+import { MeteorScorer } from "../src/eval/meteor/meteor.ts";
 import { WebcapError } from "../src/errors.ts";
 
 const USAGE =

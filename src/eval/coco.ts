@@ -15,10 +15,10 @@ import {
   toCandidateTable,
   toReferenceTable,
 } from "./coco_input.ts";
-import { type MeteorOptions, MeteorScorer } from "./meteor.ts";
-import { ptbTokenize } from "./ptb_tokenizer.ts";
+import { type MeteorOptions, MeteorScorer } from "./meteor/meteor.ts";
+import { ptbTokenize } from "./ptb/tokenizer.ts";
 import { RougeL } from "./rouge.ts";
-import { type SpiceOptions, SpiceScorer } from "./spice.ts";
+import { type SpiceOptions, SpiceScorer } from "./spice/spice.ts";
 import { WebcapError } from "../errors.ts";
 
 /** Metric families, in the order pycocoevalcap runs them. */

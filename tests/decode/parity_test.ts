@@ -11,7 +11,7 @@ import assert from "node:assert/strict";
 import { cpuDecoderFactory } from "../../src/decode/cpu_decoder.ts";
 import { generate } from "../../src/decode/generate.ts";
 import { optionsFromHF } from "../../src/decode/hf_kwargs.ts";
-import { openSafetensors } from "../../src/model/safetensors.ts";
+import { openSafetensors } from "../../src/io/safetensors.ts";
 import { HF_FIXTURES, hfFixture, replayModel } from "./helpers.ts";
 
 interface Case {

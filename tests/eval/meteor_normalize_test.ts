@@ -4,7 +4,7 @@ import {
   javaTrim,
   meteorNormalize,
   parseNonbreakingPrefixes,
-} from "../../src/eval/meteor_normalize.ts";
+} from "../../src/eval/meteor/normalize.ts";
 
 /** Inputs and Meteor `-norm` outputs for the rules of fixtures NOTES §8.4. */
 const CASES: [string, string][] = [

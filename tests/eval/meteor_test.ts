@@ -4,9 +4,9 @@ import {
   meteorScoreOfStats,
   MeteorScorer,
   sumStats,
-} from "../../src/eval/meteor.ts";
-import type { MeteorStats } from "../../src/eval/meteor.ts";
-import { ParaphraseTable } from "../../src/eval/meteor_paraphrase.ts";
+} from "../../src/eval/meteor/meteor.ts";
+import type { MeteorStats } from "../../src/eval/meteor/meteor.ts";
+import { ParaphraseTable } from "../../src/eval/meteor/paraphrase.ts";
 import { WebcapError } from "../../src/errors.ts";
 
 const FIX = new URL("../../../shared/fixtures/eval/", import.meta.url);

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { LongestMatcher, MacroTable } from "../../src/eval/ptb_regex.ts";
+import { LongestMatcher, MacroTable } from "../../src/eval/ptb/regex.ts";
 
 const CLASSES = { letter: (c: number) => /\p{L}/u.test(String.fromCharCode(c)) };
 

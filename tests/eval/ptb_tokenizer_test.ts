@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
-import { PTB_PUNCTUATION, ptbTokenize, ptbTokenizeOne } from "../../src/eval/ptb_tokenizer.ts";
-import { ptbLex } from "../../src/eval/ptb_lexer.ts";
+import { PTB_PUNCTUATION, ptbTokenize, ptbTokenizeOne } from "../../src/eval/ptb/tokenizer.ts";
+import { ptbLex } from "../../src/eval/ptb/lexer.ts";
 import { type FixtureItem, loadCoco, loadEdge } from "./eval_fixtures.ts";
 
 /** Tokenize as pycocoevalcap does: all references in one call, all candidates in another. */

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { snowballEnglishStem } from "../../src/eval/snowball_english.ts";
+import { snowballEnglishStem } from "../../src/eval/meteor/snowball_english.ts";
 
 /** Words and stems grouped by the rule of the published algorithm that decides them. */
 const CASES: Record<string, [string, string][]> = {

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
-import { analyse, lemmatize } from "../../src/eval/pos_lexicon.ts";
-import { parseSceneGraph, type SceneGraph } from "../../src/eval/scene_graph.ts";
-import { SpiceScorer } from "../../src/eval/spice.ts";
+import { analyse, lemmatize } from "../../src/eval/spice/pos_lexicon.ts";
+import { parseSceneGraph, type SceneGraph } from "../../src/eval/spice/scene_graph.ts";
+import { SpiceScorer } from "../../src/eval/spice/spice.ts";
 import { loadWordNet } from "../../src/eval/wordnet.ts";
 import { WebcapError } from "../../src/errors.ts";
 

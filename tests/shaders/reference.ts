@@ -43,5 +43,5 @@ export function actRef(act: Activation, x: number): number {
   }
 }
 
-export { f32ToF16 as f32ToF16Bits } from "../../src/model/params.ts";
-export { f16ToF32 as f16BitsToF32 } from "../../src/model/dtype.ts";
+export { f32ToF16 as f32ToF16Bits } from "../../src/nn/params.ts";
+export { f16ToF32 as f16BitsToF32 } from "../../src/io/dtype.ts";

@@ -1,0 +1,42 @@
+/**
+ * Cross-attention maps of transformer decoders: probabilities `[rows, H, S, L]` per layer
+ * averaged over heads into one tensor `[layers, rows, S, L]`.
+ * @module
+ */
+import type { Recorder } from "../gpu/recorder.ts";
+import type { DecodeState } from "./caption_model.ts";
+import type { Gpt2State } from "../nn/gpt2.ts";
+import { emptyTensor, type Tensor } from "../gpu/tensor.ts";
+import { meanAxis1 } from "../shaders/reduce.ts";
+
+/** Mean over heads of each layer's `[rows, H, S, L]` probabilities → `[layers, rows, S, L]`. */
+export function meanOverHeads(rec: Recorder, probs: Tensor[]): Tensor {
+  const [rows, H, S, L] = probs[0].shape;
+  const out = emptyTensor(rec.gpu, [probs.length, rows, S, L]);
+  probs.forEach((p, i) => meanAxis1(rec, p, rows, H, S * L, out, i * rows * S * L));
+  return out;
+}
+
+/**
+ * Run a decoder forward over `cache`; when `attention` is asked, give it one probability tensor
+ * `[rows, heads, S, encSeq]` per layer and keep their mean over heads in `st.attention`.
+ */
+export function forwardWithAttention(
+  rec: Recorder,
+  st: DecodeState,
+  cache: Gpt2State,
+  shape: { layers: number; heads: number; perRow: number },
+  attention: boolean | undefined,
+  forward: (probs?: Tensor[]) => Tensor,
+): Tensor {
+  if (!attention) return forward();
+  const probs = Array.from(
+    { length: shape.layers },
+    () => emptyTensor(rec.gpu, [cache.rows, shape.heads, shape.perRow, cache.encSeq]),
+  );
+  const logits = forward(probs);
+  if (st.attention) rec.releaseAfterSubmit(st.attention); // work recorded before may still read it
+  st.attention = meanOverHeads(rec, probs);
+  rec.releaseAfterSubmit(...probs);
+  return logits;
+}

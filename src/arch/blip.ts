@@ -1,0 +1,196 @@
+/**
+ * HF `BlipForConditionalGeneration` (the `Salesforce/blip-image-captioning-*` architecture):
+ * BLIP's ViT (`vision_model.*`, fused qkv, post-LayerNorm) whose last hidden state feeds the
+ * cross-attention of a BERT-style text decoder (`text_decoder.*`).
+ *
+ * Token ids follow BLIP's `generate`: decoding starts from `text_config.bos_token_id` ([DEC])
+ * and stops at `text_config.sep_token_id` ([SEP]), padding with `pad_token_id`. With a text
+ * prompt, HF replaces the prompt's first id by [DEC] and drops its last id (the processor's
+ * trailing [SEP]); callers feeding a prompt through {@link Blip.step} do that themselves.
+ * @module
+ */
+import { WebcapError } from "../errors.ts";
+import type { Recorder } from "../gpu/recorder.ts";
+import type { Tensor } from "../gpu/tensor.ts";
+import { forwardWithAttention } from "./attention_maps.ts";
+import {
+  bertBeginDecode,
+  bertDecoderConfig,
+  type BertDecoderWeights,
+  bertForward,
+  loadBertDecoder,
+} from "../nn/bert_decoder.ts";
+import type {
+  CaptionModel,
+  DecoderConfig,
+  DecodeState,
+  EncoderState,
+  StepOptions,
+} from "./caption_model.ts";
+import { gpt2Reorder } from "../nn/gpt2.ts";
+import { type CacheDecodeState, cacheDecodeState } from "./caption_model.ts";
+import type { ParamLoader } from "../nn/params.ts";
+import { loadVit, vitConfig, vitEncode, type VitNames, type VitWeights } from "../nn/vit.ts";
+
+type Json = Record<string, unknown>;
+
+/** `BlipVisionConfig` defaults (transformers), for keys a checkpoint's config leaves out. */
+const VISION_DEFAULTS = {
+  hidden_size: 768,
+  intermediate_size: 3072,
+  num_hidden_layers: 12,
+  num_attention_heads: 12,
+  image_size: 384,
+  patch_size: 16,
+  hidden_act: "gelu",
+  layer_norm_eps: 1e-5,
+};
+
+/** `BlipTextConfig` defaults (transformers), for keys a checkpoint's config leaves out. */
+const TEXT_DEFAULTS = {
+  vocab_size: 30524,
+  hidden_size: 768,
+  encoder_hidden_size: 768,
+  intermediate_size: 3072,
+  num_hidden_layers: 12,
+  num_attention_heads: 8,
+  max_position_embeddings: 512,
+  hidden_act: "gelu",
+  layer_norm_eps: 1e-12,
+  bos_token_id: 30522,
+  pad_token_id: 0,
+  sep_token_id: 102,
+};
+
+/** Tensor names of BLIP's vision tower (`BlipVisionModel`) under `prefix`. */
+export function blipVitNames(prefix: string): VitNames {
+  return {
+    embeddings: {
+      patch: `${prefix}embeddings.patch_embedding.weight`,
+      patchBias: `${prefix}embeddings.patch_embedding.bias`,
+      cls: `${prefix}embeddings.class_embedding`,
+      pos: `${prefix}embeddings.position_embedding`,
+    },
+    layer: (i) => `${prefix}encoder.layers.${i}.`,
+    ln1: "layer_norm1",
+    qkv: "self_attn.qkv",
+    attnOut: "self_attn.projection",
+    ln2: "layer_norm2",
+    fc1: "mlp.fc1",
+    fc2: "mlp.fc2",
+    finalNorm: `${prefix}post_layernorm`,
+  };
+}
+
+/** BLIP's decoding ids from `text_config` (as its `generate` passes them). */
+function blipIds(text: Json, where: string): Omit<DecoderConfig, "vocabSize" | "maxPositions"> {
+  const id = (k: keyof typeof TEXT_DEFAULTS): number => {
+    const v = text[k] ?? TEXT_DEFAULTS[k];
+    if (typeof v !== "number" || !Number.isInteger(v) || v < 0) {
+      throw new WebcapError(
+        "BAD_CONFIG",
+        `${where}: text_config.${k} must be a token id, got ${JSON.stringify(v)}`,
+      );
+    }
+    return v;
+  };
+  return {
+    decoderStartTokenId: id("bos_token_id"),
+    eosTokenId: id("sep_token_id"),
+    padTokenId: id("pad_token_id"),
+  };
+}
+
+function section(config: Json, key: string, where: string): Json {
+  const v = config[key] ?? {};
+  if (typeof v !== "object" || v === null || Array.isArray(v)) {
+    throw new WebcapError("BAD_CONFIG", `${where}: "${key}" must be an object`);
+  }
+  return v as Json;
+}
+
+/** BLIP ViT → BERT decoder captioner. */
+export class Blip implements CaptionModel {
+  /** The HF class name this model implements. */
+  readonly architecture = "BlipForConditionalGeneration";
+  private constructor(
+    readonly decoder: DecoderConfig,
+    readonly vit: VitWeights,
+    readonly text: BertDecoderWeights,
+    readonly params: ParamLoader,
+  ) {}
+
+  /** Load from a parsed `config.json` (with `vision_config` and `text_config`) and a weight loader. */
+  static async load(p: ParamLoader, config: Json, where: string): Promise<Blip> {
+    const vision = section(config, "vision_config", where);
+    const text = section(config, "text_config", where);
+    const vc = vitConfig({ ...VISION_DEFAULTS, ...vision }, `${where} vision_config`);
+    const tc = bertDecoderConfig(text, `${where} text_config`, TEXT_DEFAULTS);
+    if (text.is_decoder === false) {
+      throw new WebcapError(
+        "BAD_CONFIG",
+        `${where}: text_config.is_decoder is false, so the text model has no cross-attention; a captioner needs it true`,
+      );
+    }
+    if (tc.encoder_hidden_size !== vc.hidden_size) {
+      throw new WebcapError(
+        "BAD_CONFIG",
+        `${where}: text_config.encoder_hidden_size ${tc.encoder_hidden_size} differs from vision_config.hidden_size ${vc.hidden_size}`,
+      );
+    }
+    const ids = blipIds(text, where);
+    const vit = await loadVit(p, vc, blipVitNames("vision_model."), where);
+    const dec = await loadBertDecoder(p, tc, "text_decoder.", where);
+    return new Blip(
+      { ...ids, vocabSize: tc.vocab_size, maxPositions: tc.max_position_embeddings },
+      vit,
+      dec,
+      p,
+    );
+  }
+
+  encode(rec: Recorder, pixels: Tensor): EncoderState {
+    const hidden = vitEncode(rec, this.vit, pixels); // [N, 1 + P, h]
+    return { images: hidden.shape[0], hidden, dispose: () => hidden.release() };
+  }
+
+  beginDecode(
+    rec: Recorder,
+    enc: EncoderState,
+    rowImage: Int32Array,
+    maxLength: number,
+  ): DecodeState {
+    return cacheDecodeState(bertBeginDecode(rec, this.text, enc.hidden, rowImage, maxLength));
+  }
+
+  step(
+    rec: Recorder,
+    st: DecodeState,
+    tokens: Tensor,
+    perRow: number,
+    opts: StepOptions = {},
+  ): Tensor {
+    const s = (st as CacheDecodeState).cache;
+    const shape = {
+      layers: this.text.layers.length,
+      heads: this.text.config.num_attention_heads,
+      perRow,
+    };
+    return forwardWithAttention(
+      rec,
+      st,
+      s,
+      shape,
+      opts.attention,
+      (probs) => bertForward(rec, this.text, s, tokens, perRow, probs),
+    );
+  }
+
+  reorder(rec: Recorder, st: DecodeState, parents: Int32Array): void {
+    gpt2Reorder(rec, (st as CacheDecodeState).cache, parents);
+  }
+
+  dispose(): void {
+    this.params.dispose();
+  }
+}

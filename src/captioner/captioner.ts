@@ -1,0 +1,256 @@
+/**
+ * The high-level API: `Captioner.fromPretrained(idOrDirOrUrl)` loads a model folder, a folder at a
+ * URL, or a hub repo (downloaded into the cache in Deno, fetched directly in a browser), its image
+ * processor and tokenizer; `caption(images, options)` runs the encoder
+ * once per batch and any decoding strategy on the GPU-resident decoder step.
+ * @module
+ */
+import { WebcapError } from "../errors.ts";
+import { getGpu, type Gpu } from "../gpu/device.ts";
+import { Recorder } from "../gpu/recorder.ts";
+import { uploadTensor } from "../gpu/tensor.ts";
+import type { CaptionModel, EncoderState } from "../arch/caption_model.ts";
+import { generateOnGpu } from "./gpu_decoder.ts";
+import type { ResolveModelOptions } from "../io/hub.ts";
+import {
+  decodeImage,
+  type ImageDataLike,
+  loadImage,
+  rgbFromRgba,
+  type RgbImage,
+} from "../image/decode.ts";
+import { openModelFiles } from "../io/model_source.ts";
+import { loadCaptionModel, loadPreprocessor, loadTokenizer } from "../arch/load.ts";
+import type { Preprocessor } from "../image/preprocess.ts";
+import type { Tokenizer } from "../text/tokenizer.ts";
+import { checkVocabulary, type GenerateOptions, resolveOptions } from "../decode/options.ts";
+import type { GeneratedSequence } from "../decode/search.ts";
+import { rerank, type Reranker } from "../decode/rerank.ts";
+
+/**
+ * An image: a file path (Deno), encoded bytes (JPEG/PNG/WebP/…), decoded RGB pixels, or RGBA
+ * pixels as a canvas's `ImageData` (alpha dropped, as PIL's `convert("RGB")`).
+ */
+export type ImageInput = string | Uint8Array | RgbImage | ImageDataLike;
+
+/** Options of {@link Captioner.fromPretrained}. */
+export interface CaptionerOptions extends ResolveModelOptions {
+  /** Matrix storage on the GPU: "f32" (default, reference parity) or "f16" (needs shader-f16). */
+  dtype?: "f32" | "f16";
+  /** Largest accepted image in pixels (default 100e6). */
+  maxPixels?: number;
+  /** GPU to use (default: the process-wide one). */
+  gpu?: Gpu;
+}
+
+/** Decoding options of {@link Captioner.caption}: transformers' `generate` names plus a text prompt. */
+export interface CaptionOptions
+  extends Omit<GenerateOptions, "promptIds" | "eosTokenId" | "padTokenId"> {
+  /** Text every caption starts from (BLIP-style conditional captioning). */
+  prompt?: string;
+  /**
+   * Reorder each image's captions by search score + weight · reranker score (controllable
+   * captions from an n-best list, e.g. sentiment); `score` stays the search's score.
+   */
+  rerank?: { reranker: Reranker; weight?: number };
+}
+
+/** One caption of an image. */
+export interface Caption {
+  /** Decoded text (the prompt included), special tokens skipped. */
+  text: string;
+  /** Sequence score (sum of `logprobs`, length-penalised for beam methods). */
+  score: number;
+  /** Generated token ids (without the prompt). */
+  tokens: number[];
+  /** Per-token log-probabilities used by the search. */
+  logprobs: number[];
+}
+
+/** The result for one input image: captions, or the error that kept it from being captioned. */
+export interface CaptionResult {
+  /** The file path, or `image[i]` for bytes and pixels. */
+  source: string;
+  /** Captions, best first (empty when `error` is set). */
+  captions: Caption[];
+  /** Why the image could not be captioned (e.g. it failed to load); absent on success. */
+  error?: WebcapError;
+}
+
+/** Encoder states of a batch, reusable by many decodings (a feature cache). */
+export interface EncodedImages {
+  /** One entry per input: its source and, for images that failed to load, the error. */
+  readonly inputs: { source: string; error?: WebcapError }[];
+  /** Index of each input among the encoded images (-1 when it failed). */
+  readonly slot: number[];
+  /** Encoder states of the images that loaded; `undefined` when none did. */
+  readonly state: EncoderState | undefined;
+  /** Release the encoder states' GPU memory. */
+  dispose(): void;
+}
+
+function sourceOf(img: ImageInput, i: number): string {
+  return typeof img === "string" ? img : `image[${i}]`;
+}
+
+/** An image captioner: model + image processor + tokenizer. */
+export class Captioner {
+  private constructor(
+    readonly gpu: Gpu,
+    /** The model's folder or base URL. */
+    readonly dir: string,
+    readonly model: CaptionModel,
+    readonly preprocessor: Preprocessor,
+    readonly tokenizer: Tokenizer,
+    readonly maxPixels: number,
+  ) {}
+
+  /**
+   * Load a model: an `http(s)://` base URL of a model folder (fetched, not cached), a local
+   * folder or a hub id `org/name` (Deno: downloaded into the HF cache). In a browser a hub id is
+   * fetched from `{endpoint}/{id}/resolve/{revision}/` without a disk cache, and `/`, `./`,
+   * `../` paths are URLs relative to the page (see {@link openModelFiles}).
+   */
+  static async fromPretrained(
+    idOrDirOrUrl: string,
+    opts: CaptionerOptions = {},
+  ): Promise<Captioner> {
+    const files = await openModelFiles(idOrDirOrUrl, opts);
+    const gpu = opts.gpu ?? await getGpu();
+    const prep = await loadPreprocessor(files);
+    const tokenizer = await loadTokenizer(files);
+    const model = await loadCaptionModel(gpu, files, { dtype: opts.dtype });
+    return new Captioner(gpu, files.source, model, prep, tokenizer, opts.maxPixels ?? 100e6);
+  }
+
+  async #decode(img: ImageInput, i: number): Promise<RgbImage> {
+    if (typeof img === "string") return await loadImage(img, { maxPixels: this.maxPixels });
+    if (img instanceof Uint8Array) {
+      return decodeImage(img, sourceOf(img, i), { maxPixels: this.maxPixels });
+    }
+    if (img?.data instanceof Uint8ClampedArray) {
+      return rgbFromRgba(img as ImageDataLike, sourceOf(img, i));
+    }
+    if (
+      !img || !(img.data instanceof Uint8Array) || img.data.length !== img.width * img.height * 3 ||
+      img.width < 1 || img.height < 1
+    ) {
+      throw new WebcapError(
+        "BAD_IMAGE",
+        `${
+          sourceOf(img, i)
+        }: RGB pixels must be {width, height, data: Uint8Array[width·height·3]} with width, height ≥ 1`,
+      );
+    }
+    return img as RgbImage;
+  }
+
+  /** Decode, preprocess and encode images; images that fail are reported, not fatal. */
+  async encode(images: ImageInput[]): Promise<EncodedImages> {
+    const inputs: EncodedImages["inputs"] = [];
+    const slot: number[] = [];
+    const pixels: Float32Array[] = [];
+    for (const [i, img] of images.entries()) {
+      const source = sourceOf(img, i);
+      try {
+        pixels.push(this.preprocessor.apply(await this.#decode(img, i)));
+        slot.push(pixels.length - 1);
+        inputs.push({ source });
+      } catch (e) {
+        if (!(e instanceof WebcapError)) throw e;
+        slot.push(-1);
+        inputs.push({ source, error: e });
+      }
+    }
+    let state: EncoderState | undefined;
+    if (pixels.length) {
+      const { height: H, width: W } = this.preprocessor;
+      const batch = new Float32Array(pixels.length * 3 * H * W);
+      pixels.forEach((p, i) => batch.set(p, i * p.length));
+      const rec = new Recorder(this.gpu);
+      const t = uploadTensor(this.gpu, batch, [pixels.length, 3, H, W], "f32", "pixel_values");
+      rec.releaseAfterSubmit(t);
+      try {
+        state = this.model.encode(rec, t);
+      } finally {
+        await rec.submit(); // after a failed recording too, so the pixels and temporaries are freed
+      }
+    }
+    return { inputs, slot, state, dispose: () => state?.dispose() };
+  }
+
+  /** Token ids fed before generation: the decoder start token, then the prompt's tokens. */
+  promptIds(prompt: string | undefined): number[] {
+    const start = this.model.decoder.decoderStartTokenId;
+    if (!prompt) return [start];
+    return [start, ...this.tokenizer.encode(prompt, { addSpecialTokens: false })];
+  }
+
+  /** Caption images (paths, bytes or pixels), or reuse {@link encode}'s states. */
+  async caption(
+    images: ImageInput | ImageInput[] | EncodedImages,
+    options: CaptionOptions = {},
+  ): Promise<CaptionResult[]> {
+    const gen = this.#generateOptions(options); // refuse bad options before any GPU work
+    const encoded = isEncoded(images)
+      ? images
+      : await this.encode(Array.isArray(images) ? images : [images]);
+    try {
+      return await this.#captionEncoded(encoded, options, gen);
+    } finally {
+      if (encoded !== images) encoded.dispose();
+    }
+  }
+
+  /** The generate options of a caption call, validated against the model's vocabulary. */
+  #generateOptions(options: CaptionOptions): GenerateOptions {
+    const { prompt: _prompt, rerank: _rerank, ...rest } = options;
+    const d = this.model.decoder;
+    const gen: GenerateOptions = { ...rest, eosTokenId: d.eosTokenId, padTokenId: d.padTokenId };
+    checkVocabulary(resolveOptions(gen), d.vocabSize);
+    return gen;
+  }
+
+  async #captionEncoded(
+    enc: EncodedImages,
+    options: CaptionOptions,
+    gen: GenerateOptions,
+  ): Promise<CaptionResult[]> {
+    const prompt_ = this.promptIds(options.prompt);
+    let sequences: GeneratedSequence[][] = [];
+    if (enc.state) sequences = await this.generate(enc.state, prompt_, gen);
+    return enc.inputs.map((input, i) => {
+      let captions: Caption[] = enc.slot[i] < 0 ? [] : sequences[enc.slot[i]].map((s) => ({
+        text: this.tokenizer.decode([...prompt_.slice(1), ...s.tokens], { skipSpecialTokens: true })
+          .trim(),
+        score: s.score,
+        tokens: s.tokens,
+        logprobs: s.logprobs,
+      }));
+      if (options.rerank) {
+        captions = rerank(captions, options.rerank.reranker, options.rerank.weight)
+          .map(({ text, score, tokens, logprobs }) => ({ text, score, tokens, logprobs }));
+      }
+      return { source: input.source, error: input.error, captions };
+    });
+  }
+
+  /** Run a decoding strategy over encoded images with explicit prompt ids (all images share them). */
+  generate(
+    enc: EncoderState,
+    promptIds: number[],
+    options: GenerateOptions,
+  ): Promise<GeneratedSequence[][]> {
+    const prompts = Array.from({ length: enc.images }, () => promptIds.slice());
+    return generateOnGpu(this.gpu, this.model, enc, prompts, options);
+  }
+
+  /** Free the model's GPU memory. */
+  dispose(): void {
+    this.model.dispose();
+  }
+}
+
+function isEncoded(x: unknown): x is EncodedImages {
+  return typeof x === "object" && x !== null && "slot" in x && "inputs" in x;
+}

@@ -1,0 +1,362 @@
+/**
+ * Parity against a fixture directory in the layout of `shared/fixtures/hf/<model>/`: a model
+ * folder with `reference.safetensors` (inputs and transformers' outputs) and `generate.json`
+ * (generate() cases). Compares every reference tensor by relative L2 error and runs every case.
+ * Recognises the four layouts: VisionEncoderDecoderModel, BlipForConditionalGeneration,
+ * ClipCap (`clipcap-config.json`) and Show-Attend-Tell.
+ * @module
+ */
+import { WebcapError } from "../errors.ts";
+import type { Gpu } from "../gpu/device.ts";
+import { Recorder } from "../gpu/recorder.ts";
+import { type Tensor, uploadTensor } from "../gpu/tensor.ts";
+import type { CaptionModel, EncoderState } from "../arch/caption_model.ts";
+import type { ClipCapEncoderState } from "../arch/clipcap.ts";
+import { generateOnGpu } from "./gpu_decoder.ts";
+import { loadCaptionModel, readJson } from "../arch/load.ts";
+import { openSafetensors } from "../io/safetensors.ts";
+import type { WeightStore } from "../io/weights.ts";
+import { optionsFromHF } from "../decode/hf_kwargs.ts";
+import type { GenerateOptions } from "../decode/options.ts";
+import type { GeneratedSequence } from "../decode/search.ts";
+
+/** One compared tensor. */
+export interface TensorCheck {
+  /** Name of the reference tensor in `reference.safetensors` (e.g. `logits`). */
+  name: string;
+  /** Relative L2 error of ours against the reference, `||ours - ref|| / ||ref||`. */
+  relL2: number;
+  /** Whether `relL2` is within the run's tolerance. */
+  pass: boolean;
+}
+
+/** One generate case. */
+export interface CaseCheck {
+  /** Name of the case in `generate.json`. */
+  name: string;
+  /** "pass"/"fail" against the reference; "no-reference" where the fixture records none (property checks only). */
+  status: "pass" | "fail" | "no-reference";
+  /** What was compared, or the first mismatch. */
+  detail: string;
+}
+
+/** Everything a parity run measured. */
+export interface ParityReport {
+  /** The fixture model folder. */
+  dir: string;
+  /** The loaded model's {@link CaptionModel.architecture}. */
+  architecture: string;
+  /** Weight dtype the model ran in. */
+  dtype: "f32" | "f16";
+  /** Every compared reference tensor. */
+  tensors: TensorCheck[];
+  /** Every generate case. */
+  cases: CaseCheck[];
+}
+
+/** ||a - b|| / ||b|| in float64. */
+export function relL2(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  if (a.length !== b.length) return Infinity;
+  let num = 0, den = 0;
+  for (let i = 0; i < b.length; i++) {
+    num += (a[i] - b[i]) ** 2;
+    den += b[i] ** 2;
+  }
+  return Math.sqrt(num) / Math.max(Math.sqrt(den), 1e-30);
+}
+
+interface Fixture {
+  gpu: Gpu;
+  model: CaptionModel;
+  ref: WeightStore;
+  tolerance: number;
+  tensors: TensorCheck[];
+}
+
+async function readTensors(gpu: Gpu, record: (rec: Recorder) => Tensor[]): Promise<Float32Array[]> {
+  const rec = new Recorder(gpu);
+  const outs = record(rec);
+  const reads = outs.map((t) => rec.readTensor(t));
+  await rec.submit();
+  return (await Promise.all(reads)) as Float32Array[];
+}
+
+function check(f: Fixture, name: string, got: Float32Array, ref: Float32Array): void {
+  const e = relL2(got, ref);
+  f.tensors.push({ name, relL2: e, pass: e <= f.tolerance });
+}
+
+/** Upload the reference pixels and encode them (one pass). */
+async function encodeReference(f: Fixture, name: string): Promise<EncoderState> {
+  const pixels = uploadTensor(
+    f.gpu,
+    await f.ref.readF32(name),
+    f.ref.info(name).shape,
+    "f32",
+    name,
+  );
+  const rec = new Recorder(f.gpu);
+  const enc = f.model.encode(rec, pixels);
+  rec.releaseAfterSubmit(pixels);
+  await rec.submit();
+  return enc;
+}
+
+/** Teacher-forced logits (and optionally attention) of `ids [N, T]` over all rows at once. */
+async function teacherForced(
+  f: Fixture,
+  enc: EncoderState,
+  ids: number[][],
+  attention = false,
+): Promise<{ logits: Float32Array; attention?: Float32Array }> {
+  const N = ids.length, T = ids[0].length;
+  const rec = new Recorder(f.gpu);
+  const st = f.model.beginDecode(rec, enc, Int32Array.from({ length: N }, (_, i) => i), T);
+  const tokens = uploadTensor(f.gpu, Int32Array.from(ids.flat()), [N * T], "i32", "tokens");
+  const logits = f.model.step(rec, st, tokens, T, { attention });
+  const pl = rec.readTensor(logits);
+  const pa = attention && st.attention ? rec.readTensor(st.attention) : undefined;
+  rec.releaseAfterSubmit(tokens, logits);
+  await rec.submit();
+  const out = {
+    logits: (await pl) as Float32Array,
+    attention: pa ? (await pa) as Float32Array : undefined,
+  };
+  st.dispose();
+  return out;
+}
+
+async function idsOf(ref: WeightStore, name: string): Promise<number[][]> {
+  const flat = Array.from(await ref.readF32(name), Math.round);
+  const [N, T] = ref.info(name).shape;
+  return Array.from({ length: N }, (_, i) => flat.slice(i * T, (i + 1) * T));
+}
+
+/** Generated part of a reference row: after the prompt, cut after the first eos (padding follows). */
+function generatedPart(seq: number[], promptLen: number, eos: number): number[] {
+  const gen = seq.slice(promptLen);
+  const end = gen.indexOf(eos);
+  return end < 0 ? gen : gen.slice(0, end + 1);
+}
+
+function sameTokens(
+  got: GeneratedSequence[][],
+  want: number[][],
+  perImage: number,
+): string | undefined {
+  for (let i = 0; i < got.length; i++) {
+    for (let j = 0; j < perImage; j++) {
+      const g = got[i][j]?.tokens ?? [], w = want[i * perImage + j];
+      if (g.join() !== w.join()) return `image ${i} sequence ${j}: got [${g}] want [${w}]`;
+    }
+  }
+  return undefined;
+}
+
+type Case = Record<string, unknown> & {
+  kwargs?: Record<string, unknown>;
+  sequences?: number[][];
+  sequences_scores?: number[];
+  error?: string;
+};
+
+/** Properties that must hold where no reference sequences exist. */
+function propertyCheck(
+  kwargs: Record<string, unknown>,
+  out: GeneratedSequence[][],
+): string | undefined {
+  const force = kwargs.force_words_ids as number[][] | undefined;
+  for (const [i, seqs] of out.entries()) {
+    for (const s of seqs) {
+      for (const word of force ?? []) {
+        const hit = s.tokens.some((_, k) => word.every((t, m) => s.tokens[k + m] === t));
+        if (!hit) return `image ${i}: forced word [${word}] missing from [${s.tokens}]`;
+      }
+    }
+    const groups = Number(kwargs.num_beam_groups ?? 1);
+    if (
+      groups > 1 && new Set(seqs.map((s) => s.tokens.join())).size < Math.min(groups, seqs.length)
+    ) {
+      return `image ${i}: diverse groups returned identical sequences`;
+    }
+  }
+  return undefined;
+}
+
+async function runTransformerCases(
+  f: Fixture,
+  enc: EncoderState,
+  cases: Record<string, Case>,
+): Promise<CaseCheck[]> {
+  const d = f.model.decoder;
+  const out: CaseCheck[] = [];
+  for (const [name, c] of Object.entries(cases)) {
+    if (c.prompt) { // BLIP conditional captioning: the reference drops the processor's trailing [SEP]
+      const prompts = (c.prompt as number[][]).map((p) => p.slice(0, -1));
+      const want = c.sequences!.map((s) => generatedPart(s, prompts[0].length, d.eosTokenId));
+      const maxNewTokens = c.sequences![0].length - prompts[0].length;
+      const got = await generateOnGpu(f.gpu, f.model, enc, prompts, {
+        maxNewTokens,
+        eosTokenId: d.eosTokenId,
+        padTokenId: d.padTokenId,
+      });
+      const bad = sameTokens(got, want, 1);
+      out.push({
+        name,
+        status: bad ? "fail" : "pass",
+        detail: bad ?? `prompt [${prompts[0]}], ${want.length} sequences identical`,
+      });
+      continue;
+    }
+    const kwargs = c.kwargs ?? {};
+    const opts: GenerateOptions = {
+      ...optionsFromHF(kwargs),
+      eosTokenId: d.eosTokenId,
+      padTokenId: d.padTokenId,
+    };
+    const prompts = Array.from({ length: enc.images }, () => [d.decoderStartTokenId]);
+    let got: GeneratedSequence[][];
+    try {
+      got = await generateOnGpu(f.gpu, f.model, enc, prompts, opts);
+    } catch (e) {
+      out.push({ name, status: "fail", detail: `${(e as Error).message}` });
+      continue;
+    }
+    if (!c.sequences) {
+      const bad = propertyCheck(kwargs, got);
+      out.push({
+        name,
+        status: bad ? "fail" : "no-reference",
+        detail: bad ??
+          `fixture has no reference (${String(c.error ?? "").slice(0, 80)}…); properties hold`,
+      });
+      continue;
+    }
+    const perImage = Number(kwargs.num_return_sequences ?? 1);
+    const want = c.sequences.map((s) => generatedPart(s, 1, d.eosTokenId));
+    const bad = sameTokens(got, want, perImage);
+    let detail = bad ?? `${want.length} sequences identical`;
+    if (!bad && c.sequences_scores) {
+      const scores = got.flatMap((g) => g.slice(0, perImage).map((s) => s.score));
+      const worst = Math.max(...scores.map((s, k) => Math.abs(s - c.sequences_scores![k])));
+      detail += `; sequences_scores max |Δ| ${worst.toExponential(2)}`;
+    }
+    out.push({ name, status: bad ? "fail" : "pass", detail });
+  }
+  return out;
+}
+
+/** Greedy tokens of a ClipCap / Show-Attend-Tell case (`tokens`, `max_new_tokens`). */
+async function runGreedyTokens(f: Fixture, enc: EncoderState, c: Case): Promise<CaseCheck> {
+  const d = f.model.decoder;
+  const want = c.tokens as number[][];
+  const got = await generateOnGpu(
+    f.gpu,
+    f.model,
+    enc,
+    Array.from({ length: enc.images }, () => [d.decoderStartTokenId]),
+    {
+      maxNewTokens: Number(c.max_new_tokens),
+      eosTokenId: d.eosTokenId,
+      padTokenId: d.padTokenId,
+    },
+  );
+  const bad = sameTokens(got, want.map((w) => generatedPart(w, 0, d.eosTokenId)), 1);
+  return {
+    name: "greedy",
+    status: bad ? "fail" : "pass",
+    detail: bad ?? `${want.length} sequences identical`,
+  };
+}
+
+async function parityOf(
+  f: Fixture,
+  dir: string,
+  cases: Record<string, Case>,
+): Promise<CaseCheck[]> {
+  const arch = f.model.architecture;
+  if (arch === "VisionEncoderDecoderModel" || arch === "BlipForConditionalGeneration") {
+    const enc = await encodeReference(f, "pixel_values");
+    try {
+      const hiddenName = f.ref.has("encoder_last_hidden_state")
+        ? "encoder_last_hidden_state"
+        : "vision_last_hidden_state";
+      const [hidden] = await readTensors(f.gpu, () => [enc.hidden]);
+      check(f, hiddenName, hidden, await f.ref.readF32(hiddenName));
+      const ids = await idsOf(
+        f.ref,
+        f.ref.has("decoder_input_ids") ? "decoder_input_ids" : "input_ids",
+      );
+      check(f, "logits", (await teacherForced(f, enc, ids)).logits, await f.ref.readF32("logits"));
+      return await runTransformerCases(f, enc, cases);
+    } finally {
+      enc.dispose();
+    }
+  }
+  if (arch === "ClipCap") {
+    const enc = await encodeReference(f, "pixel_values") as ClipCapEncoderState;
+    try {
+      const [img, prefix] = await readTensors(f.gpu, () => [enc.imageEmbeds, enc.hidden]);
+      check(f, "image_embeds", img, await f.ref.readF32("image_embeds"));
+      check(f, "prefix_embeds", prefix, await f.ref.readF32("prefix_embeds"));
+      return [await runGreedyTokens(f, enc, cases.greedy)];
+    } finally {
+      enc.dispose();
+    }
+  }
+  if (arch === "show-attend-tell") {
+    const enc = await encodeReference(f, "images");
+    try {
+      const [hidden] = await readTensors(f.gpu, () => [enc.hidden]);
+      check(f, "encoder_out", hidden, await f.ref.readF32("encoder_out"));
+      const start = f.model.decoder.decoderStartTokenId;
+      const tokens = cases.greedy.tokens as number[][];
+      const steps = f.ref.info("alphas").shape[1];
+      const fed = tokens.map((t) => [start, ...t].slice(0, steps));
+      const tf = await teacherForced(f, enc, fed, true);
+      const V = f.model.decoder.vocabSize;
+      const first = Float32Array.from(
+        { length: fed.length * V },
+        (_, k) => tf.logits[Math.floor(k / V) * steps * V + (k % V)],
+      );
+      check(f, "first_step_logits", first, await f.ref.readF32("first_step_logits"));
+      check(f, "alphas", tf.attention!, await f.ref.readF32("alphas"));
+      return [await runGreedyTokens(f, enc, cases.greedy)];
+    } finally {
+      enc.dispose();
+    }
+  }
+  throw new WebcapError("UNSUPPORTED_ARCH", `${dir}: no parity procedure for ${arch}`);
+}
+
+/** Run parity on a fixture model folder. */
+export async function runParity(
+  gpu: Gpu,
+  dir: string,
+  opts: { dtype?: "f32" | "f16"; tolerance?: number } = {},
+): Promise<ParityReport> {
+  const dtype = opts.dtype ?? "f32";
+  const cases = await readJson(`${dir}/generate.json`) as Record<string, Case>;
+  const ref = await openSafetensors(`${dir}/reference.safetensors`);
+  let model: CaptionModel;
+  try {
+    model = await loadCaptionModel(gpu, dir, { dtype });
+  } catch (e) {
+    ref.close();
+    throw e;
+  }
+  const f: Fixture = {
+    gpu,
+    model,
+    ref,
+    tolerance: opts.tolerance ?? (dtype === "f16" ? 1e-2 : 1e-4),
+    tensors: [],
+  };
+  try {
+    const caseChecks = await parityOf(f, dir, cases);
+    return { dir, architecture: model.architecture, dtype, tensors: f.tensors, cases: caseChecks };
+  } finally {
+    ref.close();
+    model.dispose();
+  }
+}

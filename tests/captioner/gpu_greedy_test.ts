@@ -1,0 +1,104 @@
+/**
+ * The GPU decoder's greedy fast path (`greedySteps`: chunks of GPU-resident steps) gives exactly
+ * what its one-step-per-round-trip path gives, on real architectures, with images that finish
+ * at different steps (finished rows keep running inside a chunk on one path, leave at once on
+ * the other).
+ */
+import assert from "node:assert/strict";
+import { Captioner } from "../../src/captioner/captioner.ts";
+import type { DecoderFactory } from "../../src/decode/generate.ts";
+import { generate } from "../../src/decode/generate.ts";
+import type { GenerateOptions } from "../../src/decode/options.ts";
+import type { GeneratedSequence } from "../../src/decode/search.ts";
+import type { DecoderStep } from "../../src/decode/step.ts";
+import { Recorder } from "../../src/gpu/recorder.ts";
+import type { EncoderState } from "../../src/arch/caption_model.ts";
+import { GpuDecoder } from "../../src/captioner/gpu_decoder.ts";
+import { fixture, rng } from "../util.ts";
+
+/** Decoders over `enc`; `chunked` false hides `greedySteps`, so greedy search steps one by one. */
+function factoryOf(c: Captioner, enc: EncoderState, maxLength: number, chunked: boolean) {
+  const made: GpuDecoder[] = [];
+  const d = c.model.decoder;
+  const factory: DecoderFactory = {
+    vocabSize: d.vocabSize,
+    images: enc.images,
+    reservedStartId: d.decoderStartTokenId >= d.vocabSize ? d.decoderStartTokenId : undefined,
+    create(rowsPerImage: number): DecoderStep {
+      const rowImage = Int32Array.from(
+        { length: enc.images * rowsPerImage },
+        (_, r) => Math.floor(r / rowsPerImage),
+      );
+      const rec = new Recorder(c.gpu);
+      const dec = new GpuDecoder(
+        c.gpu,
+        c.model,
+        c.model.beginDecode(rec, enc, rowImage, maxLength),
+        rec,
+      );
+      made.push(dec);
+      if (chunked) return dec;
+      return {
+        get vocabSize() {
+          return dec.vocabSize;
+        },
+        get rows() {
+          return dec.rows;
+        },
+        step: (t, p, w) => dec.step(t, p, w),
+        reorder: (p) => dec.reorder(p),
+      };
+    },
+  };
+  return { factory, dispose: () => Promise.all(made.map((m) => m.dispose())) };
+}
+
+async function run(
+  c: Captioner,
+  enc: EncoderState,
+  opts: GenerateOptions,
+  chunked: boolean,
+): Promise<GeneratedSequence[][]> {
+  const prompt = c.promptIds(undefined);
+  const { factory, dispose } = factoryOf(c, enc, prompt.length + opts.maxNewTokens!, chunked);
+  try {
+    return await generate(factory, Array.from({ length: enc.images }, () => prompt), opts);
+  } finally {
+    await dispose();
+  }
+}
+
+function noise(w: number, h: number, seed: number) {
+  const r = rng(seed);
+  return { width: w, height: h, data: Uint8Array.from({ length: w * h * 3 }, () => r() * 256) };
+}
+
+for (const name of ["vit-gpt2", "blip", "clipcap"]) {
+  Deno.test(`gpu greedy: ${name} chunked steps equal single steps`, async () => {
+    const c = await Captioner.fromPretrained(fixture(`hf/${name}`));
+    const encoded = await c.encode([noise(40, 30, 1), noise(30, 40, 2), noise(32, 32, 3)]);
+    try {
+      const enc = encoded.state!;
+      const free = await run(c, enc, { maxNewTokens: 19 }, true);
+      // eos tokens taken from the free run so that images end at different steps
+      const eos = [...new Set([free[0][0].tokens[2], free[1][0].tokens[9]])];
+      for (
+        const opts of [
+          { maxNewTokens: 19 },
+          { maxNewTokens: 19, eosTokenId: eos },
+          { maxNewTokens: 19, eosTokenId: eos, minNewTokens: 10, badWordsIds: [[7]] },
+        ] as GenerateOptions[]
+      ) {
+        const chunked = await run(c, enc, opts, true);
+        assert.deepEqual(await run(c, enc, opts, false), chunked, JSON.stringify(opts));
+        if (opts.eosTokenId !== undefined && opts.minNewTokens === undefined) {
+          const lengths = new Set(chunked.map(([s]) => s.tokens.length));
+          assert.ok(lengths.size > 1, `images should end at different steps: ${[...lengths]}`);
+        }
+      }
+    } finally {
+      encoded.dispose();
+      c.dispose();
+    }
+  });
+}
