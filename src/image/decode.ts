@@ -35,9 +35,9 @@
  * @module
  */
 
-import { decode as decodeWithImageJs } from "image-js";
-import { decode as decodePngData } from "fast-png";
-import { decode as decodeJpegData } from "jpeg-js";
+import { decode as decodeWithImageJs } from "npm:image-js@^1.7.0";
+import { decode as decodePngData } from "npm:fast-png@^8.0.0";
+import { decode as decodeJpegData } from "npm:jpeg-js@^0.4.4";
 import { WebcapError } from "../errors.ts";
 
 /** An 8-bit RGB image. */

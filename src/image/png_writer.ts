@@ -5,7 +5,7 @@
  * fflate's (pure JS, synchronous), so the writer runs unchanged in Deno and in browsers.
  * @module
  */
-import { zlibSync } from "fflate";
+import { zlibSync } from "npm:fflate@^0.8.2";
 import { WebcapError } from "../errors.ts";
 import { concatBytes } from "../bytes.ts";
 

@@ -17,7 +17,7 @@
  * @module
  */
 
-import { Tokenizer as HfTokenizer } from "@huggingface/tokenizers";
+import { Tokenizer as HfTokenizer } from "npm:@huggingface/tokenizers@^0.2.0";
 import { WebcapError } from "../errors.ts";
 import { fileLocation, localFiles, type ModelFiles } from "../io/model_files.ts";
 
