@@ -25,19 +25,51 @@ function table(title: string, rows: Row[]): void {
   for (const r of rows) console.log(cols.map((c, i) => fmt(r[c]).padEnd(widths[i])).join("  "));
 }
 
-const { values } = parseArgs({
-  args: Deno.args,
-  options: {
-    kernels: { type: "boolean" },
-    strategies: { type: "boolean" },
-    eval: { type: "boolean" },
-    json: { type: "string" },
-    reps: { type: "string" },
-    model: { type: "string" },
-  },
-});
-const all = !values.kernels && !values.strategies && !values.eval;
+const USAGE = `usage: deno task bench [--kernels] [--strategies] [--eval] [--json FILE] [--reps N]
+
+Time webcap on this machine's WebGPU adapter and print a table per group (all groups when none
+is chosen).
+
+  --kernels      per-kernel timings at ViT-B/16 and GPT-2 small shapes
+  --strategies   every decoding strategy on one model, encoder included
+  --eval         COCO caption metrics on a synthetic 5,000-image set
+  --model DIR    the model of --strategies (default the fixture ViT-GPT2)
+  --reps N       repetitions of each kernel and strategy timing (median; default 3)
+  --json FILE    also write every row as JSON
+  -h, --help     print this help`;
+
+function parseFlags() {
+  try {
+    return parseArgs({
+      args: Deno.args,
+      options: {
+        kernels: { type: "boolean" },
+        strategies: { type: "boolean" },
+        eval: { type: "boolean" },
+        json: { type: "string" },
+        reps: { type: "string" },
+        model: { type: "string" },
+        help: { type: "boolean", short: "h" },
+      },
+    }).values;
+  } catch (e) {
+    // node:util throws a TypeError (code ERR_PARSE_ARGS_*) for unknown or malformed flags.
+    console.error(`error BAD_OPTION: ${(e as Error).message}\n${USAGE}`);
+    Deno.exit(2);
+  }
+}
+
+const values = parseFlags();
+if (values.help) {
+  console.log(USAGE);
+  Deno.exit(0);
+}
 const reps = Number(values.reps ?? 3);
+if (!(Number.isSafeInteger(reps) && reps >= 1)) {
+  console.error(`error BAD_OPTION: --reps must be a whole number ≥ 1, got "${values.reps}"`);
+  Deno.exit(2);
+}
+const all = !values.kernels && !values.strategies && !values.eval;
 const out: Record<string, unknown> = {};
 const gpu = await getGpu();
 out.adapter = gpu.adapterName;

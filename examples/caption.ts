@@ -3,12 +3,8 @@
  *
  *   deno task caption photo.jpg [more.png folder/] [--model DIR|org/name] [--json] [decoding flags]
  *
- * Decoding flags follow transformers' `generate` names: --num-beams N --num-return-sequences N
- * --num-beam-groups N --diversity-penalty X --force-words "w1,w2" --bad-words "w" --do-sample
- * --temperature T --top-k K --top-p P --typical-p P --seed S --min-new-tokens N --max-new-tokens N
- * --length-penalty X --repetition-penalty X --no-repeat-ngram-size N --early-stopping true|false|never
- * --prompt "text" --length short|detailed --sentiment positive|negative
- * Other: --dtype f32|f16 --batch-size N --offline --max-pixels N --attention-map out.png
+ * `deno task caption --help` lists every flag with its meaning (the table is
+ * `CAPTION_HELP` in src/cli/options.ts).
  * @module
  */
 import { Captioner, type CaptionOptions, type CaptionResult } from "../src/captioner/captioner.ts";
@@ -16,16 +12,33 @@ import { WebcapError } from "../src/errors.ts";
 import { ProgressBar } from "../src/io/progress.ts";
 import {
   captionOptionsFromFlags,
+  captionUsage,
+  flagWarnings,
+  inFlagNames,
   parseCaptionArgs,
   runSettingsFromFlags,
 } from "../src/cli/options.ts";
 
 const IMAGE_EXT = /\.(jpe?g|png|webp|bmp|tiff?|gif)$/i;
 
-/** Expand folders into the image files they hold (sorted), keep files as given. */
-async function expandInputs(paths: string[]): Promise<{ files: string[]; fromFolder: boolean }> {
+/** The image files a folder holds (sorted); MISSING_FILE when it holds none. */
+async function folderImages(dir: string): Promise<string[]> {
   const files: string[] = [];
-  let fromFolder = false;
+  for await (const e of Deno.readDir(dir)) {
+    if (e.isFile && IMAGE_EXT.test(e.name)) files.push(`${dir.replace(/\/$/, "")}/${e.name}`);
+  }
+  if (files.length === 0) {
+    throw new WebcapError(
+      "MISSING_FILE",
+      `${dir}: the folder holds no images (.jpg, .jpeg, .png, .webp, .bmp, .tif, .tiff, .gif)`,
+    );
+  }
+  return files.sort();
+}
+
+/** Expand folders into the image files they hold, keep files as given. */
+async function expandInputs(paths: string[]): Promise<string[]> {
+  const files: string[] = [];
   for (const p of paths) {
     let info: Deno.FileInfo | undefined;
     try {
@@ -34,18 +47,9 @@ async function expandInputs(paths: string[]): Promise<{ files: string[]; fromFol
       files.push(p); // reported per image as MISSING_FILE
       continue;
     }
-    if (!info.isDirectory) {
-      files.push(p);
-      continue;
-    }
-    fromFolder = true;
-    const inDir: string[] = [];
-    for await (const e of Deno.readDir(p)) {
-      if (e.isFile && IMAGE_EXT.test(e.name)) inDir.push(`${p.replace(/\/$/, "")}/${e.name}`);
-    }
-    files.push(...inDir.sort());
+    files.push(...(info.isDirectory ? await folderImages(p) : [p]));
   }
-  return { files, fromFolder };
+  return files;
 }
 
 function printResult(r: CaptionResult, json: boolean): void {
@@ -62,15 +66,84 @@ function printResult(r: CaptionResult, json: boolean): void {
   for (const c of r.captions) console.log(`${r.source}\t${c.text}\t(score ${c.score.toFixed(4)})`);
 }
 
+/** Where the attention picture of image `i` of `n` goes: `out` for one, `out-1.png`, … for several. */
+function attentionPath(out: string, i: number, n: number): string {
+  if (n === 1) return out;
+  const dot = out.lastIndexOf(".");
+  return dot > out.lastIndexOf("/")
+    ? `${out.slice(0, dot)}-${i + 1}${out.slice(dot)}`
+    : `${out}-${i + 1}`;
+}
+
+/** One attention picture per image that was captioned. */
+async function writeAttentionMaps(
+  captioner: Captioner,
+  results: CaptionResult[],
+  options: CaptionOptions,
+  out: string,
+): Promise<void> {
+  const { writeAttentionMap } = await import("../src/captioner/attention_picture.ts");
+  for (const [i, r] of results.entries()) {
+    if (r.error) {
+      console.error(`no attention map for ${r.source}: ${r.error.code}`);
+      continue;
+    }
+    const path = attentionPath(out, i, results.length);
+    await writeAttentionMap(captioner, r.source, options, path, {}, r);
+  }
+}
+
+/** ClipCap feeds the image as a prefix: there is no cross-attention to draw. */
+function checkAttentionMap(captioner: Captioner): void {
+  if (captioner.model.architecture === "ClipCap") {
+    throw new WebcapError(
+      "BAD_OPTION",
+      "--attention-map: ClipCap has no cross-attention (the image is a prefix of the text), " +
+        "so there is no attention map to draw; drop the flag or use another model",
+    );
+  }
+}
+
+/** Caption `files` in batches, printing each result; returns every result in order. */
+async function captionAll(
+  captioner: Captioner,
+  files: string[],
+  options: CaptionOptions,
+  flags: { batch: number; json: boolean; progress: boolean },
+): Promise<CaptionResult[]> {
+  const bar = files.length > 1
+    ? new ProgressBar({ total: files.length, label: "captioning", force: flags.progress })
+    : undefined;
+  bar?.update(0);
+  const all: CaptionResult[] = [];
+  for (let i = 0; i < files.length; i += flags.batch) {
+    const results = await captioner.caption(files.slice(i, i + flags.batch), options);
+    if (bar && Deno.stderr.isTerminal()) {
+      Deno.stderr.writeSync(new TextEncoder().encode("\r\x1b[K"));
+    }
+    for (const r of results) printResult(r, flags.json);
+    all.push(...results);
+    bar?.update(all.length);
+  }
+  bar?.done();
+  return all;
+}
+
 async function main(): Promise<number> {
   const { values, positionals } = parseCaptionArgs(Deno.args);
-  if (values.help || positionals.length === 0) {
-    console.log(
-      "usage: deno task caption IMAGE|FOLDER... [--model DIR|org/name] [--json] [decoding flags]\n(see examples/caption.ts for all flags)",
+  if (values.help) {
+    console.log(captionUsage());
+    return 0;
+  }
+  if (positionals.length === 0) {
+    throw new WebcapError(
+      "BAD_OPTION",
+      "no image given: deno task caption IMAGE|FOLDER... (see --help)",
     );
-    return values.help ? 0 : 2;
   }
   const { dtype, maxPixels, batchSize: batch } = runSettingsFromFlags(values);
+  for (const w of flagWarnings(values)) console.error(`warning: ${w}`);
+  const files = await expandInputs(positionals);
   const captioner = await Captioner.fromPretrained(
     values.model ?? "nlpconnect/vit-gpt2-image-captioning",
     { dtype, offline: values.offline, maxPixels },
@@ -80,27 +153,15 @@ async function main(): Promise<number> {
   }
   try {
     const options: CaptionOptions = captionOptionsFromFlags(values, captioner.tokenizer);
-    const { files, fromFolder } = await expandInputs(positionals);
-    const bar = fromFolder
-      ? new ProgressBar({ total: files.length, label: "captioning", unit: "items" })
-      : undefined;
-    let failed = 0;
-    let first: CaptionResult | undefined; // files[0]'s result, for --attention-map
-    for (let i = 0; i < files.length; i += batch) {
-      const results = await captioner.caption(files.slice(i, i + batch), options);
-      first ??= results[0];
-      for (const r of results) {
-        if (r.error) failed++;
-        printResult(r, !!values.json);
-      }
-      bar?.update(Math.min(i + batch, files.length));
-    }
-    bar?.done();
-    if (values["attention-map"]) {
-      const { writeAttentionMap } = await import("../src/captioner/attention_picture.ts");
-      await writeAttentionMap(captioner, files[0], options, values["attention-map"], {}, first);
-    }
-    return failed ? 1 : 0;
+    const mapOut = values["attention-map"];
+    if (mapOut) checkAttentionMap(captioner);
+    const results = await captionAll(captioner, files, options, {
+      batch,
+      json: !!values.json,
+      progress: !!values.progress,
+    });
+    if (mapOut) await writeAttentionMaps(captioner, results, options, mapOut);
+    return results.some((r) => r.error) ? 1 : 0;
   } finally {
     captioner.dispose();
   }
@@ -111,7 +172,9 @@ if (import.meta.main) {
     Deno.exit(await main());
   } catch (e) {
     if (e instanceof WebcapError) {
-      console.error(`error ${e.code}: ${e.message}`);
+      console.error(
+        `error ${e.code}: ${e.code === "BAD_OPTION" ? inFlagNames(e.message) : e.message}`,
+      );
       Deno.exit(2);
     }
     throw e;

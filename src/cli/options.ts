@@ -20,6 +20,7 @@ export const CAPTION_FLAGS = {
   "max-pixels": { type: "string" },
   "batch-size": { type: "string" },
   "attention-map": { type: "string" },
+  progress: { type: "boolean" },
   "num-beams": { type: "string" },
   "num-return-sequences": { type: "string" },
   "num-beam-groups": { type: "string" },
@@ -43,6 +44,78 @@ export const CAPTION_FLAGS = {
   sentiment: { type: "string" },
 } as const satisfies ParseArgsConfig["options"];
 
+type FlagName = keyof typeof CAPTION_FLAGS;
+
+/** Each flag's value (empty for switches) and meaning, as `--help` prints them. */
+const CAPTION_HELP: Record<FlagName, [value: string, meaning: string]> = {
+  model: [
+    "DIR|URL|ORG/NAME",
+    "hub id or folder (default nlpconnect/vit-gpt2-image-captioning)",
+  ],
+  json: ["", "one JSON line per image (captions, scores, tokens, logprobs)"],
+  help: ["", "print this help"],
+  dtype: ["f32|f16", "weights on the GPU (f16 needs shader-f16; default f32)"],
+  offline: ["", "use the Hugging Face cache only, never the network"],
+  "max-pixels": ["N", "refuse images with more pixels than N"],
+  "batch-size": ["N", "images encoded together (default 8)"],
+  "attention-map": [
+    "OUT.png",
+    "attention picture per image (OUT-1.png, … for several)",
+  ],
+  progress: ["", "progress bar even when stderr is not a terminal"],
+  "num-beams": ["N", "beam search with N beams (default 1: greedy)"],
+  "num-return-sequences": ["N", "captions per image (≤ --num-beams unless sampling)"],
+  "num-beam-groups": ["N", "diverse beam search: split the beams into N groups"],
+  "diversity-penalty": ["X", "penalty for tokens another group chose at the same step"],
+  "force-words": ["W1,W2", "words every caption must contain (constrained beam search)"],
+  "bad-words": ["W1,W2", "words never generated"],
+  "do-sample": ["", "sample instead of searching"],
+  temperature: ["T", "sampling temperature (default 1)"],
+  "top-k": ["K", "sample among the K likeliest tokens (default 50; 0: all)"],
+  "top-p": ["P", "nucleus sampling: the fewest tokens with probability ≥ P"],
+  "typical-p": ["P", "locally typical sampling with mass P"],
+  seed: ["S", "random seed of sampling (same seed, same captions)"],
+  "min-new-tokens": ["N", "no end of caption before N tokens"],
+  "max-new-tokens": ["N", "at most N tokens per caption (default 20)"],
+  "length-penalty": ["X", "beam score = sum of logprobs / length^X (default 1)"],
+  "repetition-penalty": [
+    "X",
+    "penalise tokens already generated (> 1 repeats less)",
+  ],
+  "no-repeat-ngram-size": ["N", "never repeat an n-gram of N tokens"],
+  "early-stopping": ["true|false|never", "when beam search stops (early_stopping)"],
+  prompt: ["TEXT", "captions continue TEXT (BLIP conditional captioning)"],
+  length: ["short|normal|detailed", "presets of --min-new-tokens and --max-new-tokens"],
+  sentiment: ["positive|negative", "rerank 5 beams by a sentiment lexicon"],
+};
+
+/** Flags printed under "Decoding" in `--help`; the others are general. */
+const FIRST_DECODING_FLAG: FlagName = "num-beams";
+
+/** The caption CLI's `--help` text: usage and every flag with its meaning. */
+export function captionUsage(): string {
+  const names = Object.keys(CAPTION_HELP) as FlagName[];
+  const left = (n: FlagName) => {
+    const short = "short" in CAPTION_FLAGS[n] ? `-${CAPTION_FLAGS[n].short}, ` : "";
+    return `${short}--${n}${CAPTION_HELP[n][0] ? ` ${CAPTION_HELP[n][0]}` : ""}`;
+  };
+  const width = Math.max(...names.map((n) => left(n).length));
+  const line = (n: FlagName) => `  ${left(n).padEnd(width)}  ${CAPTION_HELP[n][1]}`;
+  const split = names.indexOf(FIRST_DECODING_FLAG);
+  return [
+    "usage: deno task caption IMAGE|FOLDER... [flags]",
+    "",
+    "Caption image files and folders (jpg, png, webp, bmp, tiff, gif). Negative numbers may be",
+    "given as --flag -1 or --flag=-1.",
+    "",
+    "General:",
+    ...names.slice(0, split).map(line),
+    "",
+    "Decoding (transformers' generate names):",
+    ...names.slice(split).map(line),
+  ].join("\n");
+}
+
 type Flags = Record<string, string | boolean | undefined>;
 
 const CAPTION_PARSE = { options: CAPTION_FLAGS, allowPositionals: true } as const;
@@ -50,22 +123,81 @@ const CAPTION_PARSE = { options: CAPTION_FLAGS, allowPositionals: true } as cons
 /** Parsed arguments of the caption CLI: flag values and the image paths. */
 export type CaptionArgs = ReturnType<typeof parseArgs<typeof CAPTION_PARSE>>;
 
+const NEGATIVE_NUMBER = /^-(\d|\.\d)/;
+
+/** `--flag -1` → `--flag=-1` for flags that take a value, so negative numbers parse. */
+function joinNegativeValues(args: string[]): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < args.length; i++) {
+    const flag = args[i].startsWith("--") ? args[i].slice(2) : undefined;
+    const spec = flag !== undefined && Object.hasOwn(CAPTION_FLAGS, flag)
+      ? CAPTION_FLAGS[flag as FlagName]
+      : undefined;
+    if (spec?.type === "string" && NEGATIVE_NUMBER.test(args[i + 1] ?? "")) {
+      out.push(`${args[i]}=${args[++i]}`);
+    } else out.push(args[i]);
+  }
+  return out;
+}
+
+/** A clear message for `parseArgs`' error `code` about `flag`. */
+function parseErrorMessage(code: string, flag: string): string {
+  switch (code) {
+    case "ERR_PARSE_ARGS_UNKNOWN_OPTION":
+      return `unknown flag ${flag}; a file name starting with "-" goes after "--", as in: -- ${flag}`;
+    case "ERR_PARSE_ARGS_INVALID_OPTION_VALUE":
+      return CAPTION_FLAGS[flag.replace(/^-+/, "") as FlagName]?.type === "boolean"
+        ? `${flag} takes no value`
+        : `${flag} needs a value; one starting with "-" is given as ${flag}=-VALUE`;
+    default:
+      return `cannot parse ${flag}`;
+  }
+}
+
 /**
- * Parse the caption CLI's arguments.
- * @throws WebcapError BAD_OPTION for an unknown flag, a missing value or a value starting with
- *   a dash (pass negative numbers as `--length-penalty=-0.5`).
+ * Parse the caption CLI's arguments. Negative numbers work as `--top-k -1` and `--top-k=-1`.
+ * @throws WebcapError BAD_OPTION naming the flag for an unknown flag, a missing value or a value
+ *   starting with a dash that is not a number (give it as `--prompt=-text`).
  */
 export function parseCaptionArgs(args: string[]): CaptionArgs {
   try {
-    return parseArgs({ args, ...CAPTION_PARSE });
+    return parseArgs({ args: joinNegativeValues(args), ...CAPTION_PARSE });
   } catch (e) {
-    if (
-      !(e instanceof TypeError && String((e as { code?: string }).code).startsWith("ERR_PARSE"))
-    ) {
-      throw e;
-    }
-    throw new WebcapError("BAD_OPTION", `${e.message.replaceAll("\n", " ")} (see --help)`);
+    const code = String((e as { code?: string }).code);
+    if (!(e instanceof TypeError && code.startsWith("ERR_PARSE"))) throw e;
+    const flag = e.message.match(/'(-[^' ]+)/)?.[1] ?? "";
+    throw new WebcapError("BAD_OPTION", `${parseErrorMessage(code, flag)} (see --help)`);
   }
+}
+
+/** API option names (`topP`) as the CLI flags that set them (`--top-p`). */
+const FLAG_OF_OPTION: Record<string, string> = {
+  ...Object.fromEntries(
+    Object.keys(CAPTION_FLAGS).map((
+      f,
+    ) => [f.replace(/-(\w)/g, (_, c) => c.toUpperCase()), `--${f}`]),
+  ),
+  forceWordsIds: "--force-words",
+  badWordsIds: "--bad-words",
+  promptIds: "--prompt",
+};
+
+/** A message about API options (`option topP: …`) in the CLI's flag names (`option --top-p: …`). */
+export function inFlagNames(message: string): string {
+  const flag = (w: string) => Object.hasOwn(FLAG_OF_OPTION, w) ? FLAG_OF_OPTION[w] : w;
+  return message
+    .replace(/^option (\w+):/, (_, w) => `option ${flag(w)}:`)
+    .replace(/\b[a-z]+(?:[A-Z][a-z]*)+\b/g, flag);
+}
+
+const SAMPLING_FLAGS = ["temperature", "top-k", "top-p", "typical-p", "seed"] as const;
+
+/** Warnings about flags that have no effect as given (sampling flags without --do-sample). */
+export function flagWarnings(flags: Flags): string[] {
+  if (flags["do-sample"] === true) return [];
+  return SAMPLING_FLAGS.filter((f) => flags[f] !== undefined).map((f) =>
+    `--${f} has no effect without --do-sample (greedy or beam search); add --do-sample to sample`
+  );
 }
 
 /** Model loading and batching settings of the caption CLI. */

@@ -3,45 +3,10 @@
  * broken file), JSON lines out, and the decoding flags of the CLI contract.
  */
 import assert from "node:assert/strict";
-import { encode as encodeJpeg } from "jpeg-js";
-import { encodeRgbPng } from "../../src/image/png_writer.ts";
-import { fixture, rng } from "../util.ts";
+import { fixture } from "../util.ts";
+import { caption, imageFolder } from "./run.ts";
 
-const script = new URL("../../examples/caption.ts", import.meta.url).pathname;
 const model = fixture("hf/vit-gpt2");
-
-interface Line {
-  image: string;
-  captions: { text: string; score: number; tokens: number[]; logprobs: number[] }[];
-  error?: { code: string; message: string };
-}
-
-async function caption(args: string[]): Promise<{ code: number; lines: Line[]; stderr: string }> {
-  const out = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", script, ...args],
-    env: { XDG_RUNTIME_DIR: "/tmp", NO_COLOR: "1" },
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  const text = new TextDecoder().decode(out.stdout);
-  const lines = text.split("\n").filter((l) => l.startsWith("{")).map((l) => JSON.parse(l) as Line);
-  return { code: out.code, lines, stderr: new TextDecoder().decode(out.stderr) };
-}
-
-function noise(w: number, h: number, seed: number): Uint8Array {
-  const r = rng(seed);
-  return Uint8Array.from({ length: w * h * 3 }, () => Math.floor(r() * 256));
-}
-
-async function imageFolder(): Promise<string> {
-  const dir = await Deno.makeTempDir({ prefix: "webcap-cli-" });
-  await Deno.writeFile(`${dir}/a.png`, encodeRgbPng(40, 30, noise(40, 30, 1)));
-  const rgba = Uint8Array.from({ length: 50 * 20 * 4 }, (_, i) => (i * 37) % 256);
-  await Deno.writeFile(`${dir}/b.jpg`, encodeJpeg({ data: rgba, width: 50, height: 20 }, 90).data);
-  await Deno.writeFile(`${dir}/c.png`, encodeRgbPng(8, 64, noise(8, 64, 2)));
-  await Deno.writeTextFile(`${dir}/d.jpg`, "not an image at all");
-  return dir;
-}
 
 Deno.test("cli: a folder is captioned image by image; a broken file is reported, not fatal", async () => {
   const dir = await imageFolder();
@@ -215,14 +180,11 @@ Deno.test("cli: decoding flags of the contract", async (t) => {
     async () => {
       for (
         const [flags, name] of [
-          [["--top-p", "1.5", "--do-sample"], /top_?p|topP/i],
-          [
-            ["--num-beams", "2", "--num-return-sequences", "3"],
-            /numReturnSequences|num_return_sequences/,
-          ],
-          [["--temperature", "0", "--do-sample"], /temperature/],
-          [["--num-beams", "3", "--num-beam-groups", "2"], /numBeamGroups|num_beam_groups/],
-          [["--min-new-tokens", "9", "--max-new-tokens", "3"], /minNewTokens|min_new_tokens/],
+          [["--top-p", "1.5", "--do-sample"], /--top-p/],
+          [["--num-beams", "2", "--num-return-sequences", "3"], /--num-return-sequences/],
+          [["--temperature", "0", "--do-sample"], /--temperature/],
+          [["--num-beams", "3", "--num-beam-groups", "2"], /--num-beam-groups/],
+          [["--min-new-tokens", "9", "--max-new-tokens", "3"], /--min-new-tokens/],
         ] as const
       ) {
         const r = await caption([img, "--model", model, "--json", ...flags]);
@@ -239,7 +201,7 @@ Deno.test("cli: malformed flags are refused with BAD_OPTION naming the flag, bef
   for (
     const [flags, name] of [
       [["--num-beams"], /--num-beams/], // value missing
-      [["--length-penalty", "-0.5"], /--length-penalty=-/], // negative values need "="
+      [["--prompt", "-x"], /--prompt=-/], // values starting with "-" that are not numbers need "="
       [["--bogus", "3"], /--bogus/],
       [["--batch-size", "abc"], /--batch-size/],
       [["--batch-size", "0"], /--batch-size/],
