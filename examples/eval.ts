@@ -12,7 +12,9 @@
  * fixture's `expected` (or `expected_set`) scores, computing only those (all metrics when it has
  * neither). `--skip-slow`: no METEOR and SPICE. `--metrics BLEU,ROUGE_L,CIDEr`: choose families.
  * `--tokenized`: captions are already PTB-tokenized. `--meteor-resources DIR`: Meteor resource
- * files instead of the built-in ones.
+ * files instead of the built-in ones. `--meteor-paraphrase FILE`: Meteor's paraphrase table
+ * (`paraphrase-en.gz` of the Meteor 1.5 distribution), which makes METEOR the standard COCO
+ * METEOR; without it the variant computed is `METEOR_noparaphrase`, and a note on stderr says so.
  * @module
  */
 import { parseArgs } from "node:util";
@@ -33,12 +35,18 @@ import {
   readJsonFile,
 } from "../src/eval/coco_input.ts";
 import { MeteorScorer } from "../src/eval/meteor/meteor.ts";
+import { ParaphraseTable } from "../src/eval/meteor/paraphrase.ts";
 import { WebcapError } from "../src/errors.ts";
 
 const USAGE =
   "usage: deno task eval --results R.json --annotations A.json [--out per_image.json] " +
   "[--subset] [--skip-slow] [--metrics BLEU,METEOR,ROUGE_L,CIDEr,SPICE] [--tokenized] " +
-  "[--meteor-resources DIR]\n       deno task eval --fixture F.json [--skip-slow] [--metrics …]";
+  "[--meteor-resources DIR] [--meteor-paraphrase paraphrase-en.gz]\n       deno task eval --fixture F.json [--skip-slow] [--metrics …]";
+
+const METEOR_NOTE =
+  "note: METEOR_noparaphrase is METEOR 1.5 with exact, stem and synonym matching but no " +
+  "paraphrase module (no paraphrase table was given), so it is at most the standard COCO " +
+  "METEOR. For the full METEOR pass Meteor 1.5's table: --meteor-paraphrase paraphrase-en.gz";
 
 function parseFlags() {
   try {
@@ -54,6 +62,7 @@ function parseFlags() {
         metrics: { type: "string" },
         tokenized: { type: "boolean" },
         "meteor-resources": { type: "string" },
+        "meteor-paraphrase": { type: "string" },
         help: { type: "boolean", short: "h" },
       },
     }).values;
@@ -131,8 +140,14 @@ async function main(): Promise<number> {
     skipSlow: values["skip-slow"],
     tokenized: values.tokenized,
   };
-  if (values["meteor-resources"] !== undefined) {
-    opts.meteor = await MeteorScorer.create({ resourceDir: values["meteor-resources"] });
+  const paraphraseFile = values["meteor-paraphrase"];
+  if (values["meteor-resources"] !== undefined || paraphraseFile !== undefined) {
+    opts.meteor = await MeteorScorer.create({
+      resourceDir: values["meteor-resources"],
+      paraphrase: paraphraseFile === undefined
+        ? undefined
+        : await ParaphraseTable.load(paraphraseFile),
+    });
   }
   const { paired, fixtureNames } = await loadInput();
   const needed = fixtureNames?.map(familyOf).filter((f) => f !== undefined);
@@ -144,6 +159,7 @@ async function main(): Promise<number> {
   } else {
     printTable(result, (performance.now() - t0) / 1000);
   }
+  if ("METEOR_noparaphrase" in result.metrics) console.error(METEOR_NOTE);
   if (values.out !== undefined) {
     await Deno.writeTextFile(values.out, JSON.stringify(result.perImage, null, 1) + "\n");
   }

@@ -81,3 +81,34 @@ Deno.test("eval CLI --results/--annotations prints a table and writes per-image 
   assert.match(broken.stderr, /broken\.json: malformed JSON/);
   await Deno.remove(dir, { recursive: true });
 });
+
+Deno.test("eval CLI says which METEOR it computed; --meteor-paraphrase gives the full one", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    await Deno.writeTextFile(`${dir}/para.txt`, "0.8\nnext to\nbeside\n");
+    await Deno.writeTextFile(`${dir}/ann.json`, '{"1": ["a cat sits next to a laptop"]}');
+    await Deno.writeTextFile(
+      `${dir}/res.json`,
+      '[{"image_id": 1, "caption": "a cat sits beside a laptop"}]',
+    );
+    const args = ["--results", `${dir}/res.json`, "--annotations", `${dir}/ann.json`];
+    const plain = await runCli(...args, "--metrics", "METEOR");
+    assert.equal(plain.code, 0, plain.stderr);
+    assert.match(plain.stdout, /^METEOR_noparaphrase\s+\d/m);
+    assert.match(plain.stderr, /METEOR_noparaphrase .*no paraphrase .*--meteor-paraphrase/s);
+    const full = await runCli(
+      ...args,
+      "--metrics",
+      "METEOR",
+      "--meteor-paraphrase",
+      `${dir}/para.txt`,
+    );
+    assert.equal(full.code, 0, full.stderr);
+    assert.match(full.stdout, /^METEOR\s+\d/m);
+    assert.doesNotMatch(full.stderr, /noparaphrase/);
+    const score = (out: string) => Number(out.match(/^METEOR\S*\s+([\d.]+)/m)![1]);
+    assert.ok(score(full.stdout) > score(plain.stdout), "the paraphrase module matched");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
