@@ -125,13 +125,9 @@ async function loadBlip(p: ParamLoader, config: Json, where: string): Promise<Ca
     { ...ids, vocabSize: tc.vocab_size, maxPositions: tc.max_position_embeddings },
     {
       encode: (rec, pixels) => hiddenState(vitEncode(rec, vit, pixels)), // [N, 1 + P, h]
-      text: kvStepDecoder({
-        layers: dec.layers.length,
-        heads: tc.num_attention_heads,
-        begin: (rec, enc, rowImage, maxLength) =>
-          bertBeginDecode(rec, dec, enc, rowImage, maxLength),
-        forward: (rec, cache, ids, perRow, probs) =>
-          bertForward(rec, dec, cache, ids, perRow, probs),
+      text: kvStepDecoder(dec, { layers: tc.num_hidden_layers, heads: tc.num_attention_heads }, {
+        begin: bertBeginDecode,
+        forward: bertForward,
       }),
       params: p.params,
       dispose: () => p.dispose(),

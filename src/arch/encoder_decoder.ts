@@ -90,31 +90,35 @@ export function hiddenState(hidden: Tensor): EncoderState {
   return { images: hidden.shape[0], hidden, dispose: () => hidden.release() };
 }
 
-/** A transformer decoder with cross-attention over a {@link KvCache} (GPT-2, BERT). */
-export interface CachedTransformer {
-  /** Layers with cross-attention and heads per layer (the shape of attention maps). */
-  layers: number;
-  heads: number;
+/** A transformer decoder `W` with cross-attention over a {@link KvCache} (GPT-2, BERT). */
+export interface CachedTransformer<W> {
   /** Caches for the rows, with cross keys/values of `enc [images, seq, hidden]`. */
-  begin(rec: Recorder, enc: Tensor, rowImage: Int32Array, maxLength: number): KvCache;
+  begin(rec: Recorder, w: W, enc: Tensor, rowImage: Int32Array, maxLength: number): KvCache;
   /** `ids [rows·S]` → logits; `probs[layer]` `[rows, heads, S, encSeq]` receive cross-attention. */
-  forward(rec: Recorder, cache: KvCache, ids: Tensor, perRow: number, probs?: Tensor[]): Tensor;
+  forward(rec: Recorder, w: W, cache: KvCache, ids: Tensor, S: number, probs?: Tensor[]): Tensor;
 }
 
-/** {@link StepDecoder} of a transformer decoder attending over the encoder states. */
-export function kvStepDecoder(t: CachedTransformer): StepDecoder<CacheDecodeState> {
+/**
+ * {@link StepDecoder} of transformer `w` attending over the encoder states; `shape` is its
+ * cross-attention's (layers, heads per layer), the shape of attention maps.
+ */
+export function kvStepDecoder<W>(
+  w: W,
+  shape: { layers: number; heads: number },
+  t: CachedTransformer<W>,
+): StepDecoder<CacheDecodeState> {
   return {
     crossAttention: true,
     begin: (rec, enc, rowImage, maxLength) =>
-      cacheDecodeState(t.begin(rec, enc.hidden, rowImage, maxLength)),
+      cacheDecodeState(t.begin(rec, w, enc.hidden, rowImage, maxLength)),
     forward: (rec, st, tokens, perRow, attention) =>
       forwardWithAttention(
         rec,
         st,
         st.cache,
-        { layers: t.layers, heads: t.heads, perRow },
+        { ...shape, perRow },
         attention,
-        (probs) => t.forward(rec, st.cache, tokens, perRow, probs),
+        (probs) => t.forward(rec, w, st.cache, tokens, perRow, probs),
       ),
     reorder: (rec, st, parents) => reorderKvCache(rec, st.cache, parents),
   };

@@ -76,13 +76,9 @@ async function loadVisionEncoderDecoder(
     { ...ids, vocabSize: gc.vocab_size, maxPositions: gc.n_positions },
     {
       encode: (rec, pixels) => encode(rec, vit, encToDec, pixels),
-      text: kvStepDecoder({
-        layers: gpt2.layers.length,
-        heads: gc.n_head,
-        begin: (rec, enc, rowImage, maxLength) =>
-          gpt2BeginDecode(rec, gpt2, enc, rowImage, maxLength),
-        forward: (rec, cache, ids, perRow, probs) =>
-          gpt2Forward(rec, gpt2, cache, { ids }, perRow, probs),
+      text: kvStepDecoder(gpt2, { layers: gc.n_layer, heads: gc.n_head }, {
+        begin: gpt2BeginDecode,
+        forward: (rec, w, cache, ids, S, probs) => gpt2Forward(rec, w, cache, { ids }, S, probs),
       }),
       params: p.params,
       dispose: () => p.dispose(),

@@ -4,7 +4,7 @@
  * post-LN layers (causal self-attention with a key/value cache, cross-attention over encoder
  * states, GELU feed-forward), and the LM head `cls.predictions` (dense + act + LayerNorm, then
  * the decoder matrix, tied to the word embeddings when the checkpoint leaves it out, + bias).
- * Linear weights are out×in. The caches are the {@link KvCache} GPT-2 uses too.
+ * Linear weights are out×in. The caches are the {@link kv.KvCache} GPT-2 uses too.
  * @module
  */
 import { WebcapError } from "../errors.ts";
@@ -14,24 +14,9 @@ import { type Activation, activationFromConfig } from "../shaders/activations.ts
 import { embedding } from "../shaders/embedding.ts";
 import { matmul } from "../shaders/matmul.ts";
 import { configCount, configNumber } from "./config.ts";
-import {
-  beginKvCache,
-  cachedSelfAttention,
-  checkRoom,
-  checkRowImage,
-  imageCrossAttention,
-  type KvCache,
-} from "./kv_cache.ts";
-import {
-  type LayerNorm,
-  type Linear,
-  linear,
-  loadLayerNorm,
-  loadLinear,
-  loadStackedLinear,
-  type Module,
-  norm,
-} from "./modules.ts";
+import * as kv from "./kv_cache.ts";
+import type { LayerNorm, Linear, Module } from "./modules.ts";
+import { linear, loadLayerNorm, loadLinear, loadStackedLinear, norm } from "./modules.ts";
 import type { ParamLoader } from "./params.ts";
 
 /** The fields of an HF BERT / BLIP text config that the decoder uses. */
@@ -173,7 +158,7 @@ export function bertBeginDecode(
   enc: Tensor,
   rowImage: Int32Array,
   maxLength: number,
-): KvCache {
+): kv.KvCache {
   const c = w.config;
   if (maxLength > c.max_position_embeddings) {
     throw new WebcapError(
@@ -188,19 +173,19 @@ export function bertBeginDecode(
       `encoder hidden ${eh} differs from the decoder's encoder_hidden_size ${c.encoder_hidden_size}`,
     );
   }
-  checkRowImage(rowImage, images);
+  kv.checkRowImage(rowImage, images);
   const flat = enc.view([images * seq, eh]);
   // [images·seq, 2h]: keys then values of each encoder position
-  const kv = w.layers.map((l) => linear(rec, flat, l.crossKv));
+  const crossKv = w.layers.map((l) => linear(rec, flat, l.crossKv));
   const shape = { layers: w.layers.length, hidden: c.hidden_size, maxLength };
-  return beginKvCache(rec, shape, rowImage, { kv, encSeq: seq });
+  return kv.beginKvCache(rec, shape, rowImage, { kv: crossKv, encSeq: seq });
 }
 
 /** One post-LN layer over `x [R·S, h]`; returns the new hidden states. */
 function bertLayer(
   rec: Recorder,
   w: BertDecoderWeights,
-  st: KvCache,
+  st: kv.KvCache,
   i: number,
   x: Tensor,
   S: number,
@@ -209,11 +194,11 @@ function bertLayer(
   const l = w.layers[i];
   const qkv = linear(rec, x, l.qkv); // [R·S, 3h]
   const H = w.config.num_attention_heads, scale = 1 / Math.sqrt(w.config.hidden_size / H);
-  const a = cachedSelfAttention(rec, st, i, qkv, S, H, scale);
+  const a = kv.cachedSelfAttention(rec, st, i, qkv, S, H, scale);
   const r1 = linear(rec, a, l.attnOut, { residual: x });
   const x1 = norm(rec, r1, l.attnLn);
   const q = linear(rec, x1, l.crossQ);
-  const ca = imageCrossAttention(rec, st, i, q, S, H, scale, probs);
+  const ca = kv.imageCrossAttention(rec, st, i, q, S, H, scale, probs);
   const r2 = linear(rec, ca, l.crossOut, { residual: x1 });
   const x2 = norm(rec, r2, l.crossLn);
   const f = linear(rec, x2, l.inter, { act: w.act });
@@ -231,12 +216,12 @@ function bertLayer(
 export function bertForward(
   rec: Recorder,
   w: BertDecoderWeights,
-  st: KvCache,
+  st: kv.KvCache,
   ids: Tensor,
   S: number,
   crossProbs?: Tensor[],
 ): Tensor {
-  checkRoom(st, S);
+  kv.checkRoom(st, S);
   if (ids.size !== st.rows * S) {
     throw new WebcapError(
       "BAD_SHAPE",

@@ -11,15 +11,8 @@ import type { Recorder } from "../gpu/recorder.ts";
 import { emptyTensor, type Tensor } from "../gpu/tensor.ts";
 import { copy2d } from "../shaders/copy.ts";
 import { configCount } from "./config.ts";
-import {
-  type LayerNorm,
-  type Linear,
-  linear,
-  loadLayerNorm,
-  loadLinear,
-  type Module,
-  norm,
-} from "./modules.ts";
+import type { LayerNorm, Linear, Module } from "./modules.ts";
+import { linear, loadLayerNorm, loadLinear, norm } from "./modules.ts";
 import type { ParamLoader } from "./params.ts";
 import {
   loadVit,

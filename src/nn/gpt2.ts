@@ -1,5 +1,5 @@
 /**
- * GPT-2 decoder (HF `GPT2LMHeadModel` layout) over a {@link KvCache}, optional
+ * GPT-2 decoder (HF `GPT2LMHeadModel` layout) over a {@link kv.KvCache}, optional
  * cross-attention over encoder states (keys/values computed once per image, shared by that
  * image's rows through an index), and the LM head tied to `wte` (or a stored `lm_head` when
  * the config unties them). Conv1D weights are in×out.
@@ -12,23 +12,9 @@ import { type Activation, activationFromConfig } from "../shaders/activations.ts
 import { embedding } from "../shaders/embedding.ts";
 import { matmul } from "../shaders/matmul.ts";
 import { configCount, configNumber } from "./config.ts";
-import {
-  beginKvCache,
-  cachedSelfAttention,
-  checkRoom,
-  checkRowImage,
-  imageCrossAttention,
-  type KvCache,
-} from "./kv_cache.ts";
-import {
-  type LayerNorm,
-  type Linear,
-  linear,
-  loadLayerNorm,
-  loadLinear,
-  type Module,
-  norm,
-} from "./modules.ts";
+import * as kv from "./kv_cache.ts";
+import type { LayerNorm, Linear, Module } from "./modules.ts";
+import { linear, loadLayerNorm, loadLinear, norm } from "./modules.ts";
 import type { ParamLoader } from "./params.ts";
 
 /** The fields of an HF GPT-2 config that the decoder uses. */
@@ -165,7 +151,7 @@ function crossInput(
       `encoder hidden ${eh} differs from decoder n_embd ${c.n_embd}`,
     );
   }
-  checkRowImage(rowImage, images);
+  kv.checkRowImage(rowImage, images);
   return { flat: enc.view([images * seq, eh]), encSeq: seq };
 }
 
@@ -176,7 +162,7 @@ export function gpt2BeginDecode(
   enc: Tensor | undefined,
   rowImage: Int32Array,
   maxLength: number,
-): KvCache {
+): kv.KvCache {
   const c = w.config;
   if (maxLength > c.n_positions) {
     throw new WebcapError(
@@ -186,8 +172,8 @@ export function gpt2BeginDecode(
   }
   const { flat, encSeq } = crossInput(c, enc, rowImage); // checked before anything is allocated
   const shape = { layers: w.layers.length, hidden: c.n_embd, maxLength };
-  const kv = flat ? w.layers.map((l) => linear(rec, flat, l.cross!.kv)) : [];
-  return beginKvCache(rec, shape, rowImage, { kv, encSeq });
+  const crossKv = flat ? w.layers.map((l) => linear(rec, flat, l.cross!.kv)) : [];
+  return kv.beginKvCache(rec, shape, rowImage, { kv: crossKv, encSeq });
 }
 
 /** Inputs of one forward: token ids `[rows·S]` (i32) or input embeddings `[rows·S, h]`. */
@@ -201,13 +187,13 @@ export type Gpt2Input = { ids: Tensor } | { embeds: Tensor };
 export function gpt2Forward(
   rec: Recorder,
   w: Gpt2Weights,
-  st: KvCache,
+  st: kv.KvCache,
   input: Gpt2Input,
   S: number,
   crossProbs?: Tensor[],
 ): Tensor {
   const c = w.config, h = c.n_embd, H = c.n_head, D = h / H, R = st.rows;
-  checkRoom(st, S);
+  kv.checkRoom(st, S);
   const pos = { table: w.wpe, start: st.length, period: S };
   let x: Tensor;
   if ("ids" in input) {
@@ -230,13 +216,13 @@ export function gpt2Forward(
     if (c.scale_attn_by_inverse_layer_idx) scale /= i + 1;
     const n1 = norm(rec, x, l.ln1);
     const qkv = linear(rec, n1, l.attn); // [R·S, 3h]
-    const a = cachedSelfAttention(rec, st, i, qkv, S, H, scale);
+    const a = kv.cachedSelfAttention(rec, st, i, qkv, S, H, scale);
     let x1 = linear(rec, a, l.attnProj, { residual: x });
     rec.releaseAfterSubmit(n1, qkv, a, x);
     if (l.cross) {
       const nc = norm(rec, x1, l.cross.ln);
       const q = linear(rec, nc, l.cross.q);
-      const ca = imageCrossAttention(rec, st, i, q, S, H, scale, crossProbs?.[i]);
+      const ca = kv.imageCrossAttention(rec, st, i, q, S, H, scale, crossProbs?.[i]);
       const x2 = linear(rec, ca, l.cross.proj, { residual: x1 });
       rec.releaseAfterSubmit(nc, q, ca, x1);
       x1 = x2;

@@ -14,16 +14,8 @@ import { prependRow } from "../shaders/copy.ts";
 import { binary } from "../shaders/elementwise.ts";
 import { patchify } from "../shaders/patchify.ts";
 import { configCount, configNumber } from "./config.ts";
-import {
-  type LayerNorm,
-  type Linear,
-  linear,
-  loadLayerNorm,
-  loadLinear,
-  loadStackedLinear,
-  type Module,
-  norm,
-} from "./modules.ts";
+import type { LayerNorm, Linear, Module } from "./modules.ts";
+import { linear, loadLayerNorm, loadLinear, loadStackedLinear, norm } from "./modules.ts";
 import type { ParamLoader } from "./params.ts";
 import type { WeightStore } from "../io/weights.ts";
 

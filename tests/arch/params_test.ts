@@ -8,7 +8,7 @@ import { Recorder } from "../../src/gpu/recorder.ts";
 import { numel, type Tensor, uploadTensor } from "../../src/gpu/tensor.ts";
 import { binary } from "../../src/shaders/elementwise.ts";
 import { loadCaptionModel } from "../../src/arch/load.ts";
-import { subFolder, localFiles } from "../../src/io/model_files.ts";
+import { localFiles, subFolder } from "../../src/io/model_files.ts";
 import { openWeightFile, openWeights, type WeightStore } from "../../src/io/weights.ts";
 import type { Param } from "../../src/nn/params.ts";
 import { fixture } from "../util.ts";

@@ -32,7 +32,11 @@ async function withValue(model: string, name: string, value: number): Promise<st
   for (const n of store.names()) {
     const data = Float32Array.from(await store.readF32(n));
     if (n === name) data[1] = value;
-    tensors.set(n, { dtype: "F32", shape: store.info(n).shape, bytes: new Uint8Array(data.buffer) });
+    tensors.set(n, {
+      dtype: "F32",
+      shape: store.info(n).shape,
+      bytes: new Uint8Array(data.buffer),
+    });
   }
   store.close();
   await Deno.writeFile(`${tmp}/model.safetensors`, writeSafetensors(tensors));
