@@ -1,8 +1,9 @@
 /**
  * The layers every tower is built from, each loaded by one function that checks every tensor
  * by name and records it as a {@link Param}: Linear (out×in as `nn.Linear`, or in×out as GPT-2's
- * `Conv1D`; q, k, v stacked into one), LayerNorm, Embedding (a table), Conv2d. Each module keeps
- * the parameters it loaded in `params`.
+ * `Conv1D`; q, k, v stacked into one), LayerNorm, Conv2d (ResNet's, with its BatchNorm). Each
+ * module keeps the parameters it loaded in `params`. Embedding tables are plain tensors
+ * (`ParamLoader.matrix` / `f32`), read by the `embedding` kernel.
  * @module
  */
 import type { Recorder } from "../gpu/recorder.ts";
@@ -10,7 +11,7 @@ import type { Tensor } from "../gpu/tensor.ts";
 import type { Activation } from "../shaders/activations.ts";
 import { layerNorm } from "../shaders/layernorm.ts";
 import { matmul } from "../shaders/matmul.ts";
-import type { Param, ParamLoader, Storage } from "./params.ts";
+import type { Param, ParamLoader } from "./params.ts";
 
 /** What every loaded module has: the parameters it holds, by HF name. */
 export interface Module {
@@ -96,23 +97,6 @@ export function loadLayerNorm(
 /** Record the LayerNorm of `x [rows, d]`. */
 export function norm(rec: Recorder, x: Tensor, ln: LayerNorm): Tensor {
   return layerNorm(rec, x, ln.w, ln.b, ln.eps);
-}
-
-/** A lookup table `[rows, dim]`: token embeddings (a matrix) or positions (kept in f32). */
-export interface Embedding extends Module {
-  table: Tensor;
-}
-
-/** Load table `name` `[rows, dim]` stored as `storage`. */
-export function loadEmbedding(
-  p: ParamLoader,
-  name: string,
-  shape: [number, number],
-  storage: Storage,
-): Promise<Embedding> {
-  return p.owning(async () => ({
-    table: storage === "matrix" ? await p.matrix(name, shape) : await p.f32(name, shape),
-  }));
 }
 
 /** A 2-D convolution `[Cout, Cin, k, k]` with an optional bias, stride and symmetric padding. */
