@@ -36,6 +36,7 @@ export type {
 } from "./src/arch/caption_model.ts";
 export { loadCaptionModel, loadPreprocessor, loadTokenizer } from "./src/arch/load.ts";
 export type { LoadOptions } from "./src/arch/load.ts";
+export type { Param } from "./src/nn/params.ts";
 export { generateOnGpu, GpuDecoder } from "./src/captioner/gpu_decoder.ts";
 /** The WebGPU runtime: device, tensors, one-pass recording, readback and timing. */
 export { getGpu, requestGpu } from "./src/gpu/device.ts";
@@ -129,6 +130,7 @@ export type { RerankCandidate, Reranker } from "./src/decode/rerank.ts";
 /** Attention pictures: per-word cross-attention (or Show-Attend-Tell α) maps as PNG tiles. */
 export {
   captionAttention,
+  hasAttentionMaps,
   imageGrid,
   tokenAttention,
   tokenWord,

@@ -8,6 +8,7 @@
  * @module
  */
 import { Captioner, type CaptionOptions, type CaptionResult } from "../src/captioner/captioner.ts";
+import { hasAttentionMaps } from "../src/captioner/caption_attention.ts";
 import { WebcapError } from "../src/errors.ts";
 import { ProgressBar } from "../src/io/progress.ts";
 import {
@@ -93,13 +94,13 @@ async function writeAttentionMaps(
   }
 }
 
-/** ClipCap feeds the image as a prefix: there is no cross-attention to draw. */
+/** Prefix models (ClipCap) have no cross-attention to draw. */
 function checkAttentionMap(captioner: Captioner): void {
-  if (captioner.model.architecture === "ClipCap") {
+  if (!hasAttentionMaps(captioner.model)) {
     throw new WebcapError(
       "BAD_OPTION",
-      "--attention-map: ClipCap has no cross-attention (the image is a prefix of the text), " +
-        "so there is no attention map to draw; drop the flag or use another model",
+      `--attention-map: ${captioner.model.architecture} has no cross-attention (the image is ` +
+        "a prefix of the text), so there is no attention map to draw; drop the flag or use another model",
     );
   }
 }

@@ -5,7 +5,7 @@
  */
 import type { Recorder } from "../gpu/recorder.ts";
 import type { DecodeState } from "./caption_model.ts";
-import type { Gpt2State } from "../nn/gpt2.ts";
+import type { KvCache } from "../nn/kv_cache.ts";
 import { emptyTensor, type Tensor } from "../gpu/tensor.ts";
 import { meanAxis1 } from "../shaders/reduce.ts";
 
@@ -24,7 +24,7 @@ export function meanOverHeads(rec: Recorder, probs: Tensor[]): Tensor {
 export function forwardWithAttention(
   rec: Recorder,
   st: DecodeState,
-  cache: Gpt2State,
+  cache: KvCache,
   shape: { layers: number; heads: number; perRow: number },
   attention: boolean | undefined,
   forward: (probs?: Tensor[]) => Tensor,

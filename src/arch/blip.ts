@@ -6,31 +6,21 @@
  * Token ids follow BLIP's `generate`: decoding starts from `text_config.bos_token_id` ([DEC])
  * and stops at `text_config.sep_token_id` ([SEP]), padding with `pad_token_id`. With a text
  * prompt, HF replaces the prompt's first id by [DEC] and drops its last id (the processor's
- * trailing [SEP]); callers feeding a prompt through {@link Blip.step} do that themselves.
+ * trailing [SEP]); callers feeding a prompt through `step` do that themselves.
  * @module
  */
 import { WebcapError } from "../errors.ts";
-import type { Recorder } from "../gpu/recorder.ts";
-import type { Tensor } from "../gpu/tensor.ts";
-import { forwardWithAttention } from "./attention_maps.ts";
 import {
   bertBeginDecode,
   bertDecoderConfig,
-  type BertDecoderWeights,
   bertForward,
   loadBertDecoder,
 } from "../nn/bert_decoder.ts";
-import type {
-  CaptionModel,
-  DecoderConfig,
-  DecodeState,
-  EncoderState,
-  StepOptions,
-} from "./caption_model.ts";
-import { gpt2Reorder } from "../nn/gpt2.ts";
-import { type CacheDecodeState, cacheDecodeState } from "./caption_model.ts";
 import type { ParamLoader } from "../nn/params.ts";
-import { loadVit, vitConfig, vitEncode, type VitNames, type VitWeights } from "../nn/vit.ts";
+import { loadVit, vitConfig, vitEncode, type VitNames } from "../nn/vit.ts";
+import { type Architecture, loadWithParams, transformerParity } from "./architecture.ts";
+import type { CaptionModel, DecoderConfig } from "./caption_model.ts";
+import { EncoderDecoderModel, hiddenState, kvStepDecoder } from "./encoder_decoder.ts";
 
 type Json = Record<string, unknown>;
 
@@ -109,88 +99,46 @@ function section(config: Json, key: string, where: string): Json {
   return v as Json;
 }
 
-/** BLIP ViT → BERT decoder captioner. */
-export class Blip implements CaptionModel {
-  /** The HF class name this model implements. */
-  readonly architecture = "BlipForConditionalGeneration";
-  private constructor(
-    readonly decoder: DecoderConfig,
-    readonly vit: VitWeights,
-    readonly text: BertDecoderWeights,
-    readonly params: ParamLoader,
-  ) {}
-
-  /** Load from a parsed `config.json` (with `vision_config` and `text_config`) and a weight loader. */
-  static async load(p: ParamLoader, config: Json, where: string): Promise<Blip> {
-    const vision = section(config, "vision_config", where);
-    const text = section(config, "text_config", where);
-    const vc = vitConfig({ ...VISION_DEFAULTS, ...vision }, `${where} vision_config`);
-    const tc = bertDecoderConfig(text, `${where} text_config`, TEXT_DEFAULTS);
-    if (text.is_decoder === false) {
-      throw new WebcapError(
-        "BAD_CONFIG",
-        `${where}: text_config.is_decoder is false, so the text model has no cross-attention; a captioner needs it true`,
-      );
-    }
-    if (tc.encoder_hidden_size !== vc.hidden_size) {
-      throw new WebcapError(
-        "BAD_CONFIG",
-        `${where}: text_config.encoder_hidden_size ${tc.encoder_hidden_size} differs from vision_config.hidden_size ${vc.hidden_size}`,
-      );
-    }
-    const ids = blipIds(text, where);
-    const vit = await loadVit(p, vc, blipVitNames("vision_model."), where);
-    const dec = await loadBertDecoder(p, tc, "text_decoder.", where);
-    return new Blip(
-      { ...ids, vocabSize: tc.vocab_size, maxPositions: tc.max_position_embeddings },
-      vit,
-      dec,
-      p,
+/** Load BLIP from a parsed `config.json` (with `vision_config` and `text_config`). */
+async function loadBlip(p: ParamLoader, config: Json, where: string): Promise<CaptionModel> {
+  const vision = section(config, "vision_config", where);
+  const text = section(config, "text_config", where);
+  const vc = vitConfig({ ...VISION_DEFAULTS, ...vision }, `${where} vision_config`);
+  const tc = bertDecoderConfig(text, `${where} text_config`, TEXT_DEFAULTS);
+  if (text.is_decoder === false) {
+    throw new WebcapError(
+      "BAD_CONFIG",
+      `${where}: text_config.is_decoder is false, so the text model has no cross-attention; a captioner needs it true`,
     );
   }
-
-  encode(rec: Recorder, pixels: Tensor): EncoderState {
-    const hidden = vitEncode(rec, this.vit, pixels); // [N, 1 + P, h]
-    return { images: hidden.shape[0], hidden, dispose: () => hidden.release() };
-  }
-
-  beginDecode(
-    rec: Recorder,
-    enc: EncoderState,
-    rowImage: Int32Array,
-    maxLength: number,
-  ): DecodeState {
-    return cacheDecodeState(bertBeginDecode(rec, this.text, enc.hidden, rowImage, maxLength));
-  }
-
-  step(
-    rec: Recorder,
-    st: DecodeState,
-    tokens: Tensor,
-    perRow: number,
-    opts: StepOptions = {},
-  ): Tensor {
-    const s = (st as CacheDecodeState).cache;
-    const shape = {
-      layers: this.text.layers.length,
-      heads: this.text.config.num_attention_heads,
-      perRow,
-    };
-    return forwardWithAttention(
-      rec,
-      st,
-      s,
-      shape,
-      opts.attention,
-      (probs) => bertForward(rec, this.text, s, tokens, perRow, probs),
+  if (tc.encoder_hidden_size !== vc.hidden_size) {
+    throw new WebcapError(
+      "BAD_CONFIG",
+      `${where}: text_config.encoder_hidden_size ${tc.encoder_hidden_size} differs from vision_config.hidden_size ${vc.hidden_size}`,
     );
   }
-
-  reorder(rec: Recorder, st: DecodeState, parents: Int32Array): void {
-    gpt2Reorder(rec, (st as CacheDecodeState).cache, parents);
-  }
-
-  dispose(): void {
-    this.params.dispose();
-  }
+  const ids = blipIds(text, where);
+  const vit = await loadVit(p, vc, blipVitNames("vision_model."), where);
+  const dec = await loadBertDecoder(p, tc, "text_decoder.", where);
+  return new EncoderDecoderModel(
+    BLIP.name,
+    { ...ids, vocabSize: tc.vocab_size, maxPositions: tc.max_position_embeddings },
+    {
+      encode: (rec, pixels) => hiddenState(vitEncode(rec, vit, pixels)), // [N, 1 + P, h]
+      text: kvStepDecoder(dec, { layers: tc.num_hidden_layers, heads: tc.num_attention_heads }, {
+        begin: bertBeginDecode,
+        forward: bertForward,
+      }),
+      params: p.params,
+      dispose: () => p.dispose(),
+    },
+  );
 }
+
+/** HF `BlipForConditionalGeneration`: BLIP's ViT → BERT decoder. */
+export const BLIP: Architecture = {
+  name: "BlipForConditionalGeneration",
+  load: (ctx) => loadWithParams(ctx, (p) => loadBlip(p, ctx.config, ctx.where)),
+  parity: transformerParity,
+  attentionMaps: { leadingPositions: 1 }, // ViT's CLS token
+};

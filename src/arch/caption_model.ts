@@ -5,7 +5,8 @@
  */
 import type { Recorder } from "../gpu/recorder.ts";
 import type { Tensor } from "../gpu/tensor.ts";
-import { gpt2DisposeState, type Gpt2State } from "../nn/gpt2.ts";
+import { disposeKvCache, type KvCache } from "../nn/kv_cache.ts";
+import type { Param } from "../nn/params.ts";
 
 /** Token ids and limits a decoder needs. */
 export interface DecoderConfig {
@@ -51,6 +52,8 @@ export interface CaptionModel {
   readonly architecture: string;
   /** Token ids and limits of the language decoder. */
   readonly decoder: DecoderConfig;
+  /** Every checkpoint tensor the model holds, by Hugging Face name (tied tensors once). */
+  readonly params: readonly Param[];
   /** `pixels [N, 3, H, W]` → encoder states (one pass). */
   encode(rec: Recorder, pixels: Tensor): EncoderState;
   /** Caches sized once for `maxLength` positions; row r decodes image `rowImage[r]`. */
@@ -74,9 +77,9 @@ export interface StepOptions {
   attention?: boolean;
 }
 
-/** A {@link DecodeState} over GPT-2-layout caches (GPT-2, BLIP's text decoder, ClipCap). */
+/** A {@link DecodeState} over a {@link KvCache} (GPT-2, BLIP's text decoder, ClipCap). */
 export interface CacheDecodeState extends DecodeState {
-  readonly cache: Gpt2State;
+  readonly cache: KvCache;
 }
 
 /**
@@ -84,7 +87,7 @@ export interface CacheDecodeState extends DecodeState {
  * `length`; `also` are tensors freed with the caches.
  */
 export function cacheDecodeState(
-  cache: Gpt2State,
+  cache: KvCache,
   positionsBefore = 0,
   also: Tensor[] = [],
 ): CacheDecodeState {
@@ -100,7 +103,7 @@ export function cacheDecodeState(
       return cache.rowImage;
     },
     dispose: () => {
-      gpt2DisposeState(cache);
+      disposeKvCache(cache);
       for (const t of [...also, st.attention]) if (t?.alive) t.release();
     },
   };

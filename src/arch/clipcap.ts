@@ -22,19 +22,10 @@
  * @module
  */
 import { WebcapError } from "../errors.ts";
-import type { Gpu } from "../gpu/device.ts";
 import type { Recorder } from "../gpu/recorder.ts";
-import { type DType, emptyTensor, type Tensor } from "../gpu/tensor.ts";
-import { copy2d } from "../shaders/copy.ts";
-import { embedding } from "../shaders/embedding.ts";
-import { matmul } from "../shaders/matmul.ts";
-import type {
-  CaptionModel,
-  DecoderConfig,
-  DecodeState,
-  EncoderState,
-  StepOptions,
-} from "./caption_model.ts";
+import { emptyTensor, type Tensor } from "../gpu/tensor.ts";
+import { fileLocation, type ModelFiles, subFolder } from "../io/model_files.ts";
+import { openWeightFile, openWeights, type WeightStore } from "../io/weights.ts";
 import {
   clipVisionConfig,
   clipVisionEncode,
@@ -46,15 +37,18 @@ import {
   type Gpt2Config,
   gpt2Config,
   gpt2Forward,
-  gpt2Reorder,
-  type Gpt2State,
   type Gpt2Weights,
   loadGpt2,
 } from "../nn/gpt2.ts";
-import { type CacheDecodeState, cacheDecodeState } from "./caption_model.ts";
+import { type KvCache, reorderKvCache } from "../nn/kv_cache.ts";
+import { type Linear, linear, loadLinear } from "../nn/modules.ts";
 import { ParamLoader } from "../nn/params.ts";
-import { openWeightFile, openWeights, type WeightStore } from "../io/weights.ts";
-import { asModelFiles, fileLocation, type ModelFiles, subFolder } from "../io/model_files.ts";
+import { copy2d } from "../shaders/copy.ts";
+import { embedding } from "../shaders/embedding.ts";
+import type { Architecture, LoadContext } from "./architecture.ts";
+import { type CacheDecodeState, cacheDecodeState, type EncoderState } from "./caption_model.ts";
+import { EncoderDecoderModel, type StepDecoder } from "./encoder_decoder.ts";
+import { readModelJson } from "./model_json.ts";
 
 type Json = Record<string, unknown>;
 
@@ -125,11 +119,6 @@ export function clipCapConfig(c: Json, where: string): ClipCapConfig {
   };
 }
 
-interface Linear {
-  w: Tensor; // [out, in]
-  b: Tensor; // [out]
-}
-
 /** `clip_project.model.{0,2,…}`: Linear layers with Tanh between them, `prefixSize → L·n_embd`. */
 async function loadProjection(p: ParamLoader, cfg: ClipCapConfig): Promise<Linear[]> {
   const out = cfg.prefixLength * cfg.gpt2.n_embd;
@@ -139,10 +128,7 @@ async function loadProjection(p: ParamLoader, cfg: ClipCapConfig): Promise<Linea
     const name = `clip_project.model.${k}`;
     const last = !p.store.has(`clip_project.model.${k + 2}.weight`);
     const o = last ? out : p.store.info(`${name}.weight`).shape[0];
-    layers.push({
-      w: await p.matrix(`${name}.weight`, [o, inp]),
-      b: await p.f32(`${name}.bias`, [o]),
-    });
+    layers.push(await loadLinear(p, name, o, inp));
     inp = o;
   }
   return layers;
@@ -177,21 +163,16 @@ interface ClipCapState extends CacheDecodeState {
 }
 
 /**
- * Load a ClipCap folder (a local path, a URL or {@link ModelFiles}) from its parsed
- * `clipcap-config.json` and `clip-vision/config.json`.
+ * Load a ClipCap folder from its parsed `clipcap-config.json` (`ctx.config`); reads
+ * `clip-vision/config.json` first.
  */
-export async function loadClipCap(
-  gpu: Gpu,
-  dir: string | ModelFiles,
-  config: Json,
-  visionConfig: Json,
-  dtype: DType,
-): Promise<ClipCap> {
-  const files = asModelFiles(dir);
+async function loadClipCap(ctx: LoadContext): Promise<ClipCap> {
+  const files = ctx.files;
   const visionFiles = subFolder(files, CLIPCAP_VISION_DIR);
-  const where = fileLocation(files, CLIPCAP_CONFIG);
+  const visionConfig = await readModelJson(visionFiles, "config.json");
+  const where = ctx.where;
   const visionConfigPath = fileLocation(visionFiles, "config.json");
-  const cfg = clipCapConfig(config, where);
+  const cfg = clipCapConfig(ctx.config, where);
   const vc = clipVisionConfig(visionConfig, visionConfigPath);
   if (vc.projection_dim !== cfg.prefixSize) {
     throw new WebcapError(
@@ -203,10 +184,10 @@ export async function loadClipCap(
   const stores: WeightStore[] = [];
   try {
     stores.push(await openWeights(visionFiles));
-    loaders.push(new ParamLoader(gpu, stores[0], dtype));
+    loaders.push(new ParamLoader(ctx.gpu, stores[0], ctx.dtype));
     const vision = await loadClipVision(loaders[0], vc, visionFiles.source);
     stores.push(await openClipCapWeights(files));
-    loaders.push(new ParamLoader(gpu, stores[1], dtype));
+    loaders.push(new ParamLoader(ctx.gpu, stores[1], ctx.dtype));
     const project = await loadProjection(loaders[1], cfg);
     const gpt2 = await loadGpt2(
       loaders[1],
@@ -225,161 +206,196 @@ export async function loadClipCap(
 }
 
 /** CLIP image embedding → MLP prefix → GPT-2 captioner. */
-export class ClipCap implements CaptionModel {
-  /** Architecture name in messages. */
-  readonly architecture = "ClipCap";
-  /** Token ids and limits; `decoderStartTokenId` = `vocabSize` stands for the last prefix vector. */
-  readonly decoder: DecoderConfig;
-
-  /** Use {@link loadClipCap}. */
+export class ClipCap extends EncoderDecoderModel<ClipCapEncoderState, ClipCapState> {
+  /** Use the registry's loader (`loadCaptionModel`). */
   constructor(
     readonly config: ClipCapConfig,
     readonly vision: ClipVisionWeights,
-    readonly project: Linear[],
-    readonly gpt2: Gpt2Weights,
-    readonly params: ParamLoader[],
+    project: Linear[],
+    gpt2: Gpt2Weights,
+    loaders: ParamLoader[],
   ) {
     const g = config.gpt2;
-    this.decoder = {
+    super(CLIPCAP.name, {
       vocabSize: g.vocab_size,
       decoderStartTokenId: g.vocab_size,
       eosTokenId: config.eosTokenId,
       padTokenId: config.padTokenId,
-      maxPositions: g.n_positions - (config.prefixLength - 1),
-    };
-  }
-
-  /** `pixels [N, 3, H, W]` → CLIP `image_embeds` and the GPT-2 prefix. */
-  encode(rec: Recorder, pixels: Tensor): ClipCapEncoderState {
-    const { hidden, imageEmbeds } = clipVisionEncode(rec, this.vision, pixels);
-    rec.releaseAfterSubmit(hidden);
-    let x = imageEmbeds; // [N, prefix_size]
-    this.project.forEach((l, i) => {
-      const act = i < this.project.length - 1 ? "tanh" : "none";
-      const y = matmul(rec, x, l.w, { transposeW: true, bias: l.b, act });
-      if (x !== imageEmbeds) rec.releaseAfterSubmit(x);
-      x = y;
+      maxPositions: maxPositions(config),
+    }, {
+      encode: (rec, pixels) => encode(rec, config, vision, project, pixels),
+      text: prefixDecoder(config, gpt2),
+      params: loaders.flatMap((p) => p.params),
+      dispose: () => loaders.forEach((p) => p.dispose()),
     });
-    const N = pixels.shape[0];
-    const prefix = x.view([N, this.config.prefixLength, this.gpt2.config.n_embd]);
-    return {
-      images: N,
-      hidden: prefix,
-      imageEmbeds,
-      dispose: () => {
-        prefix.release();
-        imageEmbeds.release();
-      },
-    };
-  }
-
-  beginDecode(
-    rec: Recorder,
-    enc: EncoderState,
-    rowImage: Int32Array,
-    maxLength: number,
-  ): DecodeState {
-    const N = enc.images, L = this.config.prefixLength, h = this.gpt2.config.n_embd;
-    if (rowImage.some((i) => !(i >= 0 && i < N))) {
-      throw new WebcapError(
-        "BAD_OPTION",
-        `beginDecode: rowImage must index the ${N} encoded images`,
-      );
-    }
-    if (maxLength > this.decoder.maxPositions) {
-      throw new WebcapError(
-        "BAD_OPTION",
-        `max length ${maxLength} exceeds ${this.decoder.maxPositions} (GPT-2 n_positions ${this.gpt2.config.n_positions} less ${
-          L - 1
-        } prefix positions)`,
-      );
-    }
-    const prefix = enc.hidden; // [N, L, h]
-    const lastPrefix = emptyTensor(rec.gpu, [N, h]);
-    copy2d(rec, prefix, lastPrefix, {
-      n: N,
-      width: h,
-      srcOff: (L - 1) * h,
-      srcStride: L * h,
-      group: 1,
-      dstOff: 0,
-      dstOuter: h,
-      dstInner: 0,
-    });
-    const gpt2 = L > 1
-      ? this.#runPrefix(rec, prefix, rowImage, maxLength)
-      : gpt2BeginDecode(rec, this.gpt2, undefined, rowImage, maxLength);
-    return Object.assign(cacheDecodeState(gpt2, L - 1, [lastPrefix]), { lastPrefix });
-  }
-
-  /** Caches after prefix vectors `0..L-2`: computed once per image, then gathered to the rows. */
-  #runPrefix(rec: Recorder, prefix: Tensor, rowImage: Int32Array, maxLength: number): Gpt2State {
-    const [N, L, h] = prefix.shape;
-    const images = Int32Array.from({ length: N }, (_, i) => i);
-    const st = gpt2BeginDecode(rec, this.gpt2, undefined, images, maxLength + L - 1);
-    const embeds = emptyTensor(rec.gpu, [N * (L - 1), h]);
-    copy2d(rec, prefix, embeds, {
-      n: N,
-      width: (L - 1) * h,
-      srcOff: 0,
-      srcStride: L * h,
-      group: 1,
-      dstOff: 0,
-      dstOuter: (L - 1) * h,
-      dstInner: 0,
-    });
-    const logits = gpt2Forward(rec, this.gpt2, st, { embeds }, L - 1);
-    rec.releaseAfterSubmit(embeds, logits);
-    const identity = rowImage.length === N && rowImage.every((img, r) => img === r);
-    if (!identity) gpt2Reorder(rec, st, rowImage);
-    return st;
-  }
-
-  step(
-    rec: Recorder,
-    st: DecodeState,
-    tokens: Tensor,
-    perRow: number,
-    opts: StepOptions = {},
-  ): Tensor {
-    if (opts.attention) {
-      throw new WebcapError(
-        "BAD_OPTION",
-        "ClipCap has no cross-attention: attention maps are not available",
-      );
-    }
-    const s = st as ClipCapState, g = s.cache, R = g.rows, h = this.gpt2.config.n_embd;
-    if (tokens.size !== R * perRow) {
-      throw new WebcapError("BAD_SHAPE", `step: ${tokens.size} tokens for ${R} rows × ${perRow}`);
-    }
-    if (s.length > 0) return gpt2Forward(rec, this.gpt2, g, { ids: tokens }, perRow);
-    // First step: each row's first position is its image's last prefix vector (the start id).
-    const last = embedding(rec, s.lastPrefix, g.rowImageGpu); // [R, h]
-    let embeds = last;
-    if (perRow > 1) {
-      embeds = embedding(rec, this.gpt2.wte, tokens); // [R·S, h]; the start id's rows are left unwritten
-      copy2d(rec, last, embeds, {
-        n: R,
-        width: h,
-        srcOff: 0,
-        srcStride: h,
-        group: 1,
-        dstOff: 0,
-        dstOuter: perRow * h,
-        dstInner: 0,
-      });
-      rec.releaseAfterSubmit(last);
-    }
-    const logits = gpt2Forward(rec, this.gpt2, g, { embeds }, perRow);
-    rec.releaseAfterSubmit(embeds);
-    return logits;
-  }
-
-  reorder(rec: Recorder, st: DecodeState, parents: Int32Array): void {
-    gpt2Reorder(rec, (st as ClipCapState).cache, parents);
-  }
-
-  dispose(): void {
-    for (const p of this.params) p.dispose();
   }
 }
+
+/** `pixels [N, 3, H, W]` → CLIP `image_embeds` and the GPT-2 prefix. */
+function encode(
+  rec: Recorder,
+  config: ClipCapConfig,
+  vision: ClipVisionWeights,
+  project: Linear[],
+  pixels: Tensor,
+): ClipCapEncoderState {
+  const { hidden, imageEmbeds } = clipVisionEncode(rec, vision, pixels);
+  rec.releaseAfterSubmit(hidden);
+  let x = imageEmbeds; // [N, prefix_size]
+  project.forEach((l, i) => {
+    const y = linear(rec, x, l, { act: i < project.length - 1 ? "tanh" : "none" });
+    if (x !== imageEmbeds) rec.releaseAfterSubmit(x);
+    x = y;
+  });
+  const N = pixels.shape[0];
+  const prefix = x.view([N, config.prefixLength, config.gpt2.n_embd]);
+  return {
+    images: N,
+    hidden: prefix,
+    imageEmbeds,
+    dispose: () => {
+      prefix.release();
+      imageEmbeds.release();
+    },
+  };
+}
+
+/** Positions left for tokens: GPT-2's `n_positions` less the prefix vectors before the start. */
+function maxPositions(config: ClipCapConfig): number {
+  return config.gpt2.n_positions - (config.prefixLength - 1);
+}
+
+/** GPT-2 over the prefix then the tokens; no cross-attention, so no attention maps. */
+function prefixDecoder(config: ClipCapConfig, gpt2: Gpt2Weights): StepDecoder<ClipCapState> {
+  return {
+    crossAttention: false,
+    begin: (rec, enc, rowImage, maxLength) =>
+      beginDecode(rec, config, gpt2, enc, rowImage, maxLength),
+    forward: (rec, st, tokens, perRow) => step(rec, gpt2, st, tokens, perRow),
+    reorder: (rec, st, parents) => reorderKvCache(rec, st.cache, parents),
+  };
+}
+
+function beginDecode(
+  rec: Recorder,
+  config: ClipCapConfig,
+  gpt2: Gpt2Weights,
+  enc: EncoderState,
+  rowImage: Int32Array,
+  maxLength: number,
+): ClipCapState {
+  const N = enc.images, L = config.prefixLength, h = gpt2.config.n_embd;
+  const most = maxPositions(config);
+  if (rowImage.some((i) => !(i >= 0 && i < N))) {
+    throw new WebcapError(
+      "BAD_OPTION",
+      `beginDecode: rowImage must index the ${N} encoded images`,
+    );
+  }
+  if (maxLength > most) {
+    throw new WebcapError(
+      "BAD_OPTION",
+      `max length ${maxLength} exceeds ${most} (GPT-2 n_positions ${gpt2.config.n_positions} less ${
+        L - 1
+      } prefix positions)`,
+    );
+  }
+  const prefix = enc.hidden; // [N, L, h]
+  const lastPrefix = emptyTensor(rec.gpu, [N, h]);
+  copy2d(rec, prefix, lastPrefix, {
+    n: N,
+    width: h,
+    srcOff: (L - 1) * h,
+    srcStride: L * h,
+    group: 1,
+    dstOff: 0,
+    dstOuter: h,
+    dstInner: 0,
+  });
+  const cache = L > 1
+    ? runPrefix(rec, gpt2, prefix, rowImage, maxLength)
+    : gpt2BeginDecode(rec, gpt2, undefined, rowImage, maxLength);
+  return Object.assign(cacheDecodeState(cache, L - 1, [lastPrefix]), { lastPrefix });
+}
+
+/** Caches after prefix vectors `0..L-2`: computed once per image, then gathered to the rows. */
+function runPrefix(
+  rec: Recorder,
+  gpt2: Gpt2Weights,
+  prefix: Tensor,
+  rowImage: Int32Array,
+  maxLength: number,
+): KvCache {
+  const [N, L, h] = prefix.shape;
+  const images = Int32Array.from({ length: N }, (_, i) => i);
+  const st = gpt2BeginDecode(rec, gpt2, undefined, images, maxLength + L - 1);
+  const embeds = emptyTensor(rec.gpu, [N * (L - 1), h]);
+  copy2d(rec, prefix, embeds, {
+    n: N,
+    width: (L - 1) * h,
+    srcOff: 0,
+    srcStride: L * h,
+    group: 1,
+    dstOff: 0,
+    dstOuter: (L - 1) * h,
+    dstInner: 0,
+  });
+  const logits = gpt2Forward(rec, gpt2, st, { embeds }, L - 1);
+  rec.releaseAfterSubmit(embeds, logits);
+  const identity = rowImage.length === N && rowImage.every((img, r) => img === r);
+  if (!identity) reorderKvCache(rec, st, rowImage);
+  return st;
+}
+
+/** Token ids → logits; the first step's start id stands for each row's image's last prefix vector. */
+function step(
+  rec: Recorder,
+  gpt2: Gpt2Weights,
+  s: ClipCapState,
+  tokens: Tensor,
+  perRow: number,
+): Tensor {
+  const g = s.cache, R = g.rows, h = gpt2.config.n_embd;
+  if (tokens.size !== R * perRow) {
+    throw new WebcapError("BAD_SHAPE", `step: ${tokens.size} tokens for ${R} rows × ${perRow}`);
+  }
+  if (s.length > 0) return gpt2Forward(rec, gpt2, g, { ids: tokens }, perRow);
+  // First step: each row's first position is its image's last prefix vector (the start id).
+  const last = embedding(rec, s.lastPrefix, g.rowImageGpu); // [R, h]
+  let embeds = last;
+  if (perRow > 1) {
+    embeds = embedding(rec, gpt2.wte, tokens); // [R·S, h]; the start id's rows are left unwritten
+    copy2d(rec, last, embeds, {
+      n: R,
+      width: h,
+      srcOff: 0,
+      srcStride: h,
+      group: 1,
+      dstOff: 0,
+      dstOuter: perRow * h,
+      dstInner: 0,
+    });
+    rec.releaseAfterSubmit(last);
+  }
+  const logits = gpt2Forward(rec, gpt2, g, { embeds }, perRow);
+  rec.releaseAfterSubmit(embeds);
+  return logits;
+}
+
+/** ClipCap: recognised by `clipcap-config.json` (it has no `config.json`). */
+export const CLIPCAP: Architecture = {
+  name: "ClipCap",
+  marker: CLIPCAP_CONFIG,
+  load: loadClipCap,
+  parity: async (ctx) => {
+    const enc = await ctx.encode("pixel_values") as ClipCapEncoderState;
+    try {
+      const [img, prefix] = await ctx.read([enc.imageEmbeds, enc.hidden]);
+      ctx.check("image_embeds", img, await ctx.ref.readF32("image_embeds"));
+      ctx.check("prefix_embeds", prefix, await ctx.ref.readF32("prefix_embeds"));
+      return [await ctx.greedyCase(enc)];
+    } finally {
+      enc.dispose();
+    }
+  },
+};

@@ -1,69 +1,23 @@
 /**
  * Loading a captioning model from a folder in the layout of a hub repo — local (Deno), at a base
- * URL, or any {@link ModelFiles}: `config.json` names the architecture, the weights come from
- * safetensors (preferred) or a torch pickle.
+ * URL, or any {@link ModelFiles}: `config.json` names the architecture, looked up in the
+ * registry (./registry.ts); the weights come from safetensors (preferred) or a torch pickle.
  * @module
  */
 import { WebcapError } from "../errors.ts";
 import type { Gpu } from "../gpu/device.ts";
-import type { CaptionModel } from "./caption_model.ts";
-import { Blip } from "./blip.ts";
-import { CLIPCAP_CONFIG, CLIPCAP_VISION_DIR, loadClipCap } from "./clipcap.ts";
-import { asModelFiles, fileLocation, localFiles, type ModelFiles } from "../io/model_files.ts";
-import { ParamLoader } from "../nn/params.ts";
 import { type Preprocessor, preprocessorFromConfig } from "../image/preprocess.ts";
+import { asModelFiles, fileLocation, type ModelFiles } from "../io/model_files.ts";
 import { Tokenizer } from "../text/tokenizer.ts";
-import { SHOW_ATTEND_TELL, ShowAttendTell } from "./show_attend_tell.ts";
-import { VisionEncoderDecoder } from "./vision_encoder_decoder.ts";
-import { openWeights } from "../io/weights.ts";
+import type { Architecture } from "./architecture.ts";
+import type { CaptionModel } from "./caption_model.ts";
+import { CLIPCAP_VISION_DIR } from "./clipcap.ts";
+import { readModelJson } from "./model_json.ts";
+import { ARCHITECTURES, findArchitecture } from "./registry.ts";
 
 type Json = Record<string, unknown>;
 
-/** Parse `text` as a JSON object; BAD_CONFIG naming `where` when it is not one. */
-function parseJsonObject(text: string, where: string): Json {
-  try {
-    const v = JSON.parse(text);
-    if (typeof v !== "object" || v === null || Array.isArray(v)) {
-      throw new Error("not a JSON object");
-    }
-    return v as Json;
-  } catch (e) {
-    throw new WebcapError(
-      "BAD_CONFIG",
-      `${where} is not a valid JSON object: ${(e as Error).message}`,
-    );
-  }
-}
-
-/** Read JSON file `name` of a model's files; MISSING_FILE or BAD_CONFIG naming it. */
-export async function readModelJson(
-  files: ModelFiles,
-  name: string,
-  optional: true,
-): Promise<Json | undefined>;
-export async function readModelJson(
-  files: ModelFiles,
-  name: string,
-  optional?: false,
-): Promise<Json>;
-export async function readModelJson(
-  files: ModelFiles,
-  name: string,
-  optional = false,
-): Promise<Json | undefined> {
-  const where = fileLocation(files, name);
-  const text = await files.text(name);
-  if (text !== undefined) return parseJsonObject(text, where);
-  if (optional) return undefined;
-  throw new WebcapError("MISSING_FILE", `${where} does not exist`);
-}
-
-/** Read a local JSON file (Deno); MISSING_FILE or BAD_CONFIG naming it when absent or malformed. */
-export function readJson(path: string, optional: true): Promise<Json | undefined>;
-export function readJson(path: string, optional?: false): Promise<Json>;
-export function readJson(path: string, optional = false): Promise<Json | undefined> {
-  return readModelJson(localFiles(""), path, optional as false);
-}
+export { readJson, readModelJson } from "./model_json.ts";
 
 /** Options of {@link loadCaptionModel}. */
 export interface LoadOptions {
@@ -83,10 +37,18 @@ export function architectureOf(config: Json, where: string): string {
   );
 }
 
+/** The registered architecture a `config.json` names, if any (no error when it names none). */
+function configArchitecture(config: Json | undefined): Architecture | undefined {
+  const archs = config?.architectures;
+  const name = Array.isArray(archs) ? archs[0] : config?.architecture;
+  return typeof name === "string" ? findArchitecture(name) : undefined;
+}
+
 /**
  * Load the captioning model in a folder onto `gpu`: a local path, an `http(s)://` base URL, or
- * any {@link ModelFiles}. A folder holding `clipcap-config.json` is a ClipCap model (it has no
- * `config.json`; see ./clipcap.ts); any other folder is named by its `config.json`.
+ * any {@link ModelFiles}. A folder holding an architecture's marker file (ClipCap's
+ * `clipcap-config.json`; it has no `config.json`) is that architecture; any other folder is named
+ * by its `config.json`.
  */
 export async function loadCaptionModel(
   gpu: Gpu,
@@ -101,47 +63,38 @@ export async function loadCaptionModel(
   }
   const dtype = opts.dtype ?? "f32";
   const files = asModelFiles(dir);
-  const clipcap = await readModelJson(files, CLIPCAP_CONFIG, true);
-  if (clipcap) {
-    const vision = await readModelJson(files, `${CLIPCAP_VISION_DIR}/config.json`);
-    return await loadClipCap(gpu, files, clipcap, vision, dtype);
-  }
-  const configPath = fileLocation(files, "config.json");
-  const config = await readModelJson(files, "config.json");
-  const generation = await readModelJson(files, "generation_config.json", true);
-  const arch = architectureOf(config, configPath);
-  if (
-    arch === "VisionEncoderDecoderModel" || arch === "BlipForConditionalGeneration" ||
-    arch === SHOW_ATTEND_TELL
-  ) {
-    const store = await openWeights(files);
-    const p = new ParamLoader(gpu, store, dtype);
-    try {
-      if (arch === "BlipForConditionalGeneration") return await Blip.load(p, config, configPath);
-      if (arch === SHOW_ATTEND_TELL) return await ShowAttendTell.load(p, config, configPath);
-      return await VisionEncoderDecoder.load(p, config, generation, configPath);
-    } catch (e) {
-      p.dispose();
-      throw e;
-    } finally {
-      store.close();
+  for (const arch of ARCHITECTURES) {
+    if (!arch.marker) continue;
+    const config = await readModelJson(files, arch.marker, true);
+    if (config) {
+      return await arch.load({
+        gpu,
+        files,
+        dtype,
+        config,
+        where: fileLocation(files, arch.marker),
+      });
     }
   }
-  throw new WebcapError(
-    "UNSUPPORTED_ARCH",
-    `${configPath}: architecture "${arch}" is not supported (supported: VisionEncoderDecoderModel, BlipForConditionalGeneration, ${SHOW_ATTEND_TELL})`,
-  );
+  const where = fileLocation(files, "config.json");
+  const config = await readModelJson(files, "config.json");
+  const generation = await readModelJson(files, "generation_config.json", true);
+  const name = architectureOf(config, where);
+  const arch = findArchitecture(name);
+  if (!arch || arch.marker) {
+    const supported = ARCHITECTURES.filter((a) => !a.marker).map((a) => a.name).join(", ");
+    throw new WebcapError(
+      "UNSUPPORTED_ARCH",
+      `${where}: architecture "${name}" is not supported (supported: ${supported})`,
+    );
+  }
+  return await arch.load({ gpu, files, dtype, config, where, generation });
 }
-
-/** ImageNet statistics, which Show-Attend-Tell's reference training code normalizes with. */
-const IMAGENET_MEAN = [0.485, 0.456, 0.406];
-const IMAGENET_STD = [0.229, 0.224, 0.225];
 
 /**
  * The image processor of a model folder (a path, a URL or {@link ModelFiles}):
- * `preprocessor_config.json`, ClipCap's `clip-vision/preprocessor_config.json`, or for
- * Show-Attend-Tell (whose checkpoints ship none) a bilinear resize to `image_size` with ImageNet
- * mean/std, as its reference code feeds it.
+ * `preprocessor_config.json`, ClipCap's `clip-vision/preprocessor_config.json`, or the defaults
+ * of the architecture its `config.json` names (Show-Attend-Tell's checkpoints ship none).
  */
 export async function loadPreprocessor(dir: string | ModelFiles): Promise<Preprocessor> {
   const files = asModelFiles(dir);
@@ -152,16 +105,9 @@ export async function loadPreprocessor(dir: string | ModelFiles): Promise<Prepro
     if (config) return preprocessorFromConfig(config, fileLocation(files, name));
   }
   const config = await readModelJson(files, "config.json", true);
-  if (config && config.architecture === SHOW_ATTEND_TELL && typeof config.image_size === "number") {
-    const size = config.image_size;
-    return preprocessorFromConfig({
-      image_processor_type: "ViTImageProcessor",
-      size: { height: size, width: size },
-      resample: 2,
-      image_mean: IMAGENET_MEAN,
-      image_std: IMAGENET_STD,
-    }, `${fileLocation(files, "config.json")} (Show-Attend-Tell defaults)`);
-  }
+  const where = fileLocation(files, "config.json");
+  const defaults = config && configArchitecture(config)?.defaultPreprocessor?.(config, where);
+  if (defaults) return defaults;
   throw new WebcapError(
     "MISSING_FILE",
     `${files.source}: no preprocessor_config.json (the image processor settings); add the one of the model's hub repo`,
@@ -170,8 +116,9 @@ export async function loadPreprocessor(dir: string | ModelFiles): Promise<Prepro
 
 /**
  * The tokenizer of a model folder (a path, a URL or {@link ModelFiles}): `tokenizer.json`, else a
- * `word_map.json` (word → id), else — for checkpoints shipped without a vocabulary — token ids
- * written as numbers (`kind` "ids").
+ * `word_map.json` (word → id), else — for checkpoints shipped without a vocabulary — the default
+ * of the architecture its `config.json` names (Show-Attend-Tell: token ids written as numbers,
+ * `kind` "ids").
  */
 export async function loadTokenizer(dir: string | ModelFiles): Promise<Tokenizer> {
   const files = asModelFiles(dir);
@@ -180,16 +127,8 @@ export async function loadTokenizer(dir: string | ModelFiles): Promise<Tokenizer
     if (tokenizer) return tokenizer;
   }
   const config = await readModelJson(files, "config.json", true);
-  const vocab = config?.vocab_size;
-  if (config?.architecture === SHOW_ATTEND_TELL && typeof vocab === "number") {
-    const special = [config.start_token_id, config.end_token_id, config.pad_token_id ?? 0]
-      .filter((id): id is number => typeof id === "number");
-    return Tokenizer.fromIds(
-      vocab,
-      special,
-      `${files.source} (no tokenizer.json or word_map.json)`,
-    );
-  }
+  const fallback = config && configArchitecture(config)?.defaultTokenizer?.(config, files.source);
+  if (fallback) return fallback;
   throw new WebcapError(
     "MISSING_FILE",
     `${files.source}: no tokenizer.json or word_map.json; captions cannot be turned into text without one`,

@@ -11,33 +11,26 @@
 import { WebcapError } from "../errors.ts";
 import type { Recorder } from "../gpu/recorder.ts";
 import { emptyTensor, ownedTensor, type Tensor, uploadTensor } from "../gpu/tensor.ts";
+import { preprocessorFromConfig } from "../image/preprocess.ts";
+import { type Linear, linear, loadLinear } from "../nn/modules.ts";
+import type { ParamLoader } from "../nn/params.ts";
+import { loadResNet, type ResNetConfig, resNetConfig, resnetEncode } from "../nn/resnet.ts";
 import { copy2d } from "../shaders/copy.ts";
 import { embedding } from "../shaders/embedding.ts";
 import { lstmCell } from "../shaders/lstm.ts";
-import { matmul } from "../shaders/matmul.ts";
 import { meanAxis1 } from "../shaders/reduce.ts";
 import { softAttention } from "../shaders/soft_attention.ts";
-import type {
-  CaptionModel,
-  DecoderConfig,
-  DecodeState,
-  EncoderState,
-  StepOptions,
-} from "./caption_model.ts";
-import type { ParamLoader } from "../nn/params.ts";
+import { Tokenizer } from "../text/tokenizer.ts";
 import {
-  disposeResNet,
-  loadResNet,
-  type ResNetConfig,
-  resNetConfig,
-  resnetEncode,
-  type ResNetWeights,
-} from "../nn/resnet.ts";
+  type Architecture,
+  type CaseCheck,
+  loadWithParams,
+  type ParityContext,
+} from "./architecture.ts";
+import type { CaptionModel, DecodeState, EncoderState } from "./caption_model.ts";
+import { EncoderDecoderModel, hiddenState, type StepDecoder } from "./encoder_decoder.ts";
 
 type Json = Record<string, unknown>;
-
-/** The `architecture` value of a Show-Attend-Tell `config.json`. */
-export const SHOW_ATTEND_TELL = "show-attend-tell";
 
 /**
  * Longest decoding when `config.json` has no `max_positions`: the LSTM has no position table,
@@ -104,17 +97,12 @@ export function showAttendTellConfig(c: Json, where: string): ShowAttendTellConf
   return cfg;
 }
 
-interface Linear {
-  w: Tensor; // [out, in]
-  b: Tensor; // [out]
-}
-
 /** Decoder weights on the GPU (`nn.Linear` weights out×in). */
 interface SatDecoderWeights {
   embedding: Tensor; // [vocab, embed]
   encAtt: Linear; // [A, C]
   decAtt: Linear; // [A, Hd]
-  fullAtt: Tensor; // [1, A] (its bias cancels in the softmax)
+  fullAtt: Tensor; // [1, A] (its bias cancels in the softmax and is not loaded)
   fBeta: Linear; // [C, Hd]
   initH: Linear; // [Hd, C]
   initC: Linear; // [Hd, C]
@@ -123,39 +111,33 @@ interface SatDecoderWeights {
   fc: Linear; // [vocab, Hd]
 }
 
-async function linear(p: ParamLoader, name: string, out: number, inp: number): Promise<Linear> {
-  return { w: await p.matrix(`${name}.weight`, [out, inp]), b: await p.f32(`${name}.bias`, [out]) };
+/** The LSTMCell's input (`ih`) or hidden (`hh`) projection: `weight_<x>`, `bias_<x>`. */
+function loadLstmLinear(p: ParamLoader, x: "ih" | "hh", out: number, inp: number) {
+  const step = "decoder.decode_step";
+  return p.owning(async () => ({
+    w: await p.matrix(`${step}.weight_${x}`, [out, inp]),
+    b: await p.f32(`${step}.bias_${x}`, [out]),
+    inOut: false,
+  }));
 }
 
 async function loadDecoder(p: ParamLoader, c: ShowAttendTellConfig): Promise<SatDecoderWeights> {
   const { encoderDim: C, attentionDim: A, embedDim: E, decoderDim: H, vocabSize: V } = c;
-  const step = "decoder.decode_step";
   return {
     embedding: await p.matrix("decoder.embedding.weight", [V, E]),
-    encAtt: await linear(p, "decoder.attention.encoder_att", A, C),
-    decAtt: await linear(p, "decoder.attention.decoder_att", A, H),
+    encAtt: await loadLinear(p, "decoder.attention.encoder_att", A, C),
+    decAtt: await loadLinear(p, "decoder.attention.decoder_att", A, H),
     fullAtt: await p.f32("decoder.attention.full_att.weight", [1, A]),
-    fBeta: await linear(p, "decoder.f_beta", C, H),
-    initH: await linear(p, "decoder.init_h", H, C),
-    initC: await linear(p, "decoder.init_c", H, C),
-    wih: {
-      w: await p.matrix(`${step}.weight_ih`, [4 * H, E + C]),
-      b: await p.f32(`${step}.bias_ih`, [4 * H]),
-    },
-    whh: {
-      w: await p.matrix(`${step}.weight_hh`, [4 * H, H]),
-      b: await p.f32(`${step}.bias_hh`, [4 * H]),
-    },
-    fc: await linear(p, "decoder.fc", V, H),
+    fBeta: await loadLinear(p, "decoder.f_beta", C, H),
+    initH: await loadLinear(p, "decoder.init_h", H, C),
+    initC: await loadLinear(p, "decoder.init_c", H, C),
+    wih: await loadLstmLinear(p, "ih", 4 * H, E + C),
+    whh: await loadLstmLinear(p, "hh", 4 * H, H),
+    fc: await loadLinear(p, "decoder.fc", V, H),
   };
 }
 
-/** `x·Wᵀ + b` (+ act) for an `nn.Linear`. */
-function lin(rec: Recorder, x: Tensor, l: Linear, act?: "sigmoid"): Tensor {
-  return matmul(rec, x, l.w, { transposeW: true, bias: l.b, act });
-}
-
-/** The LSTM state of every row, plus per-image data computed once in `beginDecode`. */
+/** The LSTM state of every row, plus per-image data computed once in `begin`. */
 interface SatState extends DecodeState {
   maxLength: number;
   pixels: number;
@@ -180,54 +162,40 @@ function stateTensors(
   return { h: t("sat-h"), c: t("sat-c"), hNext: t("sat-h"), cNext: t("sat-c") };
 }
 
-/** Show-Attend-Tell captioner: ResNet encoder + soft-attention LSTM decoder. */
-export class ShowAttendTell implements CaptionModel {
-  readonly architecture = SHOW_ATTEND_TELL;
-  readonly decoder: DecoderConfig;
-  private constructor(
-    readonly config: ShowAttendTellConfig,
-    readonly resnet: ResNetWeights,
-    readonly weights: SatDecoderWeights,
-    readonly params: ParamLoader,
-  ) {
-    this.decoder = {
-      vocabSize: config.vocabSize,
-      decoderStartTokenId: config.startTokenId,
-      eosTokenId: config.endTokenId,
-      padTokenId: config.padTokenId,
-      maxPositions: config.maxPositions,
-    };
-  }
+/**
+ * Load from a parsed `config.json` and a weight loader (`encoder.resnet.*`, `decoder.*`).
+ * Matrices and conv weights are stored in the loader's matrix dtype.
+ */
+async function loadShowAttendTell(
+  p: ParamLoader,
+  config: Json,
+  where: string,
+): Promise<CaptionModel> {
+  const cfg = showAttendTellConfig(config, where);
+  const resnet = await loadResNet(p, "encoder.resnet", cfg.resnet);
+  const weights = await loadDecoder(p, cfg);
+  return new EncoderDecoderModel(SHOW_ATTEND_TELL.name, {
+    vocabSize: cfg.vocabSize,
+    decoderStartTokenId: cfg.startTokenId,
+    eosTokenId: cfg.endTokenId,
+    padTokenId: cfg.padTokenId,
+    maxPositions: cfg.maxPositions,
+  }, {
+    // pixels [N, 3, H, W] → hidden [N, pixels, C]
+    encode: (rec, pixels) => hiddenState(resnetEncode(rec, resnet, pixels)),
+    text: new SatDecoder(cfg, weights),
+    params: p.params,
+    dispose: () => p.dispose(),
+  });
+}
 
-  /**
-   * Load from a parsed `config.json` and a weight loader (`encoder.resnet.*`, `decoder.*`).
-   * Matrices and conv weights are stored in the loader's matrix dtype.
-   */
-  static async load(p: ParamLoader, config: Json, where: string): Promise<ShowAttendTell> {
-    const cfg = showAttendTellConfig(config, where);
-    const convDtype = p.matrixDtype === "f16" ? "f16" : "f32";
-    const resnet = await loadResNet(p.store, "encoder.resnet", cfg.resnet, p.gpu, { convDtype });
-    try {
-      return new ShowAttendTell(cfg, resnet, await loadDecoder(p, cfg), p);
-    } catch (e) {
-      disposeResNet(resnet);
-      throw e;
-    }
-  }
-
-  /** `pixels [N, 3, H, W]` → `hidden [N, pixels, C]`. */
-  encode(rec: Recorder, pixels: Tensor): EncoderState {
-    const hidden = resnetEncode(rec, this.resnet, pixels);
-    return { images: hidden.shape[0], hidden, dispose: () => hidden.release() };
-  }
+/** The soft-attention LSTM decoder: its state is the decoding cache, one row per hypothesis. */
+class SatDecoder implements StepDecoder<SatState> {
+  readonly crossAttention = true;
+  constructor(readonly config: ShowAttendTellConfig, readonly weights: SatDecoderWeights) {}
 
   /** Per image: `encoder_att(E)` and `init_h/init_c(mean(E))`, then gathered into each row's state. */
-  beginDecode(
-    rec: Recorder,
-    enc: EncoderState,
-    rowImage: Int32Array,
-    maxLength: number,
-  ): DecodeState {
+  begin(rec: Recorder, enc: EncoderState, rowImage: Int32Array, maxLength: number): SatState {
     const w = this.weights, H = this.config.decoderDim;
     const [N, P, C] = enc.hidden.shape;
     if (maxLength > this.config.maxPositions) {
@@ -245,7 +213,7 @@ export class ShowAttendTell implements CaptionModel {
     const flat = enc.hidden.view([N * P, C]);
     const mean = emptyTensor(rec.gpu, [N, C]);
     meanAxis1(rec, enc.hidden, N, P, C, mean, 0);
-    const h0 = lin(rec, mean, w.initH), c0 = lin(rec, mean, w.initC); // [N, Hd]
+    const h0 = linear(rec, mean, w.initH), c0 = linear(rec, mean, w.initC); // [N, Hd]
     const rows = rowImage.length;
     const rowImageGpu = uploadTensor(rec.gpu, rowImage, [rows], "i32", "row-image");
     const hc = stateTensors(rec, rows, H);
@@ -259,7 +227,7 @@ export class ShowAttendTell implements CaptionModel {
       maxLength,
       pixels: P,
       enc: flat,
-      encAtt: lin(rec, flat, w.encAtt),
+      encAtt: linear(rec, flat, w.encAtt),
       rowImageGpu,
       ...hc,
       dispose: () => {
@@ -273,17 +241,11 @@ export class ShowAttendTell implements CaptionModel {
 
   /**
    * `tokens [rows·S]` (row-major: row r's S tokens together) → logits `[rows·S, vocab]`; the S
-   * LSTM steps run in sequence (teacher forcing). With `opts.attention`, `st.attention` becomes
+   * LSTM steps run in sequence (teacher forcing). With `attention`, `st.attention` becomes
    * α `[1, rows, S, pixels]`.
    */
-  step(
-    rec: Recorder,
-    st: DecodeState,
-    tokens: Tensor,
-    perRow: number,
-    opts: StepOptions = {},
-  ): Tensor {
-    const s = st as SatState, w = this.weights, S = perRow, R = s.rows;
+  forward(rec: Recorder, s: SatState, tokens: Tensor, S: number, attention: boolean): Tensor {
+    const w = this.weights, R = s.rows;
     const { embedDim: E, encoderDim: C, decoderDim: H } = this.config;
     if (tokens.size !== R * S) {
       throw new WebcapError("BAD_SHAPE", `step: ${tokens.size} tokens are not ${R} rows × ${S}`);
@@ -323,10 +285,10 @@ export class ShowAttendTell implements CaptionModel {
         });
       }
     }
-    const logits = lin(rec, hs ?? s.h, w.fc);
+    const logits = linear(rec, hs ?? s.h, w.fc);
     rec.releaseAfterSubmit(emb, x);
     if (hs) rec.releaseAfterSubmit(hs);
-    if (opts.attention) {
+    if (attention) {
       if (s.attention) rec.releaseAfterSubmit(s.attention); // work recorded before may still read it
       s.attention = alpha.view([1, R, S, s.pixels]);
     } else {
@@ -344,8 +306,8 @@ export class ShowAttendTell implements CaptionModel {
     alpha: { t: Tensor; offset: number; rowStride: number },
   ): void {
     const w = this.weights, { embedDim: E, encoderDim: C } = this.config;
-    const decAtt = lin(rec, s.h, w.decAtt); // [R, A]
-    const gate = lin(rec, s.h, w.fBeta, "sigmoid"); // [R, C]
+    const decAtt = linear(rec, s.h, w.decAtt); // [R, A]
+    const gate = linear(rec, s.h, w.fBeta, { act: "sigmoid" }); // [R, C]
     softAttention(rec, {
       encAtt: s.encAtt,
       decAtt,
@@ -357,8 +319,8 @@ export class ShowAttendTell implements CaptionModel {
       alpha,
       z: { t: x, offset: E, rowStride: E + C },
     });
-    const gx = lin(rec, x, w.wih); // [R, 4Hd]
-    const gates = matmul(rec, s.h, w.whh.w, { transposeW: true, bias: w.whh.b, residual: gx });
+    const gx = linear(rec, x, w.wih); // [R, 4Hd]
+    const gates = linear(rec, s.h, w.whh, { residual: gx });
     lstmCell(rec, gates, s.c, { hOut: s.hNext, cOut: s.cNext });
     [s.h, s.hNext] = [s.hNext, s.h];
     [s.c, s.cNext] = [s.cNext, s.c];
@@ -366,8 +328,7 @@ export class ShowAttendTell implements CaptionModel {
   }
 
   /** Row i continues row `parents[i]`: h and c gathered into fresh buffers, row→image remapped. */
-  reorder(rec: Recorder, st: DecodeState, parents: Int32Array): void {
-    const s = st as SatState;
+  reorder(rec: Recorder, s: SatState, parents: Int32Array): void {
     if (parents.some((p) => p < 0 || p >= s.rows)) {
       throw new WebcapError("BAD_OPTION", `reorder: parents must index the ${s.rows} current rows`);
     }
@@ -382,10 +343,60 @@ export class ShowAttendTell implements CaptionModel {
     s.rowImageGpu = uploadTensor(rec.gpu, s.rowImage, [R], "i32", "row-image");
     s.rows = R;
   }
+}
 
-  /** Free the weights. */
-  dispose(): void {
-    disposeResNet(this.resnet);
-    this.params.dispose();
+/** ImageNet statistics, which Show-Attend-Tell's reference training code normalizes with. */
+const IMAGENET_MEAN = [0.485, 0.456, 0.406];
+const IMAGENET_STD = [0.229, 0.224, 0.225];
+
+/** Parity: encoder output, teacher-forced first-step logits and attention α, greedy tokens. */
+async function parity(ctx: ParityContext): Promise<CaseCheck[]> {
+  const enc = await ctx.encode("images");
+  try {
+    const [hidden] = await ctx.read([enc.hidden]);
+    ctx.check("encoder_out", hidden, await ctx.ref.readF32("encoder_out"));
+    const start = ctx.model.decoder.decoderStartTokenId;
+    const tokens = ctx.cases.greedy.tokens as number[][];
+    const steps = ctx.ref.info("alphas").shape[1];
+    const fed = tokens.map((t) => [start, ...t].slice(0, steps));
+    const tf = await ctx.teacherForced(enc, fed, true);
+    const V = ctx.model.decoder.vocabSize;
+    const first = Float32Array.from(
+      { length: fed.length * V },
+      (_, k) => tf.logits[Math.floor(k / V) * steps * V + (k % V)],
+    );
+    ctx.check("first_step_logits", first, await ctx.ref.readF32("first_step_logits"));
+    ctx.check("alphas", tf.attention!, await ctx.ref.readF32("alphas"));
+    return [await ctx.greedyCase(enc)];
+  } finally {
+    enc.dispose();
   }
 }
+
+/** Show-Attend-Tell (`"architecture": "show-attend-tell"` in `config.json`). */
+export const SHOW_ATTEND_TELL: Architecture = {
+  name: "show-attend-tell",
+  load: (ctx) => loadWithParams(ctx, (p) => loadShowAttendTell(p, ctx.config, ctx.where)),
+  parity,
+  attentionMaps: { leadingPositions: 0 }, // α covers the pooled grid only
+  /** Its checkpoints ship no image processor: bilinear resize to `image_size`, ImageNet mean/std. */
+  defaultPreprocessor: (config, where) => {
+    const size = config.image_size;
+    if (typeof size !== "number") return undefined;
+    return preprocessorFromConfig({
+      image_processor_type: "ViTImageProcessor",
+      size: { height: size, width: size },
+      resample: 2,
+      image_mean: IMAGENET_MEAN,
+      image_std: IMAGENET_STD,
+    }, `${where} (Show-Attend-Tell defaults)`);
+  },
+  /** Checkpoints without a vocabulary caption as token ids. */
+  defaultTokenizer: (config, source) => {
+    const vocab = config.vocab_size;
+    if (typeof vocab !== "number") return undefined;
+    const special = [config.start_token_id, config.end_token_id, config.pad_token_id ?? 0]
+      .filter((id): id is number => typeof id === "number");
+    return Tokenizer.fromIds(vocab, special, `${source} (no tokenizer.json or word_map.json)`);
+  },
+};

@@ -15,7 +15,7 @@ import { WebcapError } from "../errors.ts";
 import { Recorder } from "../gpu/recorder.ts";
 import { uploadTensor } from "../gpu/tensor.ts";
 import type { CaptionModel, EncoderState } from "../arch/caption_model.ts";
-import { SHOW_ATTEND_TELL } from "../arch/show_attend_tell.ts";
+import { findArchitecture } from "../arch/registry.ts";
 import type { Tokenizer } from "../text/tokenizer.ts";
 
 /** Options of {@link captionAttention} and {@link tokenAttention}. */
@@ -38,9 +38,24 @@ export interface CaptionAttention extends TokenAttention {
   words: string[];
 }
 
-/** Encoder positions before the image grid: ViT-based encoders put their CLS token first. */
+/** Whether `model` has cross-attention to draw as attention maps (ClipCap, a prefix model, has none). */
+export function hasAttentionMaps(model: CaptionModel): boolean {
+  return findArchitecture(model.architecture)?.attentionMaps !== undefined;
+}
+
+/**
+ * Encoder positions before the image grid (ViT-based encoders put their CLS token first), as
+ * the registry says; BAD_OPTION for a model without cross-attention.
+ */
 function leadingPositions(model: CaptionModel): number {
-  return model.architecture === SHOW_ATTEND_TELL ? 0 : 1;
+  const maps = findArchitecture(model.architecture)?.attentionMaps;
+  if (!maps) {
+    throw new WebcapError(
+      "BAD_OPTION",
+      `${model.architecture} has no cross-attention: attention maps are not available`,
+    );
+  }
+  return maps.leadingPositions;
 }
 
 /**

@@ -1,9 +1,9 @@
 /**
  * Parity against a fixture directory in the layout of `shared/fixtures/hf/<model>/`: a model
  * folder with `reference.safetensors` (inputs and transformers' outputs) and `generate.json`
- * (generate() cases). Compares every reference tensor by relative L2 error and runs every case.
- * Recognises the four layouts: VisionEncoderDecoderModel, BlipForConditionalGeneration,
- * ClipCap (`clipcap-config.json`) and Show-Attend-Tell.
+ * (generate() cases). Compares every reference tensor by relative L2 error and runs every case;
+ * what is compared is each architecture's parity procedure (`src/arch/registry.ts`), run with
+ * the tools here.
  *
  * Bounds (see `shared/fixtures/hf/README.md`): relative L2 error 1e-3 for logits (with random
  * weights of initializer_range 0.5 they are large sums with heavy cancellation, so float32 in any
@@ -17,7 +17,8 @@ import type { Gpu } from "../gpu/device.ts";
 import { Recorder } from "../gpu/recorder.ts";
 import { type Tensor, uploadTensor } from "../gpu/tensor.ts";
 import type { CaptionModel, EncoderState } from "../arch/caption_model.ts";
-import type { ClipCapEncoderState } from "../arch/clipcap.ts";
+import type { CaseCheck } from "../arch/architecture.ts";
+import { findArchitecture } from "../arch/registry.ts";
 import { generateOnGpu } from "./gpu_decoder.ts";
 import { loadCaptionModel, readJson } from "../arch/load.ts";
 import { openSafetensors, parseSafetensorsHeader } from "../io/safetensors.ts";
@@ -28,6 +29,8 @@ import type { WeightStore } from "../io/weights.ts";
 import { optionsFromHF } from "../decode/hf_kwargs.ts";
 import type { GenerateOptions } from "../decode/options.ts";
 import type { GeneratedSequence } from "../decode/search.ts";
+
+export type { CaseCheck } from "../arch/architecture.ts";
 
 /** One compared tensor. */
 export interface TensorCheck {
@@ -41,16 +44,6 @@ export interface TensorCheck {
   floor?: number;
   /** Whether `relL2 ≤ (floor ?? 0) + bound`. */
   pass: boolean;
-}
-
-/** One generate case. */
-export interface CaseCheck {
-  /** Name of the case in `generate.json`. */
-  name: string;
-  /** "pass"/"fail" against the reference; "no-reference" where the fixture records none (property checks only). */
-  status: "pass" | "fail" | "no-reference";
-  /** What was compared, or the first mismatch. */
-  detail: string;
 }
 
 /** Everything a parity run measured. */
@@ -288,64 +281,31 @@ async function runGreedyTokens(f: Fixture, enc: EncoderState, c: Case): Promise<
   };
 }
 
-async function parityOf(
+/** The architecture's parity procedure, run with this fixture's tools. */
+function parityOf(
   f: Fixture,
   dir: string,
   cases: Record<string, Case>,
 ): Promise<CaseCheck[]> {
-  const arch = f.model.architecture;
-  if (arch === "VisionEncoderDecoderModel" || arch === "BlipForConditionalGeneration") {
-    const enc = await encodeReference(f, "pixel_values");
-    try {
-      const hiddenName = f.ref.has("encoder_last_hidden_state")
-        ? "encoder_last_hidden_state"
-        : "vision_last_hidden_state";
-      const [hidden] = await readTensors(f.gpu, () => [enc.hidden]);
-      check(f, hiddenName, hidden, await f.ref.readF32(hiddenName));
-      const ids = await idsOf(
-        f.ref,
-        f.ref.has("decoder_input_ids") ? "decoder_input_ids" : "input_ids",
-      );
-      check(f, "logits", (await teacherForced(f, enc, ids)).logits, await f.ref.readF32("logits"));
-      return await runTransformerCases(f, enc, cases);
-    } finally {
-      enc.dispose();
-    }
+  const arch = findArchitecture(f.model.architecture);
+  if (!arch) {
+    throw new WebcapError(
+      "UNSUPPORTED_ARCH",
+      `${dir}: no parity procedure for ${f.model.architecture}`,
+    );
   }
-  if (arch === "ClipCap") {
-    const enc = await encodeReference(f, "pixel_values") as ClipCapEncoderState;
-    try {
-      const [img, prefix] = await readTensors(f.gpu, () => [enc.imageEmbeds, enc.hidden]);
-      check(f, "image_embeds", img, await f.ref.readF32("image_embeds"));
-      check(f, "prefix_embeds", prefix, await f.ref.readF32("prefix_embeds"));
-      return [await runGreedyTokens(f, enc, cases.greedy)];
-    } finally {
-      enc.dispose();
-    }
-  }
-  if (arch === "show-attend-tell") {
-    const enc = await encodeReference(f, "images");
-    try {
-      const [hidden] = await readTensors(f.gpu, () => [enc.hidden]);
-      check(f, "encoder_out", hidden, await f.ref.readF32("encoder_out"));
-      const start = f.model.decoder.decoderStartTokenId;
-      const tokens = cases.greedy.tokens as number[][];
-      const steps = f.ref.info("alphas").shape[1];
-      const fed = tokens.map((t) => [start, ...t].slice(0, steps));
-      const tf = await teacherForced(f, enc, fed, true);
-      const V = f.model.decoder.vocabSize;
-      const first = Float32Array.from(
-        { length: fed.length * V },
-        (_, k) => tf.logits[Math.floor(k / V) * steps * V + (k % V)],
-      );
-      check(f, "first_step_logits", first, await f.ref.readF32("first_step_logits"));
-      check(f, "alphas", tf.attention!, await f.ref.readF32("alphas"));
-      return [await runGreedyTokens(f, enc, cases.greedy)];
-    } finally {
-      enc.dispose();
-    }
-  }
-  throw new WebcapError("UNSUPPORTED_ARCH", `${dir}: no parity procedure for ${arch}`);
+  return arch.parity({
+    model: f.model,
+    ref: f.ref,
+    cases,
+    encode: (name) => encodeReference(f, name),
+    read: (tensors) => readTensors(f.gpu, () => tensors),
+    check: (name, got, want) => check(f, name, got, want),
+    ids: (name) => idsOf(f.ref, name),
+    teacherForced: (enc, ids, attention) => teacherForced(f, enc, ids, attention),
+    generateCases: (enc) => runTransformerCases(f, enc, cases),
+    greedyCase: (enc) => runGreedyTokens(f, enc, cases.greedy),
+  });
 }
 
 /** `bytes` of a safetensors file with every F32 tensor rounded to f16 and back. */

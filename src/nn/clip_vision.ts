@@ -10,8 +10,9 @@ import { WebcapError } from "../errors.ts";
 import type { Recorder } from "../gpu/recorder.ts";
 import { emptyTensor, type Tensor } from "../gpu/tensor.ts";
 import { copy2d } from "../shaders/copy.ts";
-import { layerNorm } from "../shaders/layernorm.ts";
-import { matmul } from "../shaders/matmul.ts";
+import { configCount } from "./config.ts";
+import type { LayerNorm, Linear, Module } from "./modules.ts";
+import { linear, loadLayerNorm, loadLinear, norm } from "./modules.ts";
 import type { ParamLoader } from "./params.ts";
 import {
   loadVit,
@@ -55,7 +56,8 @@ export function clipVisionConfig(c: Record<string, unknown>, where: string): Cli
       `${where}: "projection_dim" must be a number, got ${JSON.stringify(proj)}`,
     );
   }
-  return { ...vitConfig(vision, where), projection_dim: proj };
+  const projection_dim = configCount({ projection_dim: proj }, "projection_dim", where);
+  return { ...vitConfig(vision, where), projection_dim };
 }
 
 /** CLIP's tensor names under `prefix` (`vision_model.`). */
@@ -78,34 +80,30 @@ export function clipVisionNames(prefix: string): VitNames {
 }
 
 /** CLIP vision weights on the GPU. */
-export interface ClipVisionWeights {
+export interface ClipVisionWeights extends Module {
   /** The config the weights were loaded for. */
   config: ClipVisionConfig;
   /** The transformer (pre-LN blocks, no final norm). */
   vit: VitWeights;
-  /** `post_layernorm` weight and bias `[hidden]`, applied to the CLS position. */
-  postNorm: [Tensor, Tensor];
-  /** `visual_projection.weight` `[projection_dim, hidden]`. */
-  projection: Tensor;
+  /** `post_layernorm` `[hidden]`, applied to the CLS position. */
+  postNorm: LayerNorm;
+  /** `visual_projection` `[projection_dim, hidden]`, no bias. */
+  projection: Linear;
 }
 
 /** Load `vision_model.*` and `visual_projection.weight`. */
-export async function loadClipVision(
+export function loadClipVision(
   p: ParamLoader,
   cfg: ClipVisionConfig,
   where: string,
 ): Promise<ClipVisionWeights> {
   const h = cfg.hidden_size;
-  const vit = await loadVit(p, cfg, clipVisionNames("vision_model."), where);
-  return {
+  return p.owning(async () => ({
     config: cfg,
-    vit,
-    postNorm: [
-      await p.f32("vision_model.post_layernorm.weight", [h]),
-      await p.f32("vision_model.post_layernorm.bias", [h]),
-    ],
-    projection: await p.matrix("visual_projection.weight", [cfg.projection_dim, h]),
-  };
+    vit: await loadVit(p, cfg, clipVisionNames("vision_model."), where),
+    postNorm: await loadLayerNorm(p, "vision_model.post_layernorm", h, cfg.layer_norm_eps),
+    projection: await loadLinear(p, "visual_projection", cfg.projection_dim, h, { bias: false }),
+  }));
 }
 
 /** Outputs of {@link clipVisionEncode}. */
@@ -135,8 +133,8 @@ export function clipVisionEncode(
     dstOuter: h,
     dstInner: 0,
   });
-  const pooled = layerNorm(rec, cls, w.postNorm[0], w.postNorm[1], w.config.layer_norm_eps);
-  const imageEmbeds = matmul(rec, pooled, w.projection, { transposeW: true }); // [N, projection_dim]
+  const pooled = norm(rec, cls, w.postNorm);
+  const imageEmbeds = linear(rec, pooled, w.projection); // [N, projection_dim]
   rec.releaseAfterSubmit(cls, pooled);
   return { hidden, imageEmbeds };
 }

@@ -20,3 +20,23 @@ export function configNumber(
   }
   return v;
 }
+
+/**
+ * `c[key]` (else `fallback`) as a count (layers, heads, sizes): a non-negative integer;
+ * BAD_CONFIG naming `where` and `key` otherwise (`num_hidden_layers: 2.5` included).
+ */
+export function configCount(
+  c: Record<string, unknown>,
+  key: string,
+  where: string,
+  fallback?: number,
+): number {
+  const v = configNumber(c, key, where, fallback);
+  if (!Number.isInteger(v)) {
+    throw new WebcapError(
+      "BAD_CONFIG",
+      `${where}: "${key}" is a count and must be a whole number, got ${v}`,
+    );
+  }
+  return v;
+}

@@ -1,5 +1,5 @@
 /**
- * GPT-2 decoder (HF `GPT2LMHeadModel` layout) with a key/value cache, optional
+ * GPT-2 decoder (HF `GPT2LMHeadModel` layout) over a {@link kv.KvCache}, optional
  * cross-attention over encoder states (keys/values computed once per image, shared by that
  * image's rows through an index), and the LM head tied to `wte` (or a stored `lm_head` when
  * the config unties them). Conv1D weights are in×out.
@@ -7,14 +7,14 @@
  */
 import { WebcapError } from "../errors.ts";
 import type { Recorder } from "../gpu/recorder.ts";
-import { ownedTensor, type Tensor, uploadTensor } from "../gpu/tensor.ts";
+import { type Tensor, uploadTensor } from "../gpu/tensor.ts";
 import { type Activation, activationFromConfig } from "../shaders/activations.ts";
-import { attention } from "../shaders/attention.ts";
-import { copy2d } from "../shaders/copy.ts";
 import { embedding } from "../shaders/embedding.ts";
-import { layerNorm } from "../shaders/layernorm.ts";
 import { matmul } from "../shaders/matmul.ts";
-import { configNumber } from "./config.ts";
+import { configCount, configNumber } from "./config.ts";
+import * as kv from "./kv_cache.ts";
+import type { LayerNorm, Linear, Module } from "./modules.ts";
+import { linear, loadLayerNorm, loadLinear, norm } from "./modules.ts";
 import type { ParamLoader } from "./params.ts";
 
 /** The fields of an HF GPT-2 config that the decoder uses. */
@@ -36,15 +36,15 @@ export interface Gpt2Config {
 
 /** Read and check a GPT-2 config object. */
 export function gpt2Config(c: Record<string, unknown>, where: string): Gpt2Config {
-  const num = (k: string, d?: number): number => configNumber(c, k, where, d);
+  const count = (k: string, d?: number): number => configCount(c, k, where, d);
   const cfg: Gpt2Config = {
-    n_embd: num("n_embd"),
-    n_head: num("n_head"),
-    n_layer: num("n_layer"),
-    n_positions: num("n_positions"),
-    n_inner: num("n_inner", 4 * num("n_embd")),
-    vocab_size: num("vocab_size"),
-    layer_norm_epsilon: num("layer_norm_epsilon", 1e-5),
+    n_embd: count("n_embd"),
+    n_head: count("n_head"),
+    n_layer: count("n_layer"),
+    n_positions: count("n_positions"),
+    n_inner: count("n_inner", 4 * count("n_embd")),
+    vocab_size: count("vocab_size"),
+    layer_norm_epsilon: configNumber(c, "layer_norm_epsilon", where, 1e-5),
     activation_function: String(c.activation_function ?? "gelu_new"),
     add_cross_attention: c.add_cross_attention === true,
     scale_attn_weights: c.scale_attn_weights !== false,
@@ -60,45 +60,55 @@ export function gpt2Config(c: Record<string, unknown>, where: string): Gpt2Confi
   return cfg;
 }
 
-interface Conv1D {
-  w: Tensor; // [in, out]
-  b: Tensor; // [out]
-}
-
 interface Gpt2Layer {
-  ln1: [Tensor, Tensor];
-  attn: Conv1D; // [h, 3h]
-  attnProj: Conv1D;
-  cross?: { ln: [Tensor, Tensor]; q: Conv1D; kv: Conv1D; proj: Conv1D };
-  ln2: [Tensor, Tensor];
-  fc: Conv1D;
-  proj: Conv1D;
+  ln1: LayerNorm;
+  attn: Linear; // Conv1D [h, 3h]
+  attnProj: Linear;
+  cross?: { ln: LayerNorm; q: Linear; kv: Linear; proj: Linear };
+  ln2: LayerNorm;
+  fc: Linear;
+  proj: Linear;
 }
 
 /** GPT-2 weights on the GPU. */
-export interface Gpt2Weights {
+export interface Gpt2Weights extends Module {
   config: Gpt2Config;
   act: Activation;
   wte: Tensor; // [vocab, h]
   lmHead: Tensor; // [vocab, h] (out×in): wte itself when tied
   wpe: Tensor; // [positions, h]
   layers: Gpt2Layer[];
-  lnF: [Tensor, Tensor];
+  lnF: LayerNorm;
 }
 
-async function conv1d(p: ParamLoader, name: string, inp: number, out: number): Promise<Conv1D> {
-  return { w: await p.matrix(`${name}.weight`, [inp, out]), b: await p.f32(`${name}.bias`, [out]) };
-}
-
-async function norm(p: ParamLoader, name: string, d: number): Promise<[Tensor, Tensor]> {
-  return [await p.f32(`${name}.weight`, [d]), await p.f32(`${name}.bias`, [d])];
+async function loadLayer(p: ParamLoader, cfg: Gpt2Config, l: string): Promise<Gpt2Layer> {
+  const h = cfg.n_embd, eps = cfg.layer_norm_epsilon;
+  const conv1d = (name: string, inp: number, out: number) =>
+    loadLinear(p, l + name, out, inp, { inOut: true });
+  return {
+    ln1: await loadLayerNorm(p, `${l}ln_1`, h, eps),
+    attn: await conv1d("attn.c_attn", h, 3 * h),
+    attnProj: await conv1d("attn.c_proj", h, h),
+    cross: cfg.add_cross_attention
+      ? {
+        ln: await loadLayerNorm(p, `${l}ln_cross_attn`, h, eps),
+        q: await conv1d("crossattention.q_attn", h, h),
+        kv: await conv1d("crossattention.c_attn", h, 2 * h),
+        proj: await conv1d("crossattention.c_proj", h, h),
+      }
+      : undefined,
+    ln2: await loadLayerNorm(p, `${l}ln_2`, h, eps),
+    fc: await conv1d("mlp.c_fc", h, cfg.n_inner),
+    proj: await conv1d("mlp.c_proj", cfg.n_inner, h),
+  };
 }
 
 /**
  * Load GPT-2 weights under `prefix` (e.g. `decoder.transformer.`); `headName` is the stored LM
- * head read when the config unties it from `wte` (e.g. `decoder.lm_head.weight`).
+ * head read when the config unties it from `wte` (e.g. `decoder.lm_head.weight`). Tied, the
+ * head is `wte` and its parameter is listed once, as `wte`.
  */
-export async function loadGpt2(
+export function loadGpt2(
   p: ParamLoader,
   cfg: Gpt2Config,
   prefix: string,
@@ -106,52 +116,22 @@ export async function loadGpt2(
   headName?: string,
 ): Promise<Gpt2Weights> {
   const h = cfg.n_embd;
-  const layers: Gpt2Layer[] = [];
-  for (let i = 0; i < cfg.n_layer; i++) {
-    const l = `${prefix}h.${i}.`;
-    layers.push({
-      ln1: await norm(p, `${l}ln_1`, h),
-      attn: await conv1d(p, `${l}attn.c_attn`, h, 3 * h),
-      attnProj: await conv1d(p, `${l}attn.c_proj`, h, h),
-      cross: cfg.add_cross_attention
-        ? {
-          ln: await norm(p, `${l}ln_cross_attn`, h),
-          q: await conv1d(p, `${l}crossattention.q_attn`, h, h),
-          kv: await conv1d(p, `${l}crossattention.c_attn`, h, 2 * h),
-          proj: await conv1d(p, `${l}crossattention.c_proj`, h, h),
-        }
-        : undefined,
-      ln2: await norm(p, `${l}ln_2`, h),
-      fc: await conv1d(p, `${l}mlp.c_fc`, h, cfg.n_inner),
-      proj: await conv1d(p, `${l}mlp.c_proj`, cfg.n_inner, h),
-    });
-  }
-  const wte = await p.matrix(`${prefix}wte.weight`, [cfg.vocab_size, h]);
-  return {
-    config: cfg,
-    act: activationFromConfig(cfg.activation_function, where),
-    wte,
-    lmHead: cfg.tie_word_embeddings || !headName
-      ? wte
-      : await p.matrix(headName, [cfg.vocab_size, h]),
-    wpe: await p.f32(`${prefix}wpe.weight`, [cfg.n_positions, h]),
-    layers,
-    lnF: await norm(p, `${prefix}ln_f`, h),
-  };
-}
-
-/** Caches of one decoding. */
-export interface Gpt2State {
-  rows: number;
-  maxLength: number;
-  length: number;
-  /** Per layer `[rows, maxLength, 2h]`: keys then values of each position. */
-  kv: Tensor[];
-  /** Per layer cross keys/values `[images·encSeq, 2h]`, computed once. */
-  cross: Tensor[];
-  encSeq: number;
-  rowImage: Int32Array;
-  rowImageGpu: Tensor; // i32 [rows]
+  return p.owning(async () => {
+    const layers: Gpt2Layer[] = [];
+    for (let i = 0; i < cfg.n_layer; i++) layers.push(await loadLayer(p, cfg, `${prefix}h.${i}.`));
+    const wte = await p.matrix(`${prefix}wte.weight`, [cfg.vocab_size, h]);
+    return {
+      config: cfg,
+      act: activationFromConfig(cfg.activation_function, where),
+      wte,
+      lmHead: cfg.tie_word_embeddings || !headName
+        ? wte
+        : await p.matrix(headName, [cfg.vocab_size, h]),
+      wpe: await p.f32(`${prefix}wpe.weight`, [cfg.n_positions, h]),
+      layers,
+      lnF: await loadLayerNorm(p, `${prefix}ln_f`, h, cfg.layer_norm_epsilon),
+    };
+  });
 }
 
 /** Encoder states `[images·seq, h]` for the cross-attention, checked against `rowImage`. */
@@ -171,9 +151,7 @@ function crossInput(
       `encoder hidden ${eh} differs from decoder n_embd ${c.n_embd}`,
     );
   }
-  if (rowImage.some((i) => !(i >= 0 && i < images))) {
-    throw new WebcapError("BAD_OPTION", `rowImage must index the ${images} encoded images`);
-  }
+  kv.checkRowImage(rowImage, images);
   return { flat: enc.view([images * seq, eh]), encSeq: seq };
 }
 
@@ -184,8 +162,8 @@ export function gpt2BeginDecode(
   enc: Tensor | undefined,
   rowImage: Int32Array,
   maxLength: number,
-): Gpt2State {
-  const c = w.config, h = c.n_embd;
+): kv.KvCache {
+  const c = w.config;
   if (maxLength > c.n_positions) {
     throw new WebcapError(
       "BAD_OPTION",
@@ -193,108 +171,13 @@ export function gpt2BeginDecode(
     );
   }
   const { flat, encSeq } = crossInput(c, enc, rowImage); // checked before anything is allocated
-  const rows = rowImage.length;
-  const kv = w.layers.map((_, i) =>
-    ownedTensor(rec.gpu, [rows, maxLength, 2 * h], "f32", `kv-cache-${i}`)
-  );
-  const cross = flat
-    ? w.layers.map((l) => matmul(rec, flat, l.cross!.kv.w, { bias: l.cross!.kv.b }))
-    : [];
-  return {
-    rows,
-    maxLength,
-    length: 0,
-    kv,
-    cross,
-    encSeq,
-    rowImage: rowImage.slice(),
-    rowImageGpu: uploadTensor(rec.gpu, rowImage, [rows], "i32", "row-image"),
-  };
+  const shape = { layers: w.layers.length, hidden: c.n_embd, maxLength };
+  const crossKv = flat ? w.layers.map((l) => linear(rec, flat, l.cross!.kv)) : [];
+  return kv.beginKvCache(rec, shape, rowImage, { kv: crossKv, encSeq });
 }
 
 /** Inputs of one forward: token ids `[rows·S]` (i32) or input embeddings `[rows·S, h]`. */
 export type Gpt2Input = { ids: Tensor } | { embeds: Tensor };
-
-/**
- * Causal self-attention of `qkv [R·S, 3h]` (q, k, v per position) over layer `i`'s cache, after
- * appending this step's keys and values at position `st.length`. Returns `[R·S, h]`.
- */
-export function cachedSelfAttention(
-  rec: Recorder,
-  st: Gpt2State,
-  i: number,
-  qkv: Tensor,
-  S: number,
-  heads: number,
-  scale: number,
-): Tensor {
-  const h = qkv.shape[1] / 3, R = st.rows;
-  const cache = st.kv[i]; // [rows, maxLength, 2h]
-  copy2d(rec, qkv, cache, {
-    n: R * S,
-    width: 2 * h,
-    srcOff: h,
-    srcStride: 3 * h,
-    group: S,
-    dstOff: st.length * 2 * h,
-    dstOuter: st.maxLength * 2 * h,
-    dstInner: 2 * h,
-  });
-  const kvOp = (offset: number) => ({
-    t: cache,
-    offset,
-    posStride: 2 * h,
-    rowStride: st.maxLength * 2 * h,
-  });
-  return attention(rec, {
-    q: { t: qkv, offset: 0, posStride: 3 * h, rowStride: S * 3 * h },
-    k: kvOp(0),
-    v: kvOp(h),
-    batch: R,
-    queries: S,
-    heads,
-    headDim: h / heads,
-    keys: st.length + S,
-    causal: { past: st.length },
-    scale,
-  }).view([R * S, h]);
-}
-
-/**
- * Attention of `q [R·S, h]` over each row's image states: layer `i`'s cross keys/values, computed
- * once per image and shared by its rows through `rowImage`. Returns `[R·S, h]`.
- */
-export function imageCrossAttention(
-  rec: Recorder,
-  st: Gpt2State,
-  i: number,
-  q: Tensor,
-  S: number,
-  heads: number,
-  scale: number,
-  probs?: Tensor,
-): Tensor {
-  const h = q.shape[1];
-  const op = (offset: number) => ({
-    t: st.cross[i],
-    offset,
-    posStride: 2 * h,
-    rowStride: st.encSeq * 2 * h,
-  });
-  return attention(rec, {
-    q: { t: q, offset: 0, posStride: h, rowStride: S * h },
-    k: op(0),
-    v: op(h),
-    batch: st.rows,
-    queries: S,
-    heads,
-    headDim: h / heads,
-    keys: st.encSeq,
-    kvIndex: st.rowImageGpu,
-    scale,
-    probs,
-  }).view([st.rows * S, h]);
-}
 
 /**
  * Run S positions per row through the decoder, appending them to the caches.
@@ -304,18 +187,13 @@ export function imageCrossAttention(
 export function gpt2Forward(
   rec: Recorder,
   w: Gpt2Weights,
-  st: Gpt2State,
+  st: kv.KvCache,
   input: Gpt2Input,
   S: number,
   crossProbs?: Tensor[],
 ): Tensor {
   const c = w.config, h = c.n_embd, H = c.n_head, D = h / H, R = st.rows;
-  if (st.length + S > st.maxLength) {
-    throw new WebcapError(
-      "BAD_OPTION",
-      `decoder cache holds ${st.maxLength} positions; ${st.length + S} requested`,
-    );
-  }
+  kv.checkRoom(st, S);
   const pos = { table: w.wpe, start: st.length, period: S };
   let x: Tensor;
   if ("ids" in input) {
@@ -336,54 +214,27 @@ export function gpt2Forward(
     // i + 1 under scale_attn_by_inverse_layer_idx
     let scale = c.scale_attn_weights ? 1 / Math.sqrt(D) : 1;
     if (c.scale_attn_by_inverse_layer_idx) scale /= i + 1;
-    const n1 = layerNorm(rec, x, l.ln1[0], l.ln1[1], c.layer_norm_epsilon);
-    const qkv = matmul(rec, n1, l.attn.w, { bias: l.attn.b }); // [R·S, 3h]
-    const a = cachedSelfAttention(rec, st, i, qkv, S, H, scale);
-    let x1 = matmul(rec, a, l.attnProj.w, { bias: l.attnProj.b, residual: x });
+    const n1 = norm(rec, x, l.ln1);
+    const qkv = linear(rec, n1, l.attn); // [R·S, 3h]
+    const a = kv.cachedSelfAttention(rec, st, i, qkv, S, H, scale);
+    let x1 = linear(rec, a, l.attnProj, { residual: x });
     rec.releaseAfterSubmit(n1, qkv, a, x);
     if (l.cross) {
-      const nc = layerNorm(rec, x1, l.cross.ln[0], l.cross.ln[1], c.layer_norm_epsilon);
-      const q = matmul(rec, nc, l.cross.q.w, { bias: l.cross.q.b });
-      const ca = imageCrossAttention(rec, st, i, q, S, H, scale, crossProbs?.[i]);
-      const x2 = matmul(rec, ca, l.cross.proj.w, { bias: l.cross.proj.b, residual: x1 });
+      const nc = norm(rec, x1, l.cross.ln);
+      const q = linear(rec, nc, l.cross.q);
+      const ca = kv.imageCrossAttention(rec, st, i, q, S, H, scale, crossProbs?.[i]);
+      const x2 = linear(rec, ca, l.cross.proj, { residual: x1 });
       rec.releaseAfterSubmit(nc, q, ca, x1);
       x1 = x2;
     }
-    const n2 = layerNorm(rec, x1, l.ln2[0], l.ln2[1], c.layer_norm_epsilon);
-    const f = matmul(rec, n2, l.fc.w, { bias: l.fc.b, act: w.act });
-    x = matmul(rec, f, l.proj.w, { bias: l.proj.b, residual: x1 });
+    const n2 = norm(rec, x1, l.ln2);
+    const f = linear(rec, n2, l.fc, { act: w.act });
+    x = linear(rec, f, l.proj, { residual: x1 });
     rec.releaseAfterSubmit(n2, f, x1);
   });
-  const nf = layerNorm(rec, x, w.lnF[0], w.lnF[1], c.layer_norm_epsilon);
+  const nf = norm(rec, x, w.lnF);
   const logits = matmul(rec, nf, w.lmHead, { transposeW: true });
   rec.releaseAfterSubmit(x, nf);
   st.length += S;
   return logits;
-}
-
-/** Row i continues row `parents[i]`: caches gathered into fresh buffers, row→image remapped. */
-export function gpt2Reorder(rec: Recorder, st: Gpt2State, parents: Int32Array): void {
-  if (parents.some((p) => p < 0 || p >= st.rows)) {
-    throw new WebcapError("BAD_OPTION", `reorder: parents must index the ${st.rows} current rows`);
-  }
-  const ids = uploadTensor(rec.gpu, parents, [parents.length], "i32", "parents");
-  const R = parents.length;
-  st.kv = st.kv.map((cache, i) => {
-    const width = cache.size / st.rows;
-    const next = ownedTensor(rec.gpu, [R, st.maxLength, cache.shape[2]], "f32", `kv-cache-${i}`);
-    embedding(rec, cache.view([st.rows, width]), ids, { out: next.view([R, width]) });
-    rec.releaseAfterSubmit(cache);
-    return next;
-  });
-  rec.releaseAfterSubmit(ids, st.rowImageGpu);
-  st.rowImage = Int32Array.from(parents, (p) => st.rowImage[p]);
-  st.rowImageGpu = uploadTensor(rec.gpu, st.rowImage, [R], "i32", "row-image");
-  st.rows = R;
-}
-
-/** Free a decoding's caches. */
-export function gpt2DisposeState(st: Gpt2State): void {
-  for (const t of [...st.kv, ...st.cross, st.rowImageGpu]) if (t.alive) t.release();
-  st.kv = [];
-  st.cross = [];
 }

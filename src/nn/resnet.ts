@@ -4,13 +4,13 @@
  * ReLU, max-pool 3×3/2 pad 1, then one `nn.Sequential` of blocks per stage; followed by adaptive
  * average pooling to `encodedImageSize`² and laid out `[N, pixels, C]`.
  * By default each BatchNorm is folded into its conv on the host at load time, so a block is three
- * conv dispatches (the last one adds the shortcut and applies ReLU) plus the downsample conv.
+ * conv dispatches (the last one adds the shortcut and applies ReLU) plus the downsample conv;
+ * folded parameters are frozen and hold the folded values (see {@link loadConvBn}).
  * @module
  */
 import { WebcapError } from "../errors.ts";
-import type { Gpu } from "../gpu/device.ts";
 import type { Recorder } from "../gpu/recorder.ts";
-import { type Tensor, uploadTensor } from "../gpu/tensor.ts";
+import type { Tensor } from "../gpu/tensor.ts";
 import type { Activation } from "../shaders/activations.ts";
 import {
   batchNorm2d,
@@ -20,8 +20,8 @@ import {
 } from "../shaders/batchnorm.ts";
 import { conv2d } from "../shaders/conv2d.ts";
 import { adaptiveAvgPool2d, maxPool2d } from "../shaders/pool.ts";
-import { f32ToF16 } from "./params.ts";
-import type { WeightStore } from "../io/weights.ts";
+import type { Conv2d, Module } from "./modules.ts";
+import type { ParamLoader } from "./params.ts";
 
 /** The shape of a Bottleneck ResNet. ResNet-101: stem 64, layers [3, 4, 23, 3], planes [64, 128, 256, 512]. */
 export interface ResNetConfig {
@@ -83,13 +83,9 @@ export function resNetConfig(c: Record<string, unknown>, where: string): ResNetC
   return cfg;
 }
 
-/** A conv followed by a BatchNorm: folded (weight + bias) or kept (weight + bn). */
-export interface ConvBn {
-  weight: Tensor; // [Cout, Cin, k, k]
-  bias?: Tensor; // [Cout], when folded
+/** A conv followed by a BatchNorm: folded into the conv's weight and bias, or kept as `bn`. */
+export interface ConvBn extends Conv2d {
   bn?: BatchNormWeights; // when not folded
-  stride: number;
-  padding: number;
 }
 
 /** One Bottleneck block. */
@@ -101,147 +97,124 @@ export interface BottleneckWeights {
 }
 
 /** ResNet encoder weights on the GPU. */
-export interface ResNetWeights {
+export interface ResNetWeights extends Module {
   config: ResNetConfig;
   stem: ConvBn;
   /** Blocks per stage. */
   stages: BottleneckWeights[][];
-  /** Every tensor owned, for {@link disposeResNet}. */
-  tensors: Tensor[];
 }
 
 /** Options of {@link loadResNet}. */
 export interface LoadResNetOptions {
   /** Fold each BatchNorm into its conv (default true). */
   foldBatchNorm?: boolean;
-  /** Storage type of conv weights; "f16" needs `shader-f16` (default "f32"). */
-  convDtype?: "f32" | "f16";
 }
 
-class Loader {
-  readonly tensors: Tensor[] = [];
-  constructor(
-    readonly gpu: Gpu,
-    readonly store: WeightStore,
-    readonly fold: boolean,
-    readonly convDtype: "f32" | "f16",
-  ) {}
+/** BatchNorm `name`'s four `[C]` tensors on the host. */
+async function bnHost(
+  p: ParamLoader,
+  name: string,
+  C: number,
+  eps: number,
+): Promise<BatchNormHost> {
+  return {
+    weight: await p.read(`${name}.weight`, [C]),
+    bias: await p.read(`${name}.bias`, [C]),
+    runningMean: await p.read(`${name}.running_mean`, [C]),
+    runningVar: await p.read(`${name}.running_var`, [C]),
+    eps,
+  };
+}
 
-  async read(name: string, shape: number[]): Promise<Float32Array> {
-    if (!this.store.has(name)) {
-      throw new WebcapError(
-        "BAD_WEIGHTS",
-        `${this.store.source}: tensor "${name}" is missing (the ResNet config expects shape [${shape}])`,
-      );
-    }
-    const got = this.store.info(name).shape;
-    if (got.length !== shape.length || got.some((d, i) => d !== shape[i])) {
-      throw new WebcapError(
-        "BAD_WEIGHTS",
-        `${this.store.source}: tensor "${name}" has shape [${got}] but the ResNet config implies [${shape}]`,
-      );
-    }
-    return await this.store.readF32(name);
-  }
-
-  upload(data: Float32Array, shape: number[], name: string, conv = false): Tensor {
-    const t = conv && this.convDtype === "f16"
-      ? uploadTensor(this.gpu, f32ToF16(data), shape, "f16", name)
-      : uploadTensor(this.gpu, data, shape, "f32", name);
-    this.tensors.push(t);
-    return t;
-  }
-
-  async bnHost(name: string, C: number, eps: number): Promise<BatchNormHost> {
-    return {
-      weight: await this.read(`${name}.weight`, [C]),
-      bias: await this.read(`${name}.bias`, [C]),
-      runningMean: await this.read(`${name}.running_mean`, [C]),
-      runningVar: await this.read(`${name}.running_var`, [C]),
-      eps,
-    };
-  }
-
-  /** Conv `convName` (no bias) followed by BatchNorm `bnName`. */
-  async convBn(
-    convName: string,
-    bnName: string,
-    shape: [number, number, number, number],
-    stride: number,
-    eps: number,
-  ): Promise<ConvBn> {
-    const w = await this.read(`${convName}.weight`, shape);
-    const bn = await this.bnHost(bnName, shape[0], eps);
-    const padding = (shape[2] - 1) >> 1;
-    if (this.fold) {
+/**
+ * Conv `convName` (no bias) followed by BatchNorm `bnName`. Folded, the parameters are the folded
+ * weight (as `<conv>.weight`) and bias (as `<bn>.bias`), frozen; the BatchNorm's weight and
+ * running statistics are folded in and not held. Kept, every tensor is held as stored, the
+ * running statistics frozen.
+ */
+async function loadConvBn(
+  p: ParamLoader,
+  fold: boolean,
+  convName: string,
+  bnName: string,
+  shape: [number, number, number, number],
+  stride: number,
+  eps: number,
+): Promise<ConvBn> {
+  const w = await p.read(`${convName}.weight`, shape);
+  const bn = await bnHost(p, bnName, shape[0], eps);
+  const padding = (shape[2] - 1) >> 1;
+  const C = [shape[0]];
+  return await p.owning(() => {
+    if (fold) {
       const f = foldBatchNorm(w, undefined, bn);
-      const weight = this.upload(f.weight, shape, `${convName}.weight+${bnName}`, true);
       return {
-        weight,
-        bias: this.upload(f.bias, [shape[0]], `${bnName}.folded_bias`),
+        weight: p.upload(f.weight, shape, [`${convName}.weight`], "matrix", false),
+        bias: p.upload(f.bias, C, [`${bnName}.bias`], "f32", false),
         stride,
         padding,
       };
     }
-    const C = [shape[0]];
     return {
-      weight: this.upload(w, shape, `${convName}.weight`, true),
+      weight: p.upload(w, shape, [`${convName}.weight`], "matrix"),
       bn: {
-        weight: this.upload(bn.weight, C, `${bnName}.weight`),
-        bias: this.upload(bn.bias, C, `${bnName}.bias`),
-        runningMean: this.upload(bn.runningMean, C, `${bnName}.running_mean`),
-        runningVar: this.upload(bn.runningVar, C, `${bnName}.running_var`),
+        weight: p.upload(bn.weight, C, [`${bnName}.weight`], "f32"),
+        bias: p.upload(bn.bias, C, [`${bnName}.bias`], "f32"),
+        runningMean: p.upload(bn.runningMean, C, [`${bnName}.running_mean`], "f32", false),
+        runningVar: p.upload(bn.runningVar, C, [`${bnName}.running_var`], "f32", false),
         eps,
       },
       stride,
       padding,
     };
-  }
+  });
 }
 
 async function loadBlock(
-  l: Loader,
-  p: string,
-  inC: number,
-  planes: number,
-  stride: number,
+  p: ParamLoader,
+  fold: boolean,
+  name: string,
+  [inC, planes, stride]: [number, number, number],
   eps: number,
 ): Promise<BottleneckWeights> {
   const outC = planes * BOTTLENECK_EXPANSION;
+  const convBn = (i: number, shape: [number, number, number, number], s: number) =>
+    loadConvBn(p, fold, `${name}.conv${i}`, `${name}.bn${i}`, shape, s, eps);
   return {
-    conv1: await l.convBn(`${p}.conv1`, `${p}.bn1`, [planes, inC, 1, 1], 1, eps),
-    conv2: await l.convBn(`${p}.conv2`, `${p}.bn2`, [planes, planes, 3, 3], stride, eps),
-    conv3: await l.convBn(`${p}.conv3`, `${p}.bn3`, [outC, planes, 1, 1], 1, eps),
+    conv1: await convBn(1, [planes, inC, 1, 1], 1),
+    conv2: await convBn(2, [planes, planes, 3, 3], stride),
+    conv3: await convBn(3, [outC, planes, 1, 1], 1),
     downsample: stride !== 1 || inC !== outC
-      ? await l.convBn(`${p}.downsample.0`, `${p}.downsample.1`, [outC, inC, 1, 1], stride, eps)
+      ? await loadConvBn(
+        p,
+        fold,
+        `${name}.downsample.0`,
+        `${name}.downsample.1`,
+        [outC, inC, 1, 1],
+        stride,
+        eps,
+      )
       : undefined,
   };
 }
 
 /**
- * Load a ResNet encoder from `store`: `<prefix>.0` stem conv, `<prefix>.1` its BatchNorm,
- * `<prefix>.{4+s}.{b}` the blocks of stage `s` (e.g. prefix `encoder.resnet`).
- * @throws WebcapError BAD_WEIGHTS naming a missing or misshaped tensor; NO_FEATURE for f16
- * weights without `shader-f16`.
+ * Load a ResNet encoder: `<prefix>.0` stem conv, `<prefix>.1` its BatchNorm, `<prefix>.{4+s}.{b}`
+ * the blocks of stage `s` (e.g. prefix `encoder.resnet`). Conv weights are stored in the
+ * loader's matrix dtype.
+ * @throws WebcapError BAD_WEIGHTS naming a missing, misshaped or non-finite tensor.
  */
-export async function loadResNet(
-  store: WeightStore,
+export function loadResNet(
+  p: ParamLoader,
   prefix: string,
   config: ResNetConfig,
-  gpu: Gpu,
   opts: LoadResNetOptions = {},
 ): Promise<ResNetWeights> {
-  const convDtype = opts.convDtype ?? "f32";
-  if (convDtype === "f16" && !gpu.hasF16) {
-    throw new WebcapError(
-      "NO_FEATURE",
-      `loadResNet: convDtype "f16" needs the shader-f16 feature, which ${gpu.adapterName} lacks; use "f32"`,
-    );
-  }
-  const l = new Loader(gpu, store, opts.foldBatchNorm ?? true, convDtype);
-  try {
-    const eps = config.bnEps;
-    const stem = await l.convBn(
+  const fold = opts.foldBatchNorm ?? true, eps = config.bnEps;
+  return p.owning(async () => {
+    const stem = await loadConvBn(
+      p,
+      fold,
       `${prefix}.0`,
       `${prefix}.1`,
       [config.stemChannels, 3, 7, 7],
@@ -254,24 +227,14 @@ export async function loadResNet(
       const blocks: BottleneckWeights[] = [];
       for (let b = 0; b < config.layers[s]; b++) {
         const stride = b === 0 ? config.strides[s] : 1;
-        blocks.push(
-          await loadBlock(l, `${prefix}.${4 + s}.${b}`, inC, config.planes[s], stride, eps),
-        );
+        const name = `${prefix}.${4 + s}.${b}`;
+        blocks.push(await loadBlock(p, fold, name, [inC, config.planes[s], stride], eps));
         inC = config.planes[s] * BOTTLENECK_EXPANSION;
       }
       stages.push(blocks);
     }
-    return { config, stem, stages, tensors: l.tensors };
-  } catch (e) {
-    for (const t of l.tensors) t.release();
-    throw e;
-  }
-}
-
-/** Free every tensor of the encoder. */
-export function disposeResNet(w: ResNetWeights): void {
-  for (const t of w.tensors) t.release();
-  w.tensors.length = 0;
+    return { config, stem, stages };
+  });
 }
 
 /** `act(bn(conv(x)) + residual)`, as one conv dispatch when folded. */

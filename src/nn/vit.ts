@@ -12,10 +12,10 @@ import { type Activation, activationFromConfig } from "../shaders/activations.ts
 import { attention } from "../shaders/attention.ts";
 import { prependRow } from "../shaders/copy.ts";
 import { binary } from "../shaders/elementwise.ts";
-import { layerNorm } from "../shaders/layernorm.ts";
-import { matmul } from "../shaders/matmul.ts";
 import { patchify } from "../shaders/patchify.ts";
-import { configNumber } from "./config.ts";
+import { configCount, configNumber } from "./config.ts";
+import type { LayerNorm, Linear, Module } from "./modules.ts";
+import { linear, loadLayerNorm, loadLinear, loadStackedLinear, norm } from "./modules.ts";
 import type { ParamLoader } from "./params.ts";
 import type { WeightStore } from "../io/weights.ts";
 
@@ -34,16 +34,16 @@ export interface VitConfig {
 
 /** Read and check a ViT config object. */
 export function vitConfig(c: Record<string, unknown>, where: string): VitConfig {
-  const num = (k: string, d?: number): number => configNumber(c, k, where, d);
+  const count = (k: string, d?: number): number => configCount(c, k, where, d);
   const cfg: VitConfig = {
-    hidden_size: num("hidden_size"),
-    num_attention_heads: num("num_attention_heads"),
-    num_hidden_layers: num("num_hidden_layers"),
-    intermediate_size: num("intermediate_size"),
-    image_size: num("image_size"),
-    patch_size: num("patch_size"),
-    num_channels: num("num_channels", 3),
-    layer_norm_eps: num("layer_norm_eps", 1e-12),
+    hidden_size: count("hidden_size"),
+    num_attention_heads: count("num_attention_heads"),
+    num_hidden_layers: count("num_hidden_layers"),
+    intermediate_size: count("intermediate_size"),
+    image_size: count("image_size"),
+    patch_size: count("patch_size"),
+    num_channels: count("num_channels", 3),
+    layer_norm_eps: configNumber(c, "layer_norm_eps", where, 1e-12),
     hidden_act: String(c.hidden_act ?? "gelu"),
   };
   if (!cfg.num_attention_heads || cfg.hidden_size % cfg.num_attention_heads) {
@@ -110,44 +110,25 @@ export function hfVitNames(prefix: string, store: WeightStore): VitNames {
   };
 }
 
-interface Linear {
-  w: Tensor; // [out, in]
-  b: Tensor;
-}
-
-/** A Linear whose bias may be absent. */
-interface MaybeBiased {
-  w: Tensor; // [out, in]
-  b?: Tensor;
-}
-
 interface VitLayer {
-  ln1: [Tensor, Tensor];
-  qkv: Linear;
+  ln1: LayerNorm;
+  qkv: Linear; // [3h, h]: query, key, value stacked
   attnOut: Linear;
-  ln2: [Tensor, Tensor];
+  ln2: LayerNorm;
   fc1: Linear;
   fc2: Linear;
 }
 
 /** ViT weights on the GPU. */
-export interface VitWeights {
+export interface VitWeights extends Module {
   config: VitConfig;
   act: Activation;
-  patch: MaybeBiased; // [hidden, C·p·p]
+  patch: Linear; // [hidden, C·p·p] (stored [hidden, C, p, p])
   cls: Tensor; // [hidden]
   pos: Tensor; // [1 + P, hidden]
-  preNorm?: [Tensor, Tensor];
+  preNorm?: LayerNorm;
   layers: VitLayer[];
-  finalNorm?: [Tensor, Tensor];
-}
-
-async function linear(p: ParamLoader, name: string, out: number, inp: number): Promise<Linear> {
-  return { w: await p.matrix(`${name}.weight`, [out, inp]), b: await p.f32(`${name}.bias`, [out]) };
-}
-
-async function norm(p: ParamLoader, name: string, d: number): Promise<[Tensor, Tensor]> {
-  return [await p.f32(`${name}.weight`, [d]), await p.f32(`${name}.bias`, [d])];
+  finalNorm?: LayerNorm;
 }
 
 /**
@@ -161,49 +142,60 @@ async function unitPadded(p: ParamLoader, name: string, shape: number[]): Promis
   return (await p.f32(name, fits ? stored : shape)).view(shape);
 }
 
+/** The patch projection: a conv with stride p as one `[hidden, C·p·p]` matmul over patches. */
+async function loadPatch(p: ParamLoader, cfg: VitConfig, names: VitNames): Promise<Linear> {
+  const h = cfg.hidden_size, ps = cfg.patch_size, C = cfg.num_channels;
+  const e = names.embeddings;
+  return await p.owning(async () => ({
+    w: (await p.matrix(e.patch, [h, C, ps, ps])).view([h, C * ps * ps]),
+    b: e.patchBias === undefined ? undefined : await p.f32(e.patchBias, [h]),
+    inOut: false,
+  }));
+}
+
+async function loadLayer(p: ParamLoader, cfg: VitConfig, names: VitNames, i: number) {
+  const h = cfg.hidden_size, inter = cfg.intermediate_size, eps = cfg.layer_norm_eps;
+  const l = names.layer(i);
+  const qkv = typeof names.qkv === "string"
+    ? await loadLinear(p, l + names.qkv, 3 * h, h)
+    : await loadStackedLinear(p, names.qkv.map((n) => l + n), h, h);
+  return {
+    ln1: await loadLayerNorm(p, l + names.ln1, h, eps),
+    qkv,
+    attnOut: await loadLinear(p, l + names.attnOut, h, h),
+    ln2: await loadLayerNorm(p, l + names.ln2, h, eps),
+    fc1: await loadLinear(p, l + names.fc1, inter, h),
+    fc2: await loadLinear(p, l + names.fc2, h, inter),
+  };
+}
+
 /** Load ViT weights named by `names`. */
-export async function loadVit(
+export function loadVit(
   p: ParamLoader,
   cfg: VitConfig,
   names: VitNames,
   where: string,
 ): Promise<VitWeights> {
-  const h = cfg.hidden_size,
-    inter = cfg.intermediate_size,
-    ps = cfg.patch_size,
-    C = cfg.num_channels;
-  const P = (cfg.image_size / ps) ** 2;
+  const h = cfg.hidden_size, eps = cfg.layer_norm_eps;
+  const P = (cfg.image_size / cfg.patch_size) ** 2;
   const e = names.embeddings;
-  const patch = {
-    w: await p.matrix(e.patch, [h, C, ps, ps]),
-    b: e.patchBias === undefined ? undefined : await p.f32(e.patchBias, [h]),
-  };
-  const layers: VitLayer[] = [];
-  for (let i = 0; i < cfg.num_hidden_layers; i++) {
-    const l = names.layer(i);
-    const qkv: Linear = typeof names.qkv === "string" ? await linear(p, l + names.qkv, 3 * h, h) : {
-      w: await p.stacked(names.qkv.map((n) => `${l}${n}.weight`), [h, h], true),
-      b: await p.stacked(names.qkv.map((n) => `${l}${n}.bias`), [h], false),
+  return p.owning(async () => {
+    const patch = await loadPatch(p, cfg, names);
+    const layers: VitLayer[] = [];
+    for (let i = 0; i < cfg.num_hidden_layers; i++) layers.push(await loadLayer(p, cfg, names, i));
+    const optionalNorm = (name?: string) =>
+      name === undefined ? undefined : loadLayerNorm(p, name, h, eps);
+    return {
+      config: cfg,
+      act: activationFromConfig(cfg.hidden_act, where),
+      patch,
+      cls: await unitPadded(p, e.cls, [h]),
+      pos: await unitPadded(p, e.pos, [1 + P, h]),
+      preNorm: await optionalNorm(names.preNorm),
+      layers,
+      finalNorm: await optionalNorm(names.finalNorm),
     };
-    layers.push({
-      ln1: await norm(p, l + names.ln1, h),
-      qkv,
-      attnOut: await linear(p, l + names.attnOut, h, h),
-      ln2: await norm(p, l + names.ln2, h),
-      fc1: await linear(p, l + names.fc1, inter, h),
-      fc2: await linear(p, l + names.fc2, h, inter),
-    });
-  }
-  return {
-    config: cfg,
-    act: activationFromConfig(cfg.hidden_act, where),
-    patch: { w: patch.w.view([h, C * ps * ps]), b: patch.b },
-    cls: await unitPadded(p, e.cls, [h]),
-    pos: await unitPadded(p, e.pos, [1 + P, h]),
-    preNorm: names.preNorm === undefined ? undefined : await norm(p, names.preNorm, h),
-    layers,
-    finalNorm: names.finalNorm === undefined ? undefined : await norm(p, names.finalNorm, h),
-  };
+  });
 }
 
 /** One pre-LN transformer block over `x [N·S, h]`; returns the new residual stream. */
@@ -217,9 +209,8 @@ function vitLayer(
 ): Tensor {
   const c = w.config;
   const h = c.hidden_size, H = c.num_attention_heads, D = h / H;
-  const eps = c.layer_norm_eps;
-  const n1 = layerNorm(rec, x, l.ln1[0], l.ln1[1], eps);
-  const qkv = matmul(rec, n1, l.qkv.w, { transposeW: true, bias: l.qkv.b }); // [N·S, 3h]
+  const n1 = norm(rec, x, l.ln1);
+  const qkv = linear(rec, n1, l.qkv); // [N·S, 3h]
   const op = (offset: number) => ({ t: qkv, offset, posStride: 3 * h, rowStride: S * 3 * h });
   const a = attention(rec, {
     q: op(0),
@@ -232,10 +223,10 @@ function vitLayer(
     keys: S,
     scale: 1 / Math.sqrt(D),
   }).view([N * S, h]);
-  const x1 = matmul(rec, a, l.attnOut.w, { transposeW: true, bias: l.attnOut.b, residual: x });
-  const n2 = layerNorm(rec, x1, l.ln2[0], l.ln2[1], eps);
-  const f = matmul(rec, n2, l.fc1.w, { transposeW: true, bias: l.fc1.b, act: w.act });
-  const x2 = matmul(rec, f, l.fc2.w, { transposeW: true, bias: l.fc2.b, residual: x1 });
+  const x1 = linear(rec, a, l.attnOut, { residual: x });
+  const n2 = norm(rec, x1, l.ln2);
+  const f = linear(rec, n2, l.fc1, { act: w.act });
+  const x2 = linear(rec, f, l.fc2, { residual: x1 });
   rec.releaseAfterSubmit(n1, qkv, a, x1, n2, f);
   return x2;
 }
@@ -256,16 +247,12 @@ export function vitEncode(rec: Recorder, w: VitWeights, pixels: Tensor): Tensor 
   const h = c.hidden_size;
   const P = (c.image_size / c.patch_size) ** 2, S = P + 1;
   const patches = patchify(rec, pixels, c.patch_size);
-  const emb = matmul(rec, patches, w.patch.w, { transposeW: true, bias: w.patch.b }).view([
-    N,
-    P,
-    h,
-  ]);
+  const emb = linear(rec, patches, w.patch).view([N, P, h]);
   const withCls = prependRow(rec, emb, w.cls);
   let x = binary(rec, withCls, w.pos, "add").view([N * S, h]);
   rec.releaseAfterSubmit(patches, emb, withCls);
   if (w.preNorm) {
-    const normed = layerNorm(rec, x, w.preNorm[0], w.preNorm[1], c.layer_norm_eps);
+    const normed = norm(rec, x, w.preNorm);
     rec.releaseAfterSubmit(x);
     x = normed;
   }
@@ -275,7 +262,7 @@ export function vitEncode(rec: Recorder, w: VitWeights, pixels: Tensor): Tensor 
     x = next;
   }
   if (!w.finalNorm) return x.view([N, S, h]);
-  const out = layerNorm(rec, x, w.finalNorm[0], w.finalNorm[1], c.layer_norm_eps);
+  const out = norm(rec, x, w.finalNorm);
   rec.releaseAfterSubmit(x);
   return out.view([N, S, h]);
 }

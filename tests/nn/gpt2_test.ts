@@ -6,10 +6,10 @@ import {
   gpt2BeginDecode,
   type Gpt2Config,
   gpt2Config,
-  gpt2DisposeState,
   gpt2Forward,
   loadGpt2,
 } from "../../src/nn/gpt2.ts";
+import { disposeKvCache } from "../../src/nn/kv_cache.ts";
 import { ParamLoader } from "../../src/nn/params.ts";
 import { openWeights, type WeightStore } from "../../src/io/weights.ts";
 import { fixture, getGpu, randomF32, relL2 } from "../util.ts";
@@ -75,7 +75,7 @@ async function logits(
   const read = rec.readTensor(out);
   rec.releaseAfterSubmit(enc, ids, out);
   await rec.submit();
-  gpt2DisposeState(st);
+  disposeKvCache(st);
   p.dispose();
   return (await read) as Float32Array;
 }

@@ -1,11 +1,11 @@
 import assert from "node:assert/strict";
 import {
-  disposeResNet,
   loadResNet,
   type LoadResNetOptions,
   resNetConfig,
   resnetEncode,
 } from "../../src/nn/resnet.ts";
+import { ParamLoader } from "../../src/nn/params.ts";
 import { openSafetensors } from "../../src/io/safetensors.ts";
 import { uploadTensor } from "../../src/gpu/tensor.ts";
 import { firstNonFinite, getGpu, relL2, runAndRead } from "../util.ts";
@@ -14,6 +14,7 @@ const dir = new URL("../../../shared/fixtures/hf/show-attend-tell/", import.meta
 
 async function encodeFixture(
   opts: LoadResNetOptions,
+  dtype: "f32" | "f16" = "f32",
 ): Promise<{ got: Float32Array; want: Float32Array; shape: number[] }> {
   const gpu = await getGpu();
   const config = resNetConfig(
@@ -23,7 +24,8 @@ async function encodeFixture(
   const model = await openSafetensors(`${dir}model.safetensors`);
   const ref = await openSafetensors(`${dir}reference.safetensors`);
   try {
-    const weights = await loadResNet(model, "encoder.resnet", config, gpu, opts);
+    const p = new ParamLoader(gpu, model, dtype);
+    const weights = await loadResNet(p, "encoder.resnet", config, opts);
     const images = uploadTensor(gpu, await ref.readF32("images"), ref.info("images").shape, "f32");
     let shape: number[] = [];
     const got = await runAndRead(gpu, (rec) => {
@@ -33,7 +35,7 @@ async function encodeFixture(
       return out;
     });
     images.release();
-    disposeResNet(weights);
+    p.dispose();
     assert.deepEqual(shape, ref.info("encoder_out").shape);
     return { got, want: await ref.readF32("encoder_out"), shape };
   } finally {
@@ -57,7 +59,7 @@ Deno.test("ResNet encoder with f16 conv weights stays within 1e-2 of encoder_out
     console.log("skipped: adapter has no shader-f16");
     return;
   }
-  const { got, want } = await encodeFixture({ convDtype: "f16" });
+  const { got, want } = await encodeFixture({}, "f16");
   const err = relL2(got, want);
   assert.ok(err < 1e-2, `rel L2 ${err}`);
 });
@@ -89,7 +91,7 @@ Deno.test("loadResNet names a missing tensor", async () => {
   const model = await openSafetensors(`${dir}model.safetensors`);
   try {
     await assert.rejects(
-      () => loadResNet(model, "encoder.cnn", config, gpu),
+      () => loadResNet(new ParamLoader(gpu, model), "encoder.cnn", config),
       /tensor "encoder\.cnn\.0\.weight" is missing/,
     );
     const deeper = {
@@ -97,7 +99,7 @@ Deno.test("loadResNet names a missing tensor", async () => {
       layers: [...config.layers.slice(0, -1), config.layers.at(-1)! + 1],
     };
     await assert.rejects(
-      () => loadResNet(model, "encoder.resnet", deeper, gpu),
+      () => loadResNet(new ParamLoader(gpu, model), "encoder.resnet", deeper),
       /encoder\.resnet\.7\.1\.conv1\.weight/,
     );
   } finally {

@@ -1,0 +1,179 @@
+/**
+ * The key/value cache of a transformer decoder (GPT-2, BERT): per layer the keys and values of
+ * every decoded position of every row, and the cross-attention keys/values of each encoded
+ * image (computed once, shared by that image's rows through `rowImage`). Rows are reordered
+ * (beam search) by gathering every layer's cache into fresh buffers.
+ * @module
+ */
+import { WebcapError } from "../errors.ts";
+import type { Recorder } from "../gpu/recorder.ts";
+import { ownedTensor, type Tensor, uploadTensor } from "../gpu/tensor.ts";
+import { attention } from "../shaders/attention.ts";
+import { copy2d } from "../shaders/copy.ts";
+import { embedding } from "../shaders/embedding.ts";
+
+/** Caches of one decoding. */
+export interface KvCache {
+  rows: number;
+  maxLength: number;
+  /** Positions already cached. */
+  length: number;
+  /** Per layer `[rows, maxLength, 2h]`: keys then values of each position. */
+  kv: Tensor[];
+  /** Per layer cross keys/values `[images·encSeq, 2h]`, computed once (empty without cross-attention). */
+  cross: Tensor[];
+  encSeq: number;
+  rowImage: Int32Array;
+  rowImageGpu: Tensor; // i32 [rows]
+}
+
+/** BAD_OPTION unless every row's image indexes one of `images`. */
+export function checkRowImage(rowImage: Int32Array, images: number): void {
+  if (rowImage.some((i) => !(i >= 0 && i < images))) {
+    throw new WebcapError("BAD_OPTION", `rowImage must index the ${images} encoded images`);
+  }
+}
+
+/**
+ * Empty self-attention caches `[rows, maxLength, 2·hidden]` for `layers` layers, with the cross
+ * keys/values `cross` (one per layer, `[images·encSeq, 2·hidden]`; owned by the cache from now on).
+ */
+export function beginKvCache(
+  rec: Recorder,
+  shape: { layers: number; hidden: number; maxLength: number },
+  rowImage: Int32Array,
+  cross: { kv: Tensor[]; encSeq: number } = { kv: [], encSeq: 0 },
+): KvCache {
+  const rows = rowImage.length, { layers, hidden, maxLength } = shape;
+  return {
+    rows,
+    maxLength,
+    length: 0,
+    kv: Array.from(
+      { length: layers },
+      (_, i) => ownedTensor(rec.gpu, [rows, maxLength, 2 * hidden], "f32", `kv-cache-${i}`),
+    ),
+    cross: cross.kv,
+    encSeq: cross.encSeq,
+    rowImage: rowImage.slice(),
+    rowImageGpu: uploadTensor(rec.gpu, rowImage, [rows], "i32", "row-image"),
+  };
+}
+
+/** BAD_OPTION when `S` more positions do not fit the cache. */
+export function checkRoom(st: KvCache, S: number): void {
+  if (st.length + S > st.maxLength) {
+    throw new WebcapError(
+      "BAD_OPTION",
+      `decoder cache holds ${st.maxLength} positions; ${st.length + S} requested`,
+    );
+  }
+}
+
+/**
+ * Causal self-attention of `qkv [R·S, 3h]` (q, k, v per position) over layer `i`'s cache, after
+ * appending this step's keys and values at position `st.length`. Returns `[R·S, h]`.
+ */
+export function cachedSelfAttention(
+  rec: Recorder,
+  st: KvCache,
+  i: number,
+  qkv: Tensor,
+  S: number,
+  heads: number,
+  scale: number,
+): Tensor {
+  const h = qkv.shape[1] / 3, R = st.rows;
+  const cache = st.kv[i]; // [rows, maxLength, 2h]
+  copy2d(rec, qkv, cache, {
+    n: R * S,
+    width: 2 * h,
+    srcOff: h,
+    srcStride: 3 * h,
+    group: S,
+    dstOff: st.length * 2 * h,
+    dstOuter: st.maxLength * 2 * h,
+    dstInner: 2 * h,
+  });
+  const kvOp = (offset: number) => ({
+    t: cache,
+    offset,
+    posStride: 2 * h,
+    rowStride: st.maxLength * 2 * h,
+  });
+  return attention(rec, {
+    q: { t: qkv, offset: 0, posStride: 3 * h, rowStride: S * 3 * h },
+    k: kvOp(0),
+    v: kvOp(h),
+    batch: R,
+    queries: S,
+    heads,
+    headDim: h / heads,
+    keys: st.length + S,
+    causal: { past: st.length },
+    scale,
+  }).view([R * S, h]);
+}
+
+/**
+ * Attention of `q [R·S, h]` over each row's image states: layer `i`'s cross keys/values, computed
+ * once per image and shared by its rows through `rowImage`. Returns `[R·S, h]`.
+ */
+export function imageCrossAttention(
+  rec: Recorder,
+  st: KvCache,
+  i: number,
+  q: Tensor,
+  S: number,
+  heads: number,
+  scale: number,
+  probs?: Tensor,
+): Tensor {
+  const h = q.shape[1];
+  const op = (offset: number) => ({
+    t: st.cross[i],
+    offset,
+    posStride: 2 * h,
+    rowStride: st.encSeq * 2 * h,
+  });
+  return attention(rec, {
+    q: { t: q, offset: 0, posStride: h, rowStride: S * h },
+    k: op(0),
+    v: op(h),
+    batch: st.rows,
+    queries: S,
+    heads,
+    headDim: h / heads,
+    keys: st.encSeq,
+    kvIndex: st.rowImageGpu,
+    scale,
+    probs,
+  }).view([st.rows * S, h]);
+}
+
+/** Row i continues row `parents[i]`: caches gathered into fresh buffers, row→image remapped. */
+export function reorderKvCache(rec: Recorder, st: KvCache, parents: Int32Array): void {
+  if (parents.some((p) => p < 0 || p >= st.rows)) {
+    throw new WebcapError("BAD_OPTION", `reorder: parents must index the ${st.rows} current rows`);
+  }
+  const ids = uploadTensor(rec.gpu, parents, [parents.length], "i32", "parents");
+  const R = parents.length;
+  st.kv = st.kv.map((cache, i) => {
+    const width = cache.size / st.rows;
+    const next = ownedTensor(rec.gpu, [R, st.maxLength, cache.shape[2]], "f32", `kv-cache-${i}`);
+    embedding(rec, cache.view([st.rows, width]), ids, { out: next.view([R, width]) });
+    rec.releaseAfterSubmit(cache);
+    return next;
+  });
+  rec.releaseAfterSubmit(ids, st.rowImageGpu);
+  st.rowImage = Int32Array.from(parents, (p) => st.rowImage[p]);
+  st.rowImageGpu = uploadTensor(rec.gpu, st.rowImage, [R], "i32", "row-image");
+  st.rows = R;
+}
+
+/** Free a decoding's caches. */
+export function disposeKvCache(st: KvCache): void {
+  for (const t of [...st.kv, ...st.cross, st.rowImageGpu]) if (t.alive) t.release();
+  st.kv = [];
+  st.cross = [];
+}

@@ -1,0 +1,108 @@
+/**
+ * The layers every tower is built from, each loaded by one function that checks every tensor
+ * by name and records it as a {@link Param}: Linear (out×in as `nn.Linear`, or in×out as GPT-2's
+ * `Conv1D`; q, k, v stacked into one), LayerNorm, Conv2d (ResNet's, with its BatchNorm). Each
+ * module keeps the parameters it loaded in `params`. Embedding tables are plain tensors
+ * (`ParamLoader.matrix` / `f32`), read by the `embedding` kernel.
+ * @module
+ */
+import type { Recorder } from "../gpu/recorder.ts";
+import type { Tensor } from "../gpu/tensor.ts";
+import type { Activation } from "../shaders/activations.ts";
+import { layerNorm } from "../shaders/layernorm.ts";
+import { matmul } from "../shaders/matmul.ts";
+import type { Param, ParamLoader } from "./params.ts";
+
+/** What every loaded module has: the parameters it holds, by HF name. */
+export interface Module {
+  readonly params: Param[];
+}
+
+/** `y = x·Wᵀ + b`; `w` is `[out, in]`, or `[in, out]` when `inOut` (GPT-2's Conv1D). */
+export interface Linear extends Module {
+  w: Tensor;
+  b?: Tensor; // [out]
+  inOut: boolean;
+}
+
+/** Options of {@link loadLinear}. */
+export interface LinearOptions {
+  /** Whether `<name>.bias` exists (default true). */
+  bias?: boolean;
+  /** Stored in×out (GPT-2's Conv1D) instead of out×in. */
+  inOut?: boolean;
+}
+
+/** `<name>.weight` `[out, in]` (or `[in, out]`) and `<name>.bias` `[out]`. */
+export function loadLinear(
+  p: ParamLoader,
+  name: string,
+  out: number,
+  inp: number,
+  opts: LinearOptions = {},
+): Promise<Linear> {
+  const inOut = opts.inOut ?? false;
+  return p.owning(async () => ({
+    w: await p.matrix(`${name}.weight`, inOut ? [inp, out] : [out, inp]),
+    b: opts.bias === false ? undefined : await p.f32(`${name}.bias`, [out]),
+    inOut,
+  }));
+}
+
+/** nn.Linear layers `names` (each `[out, in]` with a bias) stacked into one `[k·out, in]` Linear. */
+export function loadStackedLinear(
+  p: ParamLoader,
+  names: string[],
+  out: number,
+  inp: number,
+): Promise<Linear> {
+  return p.owning(async () => ({
+    w: await p.stacked(names.map((n) => `${n}.weight`), [out, inp], "matrix"),
+    b: await p.stacked(names.map((n) => `${n}.bias`), [out], "f32"),
+    inOut: false,
+  }));
+}
+
+/** Record `act(x·Wᵀ + b) (+ residual)` for `x [rows, in]` → `[rows, out]`. */
+export function linear(
+  rec: Recorder,
+  x: Tensor,
+  l: Linear,
+  opts: { act?: Activation; residual?: Tensor } = {},
+): Tensor {
+  return matmul(rec, x, l.w, { transposeW: !l.inOut, bias: l.b, ...opts });
+}
+
+/** LayerNorm over the last dimension: `<name>.weight`, `<name>.bias` `[d]`. */
+export interface LayerNorm extends Module {
+  w: Tensor;
+  b: Tensor;
+  eps: number;
+}
+
+/** Load LayerNorm `name` of width `d`. */
+export function loadLayerNorm(
+  p: ParamLoader,
+  name: string,
+  d: number,
+  eps: number,
+): Promise<LayerNorm> {
+  return p.owning(async () => ({
+    w: await p.f32(`${name}.weight`, [d]),
+    b: await p.f32(`${name}.bias`, [d]),
+    eps,
+  }));
+}
+
+/** Record the LayerNorm of `x [rows, d]`. */
+export function norm(rec: Recorder, x: Tensor, ln: LayerNorm): Tensor {
+  return layerNorm(rec, x, ln.w, ln.b, ln.eps);
+}
+
+/** A 2-D convolution `[Cout, Cin, k, k]` with an optional bias, stride and symmetric padding. */
+export interface Conv2d extends Module {
+  weight: Tensor;
+  bias?: Tensor; // [Cout]
+  stride: number;
+  padding: number;
+}
