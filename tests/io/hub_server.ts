@@ -28,8 +28,11 @@ export interface HubKnobs {
   token?: string;
   /** Answer ranged requests with 200 and the whole file, as servers without Range do. */
   noRange?: boolean;
-  /** Redirect the HEAD and GET of LFS file `file` to Location `to` (kept as given). */
-  redirect?: { file: string; to: string };
+  /**
+   * Redirect the HEAD and GET of LFS file `file` of repo `id` to Location `to` (kept as given),
+   * with the `X-Linked-*` headers unless `plain` (as the hub redirects a renamed repo).
+   */
+  redirect?: { id: string; file: string; to: string; plain?: boolean };
   /** Leave `X-Linked-Size` out of LFS answers. */
   noLinkedSize?: boolean;
   /**
@@ -232,8 +235,13 @@ function resolveFile(
   const etag = s.etags.get(file)!;
   const headers = { "x-repo-commit": s.commit, etag: `"${etag}"` };
   if (!LFS.test(file)) return body(req, file, bytes, headers, {});
-  const location = knobs.redirect?.file === file ? knobs.redirect.to : `${cdn}/cdn/${etag}`;
-  const out: Record<string, string> = { ...headers, location, "x-linked-etag": `"${etag}"` };
+  const redirect = knobs.redirect?.id === id && knobs.redirect.file === file
+    ? knobs.redirect
+    : undefined;
+  const location = redirect?.to ?? `${cdn}/cdn/${etag}`;
+  const out: Record<string, string> = { ...headers, location };
+  if (redirect?.plain) return new Response(null, { status: 307, headers: out });
+  out["x-linked-etag"] = `"${etag}"`;
   if (!knobs.noLinkedSize) out["x-linked-size"] = String(bytes.length);
   return new Response(null, { status: 302, headers: out });
 }
