@@ -17,8 +17,8 @@ import { checkRepoPath, dirname, join, relative, repoFileUrl } from "./path.ts";
 import { WebcapError } from "../errors.ts";
 import { ProgressBar } from "./progress.ts";
 import { isFile } from "./fs.ts";
-import { localFiles } from "./model_files.ts";
-import { isIndex, parseWeightMap } from "./shard_index.ts";
+import { checkTextSize, localFiles } from "./model_files.ts";
+import { isIndex, isWeightsFile, parseWeightMap } from "./shard_index.ts";
 import { Sha256 } from "./sha256.ts";
 
 /** Reports download progress: bytes of `file` done out of `total`. */
@@ -398,11 +398,15 @@ async function writeRef(repo: Repo, commit: string): Promise<void> {
   await Deno.writeTextFile(path, commit);
 }
 
-/** Make `snapshots/<commit>/<file>` point at its complete blob, downloading it if needed. */
+/**
+ * Make `snapshots/<commit>/<file>` point at its complete blob, downloading it if needed; a text
+ * file (not weights) above the text limit is FILE_TOO_LARGE before its download.
+ */
 async function fetchFile(repo: Repo, commit: string, file: string): Promise<void> {
   const pointer = join(repo.folder, "snapshots", commit, file);
   if (await isFile(pointer)) return;
   const meta = await fileMeta(repo, commit, file);
+  if (!isWeightsFile(file)) checkTextSize(`"${file}" of hub repo ${repo.id}`, meta.size ?? 0);
   const blob = join(repo.folder, "blobs", meta.etag);
   const lock = join(repo.cacheDir, ".locks", repoFolderName(repo.id), `${meta.etag}.lock`);
   await withLock(lock, async () => {

@@ -54,6 +54,11 @@ function textTooLarge(where: string, size?: number): WebcapError {
   );
 }
 
+/** FILE_TOO_LARGE naming `where` when a text file of `size` bytes is above the limit. */
+export function checkTextSize(where: string, size: number): void {
+  if (size > MAX_TEXT_BYTES) throw textTooLarge(where, size);
+}
+
 /**
  * All bytes of `stream`, or FILE_TOO_LARGE naming `where` as soon as it passes
  * {@link MAX_TEXT_BYTES} (the rest is left unread).
@@ -119,7 +124,7 @@ async function readLocalText(path: string): Promise<string | undefined> {
   }
   if (stat.isDirectory || stat.size > MAX_TEXT_BYTES) file.close();
   if (stat.isDirectory) return undefined;
-  if (stat.size > MAX_TEXT_BYTES) throw textTooLarge(path, stat.size);
+  checkTextSize(path, stat.size);
   try {
     return await readText(file.readable, path); // the stream closes the file
   } catch (e) {
@@ -161,6 +166,9 @@ async function listLocal(dir: string): Promise<string[]> {
  */
 export function urlFiles(baseUrl: string | URL, fetchImpl: typeof fetch = fetch): ModelFiles {
   const href = String(baseUrl);
+  if (!URL.canParse(href)) {
+    throw new WebcapError("BAD_OPTION", `model URL ${JSON.stringify(href)} is not a valid URL`);
+  }
   const base = new URL(href.endsWith("/") ? href : `${href}/`);
   const texts = new Map<string, Promise<string | undefined>>();
   const url = (name: string) => repoFileUrl(base, name, `file of ${base.href}`);
@@ -223,10 +231,8 @@ async function fetchText(url: URL, fetchImpl: typeof fetch): Promise<string | un
   const res = await fetchFile(url, fetchImpl);
   if (res === undefined) return undefined;
   const length = Number(res.headers.get("content-length") ?? NaN);
-  if (length > MAX_TEXT_BYTES) {
-    await res.body?.cancel();
-    throw textTooLarge(url.href, length);
-  }
+  if (length > MAX_TEXT_BYTES) await res.body?.cancel();
+  checkTextSize(url.href, length);
   if (res.body === null) return "";
   return await readBody(url, () => readText(res.body!, url.href));
 }

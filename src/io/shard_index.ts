@@ -13,6 +13,11 @@ import { checkRepoPath } from "./path.ts";
 export const PICKLE_EXTENSIONS = [".bin", ".pt", ".pth", ".pth.tar", ".ckpt"];
 const WEIGHT_EXTENSIONS = [".safetensors", ...PICKLE_EXTENSIONS];
 
+/** Whether `name` is a weights file by its ending (an index is not). */
+export function isWeightsFile(name: string): boolean {
+  return WEIGHT_EXTENSIONS.some((x) => name.endsWith(x));
+}
+
 /** Whether `name` is a shard index. */
 export function isIndex(name: string): boolean {
   return name.endsWith(".index.json");
@@ -48,7 +53,7 @@ function checkShard(shard: unknown, tensor: string, where: string): string {
     throw new WebcapError("BAD_WEIGHTS", `${mapsTo} ${JSON.stringify(shard)}, not a shard file`);
   }
   checkRepoPath(shard, `${mapsTo} shard`, "BAD_WEIGHTS");
-  if (isIndex(shard) || !WEIGHT_EXTENSIONS.some((x) => shard.endsWith(x))) {
+  if (!isWeightsFile(shard)) {
     throw new WebcapError(
       "BAD_WEIGHTS",
       `${mapsTo} "${shard}", which is not a weights file (${WEIGHT_EXTENSIONS.join(", ")}); ` +

@@ -3,6 +3,7 @@ import { join } from "node:path";
 import { hubCacheDir, resolveModel, type ResolveModelOptions } from "../../src/io/hub.ts";
 import { WebcapError } from "../../src/errors.ts";
 import { openWeights } from "../../src/io/weights.ts";
+import { MAX_TEXT_BYTES } from "../../src/io/model_files.ts";
 import {
   type FixtureHub,
   type FixtureRepo,
@@ -470,4 +471,17 @@ Deno.test("a control character in a model id is BAD_OPTION, not a raw EINVAL", a
       "control character",
     );
   }
+});
+
+Deno.test("a hub text file above MAX_TEXT_BYTES is FILE_TOO_LARGE before its download", async () => {
+  const big = variant("webcap-test/big", [], {
+    "tokenizer.json": new Uint8Array(MAX_TEXT_BYTES + 1),
+  });
+  await withHub([big], async (hub, opts) => {
+    await rejectsWith(resolveModel(big.id, opts), "FILE_TOO_LARGE", "tokenizer.json", big.id);
+    const gets = hub.requests.filter((r) =>
+      r.method === "GET" && r.path.endsWith("tokenizer.json")
+    );
+    assert.deepEqual(gets, []);
+  });
 });

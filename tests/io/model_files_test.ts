@@ -63,6 +63,7 @@ Deno.test("urlFiles: 404 is absent, other failures are DOWNLOAD_FAILED naming th
     urlFiles(BASE, status(401) as typeof fetch).text("config.json"),
     isCode("DOWNLOAD_FAILED", `${BASE}config.json`, "HTTP 401"),
   );
+  assert.throws(() => urlFiles("http://"), isCode("BAD_OPTION", '"http://"', "not a valid URL"));
   const offline = () => Promise.reject(new TypeError("connection refused"));
   await assert.rejects(
     urlFiles(BASE, offline as typeof fetch).bytes("model.safetensors"),
