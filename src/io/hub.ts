@@ -98,9 +98,15 @@ const STALL_MS = 30_000;
  * atomic, with progress). A complete cached snapshot of the revision is used without any
  * request; pass a commit as `revision` to pin another version.
  *
- * Errors: `BAD_OPTION` (neither a directory nor a valid id), `HUB_NOT_FOUND` (no such repo,
- * revision or file; private or gated), `MISSING_FILE` (repo lacks a needed file),
- * `HUB_OFFLINE` (offline and not cached), `DOWNLOAD_FAILED` (network; running again resumes).
+ * Every LFS file's sha256 is checked against its ETag before it enters the cache, and the token
+ * goes only to the hub's own origin.
+ *
+ * Errors: `BAD_OPTION` (neither a directory nor a valid id, or a control character in it),
+ * `HUB_NOT_FOUND` (no such repo, revision or file; private or gated), `MISSING_FILE` (repo lacks a
+ * needed file), `BAD_WEIGHTS` (a shard index naming something other than weights files inside
+ * the repo), `FILE_TOO_LARGE` (a text file above `MAX_TEXT_BYTES`), `HUB_OFFLINE` (offline and not
+ * cached), `DOWNLOAD_FAILED` (network, a redirect to a non-http(s) URL, a download whose sha256 is
+ * not its ETag; running again resumes or starts afresh).
  */
 export async function resolveModel(
   idOrDir: string,

@@ -122,9 +122,11 @@ async function readLocalText(path: string): Promise<string | undefined> {
     file.close();
     throw unreadable(path, e);
   }
-  if (stat.isDirectory || stat.size > MAX_TEXT_BYTES) file.close();
-  if (stat.isDirectory) return undefined;
-  checkTextSize(path, stat.size);
+  if (stat.isDirectory || stat.size > MAX_TEXT_BYTES) {
+    file.close();
+    if (stat.isDirectory) return undefined;
+    checkTextSize(path, stat.size);
+  }
   try {
     return await readText(file.readable, path); // the stream closes the file
   } catch (e) {

@@ -1,7 +1,8 @@
 /**
  * Path helpers for the hub cache, in place of `node:path` so that every module reachable from
  * mod.ts loads in a browser. Paths come out with `/` separators (which Windows accepts too);
- * `\` is read as a separator as well. Semantics follow `node:path/posix`.
+ * `\` is read as a separator as well. Semantics follow `node:path/posix`. Also the one rule for
+ * file names inside a model repo or folder ({@link checkRepoPath}).
  * @module
  */
 import { WebcapError, type WebcapErrorCode } from "../errors.ts";
@@ -17,7 +18,11 @@ const REPO_PATH = /^[\w.\-+@=, ]+(\/[\w.\-+@=, ]+)*$/;
  * a folder URL) it always names something inside it.
  * @throws WebcapError `code` naming `what` and the path otherwise.
  */
-export function checkRepoPath(path: string, what: string, code: WebcapErrorCode = "BAD_OPTION") {
+export function checkRepoPath(
+  path: string,
+  what: string,
+  code: WebcapErrorCode = "BAD_OPTION",
+): void {
   const ok = REPO_PATH.test(path) && !path.split("/").some((p) => p === "." || p === "..");
   if (!ok) {
     throw new WebcapError(
