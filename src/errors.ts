@@ -20,6 +20,7 @@ export type WebcapErrorCode =
   | "BAD_WEIGHTS"
   | "BAD_IMAGE"
   | "IMAGE_TOO_LARGE"
+  | "FILE_TOO_LARGE"
   | "BAD_TOKENIZER"
   | "BAD_OPTION"
   | "HUB_NOT_FOUND"

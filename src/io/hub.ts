@@ -13,10 +13,13 @@
  * @module
  */
 
-import { dirname, join, relative } from "./path.ts";
+import { checkRepoPath, dirname, join, relative, repoFileUrl } from "./path.ts";
 import { WebcapError } from "../errors.ts";
 import { ProgressBar } from "./progress.ts";
 import { isFile } from "./fs.ts";
+import { checkTextSize, localFiles } from "./model_files.ts";
+import { isIndex, isWeightsFile, parseWeightMap } from "./shard_index.ts";
+import { Sha256 } from "./sha256.ts";
 
 /** Reports download progress: bytes of `file` done out of `total`. */
 export type ProgressCallback = (file: string, done: number, total: number) => void;
@@ -95,9 +98,15 @@ const STALL_MS = 30_000;
  * atomic, with progress). A complete cached snapshot of the revision is used without any
  * request; pass a commit as `revision` to pin another version.
  *
- * Errors: `BAD_OPTION` (neither a directory nor a valid id), `HUB_NOT_FOUND` (no such repo,
- * revision or file; private or gated), `MISSING_FILE` (repo lacks a needed file),
- * `HUB_OFFLINE` (offline and not cached), `DOWNLOAD_FAILED` (network; running again resumes).
+ * Every LFS file's sha256 is checked against its ETag before it enters the cache, and the token
+ * goes only to the hub's own origin.
+ *
+ * Errors: `BAD_OPTION` (neither a directory nor a valid id, or a control character in it),
+ * `HUB_NOT_FOUND` (no such repo, revision or file; private or gated), `MISSING_FILE` (repo lacks a
+ * needed file), `BAD_WEIGHTS` (a shard index naming something other than weights files inside
+ * the repo), `FILE_TOO_LARGE` (a text file above `MAX_TEXT_BYTES`), `HUB_OFFLINE` (offline and not
+ * cached), `DOWNLOAD_FAILED` (network, a redirect to a non-http(s) URL, a download whose sha256 is
+ * not its ETag; running again resumes or starts afresh).
  */
 export async function resolveModel(
   idOrDir: string,
@@ -133,8 +142,21 @@ function expandHome(path: string): string {
   return path === "~" || path.startsWith("~/") ? homeDir() + path.slice(1) : path;
 }
 
-/** True for an existing directory; BAD_OPTION for a file or a missing path-looking name. */
+/**
+ * True for an existing directory; BAD_OPTION for a file, a missing path-looking name or a name
+ * with a control character (which no file system call gets to see).
+ */
 async function isLocalDirectory(idOrDir: string): Promise<boolean> {
+  // deno-lint-ignore no-control-regex
+  const control = /[\u0000-\u001f\u007f]/.exec(idOrDir);
+  if (control) {
+    const code = control[0].charCodeAt(0).toString(16).toUpperCase().padStart(4, "0");
+    throw new WebcapError(
+      "BAD_OPTION",
+      `model ${JSON.stringify(idOrDir)} contains the control character U+${code}; ` +
+        `pass the model's directory or a hub id like "org/name"`,
+    );
+  }
   try {
     const st = await Deno.stat(idOrDir);
     if (st.isDirectory) return true;
@@ -222,15 +244,6 @@ function checkRepoId(id: string, orElse = "an existing directory"): void {
   }
 }
 
-/** A relative path inside a repo (or a revision name): no `..`, no absolute or empty parts. */
-function checkRepoPath(path: string, what: string): void {
-  const ok = /^[\w.\-+@=, ]+(\/[\w.\-+@=, ]+)*$/.test(path) &&
-    !path.split("/").some((p) => p === "." || p === "..");
-  if (!ok) {
-    throw new WebcapError("BAD_OPTION", `${what} "${path}" is not a valid relative repo path`);
-  }
-}
-
 /** One progress bar per file on stderr. */
 function progressBars(): ProgressCallback {
   let bar: ProgressBar | undefined;
@@ -277,7 +290,7 @@ async function cachedSnapshot(repo: Repo): Promise<string | undefined> {
   const plan = planFiles(present, repo.files);
   if (plan.missing.length > 0) return undefined;
   for (const index of plan.files.filter(isIndex)) {
-    const shards = await readShards(join(dir, index), index);
+    const shards = await readShards(dir, index);
     if (!shards.every((s) => present.has(s))) return undefined;
   }
   return dir;
@@ -316,30 +329,17 @@ function planFiles(
   return { files, missing };
 }
 
-function isIndex(file: string): boolean {
-  return file.endsWith(".index.json");
-}
-
-/** The shard files a `*.index.json` names in its `weight_map`, relative to the repo root. */
-async function readShards(path: string, index: string): Promise<string[]> {
-  let map: unknown;
-  try {
-    map = JSON.parse(await Deno.readTextFile(path)).weight_map;
-  } catch (e) {
-    throw new WebcapError("BAD_WEIGHTS", `weight index ${path} is not valid JSON: ${e}`);
-  }
-  if (typeof map !== "object" || map === null) {
-    throw new WebcapError("BAD_WEIGHTS", `weight index ${path} has no "weight_map" object`);
-  }
+/**
+ * The shard files index `index` of snapshot `dir` names in its `weight_map`, relative to the
+ * repo root, checked by the shard rule (`parseWeightMap`) before any is downloaded.
+ */
+async function readShards(dir: string, index: string): Promise<string[]> {
+  const where = join(dir, index);
+  const text = await localFiles(dir).text(index);
+  if (text === undefined) throw new WebcapError("MISSING_FILE", `${where} does not exist`);
   const base = index.includes("/") ? index.slice(0, index.lastIndexOf("/") + 1) : "";
-  const shards = [...new Set(Object.values(map))].map((s) => {
-    if (typeof s !== "string") {
-      throw new WebcapError("BAD_WEIGHTS", `weight index ${path} maps a tensor to a non-string`);
-    }
-    checkRepoPath(s, `shard in ${path}`);
-    return base + s;
-  });
-  return shards.sort();
+  const shards = new Set(parseWeightMap(text, where).values());
+  return [...shards].map((s) => base + s).sort();
 }
 
 // ------------------------------------------------------------------------------- download
@@ -355,7 +355,7 @@ async function downloadSnapshot(repo: Repo): Promise<string> {
   for (const file of plan.files) {
     await fetchFile(repo, sha, file);
     if (!isIndex(file)) continue;
-    const shards = await readShards(join(dir, file), file);
+    const shards = await readShards(dir, file);
     const absent = shards.filter((s) => !available.has(s));
     if (absent.length > 0) throw missingError(repo, absent);
     for (const shard of shards) await fetchFile(repo, sha, shard);
@@ -404,11 +404,15 @@ async function writeRef(repo: Repo, commit: string): Promise<void> {
   await Deno.writeTextFile(path, commit);
 }
 
-/** Make `snapshots/<commit>/<file>` point at its complete blob, downloading it if needed. */
+/**
+ * Make `snapshots/<commit>/<file>` point at its complete blob, downloading it if needed; a text
+ * file (not weights) above the text limit is FILE_TOO_LARGE before its download.
+ */
 async function fetchFile(repo: Repo, commit: string, file: string): Promise<void> {
   const pointer = join(repo.folder, "snapshots", commit, file);
   if (await isFile(pointer)) return;
   const meta = await fileMeta(repo, commit, file);
+  if (!isWeightsFile(file)) checkTextSize(`"${file}" of hub repo ${repo.id}`, meta.size ?? 0);
   const blob = join(repo.folder, "blobs", meta.etag);
   const lock = join(repo.cacheDir, ".locks", repoFolderName(repo.id), `${meta.etag}.lock`);
   await withLock(lock, async () => {
@@ -422,23 +426,29 @@ async function fetchFile(repo: Repo, commit: string, file: string): Promise<void
   });
 }
 
-/** `HEAD {endpoint}/{id}/resolve/{commit}/{file}`: ETag, size and download location. */
+/**
+ * `HEAD {endpoint}/{id}/resolve/{commit}/{file}`: ETag, size and download location. A redirect's
+ * `Location` is resolved against the request URL and must be http(s). One to the hub's own origin
+ * without `X-Linked-Etag` (a renamed repo) is followed; any other is where the file is downloaded
+ * from (a CDN), and gets the token only when its origin is the hub's.
+ */
 async function fileMeta(repo: Repo, commit: string, file: string): Promise<FileMeta> {
-  const path = file.split("/").map(encodeURIComponent).join("/");
-  let url = `${repo.endpoint}/${repo.id}/resolve/${commit}/${path}`;
+  const hub = new URL(repo.endpoint).origin;
+  let url = repoFileUrl(`${repo.endpoint}/${repo.id}/resolve/${commit}/`, file, "file").href;
   for (let hop = 0; hop < 5; hop++) {
     const init: RequestInit = { method: "HEAD", redirect: "manual" };
     const res = await request(repo, url, init, true, async (r) => {
       await r.body?.cancel();
       return r;
     }).catch(unreachable(repo));
-    const location = res.headers.get("location");
-    if (res.status >= 300 && res.status < 400 && location && !/^[a-z][\w+.-]*:/i.test(location)) {
-      url = new URL(location, url).href; // a renamed repo: follow relative redirects
+    const target = redirectTarget(repo, res, url, file);
+    if (target?.origin === hub && !res.headers.has("x-linked-etag")) {
+      url = target.href;
       continue;
     }
-    const cdn = res.status >= 300 && res.status < 400 && location !== null;
-    if (res.status >= 300 && !cdn) throw await httpError(repo, res, `file "${file}"`);
+    if (res.status >= 300 && target === undefined) {
+      throw await httpError(repo, res, `file "${file}"`);
+    }
     const etag = normalizeEtag(res.headers.get("x-linked-etag") ?? res.headers.get("etag"));
     if (etag === undefined) {
       throw new WebcapError(
@@ -448,16 +458,32 @@ async function fileMeta(repo: Repo, commit: string, file: string): Promise<FileM
       );
     }
     const sizeHeader = res.headers.get("x-linked-size") ??
-      (cdn ? null : res.headers.get("content-length"));
+      (target ? null : res.headers.get("content-length"));
     const size = Number(sizeHeader ?? NaN);
     return {
       etag,
       size: Number.isSafeInteger(size) && size >= 0 ? size : undefined,
-      location: cdn ? location : url,
-      auth: !cdn,
+      location: target?.href ?? url,
+      auth: (target?.origin ?? hub) === hub,
     };
   }
   throw new WebcapError("DOWNLOAD_FAILED", `too many redirects resolving "${file}" at ${url}`);
+}
+
+/**
+ * Where a 3xx answer to `url` points (its `Location` resolved against `url`), else undefined.
+ * @throws WebcapError DOWNLOAD_FAILED naming `file` when that is not an http(s) URL.
+ */
+function redirectTarget(repo: Repo, res: Response, url: string, file: string): URL | undefined {
+  const location = res.headers.get("location");
+  if (res.status < 300 || res.status >= 400 || location === null) return undefined;
+  const target = URL.canParse(location, url) ? new URL(location, url) : undefined;
+  if (target?.protocol === "http:" || target?.protocol === "https:") return target;
+  throw new WebcapError(
+    "DOWNLOAD_FAILED",
+    `${url} redirected "${file}" of ${repo.id} to ${JSON.stringify(location)}, which is not an ` +
+      `http(s) URL, so it was not fetched; check that ${repo.endpoint} is a Hugging Face hub endpoint`,
+  );
 }
 
 /** Strip `W/` and quotes; refuse anything that is not a safe file name. */
@@ -482,14 +508,18 @@ async function withLock(path: string, fn: () => Promise<void>): Promise<void> {
 /** A failure worth retrying with resume: a dropped connection, a short body, a 5xx. */
 class Retryable extends Error {}
 
-/** Download into `<blob>.incomplete`, retrying with resume, then rename into place. */
+/**
+ * Download into `<blob>.incomplete`, retrying with resume; check its size and, for an LFS file
+ * (a sha256 ETag), its hash; then rename it into place. A file that fails either is deleted.
+ */
 async function downloadBlob(repo: Repo, file: string, meta: FileMeta, blob: string): Promise<void> {
   const partial = `${blob}.incomplete`;
   await Deno.mkdir(dirname(blob), { recursive: true });
+  const hash: PartialHash = { sha: new Sha256(), verify: SHA256.test(meta.etag) };
   let expected = meta.size;
   for (let attempt = 0;; attempt++) {
     try {
-      expected = await downloadOnce(repo, file, meta, partial, expected);
+      expected = await downloadOnce(repo, file, meta, partial, expected, hash);
       break;
     } catch (e) {
       if (!(e instanceof Retryable)) throw e;
@@ -506,7 +536,60 @@ async function downloadBlob(repo: Repo, file: string, meta: FileMeta, blob: stri
         `the partial file was deleted, run again to download it afresh`,
     );
   }
+  if (hash.verify) await checkHash(repo, file, meta, partial, hash);
   await Deno.rename(partial, blob);
+}
+
+/** The sha256 of an LFS ETag (git sha1 ETags of small files are not checked). */
+const SHA256 = /^[0-9a-f]{64}$/;
+
+/** The running hash of the partial file's bytes; `sha.length` says how many it has seen. */
+interface PartialHash {
+  sha: Sha256;
+  /** Whether the ETag is a sha256 to check. */
+  verify: boolean;
+}
+
+/** Make `hash` cover exactly the first `have` bytes of `partial` (rehashed from disk if not). */
+async function syncHash(hash: PartialHash, partial: string, have: number): Promise<void> {
+  if (!hash.verify || hash.sha.length === have) return;
+  hash.sha = new Sha256();
+  if (have > 0) await hashFile(partial, hash.sha, have);
+}
+
+/** Feed the first `limit` bytes of file `path` to `sha`. */
+async function hashFile(path: string, sha: Sha256, limit = Infinity): Promise<void> {
+  const file = await Deno.open(path);
+  const reader = file.readable.getReader();
+  try {
+    for (let step = await reader.read(); !step.done; step = await reader.read()) {
+      const rest = limit - sha.length;
+      sha.update(rest < step.value.length ? step.value.subarray(0, rest) : step.value);
+      if (sha.length >= limit) break;
+    }
+  } finally {
+    await reader.cancel().catch(() => {}); // closes the file
+  }
+}
+
+/** Refuse and delete a complete download whose sha256 is not its ETag. */
+async function checkHash(
+  repo: Repo,
+  file: string,
+  meta: FileMeta,
+  partial: string,
+  hash: PartialHash,
+): Promise<void> {
+  await syncHash(hash, partial, (await Deno.stat(partial)).size);
+  const actual = hash.sha.hex();
+  if (actual === meta.etag) return;
+  await Deno.remove(partial);
+  throw new WebcapError(
+    "DOWNLOAD_FAILED",
+    `"${file}" of ${repo.id} downloaded from ${new URL(meta.location).origin} has sha256 ` +
+      `${actual}, not ${meta.etag} as the hub says; the download was deleted, run again to ` +
+      `download it afresh`,
+  );
 }
 
 async function droppedError(
@@ -526,13 +609,17 @@ async function droppedError(
   );
 }
 
-/** One GET, resuming from the partial file's size; returns the file's full size. */
+/**
+ * One GET, resuming from the partial file's size and feeding `hash` what is written; returns the
+ * file's full size.
+ */
 async function downloadOnce(
   repo: Repo,
   file: string,
   meta: FileMeta,
   partial: string,
   expected: number | undefined,
+  hash: PartialHash,
 ): Promise<number> {
   let have = await Deno.stat(partial).then((s) => s.size, () => 0);
   if (expected !== undefined && have > expected) have = 0;
@@ -544,6 +631,7 @@ async function downloadOnce(
   return await request(repo, meta.location, { headers }, meta.auth, async (res, kick) => {
     const total = await checkGet(repo, file, res, partial, have, expected);
     if (res.status === 200) have = 0;
+    await syncHash(hash, partial, have);
     const append = have > 0;
     const out = await Deno.open(partial, { create: true, write: true, append, truncate: !append });
     repo.onProgress(file, have, total);
@@ -551,6 +639,7 @@ async function downloadOnce(
       await eachChunk(res, async (chunk) => {
         kick();
         await writeAll(out, chunk);
+        if (hash.verify) hash.sha.update(chunk);
         have += chunk.length;
         repo.onProgress(file, have, total);
       });
@@ -647,6 +736,27 @@ async function linkPointer(blob: string, pointer: string): Promise<void> {
     await Deno.copyFile(blob, tmp);
     await Deno.rename(tmp, pointer);
   }
+}
+
+/**
+ * After a cached hub file at `path` failed to load: when it leads (through its snapshot link) to
+ * an LFS blob (named by its sha256) whose bytes do not match that name, remove the blob and the
+ * link, so that the next {@link resolveModel} downloads it afresh.
+ * @returns what was done, for the error message; undefined when `path` is no such corrupt blob.
+ */
+export async function dropCorruptBlob(path: string): Promise<string | undefined> {
+  if (typeof Deno === "undefined") return undefined;
+  const blob = await Deno.realPath(path).catch(() => undefined);
+  const etag = blob && /[\\/]blobs[\\/]([0-9a-f]{64})$/.exec(blob)?.[1];
+  if (!blob || !etag) return undefined;
+  const sha = new Sha256();
+  await hashFile(blob, sha);
+  const actual = sha.hex();
+  if (actual === etag) return undefined;
+  await Deno.remove(blob);
+  if (path !== blob) await Deno.remove(path);
+  return `its hub cache blob ${blob} has sha256 ${actual}, not the ${etag} it is named by, and ` +
+    `was removed with its snapshot link: run again to download it afresh`;
 }
 
 // ---------------------------------------------------------------------------------- HTTP

@@ -6,6 +6,8 @@
  * @module
  */
 import { WebcapError } from "../errors.ts";
+import { concatBytes } from "../bytes.ts";
+import { repoFileUrl } from "./path.ts";
 
 /** The files of one model folder, by name relative to it (`config.json`, `clip-vision/config.json`). */
 export interface ModelFiles {
@@ -35,12 +37,55 @@ export function fileLocation(files: ModelFiles, name: string): string {
   return joinPath(files.source, name);
 }
 
+/**
+ * Largest text file read (`config.json`, `tokenizer.json`, `preprocessor_config.json`, weight
+ * indexes, …): 64 MiB, about twice the largest tokenizer on the hub. A larger one is refused with
+ * FILE_TOO_LARGE before it is read whole (weights files have no such limit: they are read range by
+ * range or as bytes).
+ */
+export const MAX_TEXT_BYTES = 64 * 2 ** 20;
+
+function textTooLarge(where: string, size?: number): WebcapError {
+  const is = size === undefined ? `more than ${MAX_TEXT_BYTES}` : `${size}`;
+  return new WebcapError(
+    "FILE_TOO_LARGE",
+    `${where} is ${is} bytes, above the ${MAX_TEXT_BYTES}-byte (64 MiB) limit for a text file ` +
+      `(config, tokenizer, weight index); it cannot be one a model needs: check the file`,
+  );
+}
+
+/** FILE_TOO_LARGE naming `where` when a text file of `size` bytes is above the limit. */
+export function checkTextSize(where: string, size: number): void {
+  if (size > MAX_TEXT_BYTES) throw textTooLarge(where, size);
+}
+
+/**
+ * All bytes of `stream`, or FILE_TOO_LARGE naming `where` as soon as it passes
+ * {@link MAX_TEXT_BYTES} (the rest is left unread).
+ */
+async function readText(stream: ReadableStream<Uint8Array>, where: string): Promise<string> {
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  const reader = stream.getReader();
+  try {
+    for (let step = await reader.read(); !step.done; step = await reader.read()) {
+      size += step.value.length;
+      if (size > MAX_TEXT_BYTES) throw textTooLarge(where);
+      chunks.push(step.value);
+    }
+  } catch (e) {
+    await reader.cancel().catch(() => {});
+    throw e;
+  }
+  return new TextDecoder().decode(concatBytes(chunks));
+}
+
 /** A local folder's files (Deno). Symlinks are followed (hub caches link snapshots to blobs). */
 export function localFiles(dir: string): ModelFiles {
   const at = (name: string) => joinPath(dir, name);
   return {
     source: dir,
-    text: (name) => readLocal(at(name), (p) => Deno.readTextFile(p)),
+    text: (name) => readLocalText(at(name)),
     bytes: (name) => readLocal(at(name), (p) => Deno.readFile(p)),
     path: async (name) => (await isLocalFile(at(name))) ? at(name) : undefined,
     list: (folder = "") => listLocal(folder ? at(folder) : dir),
@@ -51,14 +96,41 @@ function isAbsence(e: unknown): boolean {
   return e instanceof Deno.errors.NotFound || e instanceof Deno.errors.IsADirectory;
 }
 
+function unreadable(path: string, e: unknown): WebcapError {
+  return new WebcapError("MISSING_FILE", `${path} cannot be read: ${(e as Error).message}`, {
+    cause: e,
+  });
+}
+
 async function readLocal<T>(path: string, read: (p: string) => Promise<T>): Promise<T | undefined> {
   try {
     return await read(path);
   } catch (e) {
     if (isAbsence(e)) return undefined;
-    throw new WebcapError("MISSING_FILE", `${path} cannot be read: ${(e as Error).message}`, {
-      cause: e,
-    });
+    throw unreadable(path, e);
+  }
+}
+
+/** A local text file, its size checked before it is read (and again while reading: FIFOs). */
+async function readLocalText(path: string): Promise<string | undefined> {
+  const file = await readLocal(path, (p) => Deno.open(p));
+  if (file === undefined) return undefined;
+  let stat: Deno.FileInfo;
+  try {
+    stat = await file.stat();
+  } catch (e) {
+    file.close();
+    throw unreadable(path, e);
+  }
+  if (stat.isDirectory || stat.size > MAX_TEXT_BYTES) {
+    file.close();
+    if (stat.isDirectory) return undefined;
+    checkTextSize(path, stat.size);
+  }
+  try {
+    return await readText(file.readable, path); // the stream closes the file
+  } catch (e) {
+    throw e instanceof WebcapError ? e : unreadable(path, e);
   }
 }
 
@@ -67,9 +139,7 @@ async function isLocalFile(path: string): Promise<boolean> {
     return (await Deno.stat(path)).isFile;
   } catch (e) {
     if (e instanceof Deno.errors.NotFound) return false;
-    throw new WebcapError("MISSING_FILE", `${path} cannot be read: ${(e as Error).message}`, {
-      cause: e,
-    });
+    throw unreadable(path, e);
   }
 }
 
@@ -90,21 +160,32 @@ async function listLocal(dir: string): Promise<string[]> {
 
 /**
  * The files under `baseUrl` (a folder URL; a missing trailing `/` is added), fetched on demand.
- * HTTP 404 means absent; any other failure is DOWNLOAD_FAILED naming the URL. Text files are
- * fetched once per source (configs are read by several loaders); bytes are not kept.
+ * Every name must pass `checkRepoPath` (path.ts), so it resolves to a URL inside the folder; any other
+ * name (`file:…`, `https:host/…`, `%2e%2e`, `/abs`, `//host/…`) is BAD_OPTION before any request.
+ * HTTP 404 means absent; any other failure is DOWNLOAD_FAILED naming the URL. Text files above
+ * {@link MAX_TEXT_BYTES} are FILE_TOO_LARGE, and are fetched once per source (configs are read by
+ * several loaders); bytes are not kept.
  */
 export function urlFiles(baseUrl: string | URL, fetchImpl: typeof fetch = fetch): ModelFiles {
   const href = String(baseUrl);
+  if (!URL.canParse(href)) {
+    throw new WebcapError("BAD_OPTION", `model URL ${JSON.stringify(href)} is not a valid URL`);
+  }
   const base = new URL(href.endsWith("/") ? href : `${href}/`);
   const texts = new Map<string, Promise<string | undefined>>();
-  const get = (name: string) => fetchBytes(new URL(name, base), fetchImpl);
+  const url = (name: string) => repoFileUrl(base, name, `file of ${base.href}`);
+  const textOf = async (name: string) => await fetchText(url(name), fetchImpl);
   return {
     source: base.href,
-    bytes: get,
+    bytes: async (name) => {
+      const at = url(name);
+      const res = await fetchFile(at, fetchImpl);
+      return res && await readBody(at, () => res.arrayBuffer().then((b) => new Uint8Array(b)));
+    },
     text(name) {
       let t = texts.get(name);
       if (!t) {
-        t = get(name).then((b) => b && new TextDecoder().decode(b));
+        t = textOf(name);
         t.catch(() => texts.delete(name));
         texts.set(name, t);
       }
@@ -113,29 +194,49 @@ export function urlFiles(baseUrl: string | URL, fetchImpl: typeof fetch = fetch)
   };
 }
 
-async function fetchBytes(url: URL, fetchImpl: typeof fetch): Promise<Uint8Array | undefined> {
-  const failed = (why: string, cause?: unknown) =>
-    new WebcapError(
-      "DOWNLOAD_FAILED",
-      `${url.href}: ${why}; check the URL, the network and that the file is public`,
-      { cause },
-    );
+function downloadFailed(url: URL, why: string, cause?: unknown): WebcapError {
+  return new WebcapError(
+    "DOWNLOAD_FAILED",
+    `${url.href}: ${why}; check the URL, the network and that the file is public`,
+    { cause },
+  );
+}
+
+/** The response for `url`; `undefined` for HTTP 404. */
+async function fetchFile(url: URL, fetchImpl: typeof fetch): Promise<Response | undefined> {
   let res: Response;
   try {
     res = await fetchImpl(url);
   } catch (e) {
-    throw failed(`request failed (${(e as Error).message})`, e);
+    throw downloadFailed(url, `request failed (${(e as Error).message})`, e);
   }
   if (!res.ok) {
     await res.body?.cancel();
     if (res.status === 404) return undefined;
-    throw failed(`HTTP ${res.status} ${res.statusText}`.trim());
+    throw downloadFailed(url, `HTTP ${res.status} ${res.statusText}`.trim());
   }
+  return res;
+}
+
+/** `read()` of a response body, an interrupted download being DOWNLOAD_FAILED. */
+async function readBody<T>(url: URL, read: () => Promise<T>): Promise<T> {
   try {
-    return new Uint8Array(await res.arrayBuffer());
+    return await read();
   } catch (e) {
-    throw failed(`download interrupted (${(e as Error).message})`, e);
+    if (e instanceof WebcapError) throw e;
+    throw downloadFailed(url, `download interrupted (${(e as Error).message})`, e);
   }
+}
+
+/** A text file at `url`, refused by its Content-Length or while streaming when too large. */
+async function fetchText(url: URL, fetchImpl: typeof fetch): Promise<string | undefined> {
+  const res = await fetchFile(url, fetchImpl);
+  if (res === undefined) return undefined;
+  const length = Number(res.headers.get("content-length") ?? NaN);
+  if (length > MAX_TEXT_BYTES) await res.body?.cancel();
+  checkTextSize(url.href, length);
+  if (res.body === null) return "";
+  return await readBody(url, () => readText(res.body!, url.href));
 }
 
 /** The files of subfolder `folder` of `files` (e.g. ClipCap's `clip-vision/`). */

@@ -1,9 +1,37 @@
 /**
  * Path helpers for the hub cache, in place of `node:path` so that every module reachable from
  * mod.ts loads in a browser. Paths come out with `/` separators (which Windows accepts too);
- * `\` is read as a separator as well. Semantics follow `node:path/posix`.
+ * `\` is read as a separator as well. Semantics follow `node:path/posix`. Also the one rule for
+ * file names inside a model repo or folder ({@link checkRepoPath}).
  * @module
  */
+import { WebcapError, type WebcapErrorCode } from "../errors.ts";
+
+/** Characters of one part of a repo path: what hub file names use, nothing a URL or shell reads. */
+const REPO_PATH = /^[\w.\-+@=, ]+(\/[\w.\-+@=, ]+)*$/;
+
+/**
+ * The one rule for a file inside a model repo or folder (hub files and revisions, shard names of
+ * an index, every file of a URL folder): parts of letters, digits and `_.-+@=, ` joined by `/`,
+ * with no `.` or `..` part. So no scheme (`file:`, `https:host`), no `%` escape, no `\`, no
+ * absolute or scheme-relative (`//host`) path and no control character: appended to a folder (or
+ * a folder URL) it always names something inside it.
+ * @throws WebcapError `code` naming `what` and the path otherwise.
+ */
+export function checkRepoPath(
+  path: string,
+  what: string,
+  code: WebcapErrorCode = "BAD_OPTION",
+): void {
+  const ok = REPO_PATH.test(path) && !path.split("/").some((p) => p === "." || p === "..");
+  if (!ok) {
+    throw new WebcapError(
+      code,
+      `${what} ${JSON.stringify(path)} is not a valid relative repo path (parts of letters, ` +
+        `digits and "_.-+@=, " joined by "/", no "." or ".." part)`,
+    );
+  }
+}
 
 /** `path` without `.` segments, `..` after names, repeated or trailing `/` (`"."` if empty). */
 export function normalizePath(path: string): string {
@@ -43,4 +71,15 @@ export function relative(from: string, to: string): string {
   let common = 0;
   while (common < a.length && common < b.length && a[common] === b[common]) common++;
   return [...a.slice(common).map(() => ".."), ...b.slice(common)].join("/");
+}
+
+/** Repo path `path` (checked by {@link checkRepoPath}) as a URL inside folder URL `base` (`…/`). */
+export function repoFileUrl(
+  base: string | URL,
+  path: string,
+  what: string,
+  code?: WebcapErrorCode,
+): URL {
+  checkRepoPath(path, what, code);
+  return new URL(path.split("/").map(encodeURIComponent).join("/"), base);
 }

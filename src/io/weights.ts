@@ -12,6 +12,8 @@ import { openSafetensors } from "./safetensors.ts";
 import { makeStore, missingTensor, type StoredTensor } from "./tensor_source.ts";
 import { isFile } from "./fs.ts";
 import { asModelFiles, fileLocation, localFiles, type ModelFiles } from "./model_files.ts";
+import { isIndex, parseWeightMap, PICKLE_EXTENSIONS } from "./shard_index.ts";
+import { dropCorruptBlob } from "./hub.ts";
 
 export type { Dtype } from "./dtype.ts";
 export { bf16ToF32, f16ToF32 } from "./dtype.ts";
@@ -49,8 +51,6 @@ export interface WeightStore {
   close(): void;
 }
 
-const PICKLE_EXTENSIONS = [".bin", ".pt", ".pth", ".pth.tar", ".ckpt"];
-
 function baseName(path: string): string {
   const trimmed = path.replace(/\/+$/, "");
   return trimmed.slice(trimmed.lastIndexOf("/") + 1);
@@ -71,16 +71,37 @@ export async function openWeightFile(
   files: ModelFiles,
   name: string,
 ): Promise<WeightStore | undefined> {
-  if (name.endsWith(".index.json")) {
-    const index = await files.text(name);
-    return index === undefined ? undefined : await openShards(files, name, index);
-  }
+  if (!isIndex(name)) return await openCheckpointFile(files, name);
+  const index = await files.text(name);
+  return index === undefined ? undefined : await openShards(files, name, index);
+}
+
+/**
+ * Open safetensors or pickle file `name` of `files`. When a hub cache file fails to load, its blob
+ * is checked against its sha256 and, if corrupt, dropped so that the next download repairs it.
+ */
+async function openCheckpointFile(
+  files: ModelFiles,
+  name: string,
+): Promise<WeightStore | undefined> {
   const data = files.path ? await files.path(name) : await files.bytes(name);
   if (data === undefined) return undefined;
-  const opts = { name: fileLocation(files, name) };
-  return name.endsWith(".safetensors")
-    ? await openSafetensors(data, opts)
-    : await openPickleCheckpoint(data, opts);
+  const where = fileLocation(files, name);
+  try {
+    return name.endsWith(".safetensors")
+      ? await openSafetensors(data, { name: where })
+      : await openPickleCheckpoint(data, { name: where });
+  } catch (e) {
+    const dropped = typeof data === "string" ? await dropCorruptBlob(data) : undefined;
+    if (dropped === undefined) throw e;
+    throw new WebcapError(
+      "DOWNLOAD_FAILED",
+      `${where} failed to load (${(e as Error).message}); ${dropped}`,
+      {
+        cause: e,
+      },
+    );
+  }
 }
 
 /**
@@ -128,39 +149,6 @@ function isUrl(s: string): boolean {
   return /^https?:\/\//i.test(s);
 }
 
-/** The `weight_map` of a shard index: tensor name → shard file name. */
-function parseWeightMap(text: string, where: string): Map<string, string> {
-  let json: unknown;
-  try {
-    json = JSON.parse(text);
-  } catch (e) {
-    throw new WebcapError("BAD_WEIGHTS", `${where}: not valid JSON (${(e as Error).message})`);
-  }
-  const map = (json as { weight_map?: unknown } | null)?.weight_map;
-  if (typeof map !== "object" || map === null || Array.isArray(map)) {
-    throw new WebcapError(
-      "BAD_WEIGHTS",
-      `${where}: "weight_map" must map tensor names to shard files`,
-    );
-  }
-  const out = new Map<string, string>();
-  for (const [name, shard] of Object.entries(map)) {
-    if (
-      typeof shard !== "string" || shard.includes("/") || shard.includes("\\") ||
-      shard.startsWith(".")
-    ) {
-      throw new WebcapError(
-        "BAD_WEIGHTS",
-        `${where}: tensor "${name}" maps to ${
-          JSON.stringify(shard)
-        }; shards must be plain file names beside the index`,
-      );
-    }
-    out.set(name, shard);
-  }
-  return out;
-}
-
 /**
  * Open a local sharded checkpoint from its index (`*.safetensors.index.json` or
  * `*.bin.index.json`): every shard is opened, and every tensor of the weight map must be in its
@@ -188,7 +176,7 @@ async function openShards(
   const closeAll = () => shards.forEach((s) => s.close());
   try {
     for (const shard of new Set(weightMap.values())) {
-      const store = await openWeightFile(files, folder + shard);
+      const store = await openCheckpointFile(files, folder + shard);
       if (!store) {
         throw new WebcapError(
           "MISSING_FILE",

@@ -4,12 +4,14 @@
  * - `GET /api/models/{org}/{name}/revision/{rev}` → `{ id, sha, siblings: [{ rfilename }] }`
  * - `HEAD|GET /{org}/{name}/resolve/{rev}/{file}` → small files: 200 with `ETag` (git blob
  *   sha1), `X-Repo-Commit`; LFS-like files (`.safetensors`, `.bin`, `.pt`): 302 to
- *   `/cdn/{sha256}` with `X-Linked-Etag`, `X-Linked-Size`, `X-Repo-Commit`
- * - `GET /cdn/{sha256}` → the bytes, with `Range: bytes=N-` support (206)
+ *   `{cdn}/cdn/{sha256}` with `X-Linked-Etag`, `X-Linked-Size`, `X-Repo-Commit`
+ * - `GET /cdn/{sha256}` on a second server (another origin, as the hub's CDN is another host) →
+ *   the bytes, with `Range: bytes=N-` support (206)
  * - errors: 404 with `X-Error-Code` RepoNotFound / RevisionNotFound / EntryNotFound; 401 when
  *   a token is required and missing.
- * Knobs drop a file's connection after N bytes, require a token or ignore Range; every
- * request is logged.
+ * Knobs drop a file's connection after N bytes, require a token, ignore Range, redirect a file
+ * elsewhere, leave out `X-Linked-Size` or serve wrong bytes; every request to either server is
+ * logged.
  */
 
 /** A repo to serve: its id and its files (repo path → bytes). */
@@ -26,10 +28,24 @@ export interface HubKnobs {
   token?: string;
   /** Answer ranged requests with 200 and the whole file, as servers without Range do. */
   noRange?: boolean;
+  /**
+   * Redirect the HEAD and GET of LFS file `file` of repo `id` to Location `to` (kept as given),
+   * with the `X-Linked-*` headers unless `plain` (as the hub redirects a renamed repo).
+   */
+  redirect?: { id: string; file: string; to: string; plain?: boolean };
+  /** Leave `X-Linked-Size` out of LFS answers. */
+  noLinkedSize?: boolean;
+  /**
+   * The CDN serves `file` wrong: one byte changed (`flip`), or only its first half with a
+   * matching Content-Length (`short`).
+   */
+  tamper?: { file: string; how: "flip" | "short" };
 }
 
 /** One request as the server saw it. */
 export interface LoggedRequest {
+  /** Which server answered it. */
+  server: "hub" | "cdn";
   method: string;
   path: string;
   range: string | null;
@@ -40,6 +56,8 @@ export interface LoggedRequest {
 export interface FixtureHub extends AsyncDisposable {
   /** `http://127.0.0.1:<port>` */
   endpoint: string;
+  /** The CDN's `http://127.0.0.1:<port>`, another origin than the hub. */
+  cdnEndpoint: string;
   /** Every request so far, in order. */
   requests: LoggedRequest[];
   knobs: HubKnobs;
@@ -95,32 +113,38 @@ async function prepare(repo: FixtureRepo): Promise<Served> {
   return { repo, commit, etags };
 }
 
-/** Start the hub serving `repos`. */
+/** Start the hub serving `repos`, and its CDN. */
 export async function startFixtureHub(repos: FixtureRepo[]): Promise<FixtureHub> {
   const served = new Map<string, Served>();
   for (const repo of repos) served.set(repo.id, await prepare(repo));
   const requests: LoggedRequest[] = [];
   const knobs: HubKnobs = {};
-  const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, (req) => {
-    const path = decodeURIComponent(new URL(req.url).pathname);
-    requests.push({
-      method: req.method,
-      path,
-      range: req.headers.get("range"),
-      authorization: req.headers.get("authorization"),
+  const serve = (server: "hub" | "cdn", answer: (req: Request, path: string) => Response) =>
+    Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, (req) => {
+      const path = decodeURIComponent(new URL(req.url).pathname);
+      requests.push({
+        server,
+        method: req.method,
+        path,
+        range: req.headers.get("range"),
+        authorization: req.headers.get("authorization"),
+      });
+      return answer(req, path);
     });
-    return route(req, path, served, knobs);
-  });
-  const endpoint = `http://127.0.0.1:${server.addr.port}`;
+  const cdn = serve("cdn", (req, path) => cdnFile(req, path, served, knobs));
+  const cdnEndpoint = `http://127.0.0.1:${cdn.addr.port}`;
+  const hub = serve("hub", (req, path) => route(req, path, served, knobs, cdnEndpoint));
+  const endpoint = `http://127.0.0.1:${hub.addr.port}`;
   const find = (id: string) => {
     const s = served.get(id);
     if (!s) throw new Error(`fixture hub does not serve ${id}`);
     return s;
   };
   let closing: Promise<void> | undefined;
-  const close = () => closing ??= server.shutdown();
+  const close = () => closing ??= Promise.all([hub.shutdown(), cdn.shutdown()]).then(() => {});
   return {
     endpoint,
+    cdnEndpoint,
     requests,
     knobs,
     commitOf: (id) => find(id).commit,
@@ -130,19 +154,37 @@ export async function startFixtureHub(repos: FixtureRepo[]): Promise<FixtureHub>
   };
 }
 
-function route(req: Request, path: string, served: Map<string, Served>, knobs: HubKnobs) {
+function route(
+  req: Request,
+  path: string,
+  served: Map<string, Served>,
+  knobs: HubKnobs,
+  cdn: string,
+): Response {
   const api = /^\/api\/models\/([^/]+\/[^/]+)\/revision\/(.+)$/.exec(path);
   if (api) return guarded(req, knobs, () => listing(served, api[1], api[2]));
   const resolve = /^\/([^/]+\/[^/]+)\/resolve\/([^/]+)\/(.+)$/.exec(path);
   if (resolve) {
-    return guarded(req, knobs, () => resolveFile(req, served, resolve[1], resolve[2], resolve[3]));
+    const [, id, rev, file] = resolve;
+    return guarded(req, knobs, () => resolveFile(req, served, knobs, cdn, id, rev, file));
   }
+  return error(404, "EntryNotFound");
+}
+
+/** The CDN: `/cdn/{sha256}` → that blob's bytes, tampered with when the knob says so. */
+function cdnFile(req: Request, path: string, served: Map<string, Served>, knobs: HubKnobs) {
   const cdn = /^\/cdn\/([0-9a-f]{64})$/.exec(path);
-  if (cdn) {
-    for (const s of served.values()) {
-      for (const [name, etag] of s.etags) {
-        if (etag === cdn[1]) return body(req, name, s.repo.files.get(name)!, {}, knobs);
+  for (const s of cdn ? served.values() : []) {
+    for (const [name, etag] of s.etags) {
+      if (etag !== cdn![1]) continue;
+      let bytes = s.repo.files.get(name)!;
+      if (knobs.tamper?.file === name && knobs.tamper.how === "short") {
+        bytes = bytes.slice(0, bytes.length >> 1);
+      } else if (knobs.tamper?.file === name) {
+        bytes = bytes.slice();
+        bytes[bytes.length >> 1] ^= 0xff;
       }
+      return body(req, name, bytes, {}, knobs);
     }
   }
   return error(404, "EntryNotFound");
@@ -180,6 +222,8 @@ function listing(served: Map<string, Served>, id: string, rev: string): Response
 function resolveFile(
   req: Request,
   served: Map<string, Served>,
+  knobs: HubKnobs,
+  cdn: string,
   id: string,
   rev: string,
   file: string,
@@ -191,16 +235,15 @@ function resolveFile(
   const etag = s.etags.get(file)!;
   const headers = { "x-repo-commit": s.commit, etag: `"${etag}"` };
   if (!LFS.test(file)) return body(req, file, bytes, headers, {});
-  const origin = new URL(req.url).origin;
-  return new Response(null, {
-    status: 302,
-    headers: {
-      ...headers,
-      location: `${origin}/cdn/${etag}`,
-      "x-linked-etag": `"${etag}"`,
-      "x-linked-size": String(bytes.length),
-    },
-  });
+  const redirect = knobs.redirect?.id === id && knobs.redirect.file === file
+    ? knobs.redirect
+    : undefined;
+  const location = redirect?.to ?? `${cdn}/cdn/${etag}`;
+  const out: Record<string, string> = { ...headers, location };
+  if (redirect?.plain) return new Response(null, { status: 307, headers: out });
+  out["x-linked-etag"] = `"${etag}"`;
+  if (!knobs.noLinkedSize) out["x-linked-size"] = String(bytes.length);
+  return new Response(null, { status: 302, headers: out });
 }
 
 /** The file's bytes (or the requested range), cut off early when the drop knob says so. */

@@ -2,6 +2,8 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { hubCacheDir, resolveModel, type ResolveModelOptions } from "../../src/io/hub.ts";
 import { WebcapError } from "../../src/errors.ts";
+import { openWeights } from "../../src/io/weights.ts";
+import { MAX_TEXT_BYTES } from "../../src/io/model_files.ts";
 import {
   type FixtureHub,
   type FixtureRepo,
@@ -314,5 +316,172 @@ Deno.test("sharded safetensors come with all shards; a .bin-only repo gets pytor
       ...small,
       "pytorch_model.bin",
     ]);
+  });
+});
+
+/** The blob and snapshot paths of `file` of `id` in the cache. */
+function cachePaths(hub: FixtureHub, cacheDir: string, id: string, file: string) {
+  const folder = join(cacheDir, `models--${id.replace("/", "--")}`);
+  return {
+    blob: join(folder, "blobs", hub.etagOf(id, file)),
+    pointer: join(folder, "snapshots", hub.commitOf(id), file),
+  };
+}
+
+async function exists(path: string): Promise<boolean> {
+  return await Deno.lstat(path).then(() => true, () => false);
+}
+
+Deno.test("the token goes to the hub's origin only, whatever form a redirect takes", async () => {
+  const renamed = { id: "webcap-test/renamed", files: vit.files };
+  await withHub([vit, renamed], async (hub, opts) => {
+    hub.knobs.token = "hf_fixture";
+    const etag = hub.etagOf(VIT, "model.safetensors");
+    const cdn = hub.cdnEndpoint.replace("http:", "");
+    const redirects = [
+      { to: `${cdn}/cdn/${etag}` }, // scheme-relative: another host
+      { to: `/\\${cdn.slice(2)}/cdn/${etag}` }, // read as //host by URL parsers
+      { to: "/webcap-test/renamed/resolve/main/model.safetensors", plain: true }, // followed
+    ];
+    await withEnv({ HF_TOKEN: "hf_fixture" }, async () => {
+      for (const { to, plain } of redirects) {
+        hub.knobs.redirect = { id: VIT, file: "model.safetensors", to, plain };
+        hub.requests.length = 0;
+        const cacheDir = await Deno.makeTempDir({ prefix: "webcap-hub-redirect-" });
+        try {
+          await assertSnapshot(await resolveModel(VIT, { ...opts, cacheDir }), vit, STANDARD);
+        } finally {
+          await Deno.remove(cacheDir, { recursive: true });
+        }
+        assert.ok(hub.requests.some((r) => r.server === "cdn"), to);
+        for (const r of hub.requests) {
+          assert.equal(r.authorization, r.server === "hub" ? "Bearer hf_fixture" : null, to);
+        }
+      }
+    });
+  });
+});
+
+Deno.test("a redirect to anything but http(s) is DOWNLOAD_FAILED naming the file", async () => {
+  await withHub([vit], async (hub, opts) => {
+    const local = new URL("vit-gpt2/model.safetensors", HF).href; // the very bytes the hub names
+    for (const to of [local, "data:,x", "blob:x", "ftp://127.0.0.1:9/x"]) {
+      hub.knobs.redirect = { id: VIT, file: "model.safetensors", to };
+      await rejectsWith(resolveModel(VIT, opts), "DOWNLOAD_FAILED", "model.safetensors", to);
+      const { blob, pointer } = cachePaths(hub, opts.cacheDir, VIT, "model.safetensors");
+      assert.ok(!await exists(blob) && !await exists(pointer), to);
+    }
+  });
+});
+
+Deno.test("an LFS download whose sha256 is not its ETag is refused and dropped", async () => {
+  await withHub([vit], async (hub, opts) => {
+    const { blob, pointer } = cachePaths(hub, opts.cacheDir, VIT, "model.safetensors");
+    const cases = [
+      { how: "flip" as const, noLinkedSize: false },
+      { how: "short" as const, noLinkedSize: true }, // Content-Length agrees with the short body
+      { how: "short" as const, noLinkedSize: false }, // shorter than X-Linked-Size
+    ];
+    for (const { how, noLinkedSize } of cases) {
+      hub.knobs.tamper = { file: "model.safetensors", how };
+      hub.knobs.noLinkedSize = noLinkedSize;
+      await rejectsWith(resolveModel(VIT, opts), "DOWNLOAD_FAILED", "model.safetensors");
+      for (const path of [blob, `${blob}.incomplete`, pointer]) {
+        assert.ok(!await exists(path), `${how}, ${noLinkedSize}: ${path}`);
+      }
+      await rejectsWith(resolveModel(VIT, { ...opts, offline: true }), "HUB_OFFLINE");
+    }
+    hub.knobs.tamper = undefined;
+    await assertSnapshot(await resolveModel(VIT, opts), vit, STANDARD);
+  });
+});
+
+Deno.test("a resumed download is hashed from its first byte", async () => {
+  await withHub([vit], async (hub, opts) => {
+    const size = vit.files.get("model.safetensors")!.length;
+    hub.knobs.drop = { file: "model.safetensors", bytes: Math.floor(size / 10), times: Infinity };
+    await rejectsWith(resolveModel(VIT, opts), "DOWNLOAD_FAILED", "resumes");
+    const { blob } = cachePaths(hub, opts.cacheDir, VIT, "model.safetensors");
+    const partial = await Deno.readFile(`${blob}.incomplete`);
+    partial[0] ^= 0xff; // the kept bytes went bad between runs
+    await Deno.writeFile(`${blob}.incomplete`, partial);
+    hub.knobs.drop = undefined;
+    await rejectsWith(resolveModel(VIT, opts), "DOWNLOAD_FAILED", "sha256");
+    assert.ok(!await exists(`${blob}.incomplete`));
+    await assertSnapshot(await resolveModel(VIT, opts), vit, STANDARD);
+  });
+});
+
+Deno.test("a cached weights file that fails to load is checked, dropped and downloaded again", async () => {
+  await withHub([vit], async (hub, opts) => {
+    const dir = await resolveModel(VIT, opts);
+    const { blob, pointer } = cachePaths(hub, opts.cacheDir, VIT, "model.safetensors");
+    await Deno.truncate(blob, 100); // damaged on disk, or by a tool that does not verify
+    await rejectsWith(openWeights(dir), "DOWNLOAD_FAILED", "model.safetensors", "sha256", "again");
+    assert.ok(!await exists(blob) && !await exists(pointer));
+    hub.requests.length = 0;
+    assert.equal(await resolveModel(VIT, opts), dir);
+    assert.ok(hub.requests.some((r) => r.server === "cdn"), "downloaded again");
+    const store = await openWeights(dir);
+    assert.ok(store.names().length > 0);
+    store.close();
+    // a file that fails to load though its blob is intact keeps its error and its blob
+    const bin = cachePaths(hub, opts.cacheDir, VIT, "pytorch_model.bin");
+    await resolveModel(VIT, { ...opts, files: ["pytorch_model.bin"] });
+    await Deno.rename(bin.pointer, `${bin.pointer}.safetensors`);
+    await rejectsWith(openWeights(`${bin.pointer}.safetensors`), "BAD_SAFETENSORS");
+    assert.ok(await exists(bin.blob));
+  });
+});
+
+/** vit-gpt2 with its weights in one shard named by an index mapping every tensor to `shard`. */
+function indexed(id: string, shard: string, shardFile = shard): FixtureRepo {
+  const weights = vit.files.get("model.safetensors")!;
+  const header = Number(new DataView(weights.buffer).getBigUint64(0, true));
+  const names = Object.keys(JSON.parse(new TextDecoder().decode(weights.subarray(8, 8 + header))))
+    .filter((n) => n !== "__metadata__");
+  const index = { weight_map: Object.fromEntries(names.map((n) => [n, shard])) };
+  return variant(id, ["model.safetensors", "pytorch_model.bin"], {
+    "model.safetensors.index.json": new TextEncoder().encode(JSON.stringify(index)),
+    [shardFile]: weights,
+  });
+}
+
+Deno.test("a hub index naming itself or another index fails at once; subfolder shards load", async () => {
+  const self = indexed("webcap-test/self", "model.safetensors.index.json", "x.safetensors");
+  const other = indexed("webcap-test/other", "b.safetensors.index.json");
+  const sub = indexed("webcap-test/sub", "sub/x.safetensors");
+  await withHub([self, other, sub], async (hub, opts) => {
+    await rejectsWith(resolveModel(self.id, opts), "BAD_WEIGHTS", "never indexes");
+    await rejectsWith(resolveModel(other.id, opts), "BAD_WEIGHTS", "b.safetensors.index.json");
+    assert.ok(!hub.requests.some((r) => r.server === "cdn"), "no shard was downloaded");
+    const dir = await resolveModel(sub.id, opts);
+    const store = await openWeights(dir);
+    assert.equal(store.source, join(dir, "model.safetensors.index.json"));
+    assert.ok(store.names().length > 0);
+    store.close();
+  });
+});
+
+Deno.test("a control character in a model id is BAD_OPTION, not a raw EINVAL", async () => {
+  for (const id of ["org/a\0b", "./x\0", "org/a\nb", "org/\x7f"]) {
+    await rejectsWith(
+      resolveModel(id, { endpoint: "http://127.0.0.1:9", offline: true }),
+      "BAD_OPTION",
+      "control character",
+    );
+  }
+});
+
+Deno.test("a hub text file above MAX_TEXT_BYTES is FILE_TOO_LARGE before its download", async () => {
+  const big = variant("webcap-test/big", [], {
+    "tokenizer.json": new Uint8Array(MAX_TEXT_BYTES + 1),
+  });
+  await withHub([big], async (hub, opts) => {
+    await rejectsWith(resolveModel(big.id, opts), "FILE_TOO_LARGE", "tokenizer.json", big.id);
+    const gets = hub.requests.filter((r) =>
+      r.method === "GET" && r.path.endsWith("tokenizer.json")
+    );
+    assert.deepEqual(gets, []);
   });
 });

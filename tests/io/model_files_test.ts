@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { WebcapError } from "../../src/errors.ts";
 import { hubResolveUrl } from "../../src/io/hub.ts";
 import { loadPreprocessor, loadTokenizer } from "../../src/arch/load.ts";
-import { localFiles, subFolder, urlFiles } from "../../src/io/model_files.ts";
+import { localFiles, MAX_TEXT_BYTES, subFolder, urlFiles } from "../../src/io/model_files.ts";
 import { openModelFiles } from "../../src/io/model_source.ts";
 import { openSafetensors } from "../../src/io/safetensors.ts";
 import { openWeights, type WeightStore } from "../../src/io/weights.ts";
@@ -63,6 +63,7 @@ Deno.test("urlFiles: 404 is absent, other failures are DOWNLOAD_FAILED naming th
     urlFiles(BASE, status(401) as typeof fetch).text("config.json"),
     isCode("DOWNLOAD_FAILED", `${BASE}config.json`, "HTTP 401"),
   );
+  assert.throws(() => urlFiles("http://"), isCode("BAD_OPTION", '"http://"', "not a valid URL"));
   const offline = () => Promise.reject(new TypeError("connection refused"));
   await assert.rejects(
     urlFiles(BASE, offline as typeof fetch).bytes("model.safetensors"),
@@ -202,4 +203,157 @@ Deno.test("openModelFiles: URLs are fetched, folders read; hub resolve URLs are 
     () => hubResolveUrl("org/name", { revision: "../x" }),
     isCode("BAD_OPTION", "revision"),
   );
+});
+
+/** Local folder `dir` served at `{url}` on 127.0.0.1 (paths outside `/repo/` are 404), logged. */
+function serveFolder(dir: string) {
+  const asked: string[] = [];
+  const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, async (req) => {
+    const path = new URL(req.url).pathname;
+    asked.push(path);
+    if (!path.startsWith("/repo/")) return new Response("not here", { status: 404 });
+    try {
+      return new Response(await Deno.readFile(`${dir}/${decodeURIComponent(path.slice(6))}`));
+    } catch {
+      return new Response("not found", { status: 404 });
+    }
+  });
+  return {
+    url: `http://127.0.0.1:${server.addr.port}/repo/`,
+    asked,
+    close: () => server.shutdown(),
+  };
+}
+
+/** A TCP port on 127.0.0.1 that counts and drops connections: "another host". */
+function otherHost() {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const state = { port: listener.addr.port, connections: 0, close: () => listener.close() };
+  (async () => {
+    for await (const conn of listener) {
+      state.connections++;
+      conn.close();
+    }
+  })().catch(() => {});
+  return state;
+}
+
+Deno.test("a URL folder's index cannot name local files, other hosts or the parent", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "webcap-url-escape-" });
+  const outside = await Deno.makeTempDir({ prefix: "webcap-url-outside-" });
+  const folder = serveFolder(dir);
+  const other = otherHost();
+  try {
+    const secret = `${outside}/secret.bin`;
+    await Deno.writeTextFile(secret, "SECRET-BYTES-OF-A-LOCAL-FILE");
+    const weights = `${outside}/model.safetensors`;
+    await Deno.copyFile(fixture("vit-gpt2/model.safetensors"), weights);
+    const local = await openSafetensors(weights);
+    const names = local.names();
+    local.close();
+    const shards = [
+      `file:${encodeURIComponent(weights)}`,
+      `file:${encodeURIComponent(secret)}`,
+      `file://${weights}`,
+      `https:127.0.0.1:${other.port}/x.safetensors`,
+      `//127.0.0.1:${other.port}/x.safetensors`,
+      `/\\127.0.0.1:${other.port}/x.safetensors`,
+      `%2e%2e/secret.safetensors`,
+      `sub/../../secret.safetensors`,
+      `/abs.safetensors`,
+    ];
+    for (const shard of shards) {
+      const weightMap = Object.fromEntries(names.map((n) => [n, shard]));
+      await Deno.writeTextFile(
+        `${dir}/model.safetensors.index.json`,
+        JSON.stringify({ weight_map: weightMap }),
+      );
+      folder.asked.length = 0;
+      const err = await openWeights(urlFiles(folder.url)).then(() => undefined, (e) => e);
+      isCode("BAD_WEIGHTS", JSON.stringify(shard).slice(1, -1), "index.json")(err);
+      assert.ok(!err.message.includes("SECRET"), err.message);
+      assert.deepEqual(folder.asked, [
+        "/repo/model.safetensors",
+        "/repo/model.safetensors.index.json",
+      ]);
+    }
+    assert.equal(other.connections, 0, "no connection to another host");
+    // any other name of a URL folder is refused before a request
+    const files = urlFiles(folder.url);
+    folder.asked.length = 0;
+    for (const name of [`file://${secret}`, "../x.json", "%2e%2e/x.json", "//127.0.0.1:9/x"]) {
+      await assert.rejects(files.text(name), isCode("BAD_OPTION", folder.url));
+      await assert.rejects(files.bytes(name), isCode("BAD_OPTION", folder.url));
+    }
+    assert.deepEqual(folder.asked, []);
+  } finally {
+    other.close();
+    await folder.close();
+    await Deno.remove(dir, { recursive: true });
+    await Deno.remove(outside, { recursive: true });
+  }
+});
+
+Deno.test("a URL folder's shards may lie in subfolders, as in transformers", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "webcap-url-sub-" });
+  const folder = serveFolder(dir);
+  try {
+    const ref = await openSafetensors(fixture("vit-gpt2/model.safetensors"));
+    await Deno.mkdir(`${dir}/sub`);
+    await Deno.copyFile(fixture("vit-gpt2/model.safetensors"), `${dir}/sub/x.safetensors`);
+    const weightMap = Object.fromEntries(ref.names().map((n) => [n, "sub/x.safetensors"]));
+    await Deno.writeTextFile(
+      `${dir}/model.safetensors.index.json`,
+      JSON.stringify({ weight_map: weightMap }),
+    );
+    const store = await openWeights(urlFiles(folder.url));
+    await assertSameTensors(store, ref);
+    assert.ok(folder.asked.includes("/repo/sub/x.safetensors"));
+    store.close();
+    ref.close();
+  } finally {
+    await folder.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("text files above MAX_TEXT_BYTES are FILE_TOO_LARGE before being read whole", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "webcap-big-text-" });
+  try {
+    for (const name of ["tokenizer.json", "config.json", "preprocessor_config.json"]) {
+      await Deno.writeFile(`${dir}/${name}`, new Uint8Array(0));
+      await Deno.truncate(`${dir}/${name}`, MAX_TEXT_BYTES + 1); // sparse: no disk used
+    }
+    const tooLarge = (name: string) => isCode("FILE_TOO_LARGE", `${dir}/${name}`, "64 MiB");
+    await assert.rejects(localFiles(dir).text("config.json"), tooLarge("config.json"));
+    await assert.rejects(loadTokenizer(dir), tooLarge("tokenizer.json"));
+    await assert.rejects(loadPreprocessor(dir), tooLarge("preprocessor_config.json"));
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+
+  // over HTTP: by Content-Length before any byte, else while streaming, never the whole body
+  let pulled = 0;
+  const endless = () =>
+    new ReadableStream<Uint8Array>({
+      pull(c) {
+        pulled++;
+        c.enqueue(new Uint8Array(2 ** 20).fill(0x20));
+      },
+    });
+  const announced = (() =>
+    Promise.resolve(
+      new Response(endless(), { headers: { "content-length": String(2 ** 40) } }),
+    )) as typeof fetch;
+  await assert.rejects(
+    urlFiles(BASE, announced).text("tokenizer.json"),
+    isCode("FILE_TOO_LARGE", `${BASE}tokenizer.json`, String(2 ** 40)),
+  );
+  pulled = 0;
+  const unannounced = (() => Promise.resolve(new Response(endless()))) as typeof fetch;
+  await assert.rejects(
+    urlFiles(BASE, unannounced).text("config.json"),
+    isCode("FILE_TOO_LARGE", `${BASE}config.json`),
+  );
+  assert.ok(pulled <= MAX_TEXT_BYTES / 2 ** 20 + 4, `${pulled} MiB pulled`);
 });

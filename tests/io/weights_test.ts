@@ -107,10 +107,54 @@ Deno.test("a sharded checkpoint reads like the single file it was split from", a
       isCode("BAD_WEIGHTS", first, weightMap[second], "does not contain"),
     );
     await writeIndex(dir, { ...weightMap, [first]: "../model.safetensors" });
-    await assert.rejects(openWeights(dir), isCode("BAD_WEIGHTS", first, "plain file names"));
+    await assert.rejects(
+      openWeights(dir),
+      isCode("BAD_WEIGHTS", first, "../model.safetensors", "not a valid relative repo path"),
+    );
     await Deno.remove(`${dir}/${weightMap[first]}`);
     await writeIndex(dir, weightMap);
     await assert.rejects(openWeights(dir), isCode("MISSING_FILE", weightMap[first], "index.json"));
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+    ref.close();
+  }
+});
+
+Deno.test("an index that lists itself, another index or a non-weights file fails at once", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "webcap-index-cycle-" });
+  try {
+    const ref = await openSafetensors(fixture("vit-gpt2/model.safetensors"));
+    const names = ref.names();
+    ref.close();
+    const mapAllTo = (shard: string) => Object.fromEntries(names.map((n) => [n, shard]));
+    await Deno.writeTextFile(`${dir}/config.json`, "{}");
+    await Deno.writeTextFile(
+      `${dir}/b.safetensors.index.json`,
+      JSON.stringify({ weight_map: mapAllTo("model.safetensors.index.json") }),
+    );
+    for (const shard of ["model.safetensors.index.json", "b.safetensors.index.json"]) {
+      await writeIndex(dir, mapAllTo(shard));
+      await assert.rejects(openWeights(dir), isCode("BAD_WEIGHTS", shard, "never indexes"));
+    }
+    await writeIndex(dir, mapAllTo("config.json"));
+    await assert.rejects(openWeights(dir), isCode("BAD_WEIGHTS", "config.json", "not a weights"));
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("shards in a subfolder of the index's folder load, as in transformers", async () => {
+  const ref = await openSafetensors(fixture("vit-gpt2/model.safetensors"));
+  const dir = await Deno.makeTempDir({ prefix: "webcap-shards-sub-" });
+  try {
+    await Deno.mkdir(`${dir}/sub`);
+    const weightMap = await writeShards(ref, `${dir}/sub`, 2);
+    await Deno.remove(`${dir}/sub/model.safetensors.index.json`);
+    const inSub = Object.fromEntries(Object.entries(weightMap).map(([n, s]) => [n, `sub/${s}`]));
+    await writeIndex(dir, inSub);
+    const sharded = await openWeights(dir);
+    await assertSameTensors(sharded, ref);
+    sharded.close();
   } finally {
     await Deno.remove(dir, { recursive: true });
     ref.close();
