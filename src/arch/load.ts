@@ -6,7 +6,7 @@
  */
 import { WebcapError } from "../errors.ts";
 import type { Gpu } from "../gpu/device.ts";
-import type { CaptionModel } from "./caption_model.ts";
+import type { CaptionModel, DecoderConfig } from "./caption_model.ts";
 import { Blip } from "./blip.ts";
 import { CLIPCAP_CONFIG, CLIPCAP_VISION_DIR, loadClipCap } from "./clipcap.ts";
 import { asModelFiles, fileLocation, localFiles, type ModelFiles } from "../io/model_files.ts";
@@ -83,6 +83,29 @@ export function architectureOf(config: Json, where: string): string {
   );
 }
 
+const ID_NAMES = {
+  decoderStartTokenId: "decoder start token (decoder_start_token_id / bos_token_id)",
+  eosTokenId: "end token (eos_token_id)",
+  padTokenId: "padding token (pad_token_id)",
+} as const;
+
+/**
+ * Refuse token ids outside the vocabulary: the decoder would read embeddings out of range.
+ * @throws WebcapError BAD_CONFIG naming the id and `where`.
+ */
+function checkDecoderIds(d: DecoderConfig, where: string, ids: (keyof typeof ID_NAMES)[]): void {
+  for (const k of ids) {
+    if (!Number.isInteger(d[k]) || d[k] < 0 || d[k] >= d.vocabSize) {
+      throw new WebcapError(
+        "BAD_CONFIG",
+        `${where}: the ${ID_NAMES[k]} ${
+          d[k]
+        } is not a token id below the vocabulary size ${d.vocabSize}`,
+      );
+    }
+  }
+}
+
 /**
  * Load the captioning model in a folder onto `gpu`: a local path, an `http(s)://` base URL, or
  * any {@link ModelFiles}. A folder holding `clipcap-config.json` is a ClipCap model (it has no
@@ -104,7 +127,18 @@ export async function loadCaptionModel(
   const clipcap = await readModelJson(files, CLIPCAP_CONFIG, true);
   if (clipcap) {
     const vision = await readModelJson(files, `${CLIPCAP_VISION_DIR}/config.json`);
-    return await loadClipCap(gpu, files, clipcap, vision, dtype);
+    const model = await loadClipCap(gpu, files, clipcap, vision, dtype);
+    try {
+      // its start id is the reserved "last prefix vector" id vocab_size
+      checkDecoderIds(model.decoder, fileLocation(files, CLIPCAP_CONFIG), [
+        "eosTokenId",
+        "padTokenId",
+      ]);
+    } catch (e) {
+      model.dispose();
+      throw e;
+    }
+    return model;
   }
   const configPath = fileLocation(files, "config.json");
   const config = await readModelJson(files, "config.json");
@@ -117,9 +151,17 @@ export async function loadCaptionModel(
     const store = await openWeights(files);
     const p = new ParamLoader(gpu, store, dtype);
     try {
-      if (arch === "BlipForConditionalGeneration") return await Blip.load(p, config, configPath);
-      if (arch === SHOW_ATTEND_TELL) return await ShowAttendTell.load(p, config, configPath);
-      return await VisionEncoderDecoder.load(p, config, generation, configPath);
+      const model = arch === "BlipForConditionalGeneration"
+        ? await Blip.load(p, config, configPath)
+        : arch === SHOW_ATTEND_TELL
+        ? await ShowAttendTell.load(p, config, configPath)
+        : await VisionEncoderDecoder.load(p, config, generation, configPath);
+      checkDecoderIds(
+        model.decoder,
+        configPath,
+        Object.keys(ID_NAMES) as (keyof typeof ID_NAMES)[],
+      );
+      return model;
     } catch (e) {
       p.dispose();
       throw e;
