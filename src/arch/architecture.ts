@@ -77,6 +77,8 @@ export interface Architecture {
   load(ctx: LoadContext): Promise<CaptionModel>;
   /** Compare the model with a fixture's reference outputs; returns the generate cases. */
   parity(ctx: ParityContext): Promise<CaseCheck[]>;
+  /** The decoder's start id lies past the vocabulary by design (ClipCap's last prefix vector). */
+  readonly startIdPastVocab?: boolean;
   /** Attention maps: encoder positions before the image grid; absent: no cross-attention. */
   readonly attentionMaps?: { leadingPositions: number };
   /** The image processor of a folder without `preprocessor_config.json`. */

@@ -386,6 +386,7 @@ function step(
 export const CLIPCAP: Architecture = {
   name: "ClipCap",
   marker: CLIPCAP_CONFIG,
+  startIdPastVocab: true,
   load: loadClipCap,
   parity: async (ctx) => {
     const enc = await ctx.encode("pixel_values") as ClipCapEncoderState;

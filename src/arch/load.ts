@@ -9,8 +9,8 @@ import type { Gpu } from "../gpu/device.ts";
 import { type Preprocessor, preprocessorFromConfig } from "../image/preprocess.ts";
 import { asModelFiles, fileLocation, type ModelFiles } from "../io/model_files.ts";
 import { Tokenizer } from "../text/tokenizer.ts";
-import type { Architecture } from "./architecture.ts";
-import type { CaptionModel } from "./caption_model.ts";
+import type { Architecture, LoadContext } from "./architecture.ts";
+import type { CaptionModel, DecoderConfig } from "./caption_model.ts";
 import { CLIPCAP_VISION_DIR } from "./clipcap.ts";
 import { readModelJson } from "./model_json.ts";
 import { ARCHITECTURES, findArchitecture } from "./registry.ts";
@@ -35,6 +35,45 @@ export function architectureOf(config: Json, where: string): string {
     "UNSUPPORTED_ARCH",
     `${where}: no "architectures" entry; cannot tell which model this is`,
   );
+}
+
+const ID_NAMES = {
+  decoderStartTokenId: "decoder start token (decoder_start_token_id / bos_token_id)",
+  eosTokenId: "end token (eos_token_id)",
+  padTokenId: "padding token (pad_token_id)",
+} as const;
+
+/**
+ * Refuse token ids outside the vocabulary: the decoder would read embeddings out of range.
+ * `arch.startIdPastVocab` (ClipCap: its start id is the reserved "last prefix vector" id
+ * `vocab_size`) leaves the start id out.
+ * @throws WebcapError BAD_CONFIG naming the id and `where`.
+ */
+function checkDecoderIds(d: DecoderConfig, where: string, arch: Architecture): void {
+  const ids = (Object.keys(ID_NAMES) as (keyof typeof ID_NAMES)[])
+    .filter((k) => !(arch.startIdPastVocab && k === "decoderStartTokenId"));
+  for (const k of ids) {
+    if (!Number.isInteger(d[k]) || d[k] < 0 || d[k] >= d.vocabSize) {
+      throw new WebcapError(
+        "BAD_CONFIG",
+        `${where}: the ${ID_NAMES[k]} ${
+          d[k]
+        } is not a token id below the vocabulary size ${d.vocabSize}`,
+      );
+    }
+  }
+}
+
+/** `arch.load(ctx)`, its decoder ids checked; the model is disposed when they are refused. */
+async function loadChecked(arch: Architecture, ctx: LoadContext): Promise<CaptionModel> {
+  const model = await arch.load(ctx);
+  try {
+    checkDecoderIds(model.decoder, ctx.where, arch);
+  } catch (e) {
+    model.dispose();
+    throw e;
+  }
+  return model;
 }
 
 /** The registered architecture a `config.json` names, if any (no error when it names none). */
@@ -67,7 +106,7 @@ export async function loadCaptionModel(
     if (!arch.marker) continue;
     const config = await readModelJson(files, arch.marker, true);
     if (config) {
-      return await arch.load({
+      return await loadChecked(arch, {
         gpu,
         files,
         dtype,
@@ -88,7 +127,7 @@ export async function loadCaptionModel(
       `${where}: architecture "${name}" is not supported (supported: ${supported})`,
     );
   }
-  return await arch.load({ gpu, files, dtype, config, where, generation });
+  return await loadChecked(arch, { gpu, files, dtype, config, where, generation });
 }
 
 /**

@@ -16,16 +16,24 @@ import {
   decodeImage,
   type ImageDataLike,
   loadImage,
+  maxPixelsOption,
   rgbFromRgba,
   type RgbImage,
 } from "../image/decode.ts";
+import { fileLocation } from "../io/model_files.ts";
 import { openModelFiles } from "../io/model_source.ts";
-import { loadCaptionModel, loadPreprocessor, loadTokenizer } from "../arch/load.ts";
+import { loadCaptionModel, loadPreprocessor, loadTokenizer, readModelJson } from "../arch/load.ts";
 import type { Preprocessor } from "../image/preprocess.ts";
 import type { Tokenizer } from "../text/tokenizer.ts";
 import { checkVocabulary, type GenerateOptions, resolveOptions } from "../decode/options.ts";
 import type { GeneratedSequence } from "../decode/search.ts";
-import { rerank, type Reranker } from "../decode/rerank.ts";
+import { checkRerank, rerank, type Reranker } from "../decode/rerank.ts";
+import {
+  defaultsTaken,
+  type GenerationDefaults,
+  readGenerationConfig,
+  withDefaults,
+} from "./generation_config.ts";
 
 /**
  * An image: a file path (Deno), encoded bytes (JPEG/PNG/WebP/…), decoded RGB pixels, or RGBA
@@ -93,6 +101,38 @@ function sourceOf(img: ImageInput, i: number): string {
   return typeof img === "string" ? img : `image[${i}]`;
 }
 
+/** An options argument: `undefined` means none; anything but a plain object is BAD_OPTION. */
+function optionsObject<T extends object>(v: T | undefined, what: string): T {
+  if (v === undefined) return {} as T;
+  if (typeof v !== "object" || v === null || Array.isArray(v)) {
+    const got = v === null ? "null" : Array.isArray(v) ? "an array" : typeof v;
+    throw new WebcapError("BAD_OPTION", `${what} options must be an object, got ${got}`);
+  }
+  return v;
+}
+
+/** The `dtype` option, default applied. */
+function dtypeOption(v: unknown): "f32" | "f16" {
+  if (v === undefined || v === "f32" || v === "f16") return v ?? "f32";
+  throw new WebcapError(
+    "BAD_OPTION",
+    `option dtype: must be "f32" or "f16", got ${JSON.stringify(v)}`,
+  );
+}
+
+/** A tokenizer that lacks some of the model's token ids would drop them from the text. */
+function checkTokenizer(tokenizer: Tokenizer, model: CaptionModel, source: string): void {
+  const V = model.decoder.vocabSize;
+  if (tokenizer.vocabSize < V) {
+    throw new WebcapError(
+      "BAD_TOKENIZER",
+      `${source}: the tokenizer has ${tokenizer.vocabSize} tokens but the model's vocabulary ` +
+        `has ${V}; ids ${tokenizer.vocabSize}…${V - 1} could not be turned into text. ` +
+        "Use the tokenizer that belongs to the model.",
+    );
+  }
+}
+
 /** An image captioner: model + image processor + tokenizer. */
 export class Captioner {
   private constructor(
@@ -103,6 +143,8 @@ export class Captioner {
     readonly preprocessor: Preprocessor,
     readonly tokenizer: Tokenizer,
     readonly maxPixels: number,
+    /** Decoding defaults from the model's `generation_config.json`. */
+    readonly generation: GenerationDefaults,
   ) {}
 
   /**
@@ -113,14 +155,27 @@ export class Captioner {
    */
   static async fromPretrained(
     idOrDirOrUrl: string,
-    opts: CaptionerOptions = {},
+    options?: CaptionerOptions,
   ): Promise<Captioner> {
+    const opts = optionsObject(options, "fromPretrained");
+    const dtype = dtypeOption(opts.dtype);
+    const maxPixels = maxPixelsOption(opts.maxPixels);
     const files = await openModelFiles(idOrDirOrUrl, opts);
-    const gpu = opts.gpu ?? await getGpu();
+    const generation = readGenerationConfig(
+      await readModelJson(files, "generation_config.json", true),
+      fileLocation(files, "generation_config.json"),
+    );
     const prep = await loadPreprocessor(files);
     const tokenizer = await loadTokenizer(files);
-    const model = await loadCaptionModel(gpu, files, { dtype: opts.dtype });
-    return new Captioner(gpu, files.source, model, prep, tokenizer, opts.maxPixels ?? 100e6);
+    const gpu = opts.gpu ?? await getGpu();
+    const model = await loadCaptionModel(gpu, files, { dtype });
+    try {
+      checkTokenizer(tokenizer, model, files.source);
+    } catch (e) {
+      model.dispose();
+      throw e;
+    }
+    return new Captioner(gpu, files.source, model, prep, tokenizer, maxPixels, generation);
   }
 
   async #decode(img: ImageInput, i: number): Promise<RgbImage> {
@@ -147,6 +202,12 @@ export class Captioner {
 
   /** Decode, preprocess and encode images; images that fail are reported, not fatal. */
   async encode(images: ImageInput[]): Promise<EncodedImages> {
+    if (!Array.isArray(images)) {
+      throw new WebcapError(
+        "BAD_OPTION",
+        `encode takes an array of images, got ${images === null ? "null" : typeof images}`,
+      );
+    }
     const inputs: EncodedImages["inputs"] = [];
     const slot: number[] = [];
     const pixels: Float32Array[] = [];
@@ -176,7 +237,12 @@ export class Captioner {
         await rec.submit(); // after a failed recording too, so the pixels and temporaries are freed
       }
     }
-    return { inputs, slot, state, dispose: () => state?.dispose() };
+    let disposed = false;
+    const dispose = () => {
+      if (!disposed) state?.dispose();
+      disposed = true;
+    };
+    return { inputs, slot, state, dispose };
   }
 
   /** Token ids fed before generation: the decoder start token, then the prompt's tokens. */
@@ -189,8 +255,9 @@ export class Captioner {
   /** Caption images (paths, bytes or pixels), or reuse {@link encode}'s states. */
   async caption(
     images: ImageInput | ImageInput[] | EncodedImages,
-    options: CaptionOptions = {},
+    callOptions?: CaptionOptions,
   ): Promise<CaptionResult[]> {
+    const options = optionsObject(callOptions, "caption");
     const gen = this.#generateOptions(options); // refuse bad options before any GPU work
     const encoded = isEncoded(images)
       ? images
@@ -202,12 +269,31 @@ export class Captioner {
     }
   }
 
-  /** The generate options of a caption call, validated against the model's vocabulary. */
+  /**
+   * The generate options of a caption call (the model's decoding defaults under them), validated
+   * against the model's vocabulary.
+   */
   #generateOptions(options: CaptionOptions): GenerateOptions {
-    const { prompt: _prompt, rerank: _rerank, ...rest } = options;
+    const { prompt, rerank, ...rest } = options;
+    if (rerank !== undefined) checkRerank(rerank);
     const d = this.model.decoder;
-    const gen: GenerateOptions = { ...rest, eosTokenId: d.eosTokenId, padTokenId: d.padTokenId };
-    checkVocabulary(resolveOptions(gen), d.vocabSize);
+    const gen: GenerateOptions = {
+      ...withDefaults(this.generation, rest, this.promptIds(prompt).length),
+      eosTokenId: d.eosTokenId,
+      padTokenId: d.padTokenId,
+    };
+    try {
+      checkVocabulary(resolveOptions(gen), d.vocabSize);
+    } catch (e) {
+      const taken = defaultsTaken(this.generation, rest);
+      if (!(e instanceof WebcapError) || taken.length === 0) throw e;
+      throw new WebcapError(
+        e.code,
+        `${e.message} (with ${taken.join(", ")} from ${this.generation.source}; ` +
+          "pass the option to override it)",
+        { cause: e },
+      );
+    }
     return gen;
   }
 

@@ -22,15 +22,14 @@
  * @module
  */
 
-import { rowProcessing } from "./processors.ts";
 import { Rng, sampleIndex } from "./rng.ts";
 import {
-  feedPrompt,
+  ends,
   type GeneratedSequence,
   type Hypothesis,
-  isEos,
   rowOf,
   type SearchSetup,
+  stepProcessing,
 } from "./search.ts";
 import type { DecoderStep, StepOut } from "./step.ts";
 import { warpRow, type WarpSettings } from "./warpers.ts";
@@ -125,16 +124,16 @@ export function extend(b: Beam, c: Candidate): Beam {
 function advanceImage(st: ImageState, cands: Candidate[], setup: SearchSetup): number[] {
   const { numBeams: K, maxNewTokens, lengthPenalty: lp, earlyStopping } = setup.opts;
   const generated = st.running[0].tokens.length + 1;
-  const ends = (c: Candidate) => isEos(setup, c.token) || generated >= maxNewTokens;
+  const endsWith = (c: Candidate) => ends(setup, c.token, generated);
   // a live image is not frozen (full with earlyStopping true, or past the heuristic)
   const denom = Math.fround(generated ** lp);
   for (const c of cands.slice(0, K)) {
-    if (!ends(c)) continue;
+    if (!endsWith(c)) continue;
     const beam = extend(st.running[c.beam], c);
     st.finished.push({ ...beam, score: Math.fround(c.score / denom) });
   }
   st.finished = st.finished.sort((a, b) => b.score - a.score).slice(0, K);
-  const next = cands.filter((c) => !ends(c)).sort(byScore).slice(0, K);
+  const next = cands.filter((c) => !endsWith(c)).sort(byScore).slice(0, K);
   st.running = next.map((c) => extend(st.running[c.beam], c));
   st.heuristicUnsatisfied &&= improvementPossible(st, generated, setup);
   st.done = generated >= maxNewTokens || st.running.length === 0 ||
@@ -157,7 +156,7 @@ export async function beamSearch(
   dec: DecoderStep,
   setup: SearchSetup,
 ): Promise<GeneratedSequence[][]> {
-  const { prompts, opts, rules, vocabSize } = setup;
+  const { prompts, opts, vocabSize } = setup;
   const K = opts.numBeams;
   const keep = Math.max(2, 1 + opts.eosTokenIds.length) * K;
   const k = Math.min(keep, vocabSize);
@@ -171,11 +170,10 @@ export async function beamSearch(
     done: false,
   }));
   let live = prompts.map((_, i) => i);
-  let tokens = await feedPrompt(dec, prompts, K);
-  const promptLen = prompts[0].length;
+  let tokens = setup.first;
   while (live.length > 0) {
     const rows = live.flatMap((img) => states[img].running.map((b) => rowOf(setup, img, b)));
-    const proc = rowProcessing(rules, rows, promptLen, {
+    const proc = stepProcessing(setup, rows, {
       logSoftmaxBefore: true,
       logSoftmaxAfter: false,
     });

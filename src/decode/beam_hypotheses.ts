@@ -6,7 +6,8 @@
  * @module
  */
 
-import type { Hypothesis } from "./search.ts";
+import { type Beam, type Candidate, extend } from "./beam.ts";
+import { type Hypothesis, isEos, type SearchSetup } from "./search.ts";
 
 /** A finished hypothesis with its length-penalized score. */
 export interface ScoredHypothesis extends Hypothesis {
@@ -65,4 +66,30 @@ export function bestOf(lists: readonly BeamHypotheses[], count: number): ScoredH
     x.b.score - y.b.score || x.i - y.i
   );
   return ascending.reverse().slice(0, count).map((x) => x.b);
+}
+
+/**
+ * 4.x `BeamSearchScorer.process` over one n-best list: eos candidates (best first) ranked among
+ * the first `hyps.capacity` enter `hyps` when `admit` lets their beam in; returns the first
+ * `hyps.capacity` candidates that do not end in eos.
+ */
+export function processCandidates(
+  hyps: BeamHypotheses,
+  running: readonly Beam[],
+  cands: readonly Candidate[],
+  setup: SearchSetup,
+  admit: (b: Beam) => boolean = () => true,
+): Candidate[] {
+  const next: Candidate[] = [];
+  for (const [rank, c] of cands.entries()) {
+    if (isEos(setup, c.token)) {
+      if (rank < hyps.capacity && admit(running[c.beam])) {
+        hyps.add(extend(running[c.beam], c), c.score);
+      }
+    } else {
+      next.push(c);
+      if (next.length === hyps.capacity) break;
+    }
+  }
+  return next;
 }

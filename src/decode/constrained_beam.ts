@@ -19,7 +19,7 @@
  * @module
  */
 
-import { BeamHypotheses, bestOf } from "./beam_hypotheses.ts";
+import { BeamHypotheses, bestOf, processCandidates } from "./beam_hypotheses.ts";
 import { type Beam, type Candidate, extend, topCandidates } from "./beam.ts";
 import {
   advanceTokens,
@@ -28,8 +28,7 @@ import {
   type ConstraintSet,
   stateOf,
 } from "./constraints.ts";
-import { rowProcessing } from "./processors.ts";
-import { feedPrompt, type GeneratedSequence, isEos, rowOf, type SearchSetup } from "./search.ts";
+import { type GeneratedSequence, rowOf, type SearchSetup, stepProcessing } from "./search.ts";
 import type { DecoderStep, StepOut } from "./step.ts";
 
 interface ImageState {
@@ -45,19 +44,7 @@ function sentCandidates(
   completes: (b: Beam) => boolean,
   setup: SearchSetup,
 ): Candidate[] {
-  const K = setup.opts.numBeams;
-  const sent: Candidate[] = [];
-  for (const [rank, c] of cands.entries()) {
-    if (isEos(setup, c.token)) {
-      if (rank < K && completes(st.running[c.beam])) {
-        st.hyps.add(extend(st.running[c.beam], c), c.score);
-      }
-    } else {
-      sent.push(c);
-      if (sent.length === K) break;
-    }
-  }
-  return sent;
+  return processCandidates(st.hyps, st.running, cands, setup, completes);
 }
 
 /** Round-robin over runs of equal bank after sorting by bank·100 + score (4.x step_sentence_constraint). */
@@ -115,7 +102,7 @@ export async function constrainedBeamSearch(
   dec: DecoderStep,
   setup: SearchSetup,
 ): Promise<GeneratedSequence[][]> {
-  const { prompts, opts, rules, vocabSize } = setup;
+  const { prompts, opts, vocabSize } = setup;
   const K = opts.numBeams;
   const cs = compileConstraints(opts.forceWordsIds);
   const keep = Math.max(2, 1 + opts.eosTokenIds.length) * K;
@@ -126,13 +113,12 @@ export async function constrainedBeamSearch(
     done: false,
   }));
   let live = prompts.map((_, i) => i);
-  let tokens = await feedPrompt(dec, prompts, K);
-  const promptLen = prompts[0].length;
   let generated = 0;
+  let tokens = setup.first;
   while (live.length > 0) {
     const rows = live.flatMap((img) => states[img].running.map((b) => rowOf(setup, img, b)));
     const advance = rows.map((r) => [...new Set(advanceTokens(cs, stateOf(cs, r.history)))]);
-    const proc = rowProcessing(rules, rows, promptLen, {
+    const proc = stepProcessing(setup, rows, {
       logSoftmaxBefore: true,
       logSoftmaxAfter: false,
     });

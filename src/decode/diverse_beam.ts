@@ -21,10 +21,10 @@
  * @module
  */
 
-import { BeamHypotheses, bestOf } from "./beam_hypotheses.ts";
+import { BeamHypotheses, bestOf, processCandidates } from "./beam_hypotheses.ts";
 import { type Beam, byScore, type Candidate, extend } from "./beam.ts";
-import { penalizeRepetition, rowProcessing, type RowState } from "./processors.ts";
-import { feedPrompt, type GeneratedSequence, isEos, rowOf, type SearchSetup } from "./search.ts";
+import { penalizeRepetition, type RowState } from "./processors.ts";
+import { type GeneratedSequence, rowOf, type SearchSetup, stepProcessing } from "./search.ts";
 import type { DecoderStep, StepOut } from "./step.ts";
 
 interface Group {
@@ -68,17 +68,8 @@ function groupCandidates(
 
 /** 4.x `BeamSearchScorer.process` for one group; returns the tokens it chose this step. */
 function processGroup(group: Group, cands: Candidate[], setup: SearchSetup): number[] {
-  const G = group.hyps.capacity;
   const generated = group.running[0].tokens.length + 1;
-  const next: Candidate[] = [];
-  for (const [rank, c] of cands.entries()) {
-    if (isEos(setup, c.token)) {
-      if (rank < G) group.hyps.add(extend(group.running[c.beam], c), c.score);
-    } else {
-      next.push(c);
-      if (next.length === G) break;
-    }
-  }
+  const next = processCandidates(group.hyps, group.running, cands, setup);
   group.done = group.hyps.isDone(cands[0]?.score ?? -Infinity, generated) || next.length === 0;
   const parents = next.map((c) => group.rows[c.beam]);
   group.running = next.map((c) => extend(group.running[c.beam], c));
@@ -113,7 +104,7 @@ export async function diverseBeamSearch(
   dec: DecoderStep,
   setup: SearchSetup,
 ): Promise<GeneratedSequence[][]> {
-  const { prompts, opts, rules, vocabSize } = setup;
+  const { prompts, opts, vocabSize } = setup;
   const G = opts.numBeams / opts.numBeamGroups;
   const keep = Math.max(2, 1 + opts.eosTokenIds.length) * G;
   const images = prompts.map(() =>
@@ -124,14 +115,13 @@ export async function diverseBeamSearch(
       done: false,
     }))
   );
-  let tokens = await feedPrompt(dec, prompts, opts.numBeams);
-  const promptLen = prompts[0].length;
+  let tokens = setup.first;
   // first step: one row per image, shared by every group's root beam
   let rows: RowState[] = prompts.map((_, i) => rowOf(setup, i, images[i][0].running[0]));
   images.forEach((gs, i) => gs.forEach((g) => (g.rows = [i])));
   let generated = 0;
   while (rows.length > 0) {
-    const proc = rowProcessing(rules, rows, promptLen, {
+    const proc = stepProcessing(setup, rows, {
       logSoftmaxBefore: true,
       logSoftmaxAfter: false,
       repetition: false,

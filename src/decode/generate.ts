@@ -11,10 +11,15 @@ import { beamSearch } from "./beam.ts";
 import { constrainedBeamSearch } from "./constrained_beam.ts";
 import { diverseBeamSearch } from "./diverse_beam.ts";
 import { greedySearch } from "./greedy.ts";
-import { checkVocabulary, type GenerateOptions, resolveOptions } from "./options.ts";
+import {
+  checkVocabulary,
+  type GenerateOptions,
+  type ResolvedOptions,
+  resolveOptions,
+} from "./options.ts";
 import { compileRules } from "./processors.ts";
 import { sampleSearch } from "./sample.ts";
-import type { GeneratedSequence, SearchSetup } from "./search.ts";
+import { feedPrompt, type GeneratedSequence, type SearchSetup } from "./search.ts";
 import type { DecoderStep } from "./step.ts";
 
 /** Makes the decoder of one generate call. */
@@ -33,8 +38,7 @@ export interface DecoderFactory {
 }
 
 /** Rows per image a resolved strategy needs. */
-function rowsPerImage(setup: SearchSetup): number {
-  const o = setup.opts;
+function rowsPerImage(o: ResolvedOptions): number {
   if (o.numBeams > 1) return o.numBeams;
   return o.doSample ? o.numReturnSequences : 1;
 }
@@ -83,13 +87,15 @@ export async function generate(
   checkVocabulary(opts, factory.vocabSize);
   const full = prompts.map((p) => [...p, ...opts.promptIds]);
   checkPrompts(full, factory);
+  const rows = rowsPerImage(opts);
+  const dec = await factory.create(rows);
   const setup: SearchSetup = {
     prompts: full,
     opts,
     rules: compileRules(opts, full),
     vocabSize: factory.vocabSize,
+    first: await feedPrompt(dec, full, rows),
   };
-  const dec = await factory.create(rowsPerImage(setup));
   if (opts.forceWordsIds.length > 0) return constrainedBeamSearch(dec, setup);
   if (opts.numBeamGroups > 1) return diverseBeamSearch(dec, setup);
   if (opts.numBeams > 1) return beamSearch(dec, setup);

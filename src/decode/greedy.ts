@@ -15,15 +15,15 @@
  * @module
  */
 
-import { type ProcessorRules, rowProcessing } from "./processors.ts";
+import type { ProcessorRules } from "./processors.ts";
 import {
-  feedPrompt,
+  appendToken,
   type GeneratedSequence,
   type Hypothesis,
-  isEos,
   rowOf,
   type SearchSetup,
-  sumF32,
+  sequencesOf,
+  stepProcessing,
 } from "./search.ts";
 import type { DecoderStep } from "./step.ts";
 
@@ -44,9 +44,8 @@ export async function greedySearch(
   const { prompts, opts, rules } = setup;
   const hyps: Hypothesis[] = prompts.map(() => ({ tokens: [], logprobs: [] }));
   let live = prompts.map((_, i) => i); // image of each decoder row
-  let tokens = await feedPrompt(dec, prompts, 1);
-  const promptLen = prompts[0].length;
   const chunked = dec.greedySteps !== undefined && tokenIndependent(rules);
+  let tokens = setup.first;
   while (live.length > 0) {
     const rows = live.map((img) => rowOf(setup, img, hyps[img]));
     const mode = { logSoftmaxBefore: false, logSoftmaxAfter: true };
@@ -55,16 +54,15 @@ export async function greedySearch(
       steps = Math.min(GREEDY_CHUNK, opts.maxNewTokens - hyps[live[0]].tokens.length);
       // bans depend only on the length here; the placeholder tokens stand for the chunk's choices
       const procAt = (i: number) =>
-        rowProcessing(
-          rules,
+        stepProcessing(
+          setup,
           rows.map((r) => ({ ...r, history: [...r.history, ...new Array(i).fill(-1)] })),
-          promptLen,
           mode,
         );
       ({ ids, values } = await dec.greedySteps!(tokens, steps, procAt));
       stride = 1;
     } else {
-      const out = await dec.step(tokens, rowProcessing(rules, rows, promptLen, mode), {
+      const out = await dec.step(tokens, stepProcessing(setup, rows, mode), {
         kind: "topk",
         k: 1,
       });
@@ -77,9 +75,7 @@ export async function greedySearch(
       const h = hyps[img];
       for (let i = 0; i < steps; i++) {
         const k = (i * live.length + r) * stride;
-        h.tokens.push(ids[k]);
-        h.logprobs.push(values[k]);
-        if (isEos(setup, ids[k]) || h.tokens.length >= opts.maxNewTokens) return;
+        if (appendToken(setup, h, ids[k], values[k])) return;
       }
       keep.push(r);
       last.push(ids[((steps - 1) * live.length + r) * stride]);
@@ -88,5 +84,5 @@ export async function greedySearch(
     tokens = Int32Array.from(last);
     live = keep.map((r) => live[r]);
   }
-  return hyps.map((h) => [{ ...h, score: sumF32(h.logprobs) }]);
+  return sequencesOf(hyps.map((h) => [h]));
 }

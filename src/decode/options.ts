@@ -93,6 +93,9 @@ export interface ResolvedOptions {
   padTokenId: number;
 }
 
+/** Default of {@link GenerateOptions.maxNewTokens}. */
+export const DEFAULT_MAX_NEW_TOKENS = 20;
+
 const OPTION_NAMES = new Set<string>([
   "maxNewTokens",
   "minNewTokens",
@@ -253,6 +256,16 @@ function checkForceWords(r: ResolvedOptions): void {
  * @throws WebcapError BAD_OPTION naming the option.
  */
 export function resolveOptions(options: GenerateOptions = {}): ResolvedOptions {
+  const r = resolveValues(options);
+  checkCombinations(r);
+  return r;
+}
+
+/**
+ * Apply defaults and refuse every invalid value, each on its own (combinations are not checked).
+ * @throws WebcapError BAD_OPTION naming the option.
+ */
+export function resolveValues(options: GenerateOptions): ResolvedOptions {
   for (const key of Object.keys(options)) {
     if (!OPTION_NAMES.has(key)) throw bad(key, "is not a generate option (check the spelling)");
   }
@@ -266,8 +279,8 @@ export function resolveOptions(options: GenerateOptions = {}): ResolvedOptions {
   if (early !== true && early !== false && early !== "never") {
     throw bad("earlyStopping", `must be true, false or "never", got ${JSON.stringify(early)}`);
   }
-  const r: ResolvedOptions = {
-    maxNewTokens: int(o, "maxNewTokens", 20, 1),
+  return {
+    maxNewTokens: int(o, "maxNewTokens", DEFAULT_MAX_NEW_TOKENS, 1),
     minNewTokens: int(o, "minNewTokens", 0, 0),
     numBeams: int(o, "numBeams", 1, 1),
     numReturnSequences: int(o, "numReturnSequences", 1, 1),
@@ -292,8 +305,6 @@ export function resolveOptions(options: GenerateOptions = {}): ResolvedOptions {
     eosTokenIds: eosIds(o),
     padTokenId: int(o, "padTokenId", 0, 0),
   };
-  checkCombinations(r);
-  return r;
 }
 
 /** Refuse token ids outside the vocabulary (known once the decoder factory is). */

@@ -112,15 +112,21 @@ export function bannedTokens(rules: ProcessorRules, row: RowState, promptLen: nu
 }
 
 /**
- * The {@link RowProcessing} of a step for `rows`.
- * @param repetition false leaves the repetition penalty to the caller (diverse beam search,
- *   which must subtract its penalty first).
+ * Where a step's processing sits between log-softmaxes; `repetition` false leaves the repetition
+ * penalty to the caller (diverse beam search, which must subtract its penalty first).
  */
+export interface ProcessingMode {
+  logSoftmaxBefore: boolean;
+  logSoftmaxAfter: boolean;
+  repetition?: boolean;
+}
+
+/** The {@link RowProcessing} of a step for `rows`. */
 export function rowProcessing(
   rules: ProcessorRules,
   rows: readonly RowState[],
   promptLen: number,
-  mode: { logSoftmaxBefore: boolean; logSoftmaxAfter: boolean; repetition?: boolean },
+  mode: ProcessingMode,
 ): RowProcessing {
   const penalize = (mode.repetition ?? true) && rules.repetitionPenalty !== 1;
   return {

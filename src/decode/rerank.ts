@@ -7,6 +7,7 @@
  * @module
  */
 
+import { WebcapError } from "../errors.ts";
 import type { GenerateOptions } from "./options.ts";
 
 /** A caption candidate: its decoded text and the search's score. */
@@ -23,15 +24,47 @@ export interface Reranker {
   score(text: string): number;
 }
 
-/** Candidates best first by score + weight · reranker score, with both parts kept. */
+function badRerank(message: string): WebcapError {
+  return new WebcapError("BAD_OPTION", `option rerank: ${message}`);
+}
+
+/**
+ * Refuse a malformed `{ reranker, weight }` before any caption is made.
+ * @throws WebcapError BAD_OPTION saying what is wrong.
+ */
+export function checkRerank(r: unknown): void {
+  if (typeof r !== "object" || r === null) {
+    throw badRerank(`must be { reranker, weight? }, got ${r === null ? "null" : typeof r}`);
+  }
+  const { reranker, weight } = r as { reranker?: unknown; weight?: unknown };
+  if (typeof (reranker as Reranker | null)?.score !== "function") {
+    throw badRerank("reranker must be an object with a score(text) method");
+  }
+  if (weight !== undefined && (typeof weight !== "number" || !Number.isFinite(weight))) {
+    throw badRerank(`weight must be a finite number, got ${String(weight)}`);
+  }
+}
+
+/**
+ * Candidates best first by score + weight · reranker score, with both parts kept.
+ * @throws WebcapError BAD_OPTION when the reranker scores a caption with anything but a finite number.
+ */
 export function rerank<T extends RerankCandidate>(
   candidates: readonly T[],
   reranker: Reranker,
   weight = 1,
 ): (T & { attributeScore: number; combinedScore: number })[] {
+  checkRerank({ reranker, weight });
   return candidates
     .map((c) => {
       const attributeScore = reranker.score(c.text);
+      if (typeof attributeScore !== "number" || !Number.isFinite(attributeScore)) {
+        throw badRerank(
+          `the reranker scored "${c.text}" ${
+            String(attributeScore)
+          }; scores must be finite numbers`,
+        );
+      }
       return { ...c, attributeScore, combinedScore: c.score + weight * attributeScore };
     })
     .sort((a, b) => b.combinedScore - a.combinedScore);

@@ -8,16 +8,15 @@
  */
 
 import { WebcapError } from "../errors.ts";
-import { logSoftmaxInPlace, rowProcessing } from "./processors.ts";
+import { logSoftmaxInPlace } from "./processors.ts";
 import { Rng, sampleIndex } from "./rng.ts";
 import {
-  feedPrompt,
+  appendToken,
   type GeneratedSequence,
-  type Hypothesis,
-  isEos,
   rowOf,
   type SearchSetup,
-  sumF32,
+  sequencesOf,
+  stepProcessing,
 } from "./search.ts";
 import type { DecoderStep } from "./step.ts";
 import { warpRow, type WarpSettings } from "./warpers.ts";
@@ -46,21 +45,20 @@ export async function sampleSearch(
   dec: DecoderStep,
   setup: SearchSetup,
 ): Promise<GeneratedSequence[][]> {
-  const { prompts, opts, rules, vocabSize } = setup;
+  const { prompts, opts, vocabSize } = setup;
   const n = opts.numReturnSequences;
   const rng = new Rng(opts.seed);
   const warp: WarpSettings = { ...opts, minTokensToKeep: 1 };
-  const hyps: Hypothesis[] = Array.from({ length: prompts.length * n }, () => ({
-    tokens: [],
-    logprobs: [],
+  const hyps = Array.from({ length: prompts.length * n }, () => ({
+    tokens: [] as number[],
+    logprobs: [] as number[],
   }));
   // per decoder row, the hypotheses that continue from its distribution (n at the first step)
   let rowHyps = prompts.map((_, i) => Array.from({ length: n }, (_, j) => i * n + j));
-  let tokens = await feedPrompt(dec, prompts, n);
-  const promptLen = prompts[0].length;
+  let tokens = setup.first;
   while (rowHyps.length > 0) {
     const rows = rowHyps.map((hs) => rowOf(setup, Math.floor(hs[0] / n), hyps[hs[0]]));
-    const proc = rowProcessing(rules, rows, promptLen, {
+    const proc = stepProcessing(setup, rows, {
       logSoftmaxBefore: false,
       logSoftmaxAfter: false,
     });
@@ -72,9 +70,7 @@ export async function sampleSearch(
       const processed = out.values.subarray(r * vocabSize, (r + 1) * vocabSize);
       for (const h of hs) {
         const { token, logprob } = drawToken(processed, warp, rng);
-        hyps[h].tokens.push(token);
-        hyps[h].logprobs.push(logprob);
-        if (isEos(setup, token) || hyps[h].tokens.length >= opts.maxNewTokens) continue;
+        if (appendToken(setup, hyps[h], token, logprob)) continue;
         parents.push(r);
         next.push([h]);
         nextTokens.push(token);
@@ -85,6 +81,5 @@ export async function sampleSearch(
     rowHyps = next;
     tokens = Int32Array.from(nextTokens);
   }
-  const perImage = prompts.map((_, i) => hyps.slice(i * n, (i + 1) * n));
-  return perImage.map((hs) => hs.map((h) => ({ ...h, score: sumF32(h.logprobs) })));
+  return sequencesOf(prompts.map((_, i) => hyps.slice(i * n, (i + 1) * n)));
 }

@@ -5,7 +5,12 @@
  */
 
 import type { ResolvedOptions } from "./options.ts";
-import type { ProcessorRules, RowState } from "./processors.ts";
+import {
+  type ProcessingMode,
+  type ProcessorRules,
+  rowProcessing,
+  type RowState,
+} from "./processors.ts";
 import type { DecoderStep, RowProcessing } from "./step.ts";
 
 /** One returned sequence. */
@@ -32,6 +37,8 @@ export interface SearchSetup {
   opts: ResolvedOptions;
   rules: ProcessorRules;
   vocabSize: number;
+  /** Per image, its prompt's last token, which the first step feeds ({@link feedPrompt}). */
+  first: Int32Array;
 }
 
 /** A partial hypothesis: its generated tokens and their log-probabilities. */
@@ -77,6 +84,37 @@ export function rowOf(setup: SearchSetup, image: number, hyp: Hypothesis): RowSt
 /** Whether `token` ends a sequence. */
 export function isEos(setup: SearchSetup, token: number): boolean {
   return setup.opts.eosTokenIds.includes(token);
+}
+
+/** Whether a hypothesis whose `generated`-th new token is `token` is finished (eos or length). */
+export function ends(setup: SearchSetup, token: number, generated: number): boolean {
+  return isEos(setup, token) || generated >= setup.opts.maxNewTokens;
+}
+
+/** Append a token to a hypothesis; returns whether the hypothesis is finished. */
+export function appendToken(
+  setup: SearchSetup,
+  h: Hypothesis,
+  token: number,
+  logprob: number,
+): boolean {
+  h.tokens.push(token);
+  h.logprobs.push(logprob);
+  return ends(setup, token, h.tokens.length);
+}
+
+/** The processing of one step over `rows`, with the setup's rules and prompt length. */
+export function stepProcessing(
+  setup: SearchSetup,
+  rows: readonly RowState[],
+  mode: ProcessingMode,
+): RowProcessing {
+  return rowProcessing(setup.rules, rows, setup.prompts[0].length, mode);
+}
+
+/** Per image, its hypotheses as sequences scored by their float32 log-probability sums. */
+export function sequencesOf(perImage: readonly Hypothesis[][]): GeneratedSequence[][] {
+  return perImage.map((hs) => hs.map((h) => ({ ...h, score: sumF32(h.logprobs) })));
 }
 
 /** Sum of a sequence's log-probabilities, accumulated in float32 as the reference does. */

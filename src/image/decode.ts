@@ -98,6 +98,23 @@ export interface DecodeImageOptions {
 /** Default of {@link DecodeImageOptions.maxPixels}. */
 export const DEFAULT_MAX_PIXELS = 100e6;
 
+/**
+ * The `maxPixels` option, default applied: a positive integer (NaN would admit every image, a
+ * negative limit would refuse them all).
+ * @throws WebcapError BAD_OPTION naming the value.
+ */
+export function maxPixelsOption(v: unknown): number {
+  if (v === undefined) return DEFAULT_MAX_PIXELS;
+  if (typeof v !== "number" || !Number.isSafeInteger(v) || v < 1) {
+    const got = typeof v === "number" ? String(v) : JSON.stringify(v);
+    throw new WebcapError(
+      "BAD_OPTION",
+      `option maxPixels: must be an integer from 1 to 2^53 − 1, got ${got}`,
+    );
+  }
+  return v;
+}
+
 type Format = "png" | "jpeg" | "bmp" | "tiff";
 
 /** What libjpeg needs to pick upsampling and colour conversion. */
@@ -557,7 +574,7 @@ export function decodeImage(
   source: string,
   opts: DecodeImageOptions = {},
 ): RgbImage {
-  const maxPixels = opts.maxPixels ?? DEFAULT_MAX_PIXELS;
+  const maxPixels = maxPixelsOption(opts.maxPixels);
   const header = readHeader(bytes, source);
   // A TIFF whose first IFD lacks the size tags is checked after decoding.
   if (header.format !== "tiff" || header.width * header.height > 0) {

@@ -105,9 +105,15 @@ function family(config: Record<string, unknown>, source: string): string {
   return fam;
 }
 
+/** Largest output side a config may ask for (a [3, side, side] f32 image is 3 GiB). */
+export const MAX_SIDE = 16384;
+
 function positiveInt(v: unknown, key: string, source: string): number {
   if (typeof v !== "number" || !Number.isInteger(v) || v <= 0) {
     throw badConfig(source, `"${key}" must be a positive integer, got ${JSON.stringify(v)}.`);
+  }
+  if (v > MAX_SIDE) {
+    throw badConfig(source, `"${key}" ${v} exceeds the largest supported side ${MAX_SIDE}.`);
   }
   return v;
 }
@@ -139,7 +145,22 @@ function triple(v: unknown, key: string, source: string): number[] {
   if (!Array.isArray(arr) || arr.length !== 3 || !arr.every((x) => typeof x === "number")) {
     throw badConfig(source, `"${key}" must be a number or 3 numbers, got ${JSON.stringify(v)}.`);
   }
+  if (!arr.every(Number.isFinite)) {
+    throw badConfig(source, `"${key}" must hold finite numbers, got [${arr.join(", ")}].`);
+  }
   return arr;
+}
+
+/** `image_std`: finite and, when normalizing divides by it, nonzero. */
+function stdTriple(v: unknown, normalize: boolean, source: string): number[] {
+  const std = triple(v, "image_std", source);
+  if (normalize && std.includes(0)) {
+    throw badConfig(
+      source,
+      `"image_std" [${std.join(", ")}] holds 0, which normalization would divide by.`,
+    );
+  }
+  return std;
 }
 
 function flag(v: unknown, key: string, source: string): boolean {
@@ -161,9 +182,10 @@ function parseSettings(config: Record<string, unknown>, source: string): Setting
     );
   }
   const rescaleFactor = c.rescale_factor ?? 1 / 255;
-  if (typeof rescaleFactor !== "number" || !(rescaleFactor > 0)) {
+  if (typeof rescaleFactor !== "number" || !(rescaleFactor > 0 && rescaleFactor < Infinity)) {
     throw badConfig(source, `"rescale_factor" must be a positive number.`);
   }
+  const doNormalize = flag(c.do_normalize ?? true, "do_normalize", source);
   return {
     doResize: flag(c.do_resize ?? true, "do_resize", source),
     size: parseSize(c.size, "size", source, fam === "clip"),
@@ -174,9 +196,9 @@ function parseSettings(config: Record<string, unknown>, source: string): Setting
       : { height: 0, width: 0 },
     doRescale: flag(c.do_rescale ?? true, "do_rescale", source),
     rescaleFactor,
-    doNormalize: flag(c.do_normalize ?? true, "do_normalize", source),
+    doNormalize,
     mean: triple(c.image_mean, "image_mean", source),
-    std: triple(c.image_std, "image_std", source),
+    std: stdTriple(c.image_std, doNormalize, source),
   };
 }
 
@@ -391,12 +413,24 @@ function normalize(img: RgbImage, s: Settings): Float32Array {
 
 function checkImage(img: RgbImage): void {
   if (
+    !(Number.isInteger(img.width) && Number.isInteger(img.height)) ||
     !(img.width > 0 && img.height > 0) || img.data.length !== img.width * img.height * 3
   ) {
     throw new WebcapError(
       "BAD_IMAGE",
       `preprocess: image data has ${img.data.length} bytes, expected ` +
         `${img.width}×${img.height}×3; pass an RgbImage from decodeImage/loadImage.`,
+    );
+  }
+}
+
+/** A shortest-edge resize of a very elongated image could not be allocated: refuse it. */
+function checkResize(img: RgbImage, w: number, h: number): void {
+  if (w * h > MAX_SIDE * MAX_SIDE) {
+    throw new WebcapError(
+      "IMAGE_TOO_LARGE",
+      `preprocess: resizing the ${img.width}×${img.height} image to ${w}×${h} exceeds ` +
+        `${MAX_SIDE}×${MAX_SIDE} pixels; crop the image to a less extreme aspect ratio.`,
     );
   }
 }
@@ -431,6 +465,7 @@ export function preprocessorFromConfig(config: object, source: string): Preproce
         const [h, w] = "height" in s.size
           ? [s.size.height, s.size.width]
           : shortestEdgeSize(img.height, img.width, s.size.shortestEdge);
+        checkResize(img, w, h);
         out = resizeRgb(out, w, h, s.resample);
       }
       if (s.doCenterCrop) out = centerCrop(out, s.cropSize.height, s.cropSize.width);

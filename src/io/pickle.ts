@@ -181,7 +181,7 @@ function stateDictTensors(top: unknown, source: string, key?: string): Map<strin
     throw new WebcapError("BAD_WEIGHTS", `${source}: top-level object is not a dict`);
   }
   const out = new Map<string, TensorRef>();
-  flatten(chooseStateDict(top, source, key), "", out);
+  flatten(chooseStateDict(top, source, key), source, out);
   if (out.size === 0) {
     const keys = [...top.keys()].map(String).join(", ");
     throw new WebcapError("BAD_WEIGHTS", `${source}: no tensors found (top-level keys: ${keys})`);
@@ -220,11 +220,35 @@ function chooseStateDict(
   return children.length === 1 ? children[0] : top;
 }
 
-function flatten(d: Map<unknown, unknown>, prefix: string, out: Map<string, TensorRef>): void {
-  for (const [k, v] of d) {
+/** Deepest nesting of module dicts accepted (real checkpoints nest a few dozen at most). */
+const MAX_DICT_DEPTH = 256;
+
+/**
+ * Tensors of nested dicts by dotted name, in order, walked with an explicit stack: a pickle can
+ * nest dicts deeper than the call stack, or put a dict inside itself.
+ */
+function flatten(top: Map<unknown, unknown>, source: string, out: Map<string, TensorRef>): void {
+  type Level = { d: Map<unknown, unknown>; entries: Iterator<[unknown, unknown]>; prefix: string };
+  const stack: Level[] = [{ d: top, entries: top.entries(), prefix: "" }];
+  const open = new Set<unknown>([top]); // the dicts on the stack
+  while (stack.length > 0) {
+    const level = stack[stack.length - 1];
+    const next = level.entries.next();
+    if (next.done) {
+      open.delete(level.d);
+      stack.pop();
+      continue;
+    }
+    const [k, v] = next.value;
     if (typeof k !== "string" && typeof k !== "number") continue;
-    if (v instanceof TensorRef) out.set(prefix + k, v);
-    else if (v instanceof Map) flatten(v, `${prefix}${k}.`, out);
+    if (v instanceof TensorRef) out.set(level.prefix + k, v);
+    if (!(v instanceof Map)) continue;
+    if (open.has(v)) throw badPickle(source, `dict "${level.prefix}${k}" contains itself`);
+    if (stack.length >= MAX_DICT_DEPTH) {
+      throw badPickle(source, `dicts nested deeper than ${MAX_DICT_DEPTH} levels`);
+    }
+    open.add(v);
+    stack.push({ d: v, entries: v.entries(), prefix: `${level.prefix}${k}.` });
   }
 }
 

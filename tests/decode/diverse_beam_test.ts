@@ -4,7 +4,7 @@ import { diverseBeamSearch } from "../../src/decode/diverse_beam.ts";
 import { generate } from "../../src/decode/generate.ts";
 import { type GenerateOptions, resolveOptions } from "../../src/decode/options.ts";
 import { compileRules } from "../../src/decode/processors.ts";
-import type { GeneratedSequence } from "../../src/decode/search.ts";
+import { feedPrompt, type GeneratedSequence } from "../../src/decode/search.ts";
 import { referenceGroupBeamSearch } from "./group_beam_reference.ts";
 import { toyModel } from "./helpers.ts";
 
@@ -15,11 +15,13 @@ const prompts = [[1], [2], [3]];
 async function plainBeam4x(seed: number, opts: GenerateOptions): Promise<GeneratedSequence[][]> {
   const resolved = resolveOptions(opts);
   const factory = cpuDecoderFactory(toyModel(V, seed, 1.2), V, prompts.length);
-  return await diverseBeamSearch(factory.create(resolved.numBeams), {
+  const dec = factory.create(resolved.numBeams);
+  return await diverseBeamSearch(dec, {
     prompts,
     opts: resolved,
     rules: compileRules(resolved, prompts),
     vocabSize: V,
+    first: await feedPrompt(dec, prompts, resolved.numBeams),
   });
 }
 

@@ -284,6 +284,18 @@ Deno.test("header size checks: 0×0 is BAD_IMAGE, too many pixels IMAGE_TOO_LARG
   assertCode(() => decodeImage(jpeg, "s.jpg", { maxPixels: 63 }), "IMAGE_TOO_LARGE", "8×8");
 });
 
+Deno.test("maxPixels NaN, infinite, negative, fractional or not a number is BAD_OPTION", () => {
+  const png = encodePng({ width: 4, height: 4, data: new Uint8Array(48), channels: 3 });
+  for (const maxPixels of [NaN, Infinity, -Infinity, -1, 0, 2.5, "16"]) {
+    assertCode(
+      () => decodeImage(png, "p.png", { maxPixels: maxPixels as number }),
+      "BAD_OPTION",
+      "maxPixels",
+      String(maxPixels),
+    );
+  }
+});
+
 Deno.test("loadImage reads files and names a missing one", async () => {
   const fixture = await loadImage(new URL("pattern.png", FIXTURES).pathname);
   const bytes = await Deno.readFile(new URL("pattern.png", FIXTURES));

@@ -15,6 +15,7 @@ import { loadImage, type RgbImage } from "../../src/image/decode.ts";
 import { preprocessorFromConfig, resizeRgb } from "../../src/image/preprocess.ts";
 import { openSafetensors } from "../../src/io/safetensors.ts";
 import { WebcapError } from "../../src/errors.ts";
+import { assertCode } from "../util.ts";
 
 const HF = new URL("../../../shared/fixtures/hf/", import.meta.url);
 const PRE = new URL("preprocess/", HF);
@@ -225,4 +226,70 @@ Deno.test("bad configs and images are rejected with the right code", () => {
     () => pre.apply({ width: 2, height: 2, data: new Uint8Array(5) }),
     (e: unknown) => e instanceof WebcapError && e.code === "BAD_IMAGE",
   );
+});
+
+Deno.test("image_std 0, non-finite mean/std/rescale and absurd sizes are BAD_CONFIG", () => {
+  const vit = { image_processor_type: "ViTImageProcessor", size: 4 };
+  assertCode(
+    () => preprocessorFromConfig({ ...vit, image_std: 0 }, "p.json"),
+    "BAD_CONFIG",
+    "image_std",
+  );
+  assertCode(
+    () => preprocessorFromConfig({ ...vit, image_std: [0.5, 0, 0.5] }, "p.json"),
+    "BAD_CONFIG",
+    "p\\.json",
+    "image_std",
+  );
+  // without normalization the std divides nothing
+  preprocessorFromConfig({ ...vit, image_std: 0, do_normalize: false }, "p.json");
+  for (const x of [NaN, Infinity, JSON.parse("-1e999")]) {
+    assertCode(
+      () => preprocessorFromConfig({ ...vit, image_mean: x }, "p.json"),
+      "BAD_CONFIG",
+      "image_mean",
+    );
+    assertCode(
+      () => preprocessorFromConfig({ ...vit, image_std: [1, x, 1] }, "p.json"),
+      "BAD_CONFIG",
+      "image_std",
+    );
+  }
+  assertCode(
+    () => preprocessorFromConfig({ ...vit, rescale_factor: Infinity }, "p.json"),
+    "BAD_CONFIG",
+    "rescale_factor",
+  );
+  assertCode(
+    () => preprocessorFromConfig({ ...vit, size: 1e9 }, "p.json"),
+    "BAD_CONFIG",
+    "size",
+    "16384",
+  );
+  const clip = { image_processor_type: "CLIPImageProcessor", crop_size: 2 };
+  assertCode(
+    () => preprocessorFromConfig({ ...clip, size: { shortest_edge: 2 ** 40 } }, "p.json"),
+    "BAD_CONFIG",
+    "size\\.shortest_edge",
+  );
+  assertCode(
+    () => preprocessorFromConfig({ ...clip, crop_size: { height: 2 ** 31, width: 2 } }, "p.json"),
+    "BAD_CONFIG",
+    "crop_size\\.height",
+  );
+});
+
+Deno.test("a shortest-edge resize too large to allocate is IMAGE_TOO_LARGE, not a RangeError", () => {
+  const clip = preprocessorFromConfig(
+    { image_processor_type: "CLIPImageProcessor", size: { shortest_edge: 4096 }, crop_size: 2 },
+    "p.json",
+  );
+  const strip: RgbImage = { width: 1 << 16, height: 1, data: new Uint8Array(3 << 16) };
+  assertCode(() => clip.apply(strip), "IMAGE_TOO_LARGE", "65536×1", "aspect");
+});
+
+Deno.test("fractional RGB width or height is BAD_IMAGE", () => {
+  const pre = preprocessorFromConfig({ image_processor_type: "ViTImageProcessor", size: 2 }, "v");
+  // 1.5 × 2 × 3 = 9 bytes: the length check alone passes
+  assertCode(() => pre.apply({ width: 1.5, height: 2, data: new Uint8Array(9) }), "BAD_IMAGE");
 });

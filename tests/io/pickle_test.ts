@@ -7,6 +7,7 @@ import { bytesSource } from "../../src/io/tensor_source.ts";
 import type { WeightStore } from "../../src/io/weights.ts";
 import { readZipDirectory, readZipEntry } from "../../src/io/zip.ts";
 import {
+  concat,
   fixture,
   legacyCheckpoint,
   legacyStorageId,
@@ -271,4 +272,25 @@ Deno.test("malformed or disallowed pickles give specific errors", async () => {
   await rejectsWith(stackGlobal, "UNSAFE_PICKLE", "builtins.eval");
   const st = await Deno.readFile(fixture("clipcap/clipcap.safetensors"));
   await assert.rejects(openPickleCheckpoint(st), (e: WebcapError) => e.code === "BAD_PICKLE");
+});
+
+/** A legacy checkpoint whose main pickle is `main` (raw pickle bytes) and has no storages. */
+function legacyWithMain(main: Uint8Array): Uint8Array {
+  const legacy = legacyCheckpoint(null, []);
+  const nonePickle = pickle(null);
+  // legacyCheckpoint(null) holds magic, protocol, sys info, `None`, `[]`: swap `None` for `main`
+  const at = legacy.length - pickle([]).length - nonePickle.length;
+  return concat([legacy.subarray(0, at), main, legacy.subarray(at + nonePickle.length)]);
+}
+
+Deno.test("dicts nested past the call stack, or inside themselves, are BAD_PICKLE", async () => {
+  const depth = 200_000; // recursion over this many dicts overflows the stack
+  const main = [0x80, 2, 0x7d]; // EMPTY_DICT
+  for (let i = 0; i < depth; i++) main.push(0x58, 1, 0, 0, 0, 0x61, 0x7d); // "a", EMPTY_DICT
+  for (let i = 0; i < depth; i++) main.push(0x73); // SETITEM: d[i]["a"] = d[i + 1]
+  main.push(0x2e);
+  await rejectsWith(legacyWithMain(new Uint8Array(main)), "BAD_PICKLE", "nested deeper than");
+  // d = {}; d["a"] = d (EMPTY_DICT, BINPUT 0, "a", BINGET 0, SETITEM, STOP)
+  const loop = [0x80, 2, 0x7d, 0x71, 0, 0x58, 1, 0, 0, 0, 0x61, 0x68, 0, 0x73, 0x2e];
+  await rejectsWith(legacyWithMain(new Uint8Array(loop)), "BAD_PICKLE", 'dict "a" contains itself');
 });
