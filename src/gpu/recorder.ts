@@ -253,7 +253,9 @@ export class Recorder {
     const free = arenaFree.get(device)!;
     free.push(...this.#arenas);
     this.#arenas = [];
-    for (const f of this.#afterSubmit) f();
+    // in reverse order of registration (temporaries: of allocation), so the pool's LIFO free
+    // lists hand the next step the same buffers in the same roles and its bind groups are cached
+    for (const f of this.#afterSubmit.reverse()) f();
     this.#afterSubmit = [];
     await Promise.all(this.#reads.map(async (r) => {
       try {

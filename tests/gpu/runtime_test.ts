@@ -137,3 +137,41 @@ Deno.test("writeTensor: f16 writes keep to 4-byte words (even start; odd end onl
   assert.deepEqual([...await pt], [1, 2, 5, 6]);
   assert.deepEqual([...await po], [7, 8, 9]);
 });
+
+Deno.test("bind groups: a repeated step builds none; a destroyed buffer's groups are dropped", async () => {
+  const gpu = await getGpu();
+  const w = uploadTensor(gpu, randomF32(4 * 5, 4), [4, 5], "f32");
+  const x = uploadTensor(gpu, randomF32(2 * 4, 5), [2, 4], "f32");
+  const step = async () => {
+    const rec = new Recorder(gpu);
+    const h = matmul(rec, x, w, { act: "relu" });
+    const y = unary(rec, h, "tanh");
+    const read = rec.readTensor(y);
+    rec.releaseAfterSubmit(h, y);
+    await rec.submit();
+    return [...await read];
+  };
+  const first = await step();
+  const created = gpu.bindGroups.created;
+  assert.deepEqual(await step(), first);
+  assert.equal(gpu.bindGroups.created, created, "the second step reused every bind group");
+  const size = gpu.bindGroups.size;
+  w.release(); // destroys the weight's buffer
+  assert.equal(gpu.bindGroups.size, size - 1, "the matmul's group went with its weight");
+  x.release();
+});
+
+Deno.test("recorder temporaries: released when the recorder is submitted, usable until then", async () => {
+  const gpu = await getGpu();
+  const live = gpu.pool.liveBytes;
+  const rec = new Recorder(gpu);
+  const x = rec.upload(Float32Array.of(-1, 2, -3, 4), [4], "f32");
+  const y = rec.temp([4]);
+  unary(rec, x, "relu", y);
+  const read = rec.readTensor(y);
+  assert.ok(gpu.pool.liveBytes > live);
+  await rec.submit();
+  assert.deepEqual([...await read], [0, 2, 0, 4]);
+  assert.equal(gpu.pool.liveBytes, live);
+  assert.ok(!x.alive && !y.alive);
+});
