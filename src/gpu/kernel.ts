@@ -46,16 +46,18 @@ export function optional<T extends StorageType>(s: StorageSpec<T, false>): Stora
   return { ...s, optional: true };
 }
 
-type Uniforms = Record<string, UniformType>;
-type Storage = Record<string, StorageSpec>;
+/** Uniform fields of a kernel, by name. */
+export type UniformSpecs = Record<string, UniformType>;
+/** Storage bindings of a kernel, by name. */
+export type StorageSpecs = Record<string, StorageSpec>;
 
 /** The tensors of one call, by binding name; optional bindings may be absent. */
-export type Bindings<S extends Storage> =
+export type Bindings<S extends StorageSpecs> =
   & { [K in keyof S as S[K]["optional"] extends true ? never : K]: Binding }
   & { [K in keyof S as S[K]["optional"] extends true ? K : never]?: Binding };
 
 /** A kernel's declaration. `V` holds its variant keys other than element types and presence. */
-export interface KernelSpec<U extends Uniforms, S extends Storage, V> {
+export interface KernelSpec<U extends UniformSpecs, S extends StorageSpecs, V> {
   /** Names the kernel in cache keys, pipeline labels and errors. */
   name: string;
   /** Uniform fields in struct order (`p.<name>` in WGSL). */
@@ -72,7 +74,7 @@ export interface KernelSpec<U extends Uniforms, S extends Storage, V> {
 export type Groups = number | readonly [number, number?, number?];
 
 /** One recorded launch of a kernel. */
-export type KernelCall<U extends Uniforms, S extends Storage, V> =
+export type KernelCall<U extends UniformSpecs, S extends StorageSpecs, V> =
   & {
     uniforms: { readonly [K in keyof U]: number };
     bind: Bindings<S>;
@@ -101,7 +103,7 @@ function dtypeOf(b: Binding): DType {
 }
 
 /** A declared kernel: records launches, compiling each variant once per device. */
-export class Kernel<U extends Uniforms, S extends Storage, V = Record<never, never>> {
+export class Kernel<U extends UniformSpecs, S extends StorageSpecs, V = Record<never, never>> {
   readonly #uniformBytes: number;
 
   /** Declare a kernel. */

@@ -11,10 +11,10 @@
  * @module
  */
 import { WebcapError } from "../errors.ts";
-import { Kernel, optional, read, readWrite } from "../gpu/kernel.ts";
+import { optional, read, readWrite } from "../gpu/kernel.ts";
 import type { Recorder } from "../gpu/recorder.ts";
 import { emptyTensor, type Tensor } from "../gpu/tensor.ts";
-import { workgroupReduceWgsl } from "./reduce_wgsl.ts";
+import { rowKernel } from "./reduce_wgsl.ts";
 
 /** Where one operand lives: element offset of (row 0, pos 0, head 0), and strides in elements. */
 export interface AttnOperand {
@@ -48,7 +48,7 @@ export interface AttentionArgs {
   out?: Tensor;
 }
 
-const ATTENTION = new Kernel({
+const ATTENTION = rowKernel({
   name: "attention",
   uniforms: {
     S: "u32",
@@ -81,7 +81,6 @@ const ATTENTION = new Kernel({
 const CH = 1024u;
 var<workgroup> qs: array<f32, 256>;
 var<workgroup> sc: array<f32, 1024>;
-${workgroupReduceWgsl(64)}
 fn score(kb: u32, j: u32, kh: u32) -> f32 {
   let kbase = p.kOff + kb * p.kRow + j * p.kPos + kh;
   var s = 0.0;

@@ -18,7 +18,7 @@ import { Kernel, optional, read, readWrite } from "../gpu/kernel.ts";
 import type { Recorder } from "../gpu/recorder.ts";
 import { dtypeBytes, emptyTensor, type Tensor } from "../gpu/tensor.ts";
 import { type Activation, activationWgsl } from "./activations.ts";
-import { TILE_WGSL } from "./tile_wgsl.ts";
+import { stageRowsWgsl, TILE_WGSL } from "./tile_wgsl.ts";
 
 /** A size given once for both axes, or as `[height, width]`. */
 export type Pair = number | readonly [number, number];
@@ -118,11 +118,7 @@ fn kernel(wg: vec3u, lid: vec3u) {
   for (var k0 = 0u; k0 < p.K; k0 += 16u) {
     for (var i = 0u; i < 4u; i++) {
       let e = tid + i * 256u;
-      let mm = e / 16u; let ka = e % 16u;
-      let co = co0 + mm; let gk = k0 + ka;
-      var a = 0.0;
-      if (co < p.coutG && gk < p.K) { a = f32(Wt[wbase + co * p.K + gk]); }
-      As[ka * 64u + mm] = a;
+      ${stageRowsWgsl("co0", "p.coutG", (co, k) => `f32(Wt[wbase + ${co} * p.K + ${k}])`)}
       let kb = tid / 64u + 4u * i;
       let gkb = k0 + kb;
       var x = 0.0;

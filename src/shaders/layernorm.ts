@@ -4,18 +4,17 @@
  * @module
  */
 import { WebcapError } from "../errors.ts";
-import { Kernel, read, readWrite } from "../gpu/kernel.ts";
+import { read, readWrite } from "../gpu/kernel.ts";
 import type { Recorder } from "../gpu/recorder.ts";
 import { emptyTensor, type Tensor } from "../gpu/tensor.ts";
-import { workgroupReduceWgsl } from "./reduce_wgsl.ts";
+import { rowKernel } from "./reduce_wgsl.ts";
 
-const LAYERNORM = new Kernel({
+const LAYERNORM = rowKernel({
   name: "layernorm",
   uniforms: { D: "u32", eps: "f32" },
   storage: { X: read(), gamma: read(), beta: read(), Y: readWrite() },
   workgroupSize: [256],
   body: () => `
-${workgroupReduceWgsl(256)}
 fn kernel(wg: vec3u, lid: vec3u) {
   let t = lid.x;
   let base = wg.x * p.D;

@@ -6,12 +6,12 @@
  * the start of their id section. Seen lists must hold each token at most once.
  * @module
  */
-import { Kernel, read, readWrite } from "../gpu/kernel.ts";
+import { read, readWrite } from "../gpu/kernel.ts";
 import type { Recorder } from "../gpu/recorder.ts";
 import type { Tensor } from "../gpu/tensor.ts";
-import { workgroupReduceWgsl } from "./reduce_wgsl.ts";
+import { rowKernel } from "./reduce_wgsl.ts";
 
-const PROCESS_LOGITS = new Kernel({
+const PROCESS_LOGITS = rowKernel({
   name: "process_logits",
   uniforms: {
     rows: "u32",
@@ -27,7 +27,6 @@ const PROCESS_LOGITS = new Kernel({
   body: () => `
 // -inf's bits, read at run time: WGSL forbids a constant expression that evaluates to -inf.
 var<private> NEG_INF_BITS: u32 = 0xff800000u;
-${workgroupReduceWgsl(256)}
 fn log_softmax(t: u32, base: u32) {
   var m = -3.4e38;
   for (var i = t; i < p.V; i += WG_X) { m = max(m, f32(X[base + i])); }

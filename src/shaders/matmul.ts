@@ -11,7 +11,7 @@ import { Kernel, optional, read, readWrite } from "../gpu/kernel.ts";
 import { type Binding, type Recorder, tensorWindow } from "../gpu/recorder.ts";
 import { dtypeBytes, emptyTensor, type Tensor } from "../gpu/tensor.ts";
 import { type Activation, activationWgsl } from "./activations.ts";
-import { TILE_WGSL } from "./tile_wgsl.ts";
+import { stageRowsWgsl, TILE_WGSL } from "./tile_wgsl.ts";
 
 /** Options of {@link matmul}. */
 export interface MatmulOptions {
@@ -78,11 +78,7 @@ fn kernel(wg: vec3u, lid: vec3u) {
   for (var k0 = 0u; k0 < p.K; k0 += 16u) {
     for (var i = 0u; i < 4u; i++) {
       let e = tid + i * 256u;
-      let mm = e / 16u; let ka = e % 16u;
-      let gm = m0 + mm; let gk = k0 + ka;
-      var a = 0.0;
-      if (gm < p.M && gk < p.K) { a = f32(A[gm * p.K + gk]); }
-      As[ka * 64u + mm] = a;
+      ${stageRowsWgsl("m0", "p.M", (m, k) => `f32(A[${m} * p.K + ${k}])`)}
       ${loadW}
       let gn = n0 + nn; let gkw = k0 + kk;
       var w = 0.0;

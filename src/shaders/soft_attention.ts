@@ -8,12 +8,12 @@
  * @module
  */
 import { WebcapError } from "../errors.ts";
-import { Kernel, read, readWrite } from "../gpu/kernel.ts";
+import { read, readWrite } from "../gpu/kernel.ts";
 import type { Recorder } from "../gpu/recorder.ts";
 import type { Tensor } from "../gpu/tensor.ts";
-import { workgroupReduceWgsl } from "./reduce_wgsl.ts";
+import { rowKernel } from "./reduce_wgsl.ts";
 
-const SOFT_ATTENTION = new Kernel({
+const SOFT_ATTENTION = rowKernel({
   name: "soft_attention",
   uniforms: {
     P: "u32",
@@ -36,7 +36,6 @@ const SOFT_ATTENTION = new Kernel({
   },
   workgroupSize: [256],
   body: () => `
-${workgroupReduceWgsl(256)}
 fn kernel(wg: vec3u, lid: vec3u) {
   let r = wg.x;
   let t = lid.x;

@@ -2,18 +2,17 @@
  * Numerically stable softmax (or log-softmax) over the last dimension, one workgroup per row.
  * @module
  */
-import { Kernel, read, readWrite } from "../gpu/kernel.ts";
+import { read, readWrite } from "../gpu/kernel.ts";
 import type { Recorder } from "../gpu/recorder.ts";
 import { emptyTensor, type Tensor } from "../gpu/tensor.ts";
-import { workgroupReduceWgsl } from "./reduce_wgsl.ts";
+import { rowKernel } from "./reduce_wgsl.ts";
 
-const SOFTMAX = new Kernel({
+const SOFTMAX = rowKernel({
   name: "softmax",
   uniforms: { D: "u32", log: "u32" },
   storage: { X: read(), Y: readWrite() },
   workgroupSize: [256],
   body: () => `
-${workgroupReduceWgsl(256)}
 fn kernel(wg: vec3u, lid: vec3u) {
   let t = lid.x;
   let base = wg.x * p.D;
