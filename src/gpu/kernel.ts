@@ -118,6 +118,7 @@ export class Kernel<U extends UniformSpecs, S extends StorageSpecs, V = Record<n
     const names = Object.keys(this.spec.storage).filter((n) => bind[n] !== undefined);
     const bindings = names.map((n) => bind[n]!);
     const types = names.map((n, i) => this.#elementType(rec, n, bindings[i]));
+    const grid = this.#grid(call.groups);
     const variant = (call.variant ?? {}) as V;
     const key = `${this.spec.name}|${JSON.stringify(variant)}|${
       names.map((n, i) => `${n}:${types[i]}`).join(",")
@@ -126,7 +127,6 @@ export class Kernel<U extends UniformSpecs, S extends StorageSpecs, V = Record<n
       key,
       () => this.#compile(rec.gpu.device, key, variant, names, types),
     );
-    const grid = this.#grid(call.groups);
     rec.dispatch(compiled, this.#pack(call.uniforms, grid), bindings, foldGrid(grid[3]));
   }
 

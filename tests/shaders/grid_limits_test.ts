@@ -16,11 +16,14 @@ import { getGpu, poisoned, randomF32, relL2 } from "../util.ts";
 
 const ROWS = 65537; // one more workgroup than a grid dimension holds
 
-/** Record `fn`, submit, read every tensor it returns, release them and `inputs`. */
+/**
+ * Record `fn`, submit, read every tensor it returns (as f32 views: view an i32 output's buffer
+ * as Int32Array), release them and `inputs`.
+ */
 async function run(
   fn: (rec: Recorder) => Tensor[],
   ...inputs: Tensor[]
-): Promise<Float32Array[]> { // i32 outputs come back as their bits: view them as Int32Array
+): Promise<Float32Array[]> {
   const gpu = await getGpu();
   const rec = new Recorder(gpu);
   const outs = fn(rec);
