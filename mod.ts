@@ -41,12 +41,17 @@ export { generateOnGpu, GpuDecoder } from "./src/captioner/gpu_decoder.ts";
 /** The WebGPU runtime: device, tensors, one-pass recording, readback and timing. */
 export { getGpu, requestGpu } from "./src/gpu/device.ts";
 export type { Gpu, GpuOptions } from "./src/gpu/device.ts";
-export { Params, Recorder } from "./src/gpu/recorder.ts";
-export type { Binding } from "./src/gpu/recorder.ts";
+export { Recorder, tensorWindow } from "./src/gpu/recorder.ts";
+export type { Binding, TensorWindow } from "./src/gpu/recorder.ts";
+/** The kernel schema: declare a WGSL kernel once, record it with typed uniforms and bindings. */
+export { foldGrid, Kernel, optional, read, readWrite } from "./src/gpu/kernel.ts";
+export type { Bindings, Groups, KernelCall, KernelSpec, StorageSpec } from "./src/gpu/kernel.ts";
 export { emptyTensor, ownedTensor, Tensor, uploadTensor, writeTensor } from "./src/gpu/tensor.ts";
 export type { DType, HostData } from "./src/gpu/tensor.ts";
 export { BufferPool } from "./src/gpu/pool.ts";
 export { PipelineCache } from "./src/gpu/pipeline.ts";
+export type { CompiledKernel } from "./src/gpu/pipeline.ts";
+export { BindGroupCache } from "./src/gpu/bind_groups.ts";
 /** Hub downloads: `resolveModel("org/name")` → a local model directory in the HF cache. */
 export { hubCacheDir, resolveModel } from "./src/io/hub.ts";
 export type { ProgressCallback, ResolveModelOptions } from "./src/io/hub.ts";

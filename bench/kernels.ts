@@ -9,6 +9,7 @@ import { type Tensor, uploadTensor } from "../src/gpu/tensor.ts";
 import { f32ToF16 } from "../src/nn/params.ts";
 import { attention } from "../src/shaders/attention.ts";
 import { conv2d } from "../src/shaders/conv2d.ts";
+import { binary, unary } from "../src/shaders/elementwise.ts";
 import { layerNorm } from "../src/shaders/layernorm.ts";
 import { matmul } from "../src/shaders/matmul.ts";
 import { softmax } from "../src/shaders/softmax.ts";
@@ -172,5 +173,56 @@ export async function benchKernels(gpu: Gpu, reps = 3): Promise<KernelRow[]> {
     });
     for (const t of [x, w, b]) t.release();
   }
+  rows.push(...await benchBindGroups(gpu, up, reps));
+  return rows;
+}
+
+/**
+ * CPU time to record a decode step of 12 GPT-2-small blocks (layernorm, matmul + GELU, residual
+ * add; 5 rows) with every bind group built (cache cleared before each step) and with the bind
+ * groups of the previous step reused. The shape column counts the groups built per step.
+ */
+export async function benchBindGroups(
+  gpu: Gpu,
+  up: (n: number, shape: number[], seed: number) => Tensor,
+  reps: number,
+): Promise<KernelRow[]> {
+  const [R, Dm, layers] = [5, 768, 12];
+  const x = up(R * Dm, [R, Dm], 11), w = up(Dm * Dm, [Dm, Dm], 12);
+  const g = up(Dm, [Dm], 13), b = up(Dm, [Dm], 14);
+  const step = (rec: Recorder) => {
+    for (let l = 0; l < layers; l++) {
+      const [n, h, a, y] = [0, 1, 2, 3].map(() => rec.temp([R, Dm]));
+      layerNorm(rec, x, g, b, 1e-5, n);
+      matmul(rec, n, w, { bias: b, out: h });
+      unary(rec, h, "gelu_new", a);
+      binary(rec, x, a, "add", y);
+    }
+  };
+  const rows: KernelRow[] = [];
+  for (const cached of [false, true]) {
+    const times: number[] = [];
+    let built = 0;
+    for (let i = 0; i <= reps; i++) {
+      if (!cached) gpu.bindGroups.clear();
+      const before = gpu.bindGroups.created;
+      const rec = new Recorder(gpu);
+      const t0 = performance.now();
+      step(rec);
+      const ms = performance.now() - t0;
+      await rec.submit();
+      await gpu.device.queue.onSubmittedWorkDone();
+      if (i > 0) times.push(ms);
+      built = gpu.bindGroups.created - before;
+    }
+    times.sort((p, q) => p - q);
+    rows.push({
+      name: `record decode step, bind groups ${cached ? "cached" : "built every step"}`,
+      shape: `${layers * 4} dispatches, ${built} groups built`,
+      ms: times[Math.floor(times.length / 2)],
+      timer: "wall",
+    });
+  }
+  for (const t of [x, w, g, b]) t.release();
   return rows;
 }

@@ -8,7 +8,7 @@
 import { WebcapError } from "../errors.ts";
 import type { Gpu } from "../gpu/device.ts";
 import { Recorder } from "../gpu/recorder.ts";
-import { type Tensor, uploadTemp } from "../gpu/tensor.ts";
+import type { Tensor } from "../gpu/tensor.ts";
 import type { DecoderStep, RowProcessing, StepOut, StepWant } from "../decode/step.ts";
 import { processLogits } from "../shaders/logits_process.ts";
 import { gatherValues, topk } from "../shaders/topk.ts";
@@ -89,7 +89,7 @@ export class GpuDecoder implements DecoderStep {
     if (!proc.logSoftmaxBefore && !proc.logSoftmaxAfter && !anyList) return;
     const seen = proc.repetitionPenalty !== 1 ? proc.seen : undefined;
     const { packed, seenTotal } = packTokenLists(R, this.vocabSize, seen, proc.banned);
-    const lists = uploadTemp(this.gpu, packed, [packed.length], "u32");
+    const lists = rec.upload(packed, [packed.length], "u32");
     processLogits(rec, logits, lists, {
       rows: R,
       before: proc.logSoftmaxBefore,
@@ -97,7 +97,6 @@ export class GpuDecoder implements DecoderStep {
       penalty: proc.repetitionPenalty,
       seenTotal,
     });
-    rec.releaseAfterSubmit(lists);
   }
 
   async step(tokens: Int32Array, proc: RowProcessing, want: StepWant): Promise<StepOut> {
@@ -105,9 +104,9 @@ export class GpuDecoder implements DecoderStep {
     this.#checkTokens(tokens);
     const rec = this.#pending ?? new Recorder(this.gpu);
     this.#pending = undefined;
-    const ids = uploadTemp(this.gpu, tokens, [R], "i32");
+    const ids = rec.upload(tokens, [R], "i32");
     const logits = this.model.step(rec, this.state, ids, 1);
-    rec.releaseAfterSubmit(ids, logits);
+    rec.releaseAfterSubmit(logits);
     if (want.kind === "none") { // prompt token: submitted with the next step, no round trip
       this.#pending = rec;
       return { values: new Float32Array(0), ids: new Int32Array(0) };
@@ -125,10 +124,10 @@ export class GpuDecoder implements DecoderStep {
     let pg: Promise<unknown> | undefined;
     const pairs = want.gather?.flatMap((l, r) => Array.from(l, (id) => [r, id])).flat() ?? [];
     if (pairs.length) {
-      const tp = uploadTemp(this.gpu, Uint32Array.from(pairs), [pairs.length / 2, 2], "u32");
+      const tp = rec.upload(Uint32Array.from(pairs), [pairs.length / 2, 2], "u32");
       const g = gatherValues(rec, logits, tp);
       pg = rec.readTensor(g);
-      rec.releaseAfterSubmit(tp, g);
+      rec.releaseAfterSubmit(g);
     }
     await rec.submit();
     const out: StepOut = { values: (await pv) as Float32Array, ids: (await pi) as Int32Array };
@@ -154,7 +153,7 @@ export class GpuDecoder implements DecoderStep {
     this.#checkTokens(tokens);
     const rec = this.#pending ?? new Recorder(this.gpu);
     this.#pending = undefined;
-    let ids: Tensor = uploadTemp(this.gpu, tokens, [R], "i32");
+    let ids: Tensor = rec.upload(tokens, [R], "i32");
     const picks: { values: Tensor; ids: Tensor }[] = [];
     for (let i = 0; i < steps; i++) {
       const logits = this.model.step(rec, this.state, ids, 1);
@@ -162,7 +161,6 @@ export class GpuDecoder implements DecoderStep {
       const sel = topk(rec, logits, 1);
       picks.push(sel);
       rec.releaseAfterSubmit(logits);
-      if (i === 0) rec.releaseAfterSubmit(ids);
       ids = sel.ids.view([R]);
     }
     const reads = picks.map((p) => [rec.readTensor(p.ids), rec.readTensor(p.values)]);

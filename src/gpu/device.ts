@@ -4,6 +4,7 @@
  * @module
  */
 import { WebcapError } from "../errors.ts";
+import { BindGroupCache } from "./bind_groups.ts";
 import { BufferPool } from "./pool.ts";
 import { PipelineCache } from "./pipeline.ts";
 
@@ -25,6 +26,8 @@ export interface Gpu {
   readonly pool: BufferPool;
   /** The shared compute-pipeline cache. */
   readonly pipelines: PipelineCache;
+  /** The shared bind group cache (the pool tells it of destroyed buffers). */
+  readonly bindGroups: BindGroupCache;
 }
 
 /** Options of {@link requestGpu}. */
@@ -71,6 +74,7 @@ export async function requestGpu(opts: GpuOptions = {}): Promise<Gpu> {
     );
   });
   const info = adapter.info;
+  const bindGroups = new BindGroupCache(device);
   return {
     device,
     adapterName: info?.description ||
@@ -79,8 +83,9 @@ export async function requestGpu(opts: GpuOptions = {}): Promise<Gpu> {
     hasTimestamps: device.features.has("timestamp-query"),
     hasSubgroups: device.features.has("subgroups"),
     maxBinding: device.limits.maxStorageBufferBindingSize,
-    pool: new BufferPool(device),
+    pool: new BufferPool(device, (buf) => bindGroups.forget(buf)),
     pipelines: new PipelineCache(device),
+    bindGroups,
   };
 }
 

@@ -1,34 +1,37 @@
 /**
- * Compute pipelines cached by WGSL source + entry point + override constants.
+ * Compiled kernels (pipeline and bind group layout) cached by variant key, so a kernel's WGSL
+ * is built once per variant, not on every call.
  * @module
  */
 
-/** Creates each compute pipeline once. */
+/** One variant of a kernel, compiled on one device. */
+export interface CompiledKernel {
+  /** The variant key (kernel name, variant, element types): the pipeline's label. */
+  readonly label: string;
+  readonly pipeline: GPUComputePipeline;
+  /** Uniforms at @binding(0) (dynamic offset), storage from @binding(1). */
+  readonly layout: GPUBindGroupLayout;
+  /** Bytes of the uniform struct (a multiple of 16). */
+  readonly uniformBytes: number;
+}
+
+/** Compiles each kernel variant once. */
 export class PipelineCache {
-  #cache = new Map<string, GPUComputePipeline>();
+  #cache = new Map<string, CompiledKernel>();
   /** An empty cache compiling on `device`. */
   constructor(readonly device: GPUDevice) {}
 
-  /** The pipeline of `code` (entry `main`) with `constants`, compiled on first use. */
-  get(
-    code: string,
-    constants: Record<string, number> = {},
-    entryPoint = "main",
-  ): GPUComputePipeline {
-    const key = `${entryPoint}|${JSON.stringify(constants)}|${code}`;
-    let p = this.#cache.get(key);
-    if (!p) {
-      const module = this.device.createShaderModule({ code });
-      p = this.device.createComputePipeline({
-        layout: "auto",
-        compute: { module, entryPoint, constants },
-      });
-      this.#cache.set(key, p);
+  /** The kernel variant of `key`, built with `build` on first use. */
+  get(key: string, build: () => CompiledKernel): CompiledKernel {
+    let k = this.#cache.get(key);
+    if (!k) {
+      k = build();
+      this.#cache.set(key, k);
     }
-    return p;
+    return k;
   }
 
-  /** Number of compiled pipelines. */
+  /** Number of compiled variants. */
   get size(): number {
     return this.#cache.size;
   }

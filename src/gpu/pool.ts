@@ -22,8 +22,14 @@ export class BufferPool {
   #owned = new Set<GPUBuffer>();
   #bytesOwned = 0;
 
-  /** An empty pool allocating on `device`. */
-  constructor(readonly device: GPUDevice) {}
+  /**
+   * An empty pool allocating on `device`; `onDestroy` hears of each buffer before it is
+   * destroyed (the bind group cache drops the groups that bind it).
+   */
+  constructor(
+    readonly device: GPUDevice,
+    readonly onDestroy: (buf: GPUBuffer) => void = () => {},
+  ) {}
 
   /** A buffer of at least `bytes` bytes (STORAGE | COPY_SRC | COPY_DST). */
   acquire(bytes: number): GPUBuffer {
@@ -62,12 +68,18 @@ export class BufferPool {
       throw new Error(`BufferPool: buffer ${buf.label} destroyed twice`);
     }
     this.#bytesOwned -= buf.size;
+    this.onDestroy(buf);
     buf.destroy();
   }
 
   /** Destroy the free buffers (live ones stay). */
   trim(): void {
-    for (const list of this.#free.values()) for (const b of list) b.destroy();
+    for (const list of this.#free.values()) {
+      for (const b of list) {
+        this.onDestroy(b);
+        b.destroy();
+      }
+    }
     this.#free.clear();
     this.#bytesFree = 0;
   }

@@ -1,46 +1,42 @@
 /**
  * Records many dispatches into ONE compute pass (one command encoder) per model step, then
  * submits once. Uniform parameters of all dispatches go into one arena written just before the
- * submit. Readbacks requested during recording resolve after the submit.
+ * submit, each bound at a dynamic offset so bind groups are reused across steps. Readbacks
+ * requested during recording resolve after the submit; temporaries taken from the recorder are
+ * released once it is submitted.
  * @module
  */
 import { WebcapError } from "../errors.ts";
+import type { BufferRange } from "./bind_groups.ts";
 import type { Gpu } from "./device.ts";
-import type { Tensor } from "./tensor.ts";
+import type { CompiledKernel } from "./pipeline.ts";
+import {
+  type DType,
+  dtypeBytes,
+  emptyTensor,
+  type HostData,
+  type Tensor,
+  writeTensor,
+} from "./tensor.ts";
 
-/** A storage binding: a whole tensor, or a byte window of a buffer. */
-export type Binding = Tensor | { buffer: GPUBuffer; offset: number; size: number };
+/** A byte window of a tensor's buffer (a table larger than one binding is bound in windows). */
+export interface TensorWindow {
+  tensor: Tensor;
+  offset: number;
+  size: number;
+}
+
+/** Elements `[first, first + count)` of `t` as a binding (`first` · element size 256-aligned). */
+export function tensorWindow(t: Tensor, first: number, count: number): TensorWindow {
+  const eb = dtypeBytes(t.dtype);
+  return { tensor: t, offset: first * eb, size: Math.ceil((count * eb) / 4) * 4 };
+}
+
+/** A storage binding: a whole tensor, or a byte window of one. */
+export type Binding = Tensor | TensorWindow;
 
 const ARENA_BYTES = 64 * 1024;
 const UNIFORM_ALIGN = 256;
-
-/** Scalars for a shader's uniform struct, in declaration order (all 4-byte fields). */
-export class Params {
-  #view = new DataView(new ArrayBuffer(256));
-  #n = 0;
-  /** Append a u32 field. */
-  u32(v: number): this {
-    this.#view.setUint32(this.#n, v >>> 0, true);
-    this.#n += 4;
-    return this;
-  }
-  /** Append an i32 field. */
-  i32(v: number): this {
-    this.#view.setInt32(this.#n, v | 0, true);
-    this.#n += 4;
-    return this;
-  }
-  /** Append an f32 field. */
-  f32(v: number): this {
-    this.#view.setFloat32(this.#n, v, true);
-    this.#n += 4;
-    return this;
-  }
-  /** The bytes written so far, padded to 16. */
-  bytes(): Uint8Array {
-    return new Uint8Array(this.#view.buffer, 0, Math.max(16, Math.ceil(this.#n / 16) * 16));
-  }
-}
 
 interface Arena {
   buffer: GPUBuffer;
@@ -132,7 +128,7 @@ export class Recorder {
     this.#pass = undefined;
   }
 
-  #uniform(bytes: Uint8Array): { buffer: GPUBuffer; offset: number; size: number } {
+  #uniform(bytes: Uint8Array): { buffer: GPUBuffer; offset: number } {
     let a = this.#arenas.at(-1);
     if (!a || a.used + bytes.byteLength > ARENA_BYTES) {
       a = takeArena(this.gpu.device);
@@ -141,21 +137,22 @@ export class Recorder {
     const offset = a.used;
     a.host.set(bytes, offset);
     a.used = Math.ceil((offset + bytes.byteLength) / UNIFORM_ALIGN) * UNIFORM_ALIGN;
-    return { buffer: a.buffer, offset, size: bytes.byteLength };
+    return { buffer: a.buffer, offset };
   }
 
   /** The buffer range of a binding, refused when it exceeds the device's binding limit. */
-  #storage(b: Binding): { buffer: GPUBuffer; offset: number; size: number } {
-    if ("shape" in b && !b.alive) {
+  #storage(b: Binding): BufferRange {
+    const t = "shape" in b ? b : b.tensor;
+    if (!t.alive) {
       throw new WebcapError(
         "DISPOSED",
-        `tensor "${b.buffer.label}" [${b.shape}] was released: the model, state or tensor it ` +
+        `tensor "${t.buffer.label}" [${t.shape}] was released: the model, state or tensor it ` +
           `belongs to was disposed before this use`,
       );
     }
     const r = "shape" in b
       ? { buffer: b.buffer, offset: 0, size: Math.max(4, Math.ceil(b.byteSize / 4) * 4) }
-      : b;
+      : { buffer: t.buffer, offset: b.offset, size: b.size };
     if (r.size > this.gpu.maxBinding) {
       const what = "shape" in b ? `tensor [${b.shape}]` : `buffer range of ${r.buffer.label}`;
       throw new WebcapError(
@@ -168,28 +165,27 @@ export class Recorder {
   }
 
   /**
-   * Record one dispatch. `params` (if given) is bound at @binding(0) as a uniform; storage
-   * bindings follow at 1, 2, … (or from 0 without params).
+   * Record one dispatch of a compiled kernel: `uniforms` (its packed struct) at @binding(0),
+   * `bindings` from @binding(1), `groups` within the per-dimension limit. Kernels call this
+   * through `Kernel.record` (kernel.ts).
    */
   dispatch(
-    pipeline: GPUComputePipeline,
-    params: Params | undefined,
+    k: CompiledKernel,
+    uniforms: Uint8Array,
     bindings: Binding[],
-    groups: [number, number?, number?],
+    groups: readonly [number, number, number],
   ): void {
     const storage = bindings.map((b) => this.#storage(b));
-    const entries: GPUBindGroupEntry[] = [];
-    if (params) entries.push({ binding: 0, resource: this.#uniform(params.bytes()) });
-    const base = entries.length;
-    storage.forEach((r, i) => entries.push({ binding: base + i, resource: r }));
-    const group = this.gpu.device.createBindGroup({
-      layout: pipeline.getBindGroupLayout(0),
-      entries,
-    });
+    const u = this.#uniform(uniforms);
+    const group = this.gpu.bindGroups.get(
+      k.layout,
+      { buffer: u.buffer, offset: 0, size: k.uniformBytes },
+      storage,
+    );
     const pass = this.#openPass();
-    pass.setPipeline(pipeline);
-    pass.setBindGroup(0, group);
-    pass.dispatchWorkgroups(groups[0], groups[1] ?? 1, groups[2] ?? 1);
+    pass.setPipeline(k.pipeline);
+    pass.setBindGroup(0, group, [u.offset]);
+    pass.dispatchWorkgroups(groups[0], groups[1], groups[2]);
     this.dispatches++;
   }
 
@@ -220,6 +216,20 @@ export class Recorder {
     return new Uint16Array(buf, 0, t.size);
   }
 
+  /** A pooled temporary, contents undefined, released when this recorder is submitted. */
+  temp(shape: readonly number[], dtype: DType = "f32"): Tensor {
+    const t = emptyTensor(this.gpu, shape, dtype);
+    this.releaseAfterSubmit(t);
+    return t;
+  }
+
+  /** A pooled temporary holding `data`, released when this recorder is submitted. */
+  upload(data: HostData, shape: readonly number[], dtype: DType): Tensor {
+    const t = this.temp(shape, dtype);
+    writeTensor(t, data);
+    return t;
+  }
+
   /** Release these tensors once the work is submitted (the queue orders later reuse after it). */
   releaseAfterSubmit(...ts: Tensor[]): void {
     for (const t of ts) this.#afterSubmit.push(() => t.release());
@@ -243,7 +253,9 @@ export class Recorder {
     const free = arenaFree.get(device)!;
     free.push(...this.#arenas);
     this.#arenas = [];
-    for (const f of this.#afterSubmit) f();
+    // in reverse order of registration (temporaries: of allocation), so the pool's LIFO free
+    // lists hand the next step the same buffers in the same roles and its bind groups are cached
+    for (const f of this.#afterSubmit.reverse()) f();
     this.#afterSubmit = [];
     await Promise.all(this.#reads.map(async (r) => {
       try {

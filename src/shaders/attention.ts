@@ -11,9 +11,10 @@
  * @module
  */
 import { WebcapError } from "../errors.ts";
-import { type Binding, Params, type Recorder } from "../gpu/recorder.ts";
+import { optional, read, readWrite } from "../gpu/kernel.ts";
+import type { Recorder } from "../gpu/recorder.ts";
 import { emptyTensor, type Tensor } from "../gpu/tensor.ts";
-import { workgroupReduceWgsl } from "./reduce_wgsl.ts";
+import { rowKernel } from "./reduce_wgsl.ts";
 
 /** Where one operand lives: element offset of (row 0, pos 0, head 0), and strides in elements. */
 export interface AttnOperand {
@@ -47,36 +48,50 @@ export interface AttentionArgs {
   out?: Tensor;
 }
 
-function wgsl(indexed: boolean, probs: boolean): string {
-  return `
-struct P {
-  S: u32, L: u32, D: u32, H: u32, past: u32, causal: u32,
-  qOff: u32, qPos: u32, qRow: u32, kOff: u32, kPos: u32, kRow: u32, vOff: u32, vPos: u32, vRow: u32,
-  scale: f32,
-}
-@group(0) @binding(0) var<uniform> p: P;
-@group(0) @binding(1) var<storage, read> Q: array<f32>;
-@group(0) @binding(2) var<storage, read> K: array<f32>;
-@group(0) @binding(3) var<storage, read> V: array<f32>;
-@group(0) @binding(4) var<storage, read_write> O: array<f32>;
-${indexed ? "@group(0) @binding(5) var<storage, read> kvIndex: array<i32>;" : ""}
-${probs ? `@group(0) @binding(${indexed ? 6 : 5}) var<storage, read_write> Pr: array<f32>;` : ""}
+const ATTENTION = rowKernel({
+  name: "attention",
+  uniforms: {
+    S: "u32",
+    L: "u32",
+    D: "u32",
+    H: "u32",
+    past: "u32",
+    causal: "u32",
+    qOff: "u32",
+    qPos: "u32",
+    qRow: "u32",
+    kOff: "u32",
+    kPos: "u32",
+    kRow: "u32",
+    vOff: "u32",
+    vPos: "u32",
+    vRow: "u32",
+    scale: "f32",
+  },
+  storage: {
+    Q: read(),
+    K: read(),
+    V: read(),
+    O: readWrite(),
+    kvIndex: optional(read("i32")),
+    Pr: optional(readWrite()),
+  },
+  workgroupSize: [64],
+  body: (_, has) => `
 const CH = 1024u;
 var<workgroup> qs: array<f32, 256>;
 var<workgroup> sc: array<f32, 1024>;
-${workgroupReduceWgsl(64)}
 fn score(kb: u32, j: u32, kh: u32) -> f32 {
   let kbase = p.kOff + kb * p.kRow + j * p.kPos + kh;
   var s = 0.0;
-  for (var d = 0u; d < p.D; d++) { s = fma(qs[d], K[kbase + d], s); }
+  for (var d = 0u; d < p.D; d++) { s = fma(qs[d], f32(K[kbase + d]), s); }
   return s;
 }
-@compute @workgroup_size(64)
-fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid: vec3u) {
+fn kernel(wg: vec3u, lid: vec3u) {
   let s = wg.x; let h = wg.y; let b = wg.z; let t = lid.x;
-  let kb = ${indexed ? "u32(kvIndex[b])" : "b"};
+  let kb = ${has.kvIndex ? "u32(kvIndex[b])" : "b"};
   let qbase = p.qOff + b * p.qRow + s * p.qPos + h * p.D;
-  for (var d = t; d < p.D; d += 64u) { qs[d] = Q[qbase + d] * p.scale; }
+  for (var d = t; d < p.D; d += WG_X) { qs[d] = f32(Q[qbase + d]) * p.scale; }
   workgroupBarrier();
   let n_keys = select(p.L, min(p.L, p.past + s + 1u), p.causal == 1u);
   let kh = h * p.D;
@@ -86,7 +101,7 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid: vec
   for (var c0 = 0u; c0 < n_keys; c0 += CH) {
     let n = min(CH, n_keys - c0);
     var cm = -3.4e38;
-    for (var j = t; j < n; j += 64u) {
+    for (var j = t; j < n; j += WG_X) {
       let x = score(kb, c0 + j, kh);
       sc[j] = x;
       cm = max(cm, x);
@@ -95,14 +110,14 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid: vec
     let nm = max(m, cm);
     let corr = exp(m - nm);
     var ps = 0.0;
-    for (var j = t; j < n; j += 64u) { let e = exp(sc[j] - nm); sc[j] = e; ps += e; }
+    for (var j = t; j < n; j += WG_X) { let e = exp(sc[j] - nm); sc[j] = e; ps += e; }
     l = l * corr + reduce(t, ps, false);
     for (var i = 0u; i < 4u; i++) {
-      let d = t + i * 64u;
+      let d = t + i * WG_X;
       if (d < p.D) {
         var a = acc[i] * corr;
         let vbase = p.vOff + kb * p.vRow + c0 * p.vPos + kh + d;
-        for (var j = 0u; j < n; j++) { a = fma(sc[j], V[vbase + j * p.vPos], a); }
+        for (var j = 0u; j < n; j++) { a = fma(sc[j], f32(V[vbase + j * p.vPos]), a); }
         acc[i] = a;
       }
     }
@@ -111,20 +126,20 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid: vec
   }
   let obase = (b * p.S + s) * p.H * p.D + kh;
   for (var i = 0u; i < 4u; i++) {
-    let d = t + i * 64u;
-    if (d < p.D) { O[obase + d] = acc[i] / l; }
+    let d = t + i * WG_X;
+    if (d < p.D) { O[obase + d] = O_t(acc[i] / l); }
   }
   ${
-    probs
+    has.Pr
       ? `
   let pbase = ((b * p.H + h) * p.S + s) * p.L;
-  for (var j = t; j < p.L; j += 64u) {
-    Pr[pbase + j] = select(0.0, exp(score(kb, j, kh) - m) / l, j < n_keys);
+  for (var j = t; j < p.L; j += WG_X) {
+    Pr[pbase + j] = Pr_t(select(0.0, exp(score(kb, j, kh) - m) / l, j < n_keys));
   }`
       : ""
   }
-}`;
-}
+}`,
+});
 
 /** Record fused attention; returns `[B, S, H·D]`. */
 export function attention(rec: Recorder, a: AttentionArgs): Tensor {
@@ -143,14 +158,28 @@ export function attention(rec: Recorder, a: AttentionArgs): Tensor {
     );
   }
   const out = a.out ?? emptyTensor(rec.gpu, [B, S, H * D]);
-  const params = new Params().u32(S).u32(L).u32(D).u32(H).u32(a.causal?.past ?? 0).u32(
-    a.causal ? 1 : 0,
-  );
-  for (const o of [a.q, a.k, a.v]) params.u32(o.offset).u32(o.posStride).u32(o.rowStride);
-  params.f32(a.scale);
-  const bindings: Binding[] = [a.q.t, a.k.t, a.v.t, out];
-  if (a.kvIndex) bindings.push(a.kvIndex);
-  if (a.probs) bindings.push(a.probs);
-  rec.dispatch(rec.gpu.pipelines.get(wgsl(!!a.kvIndex, !!a.probs)), params, bindings, [S, H, B]);
+  const [q, k, v] = [a.q, a.k, a.v];
+  ATTENTION.record(rec, {
+    uniforms: {
+      S,
+      L,
+      D,
+      H,
+      past: a.causal?.past ?? 0,
+      causal: a.causal ? 1 : 0,
+      qOff: q.offset,
+      qPos: q.posStride,
+      qRow: q.rowStride,
+      kOff: k.offset,
+      kPos: k.posStride,
+      kRow: k.rowStride,
+      vOff: v.offset,
+      vPos: v.posStride,
+      vRow: v.rowStride,
+      scale: a.scale,
+    },
+    bind: { Q: q.t, K: k.t, V: v.t, O: out, kvIndex: a.kvIndex, Pr: a.probs },
+    groups: [S, H, B],
+  });
   return out;
 }

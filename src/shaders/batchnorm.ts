@@ -6,10 +6,10 @@
  * @module
  */
 import { WebcapError } from "../errors.ts";
-import { Params, type Recorder } from "../gpu/recorder.ts";
+import { Kernel, optional, read, readWrite } from "../gpu/kernel.ts";
+import type { Recorder } from "../gpu/recorder.ts";
 import { emptyTensor, type Tensor } from "../gpu/tensor.ts";
 import { type Activation, activationWgsl } from "./activations.ts";
-import { grid } from "./matmul.ts";
 
 /** The parameters of one BatchNorm2d on the GPU, each `[C]`. */
 export interface BatchNormWeights {
@@ -39,29 +39,31 @@ export interface BatchNormOptions {
   out?: Tensor;
 }
 
-function bnWgsl(act: Activation, residual: boolean): string {
-  return `
-struct P { total: u32, C: u32, HW: u32, eps: f32 }
-@group(0) @binding(0) var<uniform> p: P;
-@group(0) @binding(1) var<storage, read> X: array<f32>;
-@group(0) @binding(2) var<storage, read> gamma: array<f32>;
-@group(0) @binding(3) var<storage, read> beta: array<f32>;
-@group(0) @binding(4) var<storage, read> mean: array<f32>;
-@group(0) @binding(5) var<storage, read> variance: array<f32>;
-@group(0) @binding(6) var<storage, read_write> Y: array<f32>;
-${residual ? "@group(0) @binding(7) var<storage, read> R: array<f32>;" : ""}
-${activationWgsl(act)}
-@compute @workgroup_size(256)
-fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid: vec3u) {
-  let i = (wg.y * 65535u + wg.x) * 256u + lid.x;
+const BATCHNORM = new Kernel({
+  name: "batchnorm2d",
+  uniforms: { total: "u32", C: "u32", HW: "u32", eps: "f32" },
+  storage: {
+    X: read(),
+    gamma: read(),
+    beta: read(),
+    mean: read(),
+    variance: read(),
+    Y: readWrite(),
+    R: optional(read()),
+  },
+  workgroupSize: [256],
+  body: (v: { act: Activation }, has) => `
+${activationWgsl(v.act)}
+fn kernel(wg: vec3u, lid: vec3u) {
+  let i = wg.x * WG_X + lid.x;
   if (i >= p.total) { return; }
   let c = (i / p.HW) % p.C;
-  let s = gamma[c] / sqrt(variance[c] + p.eps);
-  var v = (X[i] - mean[c]) * s + beta[c];
-  ${residual ? "v += R[i];" : ""}
-  Y[i] = act(v);
-}`;
-}
+  let s = f32(gamma[c]) / sqrt(f32(variance[c]) + p.eps);
+  var v = (f32(X[i]) - f32(mean[c])) * s + f32(beta[c]);
+  ${has.R ? "v += f32(R[i]);" : ""}
+  Y[i] = Y_t(act(v));
+}`,
+});
 
 /** Record inference BatchNorm2d on x `[N, C, H, W]` (or `[N, C]`), with optional residual and activation. */
 export function batchNorm2d(
@@ -98,11 +100,20 @@ export function batchNorm2d(
     }
   }
   const out = opts.out ?? emptyTensor(rec.gpu, x.shape);
-  const pipeline = rec.gpu.pipelines.get(bnWgsl(opts.act ?? "none", !!opts.residual));
-  const params = new Params().u32(x.size).u32(C).u32(x.size / (x.shape[0] * C)).f32(bn.eps);
-  const bindings = [x, bn.weight, bn.bias, bn.runningMean, bn.runningVar, out];
-  if (opts.residual) bindings.push(opts.residual);
-  rec.dispatch(pipeline, params, bindings, grid(Math.ceil(x.size / 256)));
+  BATCHNORM.record(rec, {
+    variant: { act: opts.act ?? "none" },
+    uniforms: { total: x.size, C, HW: x.size / (x.shape[0] * C), eps: bn.eps },
+    bind: {
+      X: x,
+      gamma: bn.weight,
+      beta: bn.bias,
+      mean: bn.runningMean,
+      variance: bn.runningVar,
+      Y: out,
+      R: opts.residual,
+    },
+    groups: Math.ceil(x.size / 256),
+  });
   return out;
 }
 

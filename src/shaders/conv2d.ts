@@ -14,11 +14,11 @@
  * @module
  */
 import { WebcapError } from "../errors.ts";
-import { Params, type Recorder } from "../gpu/recorder.ts";
+import { Kernel, optional, read, readWrite } from "../gpu/kernel.ts";
+import type { Recorder } from "../gpu/recorder.ts";
 import { dtypeBytes, emptyTensor, type Tensor } from "../gpu/tensor.ts";
 import { type Activation, activationWgsl } from "./activations.ts";
-import { grid } from "./matmul.ts";
-import { TILE_WGSL } from "./tile_wgsl.ts";
+import { stageRowsWgsl, TILE_WGSL } from "./tile_wgsl.ts";
 
 /** A size given once for both axes, or as `[height, width]`. */
 export type Pair = number | readonly [number, number];
@@ -60,44 +60,43 @@ export interface Conv2dGeometry {
   Wo: number;
 }
 
-interface Variant {
-  kh: number;
-  kw: number;
-  stride: [number, number];
-  padding: [number, number];
-  dilation: [number, number];
-  f16: boolean;
-  bias: boolean;
-  residual: boolean;
+/** The geometry compiled into the shader, and the epilogue's activation. */
+type Variant = Pick<Conv2dGeometry, "kh" | "kw" | "stride" | "padding" | "dilation"> & {
   act: Activation;
-}
+};
 
 /** `[h, w]` of a {@link Pair}. */
 export function pair(v: Pair): [number, number] {
   return typeof v === "number" ? [v, v] : [v[0], v[1]];
 }
 
-function convWgsl(v: Variant): string {
-  let b = 4;
-  return `${v.f16 ? "enable f16;" : ""}
+const CONV2D = new Kernel({
+  name: "conv2d",
+  uniforms: {
+    N: "u32",
+    Cin: "u32",
+    H: "u32",
+    W: "u32",
+    Cout: "u32",
+    Ho: "u32",
+    Wo: "u32",
+    cinG: "u32",
+    coutG: "u32",
+    K: "u32",
+    pixTiles: "u32",
+    coTiles: "u32",
+  },
+  storage: { X: read(), Wt: read(), Y: readWrite(), bias: optional(read()), R: optional(read()) },
+  workgroupSize: [16, 16],
+  body: (v: Variant, has) => `
 const KH = ${v.kh}u; const KW = ${v.kw}u;
 const SH = ${v.stride[0]}u; const SW = ${v.stride[1]}u;
 const PH = ${v.padding[0]}; const PW = ${v.padding[1]};
 const DH = ${v.dilation[0]}u; const DW = ${v.dilation[1]}u;
-struct P { N: u32, Cin: u32, H: u32, W: u32, Cout: u32, Ho: u32, Wo: u32,
-  cinG: u32, coutG: u32, K: u32, pixTiles: u32, coTiles: u32, tiles: u32 }
-@group(0) @binding(0) var<uniform> p: P;
-@group(0) @binding(1) var<storage, read> X: array<f32>;
-@group(0) @binding(2) var<storage, read> Wt: array<${v.f16 ? "f16" : "f32"}>;
-@group(0) @binding(3) var<storage, read_write> Y: array<f32>;
-${v.bias ? `@group(0) @binding(${b++}) var<storage, read> bias: array<f32>;` : ""}
-${v.residual ? `@group(0) @binding(${b++}) var<storage, read> R: array<f32>;` : ""}
 ${activationWgsl(v.act)}
 ${TILE_WGSL}
-@compute @workgroup_size(16, 16)
-fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid: vec3u) {
-  let tile = wg.y * 65535u + wg.x;
-  if (tile >= p.tiles) { return; }
+fn kernel(wg: vec3u, lid: vec3u) {
+  let tile = wg.x;
   let pt = tile % p.pixTiles;
   let g = tile / p.pixTiles / p.coTiles;
   let co0 = (tile / p.pixTiles) % p.coTiles * 64u;
@@ -119,11 +118,7 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid: vec
   for (var k0 = 0u; k0 < p.K; k0 += 16u) {
     for (var i = 0u; i < 4u; i++) {
       let e = tid + i * 256u;
-      let mm = e / 16u; let ka = e % 16u;
-      let co = co0 + mm; let gk = k0 + ka;
-      var a = 0.0;
-      if (co < p.coutG && gk < p.K) { a = f32(Wt[wbase + co * p.K + gk]); }
-      As[ka * 64u + mm] = a;
+      ${stageRowsWgsl("co0", "p.coutG", (co, k) => `f32(Wt[wbase + ${co} * p.K + ${k}])`)}
       let kb = tid / 64u + 4u * i;
       let gkb = k0 + kb;
       var x = 0.0;
@@ -133,7 +128,7 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid: vec
         let iy = iy0 + i32((r / KW) * DH);
         let ix = ix0 + i32((r % KW) * DW);
         if (iy >= 0 && iy < i32(p.H) && ix >= 0 && ix < i32(p.W)) {
-          x = X[xbase + (ci * p.H + u32(iy)) * p.W + u32(ix)];
+          x = f32(X[xbase + (ci * p.H + u32(iy)) * p.W + u32(ix)]);
         }
       }
       Bs[kb * 64u + bp] = x;
@@ -151,13 +146,13 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid: vec
       if (q >= npix) { continue; }
       let o = ((q / hwo) * p.Cout + c) * hwo + q % hwo;
       var v = acc[i * 4u + j];
-      ${v.bias ? "v += bias[c];" : ""}
-      ${v.residual ? "v += R[o];" : ""}
-      Y[o] = act(v);
+      ${has.bias ? "v += f32(bias[c]);" : ""}
+      ${has.R ? "v += f32(R[o]);" : ""}
+      Y[o] = Y_t(act(v));
     }
   }
-}`;
-}
+}`,
+});
 
 function bad(msg: string): WebcapError {
   return new WebcapError("BAD_SHAPE", `conv2d: ${msg}`);
@@ -225,26 +220,15 @@ export function conv2d(rec: Recorder, x: Tensor, w: Tensor, opts: Conv2dOptions 
       throw bad(`${name} (${bytes} B) exceeds one storage binding (${limit} B); split the batch`);
     }
   }
-  const v: Variant = {
-    kh: g.kh,
-    kw: g.kw,
-    stride: g.stride,
-    padding: g.padding,
-    dilation: g.dilation,
-    f16: w.dtype === "f16",
-    bias: !!opts.bias,
-    residual: !!opts.residual,
-    act: opts.act ?? "none",
-  };
   const coutG = g.Cout / g.groups, cinG = g.Cin / g.groups;
   const pixTiles = Math.ceil((g.N * g.Ho * g.Wo) / 64);
   const coTiles = Math.ceil(coutG / 64);
-  const tiles = pixTiles * coTiles * g.groups;
-  const params = new Params().u32(g.N).u32(g.Cin).u32(g.H).u32(g.W).u32(g.Cout).u32(g.Ho).u32(g.Wo)
-    .u32(cinG).u32(coutG).u32(cinG * g.kh * g.kw).u32(pixTiles).u32(coTiles).u32(tiles);
-  const bindings = [x, w, out];
-  if (opts.bias) bindings.push(opts.bias);
-  if (opts.residual) bindings.push(opts.residual);
-  rec.dispatch(rec.gpu.pipelines.get(convWgsl(v)), params, bindings, grid(tiles));
+  const { N, Cin, H, W, Cout, Ho, Wo, kh, kw, stride, padding, dilation } = g;
+  CONV2D.record(rec, {
+    variant: { kh, kw, stride, padding, dilation, act: opts.act ?? "none" },
+    uniforms: { N, Cin, H, W, Cout, Ho, Wo, cinG, coutG, K: cinG * kh * kw, pixTiles, coTiles },
+    bind: { X: x, Wt: w, Y: out, bias: opts.bias, R: opts.residual },
+    groups: pixTiles * coTiles * g.groups,
+  });
   return out;
 }

@@ -4,23 +4,31 @@
  * @module
  */
 import { WebcapError } from "../errors.ts";
-import { Params, type Recorder } from "../gpu/recorder.ts";
+import { Kernel, read, readWrite } from "../gpu/kernel.ts";
+import type { Recorder } from "../gpu/recorder.ts";
 import { emptyTensor, type Tensor } from "../gpu/tensor.ts";
-import { grid } from "./matmul.ts";
 
-const COPY = `
-struct P { n: u32, width: u32, srcOff: u32, srcStride: u32, group: u32, dstOff: u32, dstOuter: u32, dstInner: u32 }
-@group(0) @binding(0) var<uniform> p: P;
-@group(0) @binding(1) var<storage, read> S: array<f32>;
-@group(0) @binding(2) var<storage, read_write> D: array<f32>;
-@compute @workgroup_size(64)
-fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid: vec3u) {
-  let i = wg.y * 65535u + wg.x;
-  if (i >= p.n) { return; }
+const COPY = new Kernel({
+  name: "copy2d",
+  uniforms: {
+    width: "u32",
+    srcOff: "u32",
+    srcStride: "u32",
+    group: "u32",
+    dstOff: "u32",
+    dstOuter: "u32",
+    dstInner: "u32",
+  },
+  storage: { S: read(), D: readWrite() },
+  workgroupSize: [64],
+  body: () => `
+fn kernel(wg: vec3u, lid: vec3u) {
+  let i = wg.x;
   let dst = p.dstOff + (i / p.group) * p.dstOuter + (i % p.group) * p.dstInner;
   let src = p.srcOff + i * p.srcStride;
-  for (var j = lid.x; j < p.width; j += 64u) { D[dst + j] = S[src + j]; }
-}`;
+  for (var j = lid.x; j < p.width; j += WG_X) { D[dst + j] = D_t(f32(S[src + j])); }
+}`,
+});
 
 /** Strided copy: item i (of n) is `width` elements at `src[srcOff + i·srcStride]`. */
 export interface Copy2d {
@@ -47,9 +55,8 @@ export function copy2d(rec: Recorder, src: Tensor, dst: Tensor, c: Copy2d): void
       `copy2d out of range: src [${src.shape}] needs ${lastSrc}, dst [${dst.shape}] needs ${lastDst}`,
     );
   }
-  const params = new Params().u32(c.n).u32(c.width).u32(c.srcOff).u32(c.srcStride).u32(c.group)
-    .u32(c.dstOff).u32(c.dstOuter).u32(c.dstInner);
-  rec.dispatch(rec.gpu.pipelines.get(COPY), params, [src, dst], grid(c.n));
+  const { n, ...uniforms } = c;
+  COPY.record(rec, { uniforms, bind: { S: src, D: dst }, groups: n });
 }
 
 /** `[N, P, D]` → `[N, P+1, D]` with `row [D]` first in every item. */

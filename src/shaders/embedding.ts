@@ -6,32 +6,28 @@
  * @module
  */
 import { WebcapError } from "../errors.ts";
-import { type Binding, Params, type Recorder } from "../gpu/recorder.ts";
+import { Kernel, optional, read, readWrite } from "../gpu/kernel.ts";
+import { type Recorder, tensorWindow } from "../gpu/recorder.ts";
 import { dtypeBytes, emptyTensor, type Tensor } from "../gpu/tensor.ts";
-import { grid } from "./matmul.ts";
 
-function wgsl(f16: boolean, pos: boolean): string {
-  return `${f16 ? "enable f16;" : ""}
-struct P { rows: u32, D: u32, row0: u32, nrows: u32, posStart: u32, posPeriod: u32 }
-@group(0) @binding(0) var<uniform> p: P;
-@group(0) @binding(1) var<storage, read> T: array<${f16 ? "f16" : "f32"}>;
-@group(0) @binding(2) var<storage, read> ids: array<i32>;
-@group(0) @binding(3) var<storage, read_write> Y: array<f32>;
-${pos ? "@group(0) @binding(4) var<storage, read> PT: array<f32>;" : ""}
-@compute @workgroup_size(64)
-fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid: vec3u) {
-  let r = wg.y * 65535u + wg.x;
-  if (r >= p.rows) { return; }
+const EMBEDDING = new Kernel({
+  name: "embedding",
+  uniforms: { D: "u32", row0: "u32", nrows: "u32", posStart: "u32", posPeriod: "u32" },
+  storage: { T: read(), ids: read("i32"), Y: readWrite(), PT: optional(read()) },
+  workgroupSize: [64],
+  body: (_, has) => `
+fn kernel(wg: vec3u, lid: vec3u) {
+  let r = wg.x;
   let id = u32(ids[r]);
   if (id < p.row0 || id >= p.row0 + p.nrows) { return; }
   let src = (id - p.row0) * p.D;
-  for (var d = lid.x; d < p.D; d += 64u) {
+  for (var d = lid.x; d < p.D; d += WG_X) {
     var v = f32(T[src + d]);
-    ${pos ? "v += PT[(p.posStart + r % p.posPeriod) * p.D + d];" : ""}
-    Y[r * p.D + d] = v;
+    ${has.PT ? "v += f32(PT[(p.posStart + r % p.posPeriod) * p.D + d]);" : ""}
+    Y[r * p.D + d] = Y_t(v);
   }
-}`;
-}
+}`,
+});
 
 /**
  * Rows per window of a table larger than one binding: as many as `maxBinding` holds, in a
@@ -75,19 +71,24 @@ export function embedding(
   if (y.size !== R * D) {
     throw new WebcapError("BAD_SHAPE", `embedding: out [${y.shape}] is not [${R}, ${D}]`);
   }
-  const pipeline = rec.gpu.pipelines.get(wgsl(table.dtype === "f16", !!opts.pos));
   for (let row0 = 0; row0 < V; row0 += step) {
     const n = Math.min(step, V - row0);
-    const tBind: Binding = n === V ? table : {
-      buffer: table.buffer,
-      offset: row0 * rowBytes,
-      size: Math.ceil((n * rowBytes) / 4) * 4,
-    };
-    const bindings: Binding[] = [tBind, ids, y];
-    if (opts.pos) bindings.push(opts.pos.table);
-    const params = new Params().u32(R).u32(D).u32(row0).u32(n)
-      .u32(opts.pos?.start ?? 0).u32(opts.pos?.period ?? 1);
-    rec.dispatch(pipeline, params, bindings, grid(R));
+    EMBEDDING.record(rec, {
+      uniforms: {
+        D,
+        row0,
+        nrows: n,
+        posStart: opts.pos?.start ?? 0,
+        posPeriod: opts.pos?.period ?? 1,
+      },
+      bind: {
+        T: n === V ? table : tensorWindow(table, row0 * D, n * D),
+        ids,
+        Y: y,
+        PT: opts.pos?.table,
+      },
+      groups: R,
+    });
   }
   return y;
 }

@@ -4,33 +4,31 @@
  * @module
  */
 import { WebcapError } from "../errors.ts";
-import { Params, type Recorder } from "../gpu/recorder.ts";
+import { read, readWrite } from "../gpu/kernel.ts";
+import type { Recorder } from "../gpu/recorder.ts";
 import { emptyTensor, type Tensor } from "../gpu/tensor.ts";
-import { grid } from "./matmul.ts";
-import { workgroupReduceWgsl } from "./reduce_wgsl.ts";
+import { rowKernel } from "./reduce_wgsl.ts";
 
-const WGSL = `
-struct P { rows: u32, D: u32, eps: f32 }
-@group(0) @binding(0) var<uniform> p: P;
-@group(0) @binding(1) var<storage, read> X: array<f32>;
-@group(0) @binding(2) var<storage, read> gamma: array<f32>;
-@group(0) @binding(3) var<storage, read> beta: array<f32>;
-@group(0) @binding(4) var<storage, read_write> Y: array<f32>;
-${workgroupReduceWgsl(256)}
-@compute @workgroup_size(256)
-fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid: vec3u) {
-  let row = wg.y * 65535u + wg.x;
-  if (row >= p.rows) { return; }
+const LAYERNORM = rowKernel({
+  name: "layernorm",
+  uniforms: { D: "u32", eps: "f32" },
+  storage: { X: read(), gamma: read(), beta: read(), Y: readWrite() },
+  workgroupSize: [256],
+  body: () => `
+fn kernel(wg: vec3u, lid: vec3u) {
   let t = lid.x;
-  let base = row * p.D;
+  let base = wg.x * p.D;
   var s = 0.0;
-  for (var i = t; i < p.D; i += 256u) { s += X[base + i]; }
+  for (var i = t; i < p.D; i += WG_X) { s += f32(X[base + i]); }
   let mean = reduce(t, s, false) / f32(p.D);
   var q = 0.0;
-  for (var i = t; i < p.D; i += 256u) { let d = X[base + i] - mean; q += d * d; }
+  for (var i = t; i < p.D; i += WG_X) { let d = f32(X[base + i]) - mean; q += d * d; }
   let inv = inverseSqrt(reduce(t, q, false) / f32(p.D) + p.eps);
-  for (var i = t; i < p.D; i += 256u) { Y[base + i] = (X[base + i] - mean) * inv * gamma[i] + beta[i]; }
-}`;
+  for (var i = t; i < p.D; i += WG_X) {
+    Y[base + i] = Y_t((f32(X[base + i]) - mean) * inv * f32(gamma[i]) + f32(beta[i]));
+  }
+}`,
+});
 
 /** LayerNorm of `x [rows, D]` (any leading shape) with `gamma`, `beta` `[D]`. */
 export function layerNorm(
@@ -50,11 +48,10 @@ export function layerNorm(
   }
   const rows = x.size / D;
   const y = out ?? emptyTensor(rec.gpu, x.shape);
-  rec.dispatch(rec.gpu.pipelines.get(WGSL), new Params().u32(rows).u32(D).f32(eps), [
-    x,
-    gamma,
-    beta,
-    y,
-  ], grid(rows));
+  LAYERNORM.record(rec, {
+    uniforms: { D, eps },
+    bind: { X: x, gamma, beta, Y: y },
+    groups: rows,
+  });
   return y;
 }

@@ -6,10 +6,10 @@
  * @module
  */
 import { WebcapError } from "../errors.ts";
-import { Params, type Recorder } from "../gpu/recorder.ts";
+import { Kernel, read, readWrite } from "../gpu/kernel.ts";
+import type { Recorder } from "../gpu/recorder.ts";
 import { emptyTensor, type Tensor } from "../gpu/tensor.ts";
 import { activationWgsl } from "./activations.ts";
-import { grid } from "./matmul.ts";
 
 /** Options of {@link lstmCell}. */
 export interface LstmCellOptions {
@@ -19,28 +19,27 @@ export interface LstmCellOptions {
   cOut?: Tensor;
 }
 
-const LSTM_WGSL = `
-struct P { rows: u32, H: u32 }
-@group(0) @binding(0) var<uniform> p: P;
-@group(0) @binding(1) var<storage, read> G: array<f32>;
-@group(0) @binding(2) var<storage, read> C: array<f32>;
-@group(0) @binding(3) var<storage, read_write> Hn: array<f32>;
-@group(0) @binding(4) var<storage, read_write> Cn: array<f32>;
+const LSTM_CELL = new Kernel({
+  name: "lstm_cell",
+  uniforms: { rows: "u32", H: "u32" },
+  storage: { G: read(), C: read(), Hn: readWrite(), Cn: readWrite() },
+  workgroupSize: [256],
+  body: () => `
 ${activationWgsl("none")}
-@compute @workgroup_size(256)
-fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid: vec3u) {
-  let i = (wg.y * 65535u + wg.x) * 256u + lid.x;
+fn kernel(wg: vec3u, lid: vec3u) {
+  let i = wg.x * WG_X + lid.x;
   if (i >= p.rows * p.H) { return; }
   let j = i % p.H;
   let g = (i / p.H) * 4u * p.H + j;
-  let ig = sigmoid_f32(G[g]);
-  let fg = sigmoid_f32(G[g + p.H]);
-  let gg = tanh_f32(G[g + 2u * p.H]);
-  let og = sigmoid_f32(G[g + 3u * p.H]);
-  let c = fg * C[i] + ig * gg;
-  Cn[i] = c;
-  Hn[i] = og * tanh_f32(c);
-}`;
+  let ig = sigmoid_f32(f32(G[g]));
+  let fg = sigmoid_f32(f32(G[g + p.H]));
+  let gg = tanh_f32(f32(G[g + 2u * p.H]));
+  let og = sigmoid_f32(f32(G[g + 3u * p.H]));
+  let c = fg * f32(C[i]) + ig * gg;
+  Cn[i] = Cn_t(c);
+  Hn[i] = Hn_t(og * tanh_f32(c));
+}`,
+});
 
 /** Record one LSTM step: gates `[rows, 4·H]`, c `[rows, H]` → `{ h, c }`, each `[rows, H]`. */
 export function lstmCell(
@@ -81,12 +80,10 @@ export function lstmCell(
   }
   const h = opts.hOut ?? emptyTensor(rec.gpu, [rows, H]);
   const cNew = opts.cOut ?? emptyTensor(rec.gpu, [rows, H]);
-  const pipeline = rec.gpu.pipelines.get(LSTM_WGSL);
-  rec.dispatch(
-    pipeline,
-    new Params().u32(rows).u32(H),
-    [gates, c, h, cNew],
-    grid(Math.ceil((rows * H) / 256)),
-  );
+  LSTM_CELL.record(rec, {
+    uniforms: { rows, H },
+    bind: { G: gates, C: c, Hn: h, Cn: cNew },
+    groups: Math.ceil((rows * H) / 256),
+  });
   return { h, c: cNew };
 }

@@ -7,10 +7,11 @@
  * @module
  */
 import { WebcapError } from "../errors.ts";
-import { type Binding, Params, type Recorder } from "../gpu/recorder.ts";
+import { Kernel, optional, read, readWrite } from "../gpu/kernel.ts";
+import { type Binding, type Recorder, tensorWindow } from "../gpu/recorder.ts";
 import { dtypeBytes, emptyTensor, type Tensor } from "../gpu/tensor.ts";
 import { type Activation, activationWgsl } from "./activations.ts";
-import { TILE_WGSL } from "./tile_wgsl.ts";
+import { stageRowsWgsl, TILE_WGSL } from "./tile_wgsl.ts";
 
 /** Options of {@link matmul}. */
 export interface MatmulOptions {
@@ -27,30 +28,31 @@ export interface MatmulOptions {
 
 interface Variant {
   transposeW: boolean;
-  f16: boolean;
-  bias: boolean;
-  residual: boolean;
   act: Activation;
 }
 
-function header(v: Variant): string {
-  let b = 4;
-  return `${v.f16 ? "enable f16;" : ""}
-struct P { M: u32, N: u32, K: u32, ldc: u32, col0: u32 }
-@group(0) @binding(0) var<uniform> p: P;
-@group(0) @binding(1) var<storage, read> A: array<f32>;
-@group(0) @binding(2) var<storage, read> W: array<${v.f16 ? "f16" : "f32"}>;
-@group(0) @binding(3) var<storage, read_write> C: array<f32>;
-${v.bias ? `@group(0) @binding(${b++}) var<storage, read> bias: array<f32>;` : ""}
-${v.residual ? `@group(0) @binding(${b++}) var<storage, read> R: array<f32>;` : ""}
+/** What the tiled and the GEMV kernel share: `C[m, ldc·m + col0 + n]` for the window `[col0, col0 + N)`. */
+const MATMUL_IO = {
+  uniforms: { M: "u32", N: "u32", K: "u32", ldc: "u32", col0: "u32" },
+  storage: {
+    A: read(),
+    W: read(),
+    C: readWrite(),
+    bias: optional(read()),
+    R: optional(read()),
+  },
+} as const;
+
+function helpers(v: Variant, has: { bias: boolean; R: boolean }): string {
+  return `
 ${activationWgsl(v.act)}
 fn epilogue(m: u32, n: u32, x: f32) {
   var v = x;
-  ${v.bias ? "v += bias[n];" : ""}
+  ${has.bias ? "v += f32(bias[n]);" : ""}
   v = act(v);
   let o = m * p.ldc + p.col0 + n;
-  ${v.residual ? "v += R[o];" : ""}
-  C[o] = v;
+  ${has.R ? "v += f32(R[o]);" : ""}
+  C[o] = C_t(v);
 }
 fn w_at(k: u32, n: u32) -> f32 {
   return f32(W[${v.transposeW ? "n * p.K + k" : "k * p.N + n"}]);
@@ -58,14 +60,17 @@ fn w_at(k: u32, n: u32) -> f32 {
 `;
 }
 
-function tiledWgsl(v: Variant): string {
-  const loadW = v.transposeW
-    ? "let nn = e / 16u; let kk = e % 16u;" // W[n, k]: consecutive threads walk k
-    : "let kk = e / 64u; let nn = e % 64u;"; // W[k, n]: consecutive threads walk n
-  return header(v) + `
+const MATMUL_TILED = new Kernel({
+  name: "matmul_tiled",
+  ...MATMUL_IO,
+  workgroupSize: [16, 16],
+  body: (v: Variant, has) => {
+    const loadW = v.transposeW
+      ? "let nn = e / 16u; let kk = e % 16u;" // W[n, k]: consecutive threads walk k
+      : "let kk = e / 64u; let nn = e % 64u;"; // W[k, n]: consecutive threads walk n
+    return helpers(v, has) + `
 ${TILE_WGSL}
-@compute @workgroup_size(16, 16)
-fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid: vec3u) {
+fn kernel(wg: vec3u, lid: vec3u) {
   let tid = lid.y * 16u + lid.x;
   let m0 = wg.y * 64u;
   let n0 = wg.x * 64u;
@@ -73,11 +78,7 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid: vec
   for (var k0 = 0u; k0 < p.K; k0 += 16u) {
     for (var i = 0u; i < 4u; i++) {
       let e = tid + i * 256u;
-      let mm = e / 16u; let ka = e % 16u;
-      let gm = m0 + mm; let gk = k0 + ka;
-      var a = 0.0;
-      if (gm < p.M && gk < p.K) { a = A[gm * p.K + gk]; }
-      As[ka * 64u + mm] = a;
+      ${stageRowsWgsl("m0", "p.M", (m, k) => `f32(A[${m} * p.K + ${k}])`)}
       ${loadW}
       let gn = n0 + nn; let gkw = k0 + kk;
       var w = 0.0;
@@ -96,24 +97,30 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid: vec
     }
   }
 }`;
-}
+  },
+});
 
 /** GEMV for M ≤ 8 rows: out×in walks k across 32 lanes per column; in×out walks n across lanes. */
-function gemvWgsl(v: Variant, rows: number): string {
-  const R = rows;
-  if (v.transposeW) {
-    return header(v) + `
+const MATMUL_GEMV = new Kernel({
+  name: "matmul_gemv",
+  ...MATMUL_IO,
+  workgroupSize: [32, 8],
+  body: (v: Variant & { rows: number }, has) => {
+    const R = v.rows;
+    const head = helpers(v, has) + `
 const MR = ${R}u;
 var<workgroup> red: array<f32, ${256 * R}>;
-@compute @workgroup_size(32, 8)
-fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid: vec3u) {
+`;
+    if (v.transposeW) {
+      return head + `
+fn kernel(wg: vec3u, lid: vec3u) {
   let lane = lid.x;
-  let n = (wg.y * 65535u + wg.x) * 8u + lid.y;
+  let n = wg.x * 8u + lid.y;
   var acc: array<f32, ${R}>;
   if (n < p.N) {
     for (var k = lane; k < p.K; k += 32u) {
       let w = w_at(k, n);
-      for (var m = 0u; m < MR; m++) { acc[m] = fma(A[m * p.K + k], w, acc[m]); }
+      for (var m = 0u; m < MR; m++) { acc[m] = fma(f32(A[m * p.K + k]), w, acc[m]); }
     }
   }
   let base = (lid.y * 32u + lane) * MR;
@@ -127,18 +134,15 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid: vec
   }
   if (lane < MR && n < p.N) { epilogue(lane, n, red[lid.y * 32u * MR + lane]); }
 }`;
-  }
-  return header(v) + `
-const MR = ${R}u;
-var<workgroup> red: array<f32, ${256 * R}>;
-@compute @workgroup_size(32, 8)
-fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid: vec3u) {
-  let n = (wg.y * 65535u + wg.x) * 32u + lid.x;
+    }
+    return head + `
+fn kernel(wg: vec3u, lid: vec3u) {
+  let n = wg.x * 32u + lid.x;
   var acc: array<f32, ${R}>;
   if (n < p.N) {
     for (var k = lid.y; k < p.K; k += 8u) {
       let w = w_at(k, n);
-      for (var m = 0u; m < MR; m++) { acc[m] = fma(A[m * p.K + k], w, acc[m]); }
+      for (var m = 0u; m < MR; m++) { acc[m] = fma(f32(A[m * p.K + k]), w, acc[m]); }
     }
   }
   let base = (lid.y * 32u + lid.x) * MR;
@@ -152,12 +156,8 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid: vec
     }
   }
 }`;
-}
-
-/** Split `count` workgroups over x and y (x ≤ 65535). */
-export function grid(count: number): [number, number] {
-  return count <= 65535 ? [Math.max(count, 1), 1] : [65535, Math.ceil(count / 65535)];
-}
+  },
+});
 
 function checkShapes(a: Tensor, w: Tensor, o: MatmulOptions): { M: number; N: number; K: number } {
   if (a.shape.length !== 2 || w.shape.length !== 2) {
@@ -224,35 +224,26 @@ function columnWindows(
 /** Record `act(A·W + bias) + residual` into `rec`; returns `[M, N]`. */
 export function matmul(rec: Recorder, a: Tensor, w: Tensor, opts: MatmulOptions = {}): Tensor {
   const { M, N, K } = checkShapes(a, w, opts);
-  const v: Variant = {
-    transposeW: !!opts.transposeW,
-    f16: w.dtype === "f16",
-    bias: !!opts.bias,
-    residual: !!opts.residual,
-    act: opts.act ?? "none",
-  };
+  const v: Variant = { transposeW: !!opts.transposeW, act: opts.act ?? "none" };
   const out = opts.out ?? emptyTensor(rec.gpu, [M, N]);
-  const gemv = M <= 8;
-  const pipeline = rec.gpu.pipelines.get(gemv ? gemvWgsl(v, M) : tiledWgsl(v));
-  const eb = dtypeBytes(w.dtype);
   for (const [col0, n] of columnWindows(rec, w, N, K, v.transposeW)) {
-    const wBind: Binding = col0 === 0 && n === N
-      ? w
-      : { buffer: w.buffer, offset: col0 * K * eb, size: Math.ceil((n * K * eb) / 4) * 4 };
-    const bindings: Binding[] = [a, wBind, out];
-    if (opts.bias) {
-      bindings.push(
-        col0 === 0 && n === N
-          ? opts.bias
-          : { buffer: opts.bias.buffer, offset: col0 * 4, size: n * 4 },
-      );
+    const whole = col0 === 0 && n === N;
+    const wBind: Binding = whole ? w : tensorWindow(w, col0 * K, n * K);
+    const bias = whole || !opts.bias ? opts.bias : tensorWindow(opts.bias, col0, n);
+    const call = {
+      uniforms: { M, N: n, K, ldc: N, col0 },
+      bind: { A: a, W: wBind, C: out, bias, R: opts.residual },
+    };
+    if (M <= 8) {
+      const groups = Math.ceil(n / (v.transposeW ? 8 : 32));
+      MATMUL_GEMV.record(rec, { ...call, variant: { ...v, rows: M }, groups });
+    } else {
+      MATMUL_TILED.record(rec, {
+        ...call,
+        variant: v,
+        groups: [Math.ceil(n / 64), Math.ceil(M / 64)],
+      });
     }
-    if (opts.residual) bindings.push(opts.residual);
-    const params = new Params().u32(M).u32(n).u32(K).u32(N).u32(col0);
-    const groups: [number, number] = gemv
-      ? grid(Math.ceil(n / (v.transposeW ? 8 : 32)))
-      : [Math.ceil(n / 64), Math.ceil(M / 64)];
-    rec.dispatch(pipeline, params, bindings, groups);
   }
   return out;
 }

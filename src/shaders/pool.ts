@@ -6,10 +6,10 @@
  * @module
  */
 import { WebcapError } from "../errors.ts";
-import { Params, type Recorder } from "../gpu/recorder.ts";
+import { Kernel, read, readWrite } from "../gpu/kernel.ts";
+import type { Recorder } from "../gpu/recorder.ts";
 import { emptyTensor, type Tensor } from "../gpu/tensor.ts";
 import { type Pair, pair } from "./conv2d.ts";
-import { grid } from "./matmul.ts";
 
 /** Options of {@link maxPool2d}. */
 export interface MaxPoolOptions {
@@ -34,15 +34,30 @@ export interface AdaptivePoolOptions {
   out?: Tensor;
 }
 
-const MAX_WGSL = `
-struct P { total: u32, H: u32, W: u32, Ho: u32, Wo: u32, KH: u32, KW: u32,
-  SH: u32, SW: u32, PH: i32, PW: i32, DH: u32, DW: u32 }
-@group(0) @binding(0) var<uniform> p: P;
-@group(0) @binding(1) var<storage, read> X: array<f32>;
-@group(0) @binding(2) var<storage, read_write> Y: array<f32>;
-@compute @workgroup_size(256)
-fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid: vec3u) {
-  let i = (wg.y * 65535u + wg.x) * 256u + lid.x;
+/** Pooling reads `X` `[N, C, H, W]` and writes output element `i < total` of `Y`. */
+const POOL_IO = { storage: { X: read(), Y: readWrite() }, workgroupSize: [256] } as const;
+
+const MAX_POOL = new Kernel({
+  name: "max_pool2d",
+  uniforms: {
+    total: "u32",
+    H: "u32",
+    W: "u32",
+    Ho: "u32",
+    Wo: "u32",
+    KH: "u32",
+    KW: "u32",
+    SH: "u32",
+    SW: "u32",
+    PH: "i32",
+    PW: "i32",
+    DH: "u32",
+    DW: "u32",
+  },
+  ...POOL_IO,
+  body: () => `
+fn kernel(wg: vec3u, lid: vec3u) {
+  let i = wg.x * WG_X + lid.x;
   if (i >= p.total) { return; }
   let ox = i % p.Wo;
   let oy = (i / p.Wo) % p.Ho;
@@ -56,34 +71,34 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid: vec
     for (var kx = 0u; kx < p.KW; kx++) {
       let ix = i32(ox * p.SW) - p.PW + i32(kx * p.DW);
       if (ix < 0 || ix >= i32(p.W)) { continue; }
-      let v = X[base + u32(iy) * p.W + u32(ix)];
+      let v = f32(X[base + u32(iy) * p.W + u32(ix)]);
       if (!seen || v > m) { m = v; seen = true; }
     }
   }
-  Y[i] = m;
-}`;
+  Y[i] = Y_t(m);
+}`,
+});
 
-const ADAPTIVE_WGSL = (channelsLast: boolean) => `
-struct P { total: u32, C: u32, H: u32, W: u32, Ho: u32, Wo: u32 }
-@group(0) @binding(0) var<uniform> p: P;
-@group(0) @binding(1) var<storage, read> X: array<f32>;
-@group(0) @binding(2) var<storage, read_write> Y: array<f32>;
-@compute @workgroup_size(256)
-fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid: vec3u) {
-  let i = (wg.y * 65535u + wg.x) * 256u + lid.x;
+const ADAPTIVE_AVG_POOL = new Kernel({
+  name: "adaptive_avg_pool2d",
+  uniforms: { total: "u32", C: "u32", H: "u32", W: "u32", Ho: "u32", Wo: "u32" },
+  ...POOL_IO,
+  body: (v: { channelsLast: boolean }) => `
+fn kernel(wg: vec3u, lid: vec3u) {
+  let i = wg.x * WG_X + lid.x;
   if (i >= p.total) { return; }
   ${
-  channelsLast
-    ? `// i walks [N, Ho, Wo, C]: consecutive threads write consecutive channels
+    v.channelsLast
+      ? `// i walks [N, Ho, Wo, C]: consecutive threads write consecutive channels
   let c = i % p.C;
   let ox = (i / p.C) % p.Wo;
   let oy = (i / (p.C * p.Wo)) % p.Ho;
   let n = i / (p.C * p.Wo * p.Ho);`
-    : `let ox = i % p.Wo;
+      : `let ox = i % p.Wo;
   let oy = (i / p.Wo) % p.Ho;
   let c = (i / (p.Wo * p.Ho)) % p.C;
   let n = i / (p.Wo * p.Ho * p.C);`
-}
+  }
   let y0 = oy * p.H / p.Ho;
   let y1 = ((oy + 1u) * p.H + p.Ho - 1u) / p.Ho;
   let x0 = ox * p.W / p.Wo;
@@ -91,10 +106,11 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid: vec
   let base = (n * p.C + c) * p.H * p.W;
   var s = 0.0;
   for (var y = y0; y < y1; y++) {
-    for (var x = x0; x < x1; x++) { s += X[base + y * p.W + x]; }
+    for (var x = x0; x < x1; x++) { s += f32(X[base + y * p.W + x]); }
   }
-  Y[i] = s / f32((y1 - y0) * (x1 - x0));
-}`;
+  Y[i] = Y_t(s / f32((y1 - y0) * (x1 - x0)));
+}`,
+});
 
 function check4d(op: string, x: Tensor): [number, number, number, number] {
   if (x.shape.length !== 4 || x.dtype !== "f32") {
@@ -150,9 +166,25 @@ export function maxPool2d(rec: Recorder, x: Tensor, opts: MaxPoolOptions): Tenso
   checkOut("maxPool2d", opts.out, [N, C, Ho, Wo]);
   const out = opts.out ?? emptyTensor(rec.gpu, [N, C, Ho, Wo]);
   const total = N * C * Ho * Wo;
-  const params = new Params().u32(total).u32(H).u32(W).u32(Ho).u32(Wo).u32(k[0]).u32(k[1])
-    .u32(s[0]).u32(s[1]).i32(pd[0]).i32(pd[1]).u32(d[0]).u32(d[1]);
-  rec.dispatch(rec.gpu.pipelines.get(MAX_WGSL), params, [x, out], grid(Math.ceil(total / 256)));
+  MAX_POOL.record(rec, {
+    uniforms: {
+      total,
+      H,
+      W,
+      Ho,
+      Wo,
+      KH: k[0],
+      KW: k[1],
+      SH: s[0],
+      SW: s[1],
+      PH: pd[0],
+      PW: pd[1],
+      DH: d[0],
+      DW: d[1],
+    },
+    bind: { X: x, Y: out },
+    groups: Math.ceil(total / 256),
+  });
   return out;
 }
 
@@ -178,8 +210,11 @@ export function adaptiveAvgPool2d(
   checkOut("adaptiveAvgPool2d", opts.out, shape);
   const out = opts.out ?? emptyTensor(rec.gpu, shape);
   const total = N * C * Ho * Wo;
-  const params = new Params().u32(total).u32(C).u32(H).u32(W).u32(Ho).u32(Wo);
-  const pipeline = rec.gpu.pipelines.get(ADAPTIVE_WGSL(!!opts.channelsLast));
-  rec.dispatch(pipeline, params, [x, out], grid(Math.ceil(total / 256)));
+  ADAPTIVE_AVG_POOL.record(rec, {
+    variant: { channelsLast: !!opts.channelsLast },
+    uniforms: { total, C, H, W, Ho, Wo },
+    bind: { X: x, Y: out },
+    groups: Math.ceil(total / 256),
+  });
   return out;
 }

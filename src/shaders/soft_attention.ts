@@ -8,56 +8,70 @@
  * @module
  */
 import { WebcapError } from "../errors.ts";
-import { Params, type Recorder } from "../gpu/recorder.ts";
+import { read, readWrite } from "../gpu/kernel.ts";
+import type { Recorder } from "../gpu/recorder.ts";
 import type { Tensor } from "../gpu/tensor.ts";
-import { grid } from "./matmul.ts";
-import { workgroupReduceWgsl } from "./reduce_wgsl.ts";
+import { rowKernel } from "./reduce_wgsl.ts";
 
-const WGSL = `
-struct P { R: u32, P: u32, A: u32, C: u32, aOff: u32, aStride: u32, zOff: u32, zStride: u32 }
-@group(0) @binding(0) var<uniform> p: P;
-@group(0) @binding(1) var<storage, read> EA: array<f32>;
-@group(0) @binding(2) var<storage, read> DA: array<f32>;
-@group(0) @binding(3) var<storage, read> WF: array<f32>;
-@group(0) @binding(4) var<storage, read> E: array<f32>;
-@group(0) @binding(5) var<storage, read> G: array<f32>;
-@group(0) @binding(6) var<storage, read> img: array<i32>;
-@group(0) @binding(7) var<storage, read_write> AL: array<f32>;
-@group(0) @binding(8) var<storage, read_write> Z: array<f32>;
-${workgroupReduceWgsl(256)}
-@compute @workgroup_size(256)
-fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid: vec3u) {
-  let r = wg.y * 65535u + wg.x;
-  if (r >= p.R) { return; }
+const SOFT_ATTENTION = rowKernel({
+  name: "soft_attention",
+  uniforms: {
+    P: "u32",
+    A: "u32",
+    C: "u32",
+    aOff: "u32",
+    aStride: "u32",
+    zOff: "u32",
+    zStride: "u32",
+  },
+  storage: {
+    EA: read(),
+    DA: read(),
+    WF: read(),
+    E: read(),
+    G: read(),
+    img: read("i32"),
+    AL: readWrite(),
+    Z: readWrite(),
+  },
+  workgroupSize: [256],
+  body: () => `
+fn kernel(wg: vec3u, lid: vec3u) {
+  let r = wg.x;
   let t = lid.x;
   let im = u32(img[r]);
   let a0 = p.aOff + r * p.aStride;
   var m = -3.4e38;
-  for (var px = t; px < p.P; px += 256u) {
+  for (var px = t; px < p.P; px += WG_X) {
     let ea = (im * p.P + px) * p.A;
     var e = 0.0;
-    for (var a = 0u; a < p.A; a++) { e = fma(WF[a], max(EA[ea + a] + DA[r * p.A + a], 0.0), e); }
-    AL[a0 + px] = e;
+    for (var a = 0u; a < p.A; a++) {
+      e = fma(f32(WF[a]), max(f32(EA[ea + a]) + f32(DA[r * p.A + a]), 0.0), e);
+    }
+    AL[a0 + px] = AL_t(e);
     m = max(m, e);
   }
   m = reduce(t, m, true);
   var s = 0.0;
-  for (var px = t; px < p.P; px += 256u) {
-    let x = exp(AL[a0 + px] - m);
-    AL[a0 + px] = x;
+  for (var px = t; px < p.P; px += WG_X) {
+    let x = exp(f32(AL[a0 + px]) - m);
+    AL[a0 + px] = AL_t(x);
     s += x;
   }
   s = reduce(t, s, false);
-  for (var px = t; px < p.P; px += 256u) { AL[a0 + px] = AL[a0 + px] / s; }
+  for (var px = t; px < p.P; px += WG_X) { AL[a0 + px] = AL_t(f32(AL[a0 + px]) / s); }
   storageBarrier();
   workgroupBarrier();
   let e0 = im * p.P * p.C;
-  for (var c = t; c < p.C; c += 256u) {
+  for (var c = t; c < p.C; c += WG_X) {
     var acc = 0.0;
-    for (var px = 0u; px < p.P; px++) { acc = fma(AL[a0 + px], E[e0 + px * p.C + c], acc); }
-    Z[p.zOff + r * p.zStride + c] = G[r * p.C + c] * acc;
+    for (var px = 0u; px < p.P; px++) {
+      acc = fma(f32(AL[a0 + px]), f32(E[e0 + px * p.C + c]), acc);
+    }
+    Z[p.zOff + r * p.zStride + c] = Z_t(f32(G[r * p.C + c]) * acc);
   }
-}`;
+}`,
+});
 
 /** A destination: element `offset + row · rowStride + i` of `t` gets item i of a row. */
 export interface StridedOut {
@@ -115,12 +129,26 @@ export function softAttention(rec: Recorder, a: SoftAttentionArgs): void {
     throw bad("an output does not hold every row");
   }
   if (a.alpha.t.buffer === a.z.t.buffer) throw bad("alpha and z must be different tensors");
-  const params = new Params().u32(rows).u32(P).u32(A).u32(C)
-    .u32(a.alpha.offset).u32(a.alpha.rowStride).u32(a.z.offset).u32(a.z.rowStride);
-  rec.dispatch(
-    rec.gpu.pipelines.get(WGSL),
-    params,
-    [a.encAtt, a.decAtt, a.wFull, a.enc, a.gate, a.rowImage, a.alpha.t, a.z.t],
-    grid(rows),
-  );
+  SOFT_ATTENTION.record(rec, {
+    uniforms: {
+      P,
+      A,
+      C,
+      aOff: a.alpha.offset,
+      aStride: a.alpha.rowStride,
+      zOff: a.z.offset,
+      zStride: a.z.rowStride,
+    },
+    bind: {
+      EA: a.encAtt,
+      DA: a.decAtt,
+      WF: a.wFull,
+      E: a.enc,
+      G: a.gate,
+      img: a.rowImage,
+      AL: a.alpha.t,
+      Z: a.z.t,
+    },
+    groups: rows,
+  });
 }

@@ -26,3 +26,20 @@ fn tile_fma(lid: vec3u, acc: ptr<function, array<f32, 16>>) {
     }
   }
 }`;
+
+/**
+ * WGSL statements staging the rows of the A operand, inside the loop over `i` that fills the
+ * tiles (`e = tid + i · 256`, slice from `k0`): `As[k][r] = at(row0 + r, k0 + k)`, 0 outside
+ * `rows` × `p.K`. `at(row, k)` is the WGSL expression of one element.
+ */
+export function stageRowsWgsl(
+  row0: string,
+  rows: string,
+  at: (row: string, k: string) => string,
+): string {
+  return `let mm = e / 16u; let ka = e % 16u;
+      let gr = ${row0} + mm; let gk = k0 + ka;
+      var a = 0.0;
+      if (gr < ${rows} && gk < p.K) { a = ${at("gr", "gk")}; }
+      As[ka * 64u + mm] = a;`;
+}

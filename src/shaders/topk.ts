@@ -6,16 +6,16 @@
  * @module
  */
 import { WebcapError } from "../errors.ts";
-import { Params, type Recorder } from "../gpu/recorder.ts";
+import { Kernel, read, readWrite } from "../gpu/kernel.ts";
+import type { Recorder } from "../gpu/recorder.ts";
 import { emptyTensor, type Tensor } from "../gpu/tensor.ts";
-import { grid } from "./matmul.ts";
 
-const TOPK = `
-struct P { rows: u32, V: u32, k: u32 }
-@group(0) @binding(0) var<uniform> p: P;
-@group(0) @binding(1) var<storage, read> X: array<f32>;
-@group(0) @binding(2) var<storage, read_write> vals: array<f32>;
-@group(0) @binding(3) var<storage, read_write> ids: array<i32>;
+const TOPK = new Kernel({
+  name: "topk",
+  uniforms: { V: "u32", k: "u32" },
+  storage: { X: read(), vals: readWrite(), ids: readWrite("i32") },
+  workgroupSize: [256],
+  body: () => `
 var<workgroup> rv: array<f32, 256>;
 var<workgroup> ri: array<u32, 256>;
 // (v, i) ranks before (w, j): larger value first, then lower id. NaN ranks last.
@@ -24,10 +24,8 @@ fn before(v: f32, i: u32, w: f32, j: u32) -> bool {
   if (w != w) { return true; }
   return v > w || (v == w && i < j);
 }
-@compute @workgroup_size(256)
-fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid: vec3u) {
-  let row = wg.y * 65535u + wg.x;
-  if (row >= p.rows) { return; }
+fn kernel(wg: vec3u, lid: vec3u) {
+  let row = wg.x;
   let t = lid.x;
   let base = row * p.V;
   var pv = 0.0;
@@ -35,8 +33,8 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid: vec
   for (var r = 0u; r < p.k; r++) {
     var bv = 0.0;
     var bi = 0xffffffffu;
-    for (var i = t; i < p.V; i += 256u) {
-      let v = X[base + i];
+    for (var i = t; i < p.V; i += WG_X) {
+      let v = f32(X[base + i]);
       let after_prev = pi == 0xffffffffu || before(pv, pi, v, i);
       if (after_prev && (bi == 0xffffffffu || before(v, i, bv, bi))) { bv = v; bi = i; }
     }
@@ -53,53 +51,62 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid: vec
     }
     pv = rv[0]; pi = ri[0];
     workgroupBarrier();
-    if (t == 0u) { vals[row * p.k + r] = pv; ids[row * p.k + r] = i32(pi); }
+    if (t == 0u) { vals[row * p.k + r] = vals_t(pv); ids[row * p.k + r] = i32(pi); }
   }
-}`;
+}`,
+});
 
-/** Top-k of each row of `x [rows, V]`: values `[rows, k]` f32 and ids `[rows, k]` i32. */
-export function topk(rec: Recorder, x: Tensor, k: number): { values: Tensor; ids: Tensor } {
+function recordTopk(rec: Recorder, x: Tensor, k: number, values: Tensor, ids: Tensor): void {
   const V = x.shape[x.shape.length - 1];
-  const rows = x.size / V;
+  TOPK.record(rec, { uniforms: { V, k }, bind: { X: x, vals: values, ids }, groups: x.size / V });
+}
+
+function checkK(x: Tensor, k: number): number {
+  const V = x.shape[x.shape.length - 1];
   if (!Number.isInteger(k) || k < 1 || k > V) {
     throw new WebcapError("BAD_OPTION", `topk: k=${k} must be in 1..${V}`);
   }
+  return x.size / V;
+}
+
+/** Top-k of each row of `x [rows, V]`: values `[rows, k]` f32 and ids `[rows, k]` i32. */
+export function topk(rec: Recorder, x: Tensor, k: number): { values: Tensor; ids: Tensor } {
+  const rows = checkK(x, k);
   const values = emptyTensor(rec.gpu, [rows, k]);
   const ids = emptyTensor(rec.gpu, [rows, k], "i32");
-  rec.dispatch(
-    rec.gpu.pipelines.get(TOPK),
-    new Params().u32(rows).u32(V).u32(k),
-    [x, values, ids],
-    grid(rows),
-  );
+  recordTopk(rec, x, k, values, ids);
   return { values, ids };
 }
 
 /** Argmax of each row: ids `[rows]` (top-1, ties to the lower id). */
 export function argmax(rec: Recorder, x: Tensor): Tensor {
-  const { values, ids } = topk(rec, x, 1);
-  rec.releaseAfterSubmit(values);
+  const rows = checkK(x, 1);
+  const ids = emptyTensor(rec.gpu, [rows, 1], "i32");
+  recordTopk(rec, x, 1, rec.temp([rows, 1]), ids);
   return ids;
 }
 
-const GATHER = `
-struct P { n: u32, V: u32 }
-@group(0) @binding(0) var<uniform> p: P;
-@group(0) @binding(1) var<storage, read> X: array<f32>;
-@group(0) @binding(2) var<storage, read> pairs: array<u32>;
-@group(0) @binding(3) var<storage, read_write> Y: array<f32>;
-@compute @workgroup_size(64)
-fn main(@builtin(global_invocation_id) g: vec3u) {
-  if (g.x < p.n) { Y[g.x] = X[pairs[2u * g.x] * p.V + pairs[2u * g.x + 1u]]; }
-}`;
+const GATHER = new Kernel({
+  name: "gather_values",
+  uniforms: { n: "u32", V: "u32" },
+  storage: { X: read(), pairs: read("u32"), Y: readWrite() },
+  workgroupSize: [64],
+  body: () => `
+fn kernel(wg: vec3u, lid: vec3u) {
+  let i = wg.x * WG_X + lid.x;
+  if (i < p.n) { Y[i] = Y_t(f32(X[pairs[2u * i] * p.V + pairs[2u * i + 1u]])); }
+}`,
+});
 
 /** Values `x[row, id]` for each `(row, id)` pair in `pairs` (u32 `[n, 2]`): `[n]`. */
 export function gatherValues(rec: Recorder, x: Tensor, pairs: Tensor): Tensor {
   const V = x.shape[x.shape.length - 1];
   const n = pairs.size / 2;
   const y = emptyTensor(rec.gpu, [n]);
-  rec.dispatch(rec.gpu.pipelines.get(GATHER), new Params().u32(n).u32(V), [x, pairs, y], [
-    Math.ceil(n / 64),
-  ]);
+  GATHER.record(rec, {
+    uniforms: { n, V },
+    bind: { X: x, pairs, Y: y },
+    groups: Math.ceil(n / 64),
+  });
   return y;
 }

@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
-import { Params, Recorder } from "../../src/gpu/recorder.ts";
+import { Kernel, readWrite } from "../../src/gpu/kernel.ts";
+import { Recorder } from "../../src/gpu/recorder.ts";
 import { bucketSize } from "../../src/gpu/pool.ts";
 import { emptyTensor, uploadTensor, writeTensor } from "../../src/gpu/tensor.ts";
 import { WebcapError } from "../../src/errors.ts";
@@ -51,7 +52,7 @@ Deno.test("pool: buckets, reuse of released buffers, double release refused", as
   assert.throws(() => b.release(), /released twice/);
 });
 
-Deno.test("pipeline cache: one pipeline per shader source", async () => {
+Deno.test("pipeline cache: one pipeline per kernel variant, reused by later calls", async () => {
   const gpu = await getGpu();
   const a = uploadTensor(gpu, randomF32(8 * 4, 1), [8, 4], "f32");
   const w = uploadTensor(gpu, randomF32(4 * 5, 2), [4, 5], "f32");
@@ -66,14 +67,19 @@ Deno.test("pipeline cache: one pipeline per shader source", async () => {
 
 Deno.test("recorder: many dispatches in one compute pass, uniforms past one arena, readback and timestamps", async () => {
   const gpu = await getGpu();
-  const code = `struct P { v: f32 }
-@group(0) @binding(0) var<uniform> p: P;
-@group(0) @binding(1) var<storage, read_write> Y: array<f32>;
-@compute @workgroup_size(1) fn main() { Y[0] = Y[0] + p.v; }`;
+  const accumulate = new Kernel({
+    name: "test_accumulate",
+    uniforms: { v: "f32" },
+    storage: { Y: readWrite() },
+    workgroupSize: [1],
+    body: () => "fn kernel(wg: vec3u, lid: vec3u) { Y[0] = Y[0] + p.v; }",
+  });
   const y = uploadTensor(gpu, new Float32Array([0]), [1], "f32");
   const rec = new Recorder(gpu, { timestamps: true });
   const n = 600; // 600 × 256 B of uniforms spans three 64 KiB arenas
-  for (let i = 1; i <= n; i++) rec.dispatch(gpu.pipelines.get(code), new Params().f32(i), [y], [1]);
+  for (let i = 1; i <= n; i++) {
+    accumulate.record(rec, { uniforms: { v: i }, bind: { Y: y }, groups: 1 });
+  }
   assert.equal(rec.dispatches, n);
   const read = rec.readTensor(y);
   const ms = await rec.submit();
@@ -130,4 +136,42 @@ Deno.test("writeTensor: f16 writes keep to 4-byte words (even start; odd end onl
   await rec.submit();
   assert.deepEqual([...await pt], [1, 2, 5, 6]);
   assert.deepEqual([...await po], [7, 8, 9]);
+});
+
+Deno.test("bind groups: a repeated step builds none; a destroyed buffer's groups are dropped", async () => {
+  const gpu = await getGpu();
+  const w = uploadTensor(gpu, randomF32(4 * 5, 4), [4, 5], "f32");
+  const x = uploadTensor(gpu, randomF32(2 * 4, 5), [2, 4], "f32");
+  const step = async () => {
+    const rec = new Recorder(gpu);
+    const h = matmul(rec, x, w, { act: "relu" });
+    const y = unary(rec, h, "tanh");
+    const read = rec.readTensor(y);
+    rec.releaseAfterSubmit(h, y);
+    await rec.submit();
+    return [...await read];
+  };
+  const first = await step();
+  const created = gpu.bindGroups.created;
+  assert.deepEqual(await step(), first);
+  assert.equal(gpu.bindGroups.created, created, "the second step reused every bind group");
+  const size = gpu.bindGroups.size;
+  w.release(); // destroys the weight's buffer
+  assert.equal(gpu.bindGroups.size, size - 1, "the matmul's group went with its weight");
+  x.release();
+});
+
+Deno.test("recorder temporaries: released when the recorder is submitted, usable until then", async () => {
+  const gpu = await getGpu();
+  const live = gpu.pool.liveBytes;
+  const rec = new Recorder(gpu);
+  const x = rec.upload(Float32Array.of(-1, 2, -3, 4), [4], "f32");
+  const y = rec.temp([4]);
+  unary(rec, x, "relu", y);
+  const read = rec.readTensor(y);
+  assert.ok(gpu.pool.liveBytes > live);
+  await rec.submit();
+  assert.deepEqual([...await read], [0, 2, 0, 4]);
+  assert.equal(gpu.pool.liveBytes, live);
+  assert.ok(!x.alive && !y.alive);
 });
