@@ -6,7 +6,7 @@
  * @module
  */
 import { WebcapError } from "../errors.ts";
-import { getGpu, type Gpu } from "../gpu/device.ts";
+import { checkNotLost, getGpu, type Gpu } from "../gpu/device.ts";
 import { Recorder } from "../gpu/recorder.ts";
 import { uploadTensor } from "../gpu/tensor.ts";
 import type { CaptionModel, EncoderState } from "../arch/caption_model.ts";
@@ -117,6 +117,7 @@ export class Captioner {
   ): Promise<Captioner> {
     const files = await openModelFiles(idOrDirOrUrl, opts);
     const gpu = opts.gpu ?? await getGpu();
+    checkNotLost(gpu);
     const prep = await loadPreprocessor(files);
     const tokenizer = await loadTokenizer(files);
     const model = await loadCaptionModel(gpu, files, { dtype: opts.dtype });
@@ -173,7 +174,11 @@ export class Captioner {
       try {
         state = this.model.encode(rec, t);
       } finally {
-        await rec.submit(); // after a failed recording too, so the pixels and temporaries are freed
+        // after a failed recording too, so the pixels and temporaries are freed
+        await rec.submit().catch((e) => {
+          state?.dispose();
+          throw e;
+        });
       }
     }
     return { inputs, slot, state, dispose: () => state?.dispose() };
@@ -192,6 +197,7 @@ export class Captioner {
     options: CaptionOptions = {},
   ): Promise<CaptionResult[]> {
     const gen = this.#generateOptions(options); // refuse bad options before any GPU work
+    checkNotLost(this.gpu);
     const encoded = isEncoded(images)
       ? images
       : await this.encode(Array.isArray(images) ? images : [images]);

@@ -25,6 +25,8 @@ export interface Gpu {
   readonly pool: BufferPool;
   /** The shared compute-pipeline cache. */
   readonly pipelines: PipelineCache;
+  /** Why the device was lost (set when `device.lost` resolves); `undefined` while it is usable. */
+  lost: GPUDeviceLostInfo | undefined;
 }
 
 /** Options of {@link requestGpu}. */
@@ -71,7 +73,7 @@ export async function requestGpu(opts: GpuOptions = {}): Promise<Gpu> {
     );
   });
   const info = adapter.info;
-  return {
+  const gpu: Gpu = {
     device,
     adapterName: info?.description ||
       [info?.vendor, info?.architecture].filter(Boolean).join(" ") || "unknown adapter",
@@ -81,14 +83,37 @@ export async function requestGpu(opts: GpuOptions = {}): Promise<Gpu> {
     maxBinding: device.limits.maxStorageBufferBindingSize,
     pool: new BufferPool(device),
     pipelines: new PipelineCache(device),
+    lost: undefined,
   };
+  device.lost.then((lost) => gpu.lost = lost);
+  return gpu;
+}
+
+/** The `GPU_LOST` error of a lost device: what was lost, and how to go on. */
+export function gpuLostError(lost: GPUDeviceLostInfo): WebcapError {
+  return new WebcapError(
+    "GPU_LOST",
+    `the GPU device was lost (${lost.reason}: ${lost.message || "no message"}); the work in ` +
+      `flight was abandoned and everything on that device is gone. Load the model again: ` +
+      `getGpu() and Captioner.fromPretrained() acquire a new device`,
+  );
+}
+
+/** Throw `GPU_LOST` when `gpu`'s device is lost. */
+export function checkNotLost(gpu: Gpu): void {
+  if (gpu.lost) throw gpuLostError(gpu.lost);
 }
 
 let shared: Promise<Gpu> | undefined;
 
-/** The process-wide GPU, acquired on first use. */
+/** The process-wide GPU, acquired on first use and again after its device is lost. */
 export function getGpu(): Promise<Gpu> {
-  shared ??= requestGpu();
-  shared.catch(() => shared = undefined);
-  return shared;
+  if (shared) return shared;
+  const p = requestGpu();
+  shared = p;
+  const forget = () => {
+    if (shared === p) shared = undefined;
+  };
+  p.then((gpu) => gpu.device.lost.then(forget), forget);
+  return p;
 }
