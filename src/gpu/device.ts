@@ -27,6 +27,11 @@ export interface Gpu {
   readonly pipelines: PipelineCache;
   /** Why the device was lost (set when `device.lost` resolves); `undefined` while it is usable. */
   lost: GPUDeviceLostInfo | undefined;
+  /**
+   * The first WebGPU error outside any error scope (e.g. creating a buffer while recording)
+   * since a failed submission last reported one: often the cause of that submission's error.
+   */
+  uncaptured: GPUError | undefined;
 }
 
 /** Options of {@link requestGpu}. */
@@ -67,11 +72,6 @@ export async function requestGpu(opts: GpuOptions = {}): Promise<Gpu> {
     requiredFeatures: features as GPUFeatureName[],
     requiredLimits,
   });
-  device.addEventListener("uncapturederror", (e) => {
-    console.error(
-      `webcap: uncaptured WebGPU error: ${(e as GPUUncapturedErrorEvent).error.message}`,
-    );
-  });
   const info = adapter.info;
   const gpu: Gpu = {
     device,
@@ -84,7 +84,13 @@ export async function requestGpu(opts: GpuOptions = {}): Promise<Gpu> {
     pool: new BufferPool(device),
     pipelines: new PipelineCache(device),
     lost: undefined,
+    uncaptured: undefined,
   };
+  device.addEventListener("uncapturederror", (e) => {
+    const error = (e as GPUUncapturedErrorEvent).error;
+    gpu.uncaptured ??= error;
+    console.error(`webcap: uncaptured WebGPU error: ${error.message}`);
+  });
   device.lost.then((lost) => gpu.lost = lost);
   return gpu;
 }

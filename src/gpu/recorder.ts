@@ -308,19 +308,21 @@ export class Recorder {
     const lost = this.gpu.lost ??
       (mapError && !validation && !oom ? await lostWithin(this.gpu.device, 1000) : undefined);
     if (lost) return gpuLostError(lost);
-    if (validation) {
-      return this.#gpuError(
-        "validation",
-        validation.message,
-        "a bug: please report it with this message",
-      );
-    }
-    if (oom) {
-      return this.#gpuError(
-        "out-of-memory",
-        oom.message,
-        "process fewer images, beams or return sequences at once, or dispose models not in use",
-      );
+    const scoped = validation ?? oom;
+    if (scoped) {
+      await new Promise((r) => setTimeout(r, 0)); // uncaptured errors are dispatched as tasks
+      const first = this.gpu.uncaptured; // an error while recording: the likely cause
+      this.gpu.uncaptured = undefined;
+      const message = first
+        ? `${scoped.message} (first reported: ${first.message})`
+        : scoped.message;
+      return oom || first instanceof GPUOutOfMemoryError
+        ? this.#gpuError(
+          "out-of-memory",
+          message,
+          "process fewer images, beams or return sequences at once, or dispose models not in use",
+        )
+        : this.#gpuError("validation", message, "a bug: please report it with this message");
     }
     if (mapError) {
       return this.#gpuError(

@@ -3,8 +3,8 @@
  * kernel, never garbage), and a tensor too large for the device is refused before allocation.
  */
 import assert from "node:assert/strict";
-import { Params, Recorder } from "../../src/gpu/recorder.ts";
-import { emptyTensor, ownedTensor, type Tensor, uploadTensor } from "../../src/gpu/tensor.ts";
+import { type Binding, Params, Recorder } from "../../src/gpu/recorder.ts";
+import { emptyTensor, ownedTensor, uploadTensor } from "../../src/gpu/tensor.ts";
 import { WebcapError } from "../../src/errors.ts";
 import { unary } from "../../src/shaders/elementwise.ts";
 import { assertCode, getGpu, randomF32 } from "../util.ts";
@@ -15,9 +15,10 @@ const ADD_ONE = `@group(0) @binding(0) var<uniform> p: vec4u;
   if (id.x < p.x) { Y[id.x] = Y[id.x] + 1.0; }
 }`;
 
-/** Record `Y[i] += 1` for i < y.size over `groups` workgroups (valid up to 65,535 per dimension). */
-function addOne(rec: Recorder, y: Tensor, groups: number): void {
-  rec.dispatch(rec.gpu.pipelines.get(ADD_ONE), new Params().u32(y.size), [y], [groups]);
+/** Record `Y[i] += 1` for every f32 of `y` over `groups` workgroups (at most 65,535 are valid). */
+function addOne(rec: Recorder, y: Binding, groups: number): void {
+  const n = "shape" in y ? y.size : y.size / 4;
+  rec.dispatch(rec.gpu.pipelines.get(ADD_ONE), new Params().u32(n), [y], [groups]);
 }
 
 /** Assert `p` rejects with a WebcapError of `code` whose message matches every pattern. */
@@ -91,6 +92,22 @@ Deno.test("recorder: a real kernel on a destroyed buffer is a GPU_ERROR naming t
   );
   await rejectsWith(read, "GPU_ERROR");
   gpu.pool.destroy(x.buffer);
+});
+
+Deno.test("recorder: an error while recording (outside the submit's scopes) is named as the cause", async () => {
+  const gpu = await getGpu();
+  const rec = new Recorder(gpu);
+  const usage = GPUBufferUsage.STORAGE;
+  const invalid = gpu.device.createBuffer({ size: 2 ** 40, usage, label: "too-big" }); // uncaptured
+  addOne(rec, { buffer: invalid, offset: 0, size: 16 }, 1);
+  await rejectsWith(
+    rec.submit(),
+    "GPU_ERROR",
+    /kernel "addOne \(errors_test\.ts\)"/,
+    /first reported: Buffer size 1099511627776 is greater than the maximum buffer size/,
+  );
+  assert.equal(gpu.uncaptured, undefined, "the cause is reported once");
+  invalid.destroy();
 });
 
 Deno.test("tensors: too large for the device is refused before allocation, naming the limit", async () => {
