@@ -4,11 +4,18 @@
  * @module
  */
 
-/** Stable error codes. */
+/**
+ * Stable error codes. On the GPU itself: `GPU_ERROR`, WebGPU reported a validation or
+ * out-of-memory error for a submission (every submission is checked; the message names the
+ * kernel, and none of its results is returned); `GPU_LOST`, the device was lost (a driver reset,
+ * `device.destroy()`): the call in flight rejects once, and `getGpu()` /
+ * `Captioner.fromPretrained()` acquire a new device after it.
+ */
 export type WebcapErrorCode =
   | "NO_ADAPTER"
   | "NO_FEATURE"
   | "GPU_ERROR"
+  | "GPU_LOST"
   | "BAD_SHAPE"
   | "BAD_DTYPE"
   | "BAD_SAFETENSORS"

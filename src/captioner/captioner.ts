@@ -6,7 +6,7 @@
  * @module
  */
 import { WebcapError } from "../errors.ts";
-import { getGpu, type Gpu } from "../gpu/device.ts";
+import { checkNotLost, getGpu, type Gpu } from "../gpu/device.ts";
 import { Recorder } from "../gpu/recorder.ts";
 import { uploadTensor } from "../gpu/tensor.ts";
 import type { CaptionModel, EncoderState } from "../arch/caption_model.ts";
@@ -168,6 +168,7 @@ export class Captioner {
     const prep = await loadPreprocessor(files);
     const tokenizer = await loadTokenizer(files);
     const gpu = opts.gpu ?? await getGpu();
+    checkNotLost(gpu);
     const model = await loadCaptionModel(gpu, files, { dtype });
     try {
       checkTokenizer(tokenizer, model, files.source);
@@ -234,7 +235,11 @@ export class Captioner {
       try {
         state = this.model.encode(rec, t);
       } finally {
-        await rec.submit(); // after a failed recording too, so the pixels and temporaries are freed
+        // after a failed recording too, so the pixels and temporaries are freed
+        await rec.submit().catch((e) => {
+          state?.dispose();
+          throw e;
+        });
       }
     }
     let disposed = false;
@@ -259,6 +264,7 @@ export class Captioner {
   ): Promise<CaptionResult[]> {
     const options = optionsObject(callOptions, "caption");
     const gen = this.#generateOptions(options); // refuse bad options before any GPU work
+    checkNotLost(this.gpu);
     const encoded = isEncoded(images)
       ? images
       : await this.encode(Array.isArray(images) ? images : [images]);

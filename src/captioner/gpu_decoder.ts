@@ -179,11 +179,15 @@ export class GpuDecoder implements DecoderStep {
     this.model.reorder(this.#pending, this.state, parents);
   }
 
-  /** Submit pending work (a trailing reorder) and free the caches. */
+  /** Submit pending work (a trailing reorder; not on a lost device) and free the caches. */
   async dispose(): Promise<void> {
-    if (this.#pending) await this.#pending.submit();
+    const pending = this.#pending;
     this.#pending = undefined;
-    this.state.dispose();
+    try {
+      if (pending && !this.gpu.lost) await pending.submit();
+    } finally {
+      this.state.dispose();
+    }
   }
 }
 
@@ -213,15 +217,20 @@ export async function generateOnGpu(
         (_, r) => Math.floor(r / rowsPerImage),
       );
       const rec = new Recorder(gpu);
-      const st = model.beginDecode(rec, enc, rowImage, maxLength);
+      // a cache too large for the device is refused with whatever was allocated before it freed
+      const st = gpu.pool.releaseOnThrow(() => model.beginDecode(rec, enc, rowImage, maxLength));
       const dec = new GpuDecoder(gpu, model, st, rec);
       decoders.push(dec);
       return dec;
     },
   };
+  let out: GeneratedSequence[][];
   try {
-    return await generate(factory, prompts, options);
-  } finally {
-    for (const d of decoders) await d.dispose();
+    out = await generate(factory, prompts, options);
+  } catch (e) {
+    await Promise.allSettled(decoders.map((d) => d.dispose())); // e is the error to report
+    throw e;
   }
+  for (const d of decoders) await d.dispose();
+  return out;
 }

@@ -28,6 +28,13 @@ export interface Gpu {
   readonly pipelines: PipelineCache;
   /** The shared bind group cache (the pool tells it of destroyed buffers). */
   readonly bindGroups: BindGroupCache;
+  /** Why the device was lost (set when `device.lost` resolves); `undefined` while it is usable. */
+  lost: GPUDeviceLostInfo | undefined;
+  /**
+   * The first WebGPU error outside any error scope (e.g. creating a buffer while recording)
+   * since a failed submission last reported one: often the cause of that submission's error.
+   */
+  uncaptured: GPUError | undefined;
 }
 
 /** Options of {@link requestGpu}. */
@@ -68,14 +75,9 @@ export async function requestGpu(opts: GpuOptions = {}): Promise<Gpu> {
     requiredFeatures: features as GPUFeatureName[],
     requiredLimits,
   });
-  device.addEventListener("uncapturederror", (e) => {
-    console.error(
-      `webcap: uncaptured WebGPU error: ${(e as GPUUncapturedErrorEvent).error.message}`,
-    );
-  });
   const info = adapter.info;
   const bindGroups = new BindGroupCache(device);
-  return {
+  const gpu: Gpu = {
     device,
     adapterName: info?.description ||
       [info?.vendor, info?.architecture].filter(Boolean).join(" ") || "unknown adapter",
@@ -86,14 +88,43 @@ export async function requestGpu(opts: GpuOptions = {}): Promise<Gpu> {
     pool: new BufferPool(device, (buf) => bindGroups.forget(buf)),
     pipelines: new PipelineCache(device),
     bindGroups,
+    lost: undefined,
+    uncaptured: undefined,
   };
+  device.addEventListener("uncapturederror", (e) => {
+    const error = (e as GPUUncapturedErrorEvent).error;
+    gpu.uncaptured ??= error;
+    console.error(`webcap: uncaptured WebGPU error: ${error.message}`);
+  });
+  device.lost.then((lost) => gpu.lost = lost);
+  return gpu;
+}
+
+/** The `GPU_LOST` error of a lost device: what was lost, and how to go on. */
+export function gpuLostError(lost: GPUDeviceLostInfo): WebcapError {
+  return new WebcapError(
+    "GPU_LOST",
+    `the GPU device was lost (${lost.reason}: ${lost.message || "no message"}); the work in ` +
+      `flight was abandoned and everything on that device is gone. Load the model again: ` +
+      `getGpu() and Captioner.fromPretrained() acquire a new device`,
+  );
+}
+
+/** Throw `GPU_LOST` when `gpu`'s device is lost. */
+export function checkNotLost(gpu: Gpu): void {
+  if (gpu.lost) throw gpuLostError(gpu.lost);
 }
 
 let shared: Promise<Gpu> | undefined;
 
-/** The process-wide GPU, acquired on first use. */
+/** The process-wide GPU, acquired on first use and again after its device is lost. */
 export function getGpu(): Promise<Gpu> {
-  shared ??= requestGpu();
-  shared.catch(() => shared = undefined);
-  return shared;
+  if (shared) return shared;
+  const p = requestGpu();
+  shared = p;
+  const forget = () => {
+    if (shared === p) shared = undefined;
+  };
+  p.then((gpu) => gpu.device.lost.then(forget), forget);
+  return p;
 }

@@ -21,6 +21,7 @@ export class BufferPool {
   #bytesFree = 0;
   #owned = new Set<GPUBuffer>();
   #bytesOwned = 0;
+  #taken: GPUBuffer[] | undefined;
 
   /**
    * An empty pool allocating on `device`; `onDestroy` hears of each buffer before it is
@@ -40,6 +41,7 @@ export class BufferPool {
     else buf = this.device.createBuffer({ size, usage: USAGE, label: `pool-${size}` });
     this.#live.add(buf);
     this.#bytesLive += size;
+    this.#taken?.push(buf);
     return buf;
   }
 
@@ -59,6 +61,7 @@ export class BufferPool {
     const buf = this.device.createBuffer({ size, usage: USAGE, label });
     this.#owned.add(buf);
     this.#bytesOwned += size;
+    this.#taken?.push(buf);
     return buf;
   }
 
@@ -70,6 +73,26 @@ export class BufferPool {
     this.#bytesOwned -= buf.size;
     this.onDestroy(buf);
     buf.destroy();
+  }
+
+  /**
+   * Run the synchronous `fn`; when it throws, every buffer it acquired or allocated and still
+   * holds goes back to the pool or is destroyed, so a half-built state leaks nothing.
+   */
+  releaseOnThrow<T>(fn: () => T): T {
+    if (this.#taken) throw new Error("BufferPool: releaseOnThrow does not nest");
+    const taken: GPUBuffer[] = this.#taken = [];
+    try {
+      return fn();
+    } catch (e) {
+      for (const b of taken) {
+        if (this.#live.has(b)) this.release(b);
+        else if (this.#owned.has(b)) this.destroy(b);
+      }
+      throw e;
+    } finally {
+      this.#taken = undefined;
+    }
   }
 
   /** Destroy the free buffers (live ones stay). */

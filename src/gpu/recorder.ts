@@ -8,7 +8,7 @@
  */
 import { WebcapError } from "../errors.ts";
 import type { BufferRange } from "./bind_groups.ts";
-import type { Gpu } from "./device.ts";
+import { type Gpu, gpuLostError } from "./device.ts";
 import type { CompiledKernel } from "./pipeline.ts";
 import {
   type DType,
@@ -75,6 +75,8 @@ export class Recorder {
     reject: (e: unknown) => void;
   }[] = [];
   #afterSubmit: (() => void)[] = [];
+  /** Pipeline label and workgroup grid of each dispatch, to name the kernel a GPU error is about. */
+  #kernels: { label: string; groups: number[] }[] = [];
   #query: { set: GPUQuerySet; resolve: GPUBuffer; read: GPUBuffer; passes: number } | undefined;
   #submitted = false;
   /** Dispatches recorded so far. */
@@ -186,6 +188,7 @@ export class Recorder {
     pass.setPipeline(k.pipeline);
     pass.setBindGroup(0, group, [u.offset]);
     pass.dispatchWorkgroups(groups[0], groups[1], groups[2]);
+    this.#kernels.push({ label: k.label, groups: [groups[0], groups[1], groups[2]] });
     this.dispatches++;
   }
 
@@ -204,16 +207,21 @@ export class Recorder {
       label: "readback",
     });
     this.copy(src, srcOffset, staging, 0, size);
-    return new Promise((resolve, reject) => this.#reads.push({ staging, bytes, resolve, reject }));
+    return handled(
+      new Promise((resolve, reject) => this.#reads.push({ staging, bytes, resolve, reject })),
+    );
   }
 
   /** Read a whole tensor back as a typed array of its dtype (f16 as raw Uint16 bits). */
-  async readTensor(t: Tensor): Promise<Float32Array | Int32Array | Uint32Array | Uint16Array> {
-    const buf = await this.read(t.buffer, t.byteSize);
-    if (t.dtype === "f32") return new Float32Array(buf, 0, t.size);
-    if (t.dtype === "i32") return new Int32Array(buf, 0, t.size);
-    if (t.dtype === "u32") return new Uint32Array(buf, 0, t.size);
-    return new Uint16Array(buf, 0, t.size);
+  readTensor(t: Tensor): Promise<Float32Array | Int32Array | Uint32Array | Uint16Array> {
+    return handled(
+      this.read(t.buffer, t.byteSize).then((buf) => {
+        if (t.dtype === "f32") return new Float32Array(buf, 0, t.size);
+        if (t.dtype === "i32") return new Int32Array(buf, 0, t.size);
+        if (t.dtype === "u32") return new Uint32Array(buf, 0, t.size);
+        return new Uint16Array(buf, 0, t.size);
+      }),
+    );
   }
 
   /** A pooled temporary, contents undefined, released when this recorder is submitted. */
@@ -237,7 +245,12 @@ export class Recorder {
 
   /**
    * Submit everything recorded and wait for the readbacks (if any). Returns GPU time in
-   * milliseconds per timed pass when timestamps were requested and available.
+   * milliseconds per timed pass when timestamps were requested and available. WebGPU's error
+   * scopes are pushed and popped around the submit and awaited with the readbacks: checking
+   * costs no extra round trip.
+   * @throws WebcapError `GPU_ERROR` when WebGPU reports a validation or out-of-memory error for
+   *   this submission (naming the kernel), `GPU_LOST` when the device is lost; the readbacks
+   *   then reject with the same error (and nobody has to await them).
    */
   async submit(): Promise<number[]> {
     this.endPass();
@@ -247,35 +260,120 @@ export class Recorder {
       this.encoder.copyBufferToBuffer(q.resolve, 0, q.read, 0, q.passes * 16);
     }
     const device = this.gpu.device;
-    for (const a of this.#arenas) device.queue.writeBuffer(a.buffer, 0, a.host, 0, a.used);
-    device.queue.submit([this.encoder.finish()]);
+    const scopes = this.#checkedSubmit(device);
     this.#submitted = true;
-    const free = arenaFree.get(device)!;
-    free.push(...this.#arenas);
+    arenaFree.get(device)!.push(...this.#arenas);
     this.#arenas = [];
     // in reverse order of registration (temporaries: of allocation), so the pool's LIFO free
     // lists hand the next step the same buffers in the same roles and its bind groups are cached
     for (const f of this.#afterSubmit.reverse()) f();
     this.#afterSubmit = [];
-    await Promise.all(this.#reads.map(async (r) => {
-      try {
-        await r.staging.mapAsync(GPUMapMode.READ);
-        r.resolve(r.staging.getMappedRange().slice(0, r.bytes));
-      } catch (e) {
-        r.reject(e);
-      } finally {
-        r.staging.destroy();
-      }
-    }));
-    if (!q || q.passes === 0) return [];
-    await q.read.mapAsync(GPUMapMode.READ);
-    const ns = new BigInt64Array(q.read.getMappedRange().slice(0));
-    q.read.destroy();
-    q.resolve.destroy();
-    q.set.destroy();
-    const ms: number[] = [];
-    for (let i = 0; i < q.passes; i++) ms.push(Number(ns[2 * i + 1] - ns[2 * i]) / 1e6);
-    return ms;
+    const reads = this.#reads;
+    this.#reads = [];
+    const maps = reads.map((r) => r.staging.mapAsync(GPUMapMode.READ));
+    const timed = q && q.passes > 0 ? q : undefined;
+    if (timed) maps.push(timed.read.mapAsync(GPUMapMode.READ));
+    const [errors, mapped] = await Promise.all([scopes, Promise.allSettled(maps)]);
+    const mapError = mapped.find((m) => m.status === "rejected")?.reason;
+    const failure = await this.#failure(errors, mapError);
+    for (const r of reads) {
+      if (failure) r.reject(failure);
+      else r.resolve(r.staging.getMappedRange().slice(0, r.bytes));
+      r.staging.destroy();
+    }
+    const ns = timed && !failure
+      ? new BigInt64Array(timed.read.getMappedRange().slice(0, timed.passes * 16))
+      : [];
+    if (q) { for (const b of [q.read, q.resolve, q.set]) b.destroy(); }
+    if (failure) throw failure;
+    return Array.from({ length: ns.length / 2 }, (_, i) => Number(ns[2 * i + 1] - ns[2 * i]) / 1e6);
+  }
+
+  /** Write the uniforms and submit inside validation and out-of-memory error scopes. */
+  #checkedSubmit(device: GPUDevice): Promise<(GPUError | null)[]> {
+    // pushed and popped in one task: recorders submitting concurrently cannot interleave.
+    // A lost device may reject a pop: the loss is reported instead.
+    const pop = () =>
+      [device.popErrorScope(), device.popErrorScope()].map((p) => p.catch(() => null));
+    device.pushErrorScope("out-of-memory");
+    device.pushErrorScope("validation");
+    try {
+      for (const a of this.#arenas) device.queue.writeBuffer(a.buffer, 0, a.host, 0, a.used);
+      device.queue.submit([this.encoder.finish()]);
+    } catch (e) {
+      pop();
+      throw e;
+    }
+    return Promise.all(pop());
+  }
+
+  /** The error this submission failed with, if any: the device's loss first, then WebGPU's. */
+  async #failure(
+    errors: (GPUError | null)[],
+    mapError: unknown,
+  ): Promise<WebcapError | undefined> {
+    const [validation, oom] = errors;
+    // a failed map with no error of ours is how a loss shows before `device.lost` resolves
+    const lost = this.gpu.lost ??
+      (mapError && !validation && !oom ? await lostWithin(this.gpu.device, 1000) : undefined);
+    if (lost) return gpuLostError(lost);
+    const scoped = validation ?? oom;
+    if (scoped) {
+      await new Promise((r) => setTimeout(r, 0)); // uncaptured errors are dispatched as tasks
+      const first = this.gpu.uncaptured; // an error while recording: the likely cause
+      this.gpu.uncaptured = undefined;
+      const message = first
+        ? `${scoped.message} (first reported: ${first.message})`
+        : scoped.message;
+      return oom || first instanceof GPUOutOfMemoryError
+        ? this.#gpuError(
+          "out-of-memory",
+          message,
+          "process fewer images, beams or return sequences at once, or dispose models not in use",
+        )
+        : this.#gpuError("validation", message, "a bug: please report it with this message");
+    }
+    if (mapError) {
+      return this.#gpuError(
+        "readback",
+        `mapping a result buffer failed (${mapError})`,
+        "if this repeats, the GPU driver is failing",
+      );
+    }
+  }
+
+  /** A `GPU_ERROR` naming the kernel: the dispatch whose grid the message quotes, else all of them. */
+  #gpuError(kind: string, message: string, hint: string): WebcapError {
+    const ks = this.#kernels;
+    const grid = /\[(\d+), (\d+), (\d+)\]/.exec(message)?.slice(1).join();
+    const i = grid ? ks.findIndex((k) => k.groups.join() === grid) : -1;
+    const names = [...new Set(ks.map((k) => `"${k.label}"`))];
+    const where = i >= 0
+      ? `kernel "${ks[i].label}" (dispatch ${i + 1} of ${ks.length}, workgroups [${ks[i].groups}])`
+      : names.length === 1
+      ? `kernel ${names[0]}`
+      : `a submission of ${ks.length} dispatches (kernels ${names.join(", ") || "none"})`;
+    return new WebcapError(
+      "GPU_ERROR",
+      `WebGPU ${kind} error in ${where}: ${message}. Its results were discarded; ${hint}`,
+    );
+  }
+}
+
+/** Mark a promise handled: a readback nobody awaits after a failed submit is no unhandled rejection. */
+function handled<T>(p: Promise<T>): Promise<T> {
+  p.catch(() => {});
+  return p;
+}
+
+/** The loss info of `device` if it resolves within `ms`. */
+async function lostWithin(device: GPUDevice, ms: number): Promise<GPUDeviceLostInfo | undefined> {
+  let timer = 0;
+  const timeout = new Promise<undefined>((resolve) => timer = setTimeout(resolve, ms));
+  try {
+    return await Promise.race([device.lost, timeout]);
+  } finally {
+    clearTimeout(timer);
   }
 }
 

@@ -77,20 +77,57 @@ export class Tensor {
   }
 }
 
+/**
+ * Refuse, before anything is allocated, a tensor larger than one buffer (`maxBufferSize`) or,
+ * when kernels bind it whole (`bound`), than one storage binding (`maxStorageBufferBindingSize`).
+ */
+function checkFits(
+  gpu: Gpu,
+  shape: readonly number[],
+  dtype: DType,
+  what: { label?: string; bound: boolean; hint: string },
+): number {
+  const bytes = numel(shape) * dtypeBytes(dtype);
+  const maxBuffer = gpu.device.limits.maxBufferSize;
+  const [limit, max] = bytes > maxBuffer
+    ? ["maxBufferSize", maxBuffer]
+    : ["maxStorageBufferBindingSize", what.bound ? gpu.maxBinding : Infinity];
+  if (!(bytes <= max)) {
+    const name = what.label ? `tensor "${what.label}"` : "a tensor";
+    throw new WebcapError(
+      "BAD_SHAPE",
+      `${name} [${shape}] ${dtype} needs ${bytes} B, more than this device's ${limit} ` +
+        `(${max} B): ${what.hint}`,
+    );
+  }
+  return bytes;
+}
+
 /** A pooled temporary tensor, contents undefined. */
 export function emptyTensor(gpu: Gpu, shape: readonly number[], dtype: DType = "f32"): Tensor {
-  const bytes = numel(shape) * dtypeBytes(dtype);
+  const bytes = checkFits(gpu, shape, dtype, {
+    bound: true,
+    hint: "process fewer images, beams or return sequences at once",
+  });
   return new Tensor(gpu, gpu.pool.acquire(bytes), shape, dtype, "pooled");
 }
 
-/** A long-lived tensor with its own buffer, contents undefined (e.g. a key/value cache). */
+/**
+ * A long-lived tensor with its own buffer, contents undefined: a per-row decoding state such as
+ * a key/value cache `[rows, maxLength, 2·hidden]`, bound whole by the kernels.
+ */
 export function ownedTensor(
   gpu: Gpu,
   shape: readonly number[],
   dtype: DType,
   label: string,
 ): Tensor {
-  const bytes = numel(shape) * dtypeBytes(dtype);
+  const bytes = checkFits(gpu, shape, dtype, {
+    label,
+    bound: true,
+    hint: "it grows with images × beams (or return sequences) × max length; caption fewer " +
+      "images at once, with fewer beams or return sequences, or a shorter max length",
+  });
   return new Tensor(gpu, gpu.pool.allocate(bytes, label), shape, dtype, "owned");
 }
 
@@ -157,7 +194,12 @@ export function uploadTensor(
       `${label}: ${data.length} values do not fill shape [${shape}]`,
     );
   }
-  const t = ownedTensor(gpu, shape, dtype, label);
+  const bytes = checkFits(gpu, shape, dtype, {
+    label,
+    bound: false, // weights larger than one binding are bound in windows
+    hint: "process fewer images at once, or use a smaller model",
+  });
+  const t = new Tensor(gpu, gpu.pool.allocate(bytes, label), shape, dtype, "owned");
   writeTensor(t, data);
   return t;
 }
