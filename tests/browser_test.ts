@@ -58,7 +58,7 @@ async function caption(page: Page, problems: string[]): Promise<DemoState> {
   await page.waitForFunction(
     () => ["done", "error"].includes((globalThis as { webcapDemo?: DemoState }).webcapDemo!.state),
     null,
-    { timeout: 40_000 },
+    { timeout: 180_000 }, // SwiftShader on a loaded 2-core machine can take minutes
   );
   const demo = await page.evaluate(() => (globalThis as { webcapDemo?: DemoState }).webcapDemo!);
   assert.equal(demo.state, "done", `${demo.error}\n${problems.join("\n")}`);

@@ -177,5 +177,6 @@ Deno.test("meteor: a long repetitive caption aligns in bounded time (beam copies
   const r = scorer.score([[`two ${long}`]], [`${long} again`]);
   const seconds = (performance.now() - t0) / 1000;
   assert.ok(r.corpus > 0.5 && r.corpus < 1, `score ${r.corpus}`);
-  assert.ok(seconds < 10, `took ${seconds.toFixed(1)} s`);
+  // a guard against the quadratic-copy blow-up (minutes), not a speed claim: loose for loaded CI
+  assert.ok(seconds < 60, `took ${seconds.toFixed(1)} s`);
 });
