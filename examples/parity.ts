@@ -5,26 +5,68 @@
  * tensor error above its bound: 1e-3 for logits, 1e-4 for hidden states and other tensors. With
  * `--dtype f16` each tensor is held to the rounding floor (the error of the float32 path run on
  * f16-rounded weights) plus that bound, and sequence mismatches do not fail the run.
+ *
+ * `deno task parity DIR --train [--json]`: gradients of the CE and SCST losses against the
+ * folder's `train-reference.safetensors` (`src/train/parity_train.ts`); exits 1 when a tensor is
+ * off by more than 1e-3 relative L2 or a loss by more than 1e-5 relative.
  * @module
  */
 import { parseArgs } from "node:util";
 import { getGpu } from "../src/gpu/device.ts";
 import { runParity } from "../src/captioner/parity.ts";
 import { WebcapError } from "../src/errors.ts";
+import { runTrainParity } from "../src/train/parity_train.ts";
 
 const { values, positionals } = parseArgs({
   args: Deno.args,
-  options: { dtype: { type: "string" }, json: { type: "boolean" } },
+  options: { dtype: { type: "string" }, json: { type: "boolean" }, train: { type: "boolean" } },
   allowPositionals: true,
 });
 if (
   positionals.length !== 1 || (values.dtype && values.dtype !== "f32" && values.dtype !== "f16")
 ) {
-  console.error("usage: deno task parity DIR [--dtype f32|f16] [--json]");
+  console.error("usage: deno task parity DIR [--dtype f32|f16] [--json] | DIR --train [--json]");
   Deno.exit(2);
 }
 const dtype = (values.dtype ?? "f32") as "f32" | "f16";
+
+/** `--train`: print (or give as JSON) every tensor's and both losses' errors; the exit code. */
+async function train(dir: string): Promise<number> {
+  const gpu = await getGpu();
+  const r = await runTrainParity(gpu, dir);
+  if (values.json) {
+    const { ce, scst } = r.losses;
+    const losses = {
+      ce: { value: ce.value, reference: ce.reference },
+      scst: { value: scst.value, reference: scst.reference },
+    };
+    console.log(JSON.stringify({ tensors: r.tensors, losses }));
+  } else {
+    console.log(`${r.dir}: training gradients (${gpu.adapterName})`);
+    for (const t of r.tensors) {
+      const verdict = t.pass ? "ok" : "FAIL";
+      console.log(`  tensor ${t.name.padEnd(72)} rel L2 ${t.relL2.toExponential(3)}  ${verdict}`);
+    }
+    for (const [name, l] of Object.entries(r.losses)) {
+      console.log(
+        `  loss   ${name.padEnd(6)} ${l.value} (reference ${l.reference})  ${
+          l.pass ? "ok" : "FAIL"
+        }`,
+      );
+    }
+  }
+  const fail = r.tensors.some((t) => !t.pass) || !r.losses.ce.pass || !r.losses.scst.pass;
+  return fail ? 1 : 0;
+}
+
 try {
+  if (values.train) {
+    if (values.dtype && values.dtype !== "f32") {
+      console.error("--train runs in f32 only");
+      Deno.exit(2);
+    }
+    Deno.exit(await train(positionals[0].replace(/\/$/, "")));
+  }
   const gpu = await getGpu();
   const r = await runParity(gpu, positionals[0].replace(/\/$/, ""), { dtype });
   if (values.json) console.log(JSON.stringify(r));

@@ -61,3 +61,19 @@ fn sigmoid_f32(x: f32) -> f32 {
 fn act(x: f32) -> f32 { ${body[act]} }
 `;
 }
+
+/** WGSL `act_grad(x)`: the derivative of {@link activationWgsl}'s `act` at `x` (needs its helpers). */
+export function activationGradWgsl(act: Activation): string {
+  const body: Record<Activation, string> = {
+    none: "return 1.0;",
+    gelu: "return 0.5 * (1.0 + erf_f32(x * 0.70710678118654752)) + " +
+      "x * 0.3989422804014327 * exp(-0.5 * x * x);",
+    gelu_new: "let c = 0.7978845608028654; let t = tanh_f32(c * (x + 0.044715 * x * x * x)); " +
+      "return 0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * c * (1.0 + 0.134145 * x * x);",
+    quick_gelu: "let s = sigmoid_f32(1.702 * x); return s + 1.702 * x * s * (1.0 - s);",
+    relu: "return select(0.0, 1.0, x > 0.0);",
+    tanh: "let t = tanh_f32(x); return 1.0 - t * t;",
+    sigmoid: "let s = sigmoid_f32(x); return s * (1.0 - s);",
+  };
+  return `fn act_grad(x: f32) -> f32 { ${body[act]} }\n`;
+}

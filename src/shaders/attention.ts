@@ -11,7 +11,7 @@
  * @module
  */
 import { WebcapError } from "../errors.ts";
-import { optional, read, readWrite } from "../gpu/kernel.ts";
+import { Kernel, optional, read, readWrite } from "../gpu/kernel.ts";
 import type { Recorder } from "../gpu/recorder.ts";
 import { emptyTensor, type Tensor } from "../gpu/tensor.ts";
 import { rowKernel } from "./reduce_wgsl.ts";
@@ -182,4 +182,147 @@ export function attention(rec: Recorder, a: AttentionArgs): Tensor {
     groups: [S, H, B],
   });
   return out;
+}
+
+// ---- backward ----
+
+const STRIDES = {
+  S: "u32",
+  L: "u32",
+  D: "u32",
+  H: "u32",
+  qOff: "u32",
+  qPos: "u32",
+  qRow: "u32",
+  kOff: "u32",
+  kPos: "u32",
+  kRow: "u32",
+  vOff: "u32",
+  vPos: "u32",
+  vRow: "u32",
+  scale: "f32",
+} as const;
+
+/**
+ * Per (query s, head h, row b): `dP_j = dO·v_j`, `dS_j = P_j (dP_j − Σ_i P_i dP_i)` into `dS`
+ * `[B, H, S, L]`, then `dq = scale · Σ_j dS_j k_j` (written at Q's place in `dQ`). Masked keys
+ * have P = 0, so dS = 0 there.
+ */
+const ATTENTION_DQ = rowKernel({
+  name: "attention_dq",
+  uniforms: STRIDES,
+  storage: { K: read(), V: read(), Pr: read(), dO: read(), dS: readWrite(), dQ: readWrite() },
+  workgroupSize: [64],
+  body: () => `
+var<workgroup> go: array<f32, 256>;
+fn kernel(wg: vec3u, lid: vec3u) {
+  let s = wg.x; let h = wg.y; let b = wg.z; let t = lid.x;
+  let obase = (b * p.S + s) * p.H * p.D + h * p.D;
+  for (var d = t; d < p.D; d += WG_X) { go[d] = f32(dO[obase + d]); }
+  workgroupBarrier();
+  let pbase = ((b * p.H + h) * p.S + s) * p.L;
+  var acc = 0.0;
+  for (var j = t; j < p.L; j += WG_X) {
+    let vb = p.vOff + b * p.vRow + j * p.vPos + h * p.D;
+    var dp = 0.0;
+    for (var d = 0u; d < p.D; d++) { dp = fma(go[d], f32(V[vb + d]), dp); }
+    dS[pbase + j] = dS_t(dp);
+    acc += f32(Pr[pbase + j]) * dp;
+  }
+  let tot = reduce(t, acc, false);
+  for (var j = t; j < p.L; j += WG_X) {
+    dS[pbase + j] = dS_t(f32(Pr[pbase + j]) * (f32(dS[pbase + j]) - tot));
+  }
+  storageBarrier();
+  let kb = p.kOff + b * p.kRow + h * p.D;
+  let qb = p.qOff + b * p.qRow + s * p.qPos + h * p.D;
+  for (var d = t; d < p.D; d += WG_X) {
+    var g = 0.0;
+    for (var j = 0u; j < p.L; j++) { g = fma(f32(dS[pbase + j]), f32(K[kb + j * p.kPos + d]), g); }
+    dQ[qb + d] = dQ_t(g * p.scale);
+  }
+}`,
+});
+
+/**
+ * Per (key j, head h, row b): `dk = scale · Σ_s dS_sj q_s` and `dv = Σ_s P_sj dO_s`, written at
+ * K's and V's places in `dKV`.
+ */
+const ATTENTION_DKV = new Kernel({
+  name: "attention_dkv",
+  uniforms: STRIDES,
+  storage: { Q: read(), Pr: read(), dO: read(), dS: read(), dKV: readWrite() },
+  workgroupSize: [64],
+  body: () => `
+fn kernel(wg: vec3u, lid: vec3u) {
+  let j = wg.x; let h = wg.y; let b = wg.z;
+  let kd = p.kOff + b * p.kRow + j * p.kPos + h * p.D;
+  let vd = p.vOff + b * p.vRow + j * p.vPos + h * p.D;
+  for (var d = lid.x; d < p.D; d += WG_X) {
+    var gk = 0.0; var gv = 0.0;
+    for (var s = 0u; s < p.S; s++) {
+      let pi = ((b * p.H + h) * p.S + s) * p.L + j;
+      gk = fma(f32(dS[pi]), f32(Q[p.qOff + b * p.qRow + s * p.qPos + h * p.D + d]), gk);
+      gv = fma(f32(Pr[pi]), f32(dO[(b * p.S + s) * p.H * p.D + h * p.D + d]), gv);
+    }
+    dKV[kd + d] = dKV_t(gk * p.scale);
+    dKV[vd + d] = dKV_t(gv);
+  }
+}`,
+});
+
+/** Arguments of {@link attentionBackward}: those of the forward, its probabilities and `dO`. */
+export interface AttentionBackwardArgs
+  extends Omit<AttentionArgs, "kvIndex" | "out" | "probs" | "causal"> {
+  /** `[B, H, S, L]` as the forward wrote them (0 at masked keys). */
+  probs: Tensor;
+  /** `[B, S, H·D]`. */
+  dO: Tensor;
+  /** Written at q's offset and strides (every q element of the call is overwritten). */
+  dQ: Tensor;
+  /** Written at k's and v's offsets and strides. */
+  dKV: Tensor;
+}
+
+/** Backward of {@link attention} (no `kvIndex`): writes dQ into `dQ`, dK and dV into `dKV`. */
+export function attentionBackward(rec: Recorder, a: AttentionBackwardArgs): void {
+  const { batch: B, queries: S, heads: H, headDim: D, keys: L } = a;
+  if (D > 256) {
+    throw new WebcapError("BAD_SHAPE", `attentionBackward: head size ${D} > 256 is not supported`);
+  }
+  if (a.probs.size !== B * H * S * L || a.dO.size !== B * S * H * D) {
+    throw new WebcapError(
+      "BAD_SHAPE",
+      `attentionBackward: probs [${a.probs.shape}] or dO [${a.dO.shape}] do not fit ` +
+        `B=${B} H=${H} S=${S} L=${L} D=${D}`,
+    );
+  }
+  const [q, k, v] = [a.q, a.k, a.v];
+  const uniforms = {
+    S,
+    L,
+    D,
+    H,
+    qOff: q.offset,
+    qPos: q.posStride,
+    qRow: q.rowStride,
+    kOff: k.offset,
+    kPos: k.posStride,
+    kRow: k.rowStride,
+    vOff: v.offset,
+    vPos: v.posStride,
+    vRow: v.rowStride,
+    scale: a.scale,
+  };
+  const dS = rec.temp([B, H, S, L]);
+  ATTENTION_DQ.record(rec, {
+    uniforms,
+    bind: { K: k.t, V: v.t, Pr: a.probs, dO: a.dO, dS, dQ: a.dQ },
+    groups: [S, H, B],
+  });
+  ATTENTION_DKV.record(rec, {
+    uniforms,
+    bind: { Q: q.t, Pr: a.probs, dO: a.dO, dS, dKV: a.dKV },
+    groups: [L, H, B],
+  });
 }

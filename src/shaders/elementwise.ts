@@ -8,7 +8,7 @@ import { WebcapError } from "../errors.ts";
 import { Kernel, read, readWrite } from "../gpu/kernel.ts";
 import type { Recorder } from "../gpu/recorder.ts";
 import { emptyTensor, type Tensor } from "../gpu/tensor.ts";
-import { type Activation, activationWgsl } from "./activations.ts";
+import { type Activation, activationGradWgsl, activationWgsl } from "./activations.ts";
 
 const UNARY = new Kernel({
   name: "unary",
@@ -63,4 +63,59 @@ export function binary(rec: Recorder, a: Tensor, b: Tensor, op: BinaryOp, out?: 
     groups: Math.ceil(a.size / 256),
   });
   return y;
+}
+
+// ---- backward ----
+
+const UNARY_BACKWARD = new Kernel({
+  name: "unary_backward",
+  uniforms: { n: "u32" },
+  storage: { X: read(), dY: read(), dX: readWrite() },
+  workgroupSize: [256],
+  body: (v: { act: Activation }) => `
+${activationWgsl(v.act)}
+${activationGradWgsl(v.act)}
+fn kernel(wg: vec3u, lid: vec3u) {
+  let i = wg.x * WG_X + lid.x;
+  if (i < p.n) { dX[i] = dX_t(f32(dY[i]) * act_grad(f32(X[i]))); }
+}`,
+});
+
+/** Backward of {@link unary}: `dX = dY · act'(x)` for the saved input `x`. */
+export function unaryBackward(rec: Recorder, x: Tensor, dy: Tensor, act: Activation): Tensor {
+  if (dy.size !== x.size) {
+    throw new WebcapError("BAD_SHAPE", `unaryBackward: dY [${dy.shape}] is not [${x.shape}]`);
+  }
+  const dx = emptyTensor(rec.gpu, x.shape);
+  UNARY_BACKWARD.record(rec, {
+    variant: { act },
+    uniforms: { n: x.size },
+    bind: { X: x, dY: dy, dX: dx },
+    groups: Math.ceil(x.size / 256),
+  });
+  return dx;
+}
+
+const ACCUMULATE = new Kernel({
+  name: "accumulate",
+  uniforms: { n: "u32" },
+  storage: { X: read(), Y: readWrite() },
+  workgroupSize: [256],
+  body: () => `
+fn kernel(wg: vec3u, lid: vec3u) {
+  let i = wg.x * WG_X + lid.x;
+  if (i < p.n) { Y[i] = Y_t(f32(Y[i]) + f32(X[i])); }
+}`,
+});
+
+/** `y += x` elementwise (gradients meeting at a residual add or a shared input). */
+export function accumulate(rec: Recorder, y: Tensor, x: Tensor): void {
+  if (x.size !== y.size) {
+    throw new WebcapError("BAD_SHAPE", `accumulate: [${x.shape}] into [${y.shape}]`);
+  }
+  ACCUMULATE.record(rec, {
+    uniforms: { n: x.size },
+    bind: { X: x, Y: y },
+    groups: Math.ceil(x.size / 256),
+  });
 }

@@ -92,3 +92,50 @@ export function embedding(
   }
   return y;
 }
+
+// ---- backward ----
+
+/**
+ * `dT[v, :] += Σ_{r : ids[r] = v} dY[r, :]`, one workgroup per table row, rows r in order: each
+ * row of the table is owned by one workgroup, so the sum is the same bits on every run.
+ */
+const EMBEDDING_BACKWARD = new Kernel({
+  name: "embedding_backward",
+  uniforms: { D: "u32", R: "u32" },
+  storage: { dY: read(), ids: read("i32"), dT: readWrite() },
+  workgroupSize: [64],
+  body: () => `
+fn kernel(wg: vec3u, lid: vec3u) {
+  let v = i32(wg.x);
+  for (var d = lid.x; d < p.D; d += WG_X) {
+    let o = wg.x * p.D + d;
+    var g = f32(dT[o]);
+    for (var r = 0u; r < p.R; r++) {
+      if (ids[r] == v) { g += f32(dY[r * p.D + d]); }
+    }
+    dT[o] = dT_t(g);
+  }
+}`,
+});
+
+/**
+ * Backward of a row gather: accumulates `dy [R, D]` into `dTable [V, D]` at rows `ids [R]`
+ * (i32; a negative id contributes nothing). Deterministic: no atomics.
+ */
+export function embeddingBackward(rec: Recorder, dy: Tensor, ids: Tensor, dTable: Tensor): void {
+  const R = ids.size, V = dTable.shape[0], D = dTable.size / V;
+  if (ids.dtype !== "i32") {
+    throw new WebcapError("BAD_DTYPE", `embeddingBackward ids must be i32, got ${ids.dtype}`);
+  }
+  if (dy.size !== R * D) {
+    throw new WebcapError(
+      "BAD_SHAPE",
+      `embeddingBackward: dY [${dy.shape}] is not [${R}, ${D}] for table [${dTable.shape}]`,
+    );
+  }
+  EMBEDDING_BACKWARD.record(rec, {
+    uniforms: { D, R },
+    bind: { dY: dy, ids, dT: dTable },
+    groups: V,
+  });
+}

@@ -4,7 +4,7 @@
  * @module
  */
 import { WebcapError } from "../errors.ts";
-import { read, readWrite } from "../gpu/kernel.ts";
+import { Kernel, optional, read, readWrite } from "../gpu/kernel.ts";
 import type { Recorder } from "../gpu/recorder.ts";
 import { emptyTensor, type Tensor } from "../gpu/tensor.ts";
 import { rowKernel } from "./reduce_wgsl.ts";
@@ -12,9 +12,16 @@ import { rowKernel } from "./reduce_wgsl.ts";
 const LAYERNORM = rowKernel({
   name: "layernorm",
   uniforms: { D: "u32", eps: "f32" },
-  storage: { X: read(), gamma: read(), beta: read(), Y: readWrite() },
+  storage: {
+    X: read(),
+    gamma: read(),
+    beta: read(),
+    Y: readWrite(),
+    Mean: optional(readWrite()), // [rows], kept for the backward
+    Rstd: optional(readWrite()),
+  },
   workgroupSize: [256],
-  body: () => `
+  body: (_, has) => `
 fn kernel(wg: vec3u, lid: vec3u) {
   let t = lid.x;
   let base = wg.x * p.D;
@@ -24,6 +31,7 @@ fn kernel(wg: vec3u, lid: vec3u) {
   var q = 0.0;
   for (var i = t; i < p.D; i += WG_X) { let d = f32(X[base + i]) - mean; q += d * d; }
   let inv = inverseSqrt(reduce(t, q, false) / f32(p.D) + p.eps);
+  ${has.Mean ? "if (t == 0u) { Mean[wg.x] = Mean_t(mean); Rstd[wg.x] = Rstd_t(inv); }" : ""}
   for (var i = t; i < p.D; i += WG_X) {
     Y[base + i] = Y_t((f32(X[base + i]) - mean) * inv * f32(gamma[i]) + f32(beta[i]));
   }
@@ -54,4 +62,144 @@ export function layerNorm(
     groups: rows,
   });
   return y;
+}
+
+// ---- training ----
+
+/** A LayerNorm forward that kept what its backward needs: input, mean and 1/std per row. */
+export interface SavedNorm {
+  x: Tensor;
+  y: Tensor;
+  mean: Tensor; // [rows]
+  rstd: Tensor; // [rows]
+}
+
+/** LayerNorm of `x [rows, D]` keeping the mean and 1/std of each row for {@link layerNormBackward}. */
+export function layerNormTrain(
+  rec: Recorder,
+  x: Tensor,
+  gamma: Tensor,
+  beta: Tensor,
+  eps: number,
+): SavedNorm {
+  const D = x.shape[x.shape.length - 1];
+  if (gamma.size !== D || beta.size !== D) {
+    throw new WebcapError(
+      "BAD_SHAPE",
+      `layerNormTrain: gamma/beta [${gamma.shape}] do not match last dim of [${x.shape}]`,
+    );
+  }
+  const rows = x.size / D;
+  const s: SavedNorm = {
+    x,
+    y: emptyTensor(rec.gpu, x.shape),
+    mean: emptyTensor(rec.gpu, [rows]),
+    rstd: emptyTensor(rec.gpu, [rows]),
+  };
+  LAYERNORM.record(rec, {
+    uniforms: { D, eps },
+    bind: { X: x, gamma, beta, Y: s.y, Mean: s.mean, Rstd: s.rstd },
+    groups: rows,
+  });
+  return s;
+}
+
+/** `dX = rstd·(g − mean(g) − x̂·mean(g·x̂)) (+ R)` with `g = dY·gamma`, one workgroup per row. */
+const LAYERNORM_DX = rowKernel({
+  name: "layernorm_dx",
+  uniforms: { D: "u32" },
+  storage: {
+    X: read(),
+    Mean: read(),
+    Rstd: read(),
+    gamma: read(),
+    dY: read(),
+    dX: readWrite(),
+    R: optional(read()),
+  },
+  workgroupSize: [256],
+  body: (_, has) => `
+fn kernel(wg: vec3u, lid: vec3u) {
+  let t = lid.x;
+  let base = wg.x * p.D;
+  let mean = f32(Mean[wg.x]); let rstd = f32(Rstd[wg.x]);
+  var a = 0.0; var b = 0.0;
+  for (var i = t; i < p.D; i += WG_X) {
+    let g = f32(dY[base + i]) * f32(gamma[i]);
+    a += g;
+    b += g * (f32(X[base + i]) - mean) * rstd;
+  }
+  a = reduce(t, a, false) / f32(p.D);
+  b = reduce(t, b, false) / f32(p.D);
+  for (var i = t; i < p.D; i += WG_X) {
+    let xh = (f32(X[base + i]) - mean) * rstd;
+    var d = rstd * (f32(dY[base + i]) * f32(gamma[i]) - a - xh * b);
+    ${has.R ? "d += f32(R[base + i]);" : ""}
+    dX[base + i] = dX_t(d);
+  }
+}`,
+});
+
+/** `dgamma += Σ_rows dY·x̂`, `dbeta += Σ_rows dY`, one invocation per column, rows in order. */
+const LAYERNORM_DPARAMS = new Kernel({
+  name: "layernorm_dparams",
+  uniforms: { D: "u32", rows: "u32" },
+  storage: {
+    X: read(),
+    Mean: read(),
+    Rstd: read(),
+    dY: read(),
+    dGamma: readWrite(),
+    dBeta: readWrite(),
+  },
+  workgroupSize: [64],
+  body: () => `
+fn kernel(wg: vec3u, lid: vec3u) {
+  let i = wg.x * WG_X + lid.x;
+  if (i >= p.D) { return; }
+  var g = 0.0; var b = 0.0;
+  for (var r = 0u; r < p.rows; r++) {
+    let dy = f32(dY[r * p.D + i]);
+    g += dy * (f32(X[r * p.D + i]) - f32(Mean[r])) * f32(Rstd[r]);
+    b += dy;
+  }
+  dGamma[i] = dGamma_t(f32(dGamma[i]) + g);
+  dBeta[i] = dBeta_t(f32(dBeta[i]) + b);
+}`,
+});
+
+/**
+ * Backward of {@link layerNormTrain}: accumulates into `dGamma`, `dBeta` `[D]` and returns
+ * `dX` (plus `residual`, the gradient reaching `x` by the skip connection).
+ */
+export function layerNormBackward(
+  rec: Recorder,
+  s: SavedNorm,
+  gamma: Tensor,
+  dy: Tensor,
+  grads: { dGamma: Tensor; dBeta: Tensor },
+  residual?: Tensor,
+): Tensor {
+  const D = gamma.size, rows = s.x.size / D;
+  const bad = [dy, residual].some((t) => t && t.size !== s.x.size) ||
+    grads.dGamma.size !== D || grads.dBeta.size !== D;
+  if (bad) {
+    throw new WebcapError(
+      "BAD_SHAPE",
+      `layerNormBackward: dY [${dy.shape}], residual or dGamma/dBeta do not fit x [${s.x.shape}]`,
+    );
+  }
+  const dx = emptyTensor(rec.gpu, s.x.shape);
+  const common = { X: s.x, Mean: s.mean, Rstd: s.rstd, dY: dy };
+  LAYERNORM_DX.record(rec, {
+    uniforms: { D },
+    bind: { ...common, gamma, dX: dx, R: residual },
+    groups: rows,
+  });
+  LAYERNORM_DPARAMS.record(rec, {
+    uniforms: { D, rows },
+    bind: { ...common, dGamma: grads.dGamma, dBeta: grads.dBeta },
+    groups: Math.ceil(D / 64),
+  });
+  return dx;
 }

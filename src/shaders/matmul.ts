@@ -247,3 +247,104 @@ export function matmul(rec: Recorder, a: Tensor, w: Tensor, opts: MatmulOptions 
   }
   return out;
 }
+
+// ---- backward ----
+
+/** `C[P, Q] (+)= Σ_m A[m, P] · B[m, Q]`: a weight gradient (`Xᵀ·dY` or `dYᵀ·X`), m in order. */
+const MATMUL_TN = new Kernel({
+  name: "matmul_tn",
+  uniforms: { M: "u32", P: "u32", Q: "u32", acc: "u32" },
+  storage: { A: read(), B: read(), C: readWrite() },
+  workgroupSize: [16, 16],
+  body: () => `
+fn kernel(wg: vec3u, lid: vec3u) {
+  let q = wg.x * 16u + lid.x;
+  let i = wg.y * 16u + lid.y;
+  if (i >= p.P || q >= p.Q) { return; }
+  var s = 0.0;
+  for (var m = 0u; m < p.M; m++) { s = fma(f32(A[m * p.P + i]), f32(B[m * p.Q + q]), s); }
+  let o = i * p.Q + q;
+  C[o] = C_t(select(0.0, f32(C[o]), p.acc == 1u) + s);
+}`,
+});
+
+/** `Y[N] (+)= Σ_m X[m, N]`: a bias gradient, one invocation per column, m in order. */
+const COLUMN_SUM = new Kernel({
+  name: "column_sum",
+  uniforms: { M: "u32", N: "u32", acc: "u32" },
+  storage: { X: read(), Y: readWrite() },
+  workgroupSize: [64],
+  body: () => `
+fn kernel(wg: vec3u, lid: vec3u) {
+  let n = wg.x * WG_X + lid.x;
+  if (n >= p.N) { return; }
+  var s = 0.0;
+  for (var m = 0u; m < p.M; m++) { s += f32(X[m * p.N + n]); }
+  Y[n] = Y_t(select(0.0, f32(Y[n]), p.acc == 1u) + s);
+}`,
+});
+
+/** `c [P, Q] += aᵀ·b` for `a [M, P]`, `b [M, Q]` (`accumulate` false: `c = aᵀ·b`). */
+export function matmulTN(rec: Recorder, a: Tensor, b: Tensor, c: Tensor, accumulate = true): void {
+  const [M, P] = a.shape, Q = b.size / M;
+  if (a.shape.length !== 2 || b.size !== M * Q || c.size !== P * Q || !Number.isInteger(Q)) {
+    throw new WebcapError(
+      "BAD_SHAPE",
+      `matmulTN: a [${a.shape}], b [${b.shape}] and c [${c.shape}] do not make aᵀ·b`,
+    );
+  }
+  MATMUL_TN.record(rec, {
+    uniforms: { M, P, Q, acc: accumulate ? 1 : 0 },
+    bind: { A: a, B: b, C: c },
+    groups: [Math.ceil(Q / 16), Math.ceil(P / 16)],
+  });
+}
+
+/** `y [N] += Σ_rows x [M, N]` (`accumulate` false: `y = Σ_rows x`). */
+export function columnSum(rec: Recorder, x: Tensor, y: Tensor, accumulate = true): void {
+  const N = y.size, M = x.size / N;
+  if (!Number.isInteger(M)) {
+    throw new WebcapError("BAD_SHAPE", `columnSum: [${x.shape}] has no rows of [${y.shape}]`);
+  }
+  COLUMN_SUM.record(rec, {
+    uniforms: { M, N, acc: accumulate ? 1 : 0 },
+    bind: { X: x, Y: y },
+    groups: Math.ceil(N / 64),
+  });
+}
+
+/** Where the gradients of `Y = X·W + b` go; each is accumulated into (tied weights add up). */
+export interface MatmulGrads {
+  /** Same layout as W. */
+  dW: Tensor;
+  /** `[N]`, when the layer has a bias. */
+  db?: Tensor;
+}
+
+/**
+ * Backward of `Y [M, N] = X [M, K] · W + b` (W in×out `[K, N]`, or out×in `[N, K]` with
+ * `transposeW`): `dW += Xᵀ·dY` (or `dYᵀ·X`), `db += Σ_rows dY`, and returns `dX = dY·Wᵀ
+ * (+ residual)` unless `noDx`.
+ */
+export function matmulBackward(
+  rec: Recorder,
+  x: Tensor,
+  w: Tensor,
+  dy: Tensor,
+  grads: MatmulGrads,
+  opts: { transposeW?: boolean; residual?: Tensor; noDx?: boolean } = {},
+): Tensor | undefined {
+  const { M, N } = checkShapes(x, w, { transposeW: opts.transposeW });
+  if (dy.size !== M * N || grads.dW.size !== w.size || (grads.db && grads.db.size !== N)) {
+    throw new WebcapError(
+      "BAD_SHAPE",
+      `matmulBackward: dY [${dy.shape}], dW [${grads.dW.shape}] or db do not fit X [${x.shape}] · W [${w.shape}]`,
+    );
+  }
+  const dy2 = dy.view([M, N]);
+  if (opts.transposeW) matmulTN(rec, dy2, x, grads.dW);
+  else matmulTN(rec, x, dy2, grads.dW);
+  if (grads.db) columnSum(rec, dy2, grads.db);
+  if (opts.noDx) return undefined;
+  return matmul(rec, dy2, w, { transposeW: !opts.transposeW, residual: opts.residual });
+}

@@ -1,0 +1,285 @@
+/**
+ * GPT-2 in teacher forcing for training: the whole sequence of every row in one pass (no KV
+ * cache), keeping every activation the backward needs (layernorm statistics, attention
+ * probabilities, GELU inputs), and the backward through it into a {@link Grads}. Cross-attention
+ * reads per-row encoder states `[R·E, h]` (an image's states repeated for each of its rows).
+ * @module
+ */
+import { WebcapError } from "../errors.ts";
+import type { Recorder } from "../gpu/recorder.ts";
+import { type Tensor, uploadTensor } from "../gpu/tensor.ts";
+import { attention, attentionBackward, type AttnOperand } from "../shaders/attention.ts";
+import { accumulate, unary, unaryBackward } from "../shaders/elementwise.ts";
+import { embedding, embeddingBackward } from "../shaders/embedding.ts";
+import type { SavedNorm } from "../shaders/layernorm.ts";
+import { matmul, matmulBackward } from "../shaders/matmul.ts";
+import type { Gpt2Weights } from "./gpt2.ts";
+import { type Grads, linearBackward, normBackward, normTrain } from "./grads.ts";
+import { linear } from "./modules.ts";
+
+type Layer = Gpt2Weights["layers"][number];
+
+interface SavedCross {
+  nc: SavedNorm;
+  q: Tensor; // [R·T, h]
+  ckv: Tensor; // [R·E, 2h]
+  probs: Tensor; // [R, H, T, E]
+  ca: Tensor; // [R·T, h]
+  x2: Tensor;
+}
+
+interface SavedLayer {
+  x: Tensor; // [R·T, h] block input
+  n1: SavedNorm;
+  qkv: Tensor; // [R·T, 3h]
+  probs: Tensor; // [R, H, T, T]
+  a: Tensor;
+  x1: Tensor;
+  cross?: SavedCross;
+  n2: SavedNorm;
+  pre: Tensor; // [R·T, inner] before the activation
+  f: Tensor;
+}
+
+/** What {@link gpt2TrainForward} kept for {@link gpt2TrainBackward}. */
+export interface Gpt2Saved {
+  R: number;
+  T: number;
+  E: number;
+  ids: Tensor;
+  posIds: Tensor;
+  enc?: Tensor;
+  layers: SavedLayer[];
+  xL: Tensor;
+  nf: SavedNorm;
+  /** Everything to release once the step is submitted. */
+  keep: Tensor[];
+}
+
+function scaleOf(w: Gpt2Weights, i: number): number {
+  const c = w.config;
+  const s = c.scale_attn_weights ? 1 / Math.sqrt(c.n_embd / c.n_head) : 1;
+  return c.scale_attn_by_inverse_layer_idx ? s / (i + 1) : s;
+}
+
+/** Operands of the self-attention (in `qkv`) and the cross-attention (q, and k/v in `ckv`). */
+function selfOps(qkv: Tensor, T: number, h: number): [AttnOperand, AttnOperand, AttnOperand] {
+  const op = (offset: number) => ({ t: qkv, offset, posStride: 3 * h, rowStride: T * 3 * h });
+  return [op(0), op(h), op(2 * h)];
+}
+function crossOps(q: Tensor, ckv: Tensor, T: number, E: number, h: number) {
+  const op = (offset: number) => ({ t: ckv, offset, posStride: 2 * h, rowStride: E * 2 * h });
+  return [{ t: q, offset: 0, posStride: h, rowStride: T * h }, op(0), op(h)] as const;
+}
+
+function saveNorm(keep: Tensor[], s: SavedNorm): SavedNorm {
+  keep.push(s.y, s.mean, s.rstd);
+  return s;
+}
+
+function crossForward(
+  rec: Recorder,
+  w: Gpt2Weights,
+  l: Layer,
+  i: number,
+  x1: Tensor,
+  s: { R: number; T: number; E: number; enc: Tensor; keep: Tensor[] },
+): SavedCross {
+  const c = w.config, h = c.n_embd, H = c.n_head, cl = l.cross!;
+  const nc = saveNorm(s.keep, normTrain(rec, x1, cl.ln));
+  const q = linear(rec, nc.y, cl.q);
+  const ckv = linear(rec, s.enc, cl.kv);
+  const probs = rec.temp([s.R, H, s.T, s.E]);
+  const [qo, ko, vo] = crossOps(q, ckv, s.T, s.E, h);
+  const ca = attention(rec, {
+    q: qo,
+    k: ko,
+    v: vo,
+    batch: s.R,
+    queries: s.T,
+    heads: H,
+    headDim: h / H,
+    keys: s.E,
+    scale: scaleOf(w, i),
+    probs,
+  }).view([s.R * s.T, h]);
+  const x2 = linear(rec, ca, cl.proj, { residual: x1 });
+  s.keep.push(q, ckv, ca, x2);
+  return { nc, q, ckv, probs, ca, x2 };
+}
+
+/**
+ * Teacher-forced forward of `ids [R·T]` (i32; row r holds T positions from 0) with
+ * cross-attention over `enc [R·E, h]`. Returns logits `[R·T, vocab]` and what the backward needs.
+ */
+export function gpt2TrainForward(
+  rec: Recorder,
+  w: Gpt2Weights,
+  ids: Tensor,
+  R: number,
+  T: number,
+  enc?: { states: Tensor; E: number },
+): { logits: Tensor; saved: Gpt2Saved } {
+  const c = w.config, h = c.n_embd, H = c.n_head;
+  if (T > c.n_positions) {
+    throw new WebcapError(
+      "BAD_SHAPE",
+      `${T} positions exceed the decoder's n_positions ${c.n_positions}`,
+    );
+  }
+  if (c.add_cross_attention !== !!enc) {
+    throw new WebcapError(
+      "BAD_OPTION",
+      "encoder states are needed exactly when GPT-2 has cross-attention",
+    );
+  }
+  const keep: Tensor[] = [];
+  const posIds = uploadTensor(
+    rec.gpu,
+    Int32Array.from({ length: R * T }, (_, r) => r % T),
+    [R * T],
+    "i32",
+    "pos-ids",
+  );
+  keep.push(posIds);
+  let x = embedding(rec, w.wte, ids, { pos: { table: w.wpe, start: 0, period: T } });
+  keep.push(x);
+  const E = enc?.E ?? 0;
+  const layers = w.layers.map((l, i): SavedLayer => {
+    const n1 = saveNorm(keep, normTrain(rec, x, l.ln1));
+    const qkv = linear(rec, n1.y, l.attn);
+    const probs = rec.temp([R, H, T, T]);
+    const [q, k, v] = selfOps(qkv, T, h);
+    const a = attention(rec, {
+      q,
+      k,
+      v,
+      batch: R,
+      queries: T,
+      heads: H,
+      headDim: h / H,
+      keys: T,
+      causal: { past: 0 },
+      scale: scaleOf(w, i),
+      probs,
+    }).view([R * T, h]);
+    const x1 = linear(rec, a, l.attnProj, { residual: x });
+    keep.push(qkv, a, x1);
+    const cross = l.cross
+      ? crossForward(rec, w, l, i, x1, { R, T, E, enc: enc!.states, keep })
+      : undefined;
+    const xc = cross?.x2 ?? x1;
+    const n2 = saveNorm(keep, normTrain(rec, xc, l.ln2));
+    const pre = linear(rec, n2.y, l.fc);
+    const f = unary(rec, pre, w.act);
+    const out = linear(rec, f, l.proj, { residual: xc });
+    keep.push(pre, f, out);
+    const saved = { x, n1, qkv, probs, a, x1, cross, n2, pre, f };
+    x = out;
+    return saved;
+  });
+  const nf = saveNorm(keep, normTrain(rec, x, w.lnF));
+  const logits = matmul(rec, nf.y, w.lmHead, { transposeW: true });
+  return { logits, saved: { R, T, E, ids, posIds, enc: enc?.states, layers, xL: x, nf, keep } };
+}
+
+/** Backward of one block from `dOut` (the gradient of its output); returns the gradient of its input. */
+function layerBackward(
+  rec: Recorder,
+  w: Gpt2Weights,
+  l: Layer,
+  i: number,
+  s: SavedLayer,
+  sv: Gpt2Saved,
+  dOut: Tensor,
+  g: Grads,
+  dEnc: Tensor | undefined,
+): Tensor {
+  const c = w.config, h = c.n_embd, H = c.n_head, { R, T, E } = sv;
+  const tmp: Tensor[] = [];
+  const t = <X extends Tensor | undefined>(x: X): X => (x && tmp.push(x), x);
+  const df = t(linearBackward(rec, s.f, l.proj, dOut, g))!;
+  const dpre = t(unaryBackward(rec, s.pre, df, w.act));
+  const dn2 = t(linearBackward(rec, s.n2.y, l.fc, dpre, g))!;
+  let dx1 = t(normBackward(rec, s.n2, l.ln2, dn2, g, dOut));
+  if (l.cross && s.cross) {
+    const sc = s.cross, cl = l.cross;
+    const dca = t(linearBackward(rec, sc.ca, cl.proj, dx1, g))!;
+    const dq = rec.temp([R * T, h]);
+    const dckv = rec.temp([R * E, 2 * h]);
+    const [qo, ko, vo] = crossOps(sc.q, sc.ckv, T, E, h);
+    attentionBackward(rec, {
+      q: qo,
+      k: ko,
+      v: vo,
+      batch: R,
+      queries: T,
+      heads: H,
+      headDim: h / H,
+      keys: E,
+      scale: scaleOf(w, i),
+      probs: sc.probs,
+      dO: dca,
+      dQ: dq,
+      dKV: dckv,
+    });
+    const dnc = t(linearBackward(rec, sc.nc.y, cl.q, dq, g))!;
+    const dEncL = t(linearBackward(rec, sv.enc!, cl.kv, dckv, g))!;
+    accumulate(rec, dEnc!, dEncL);
+    dx1 = t(normBackward(rec, sc.nc, cl.ln, dnc, g, dx1));
+  }
+  const da = t(linearBackward(rec, s.a, l.attnProj, dx1, g))!;
+  const dqkv = rec.temp([R * T, 3 * h]);
+  const [q, k, v] = selfOps(s.qkv, T, h);
+  attentionBackward(rec, {
+    q,
+    k,
+    v,
+    batch: R,
+    queries: T,
+    heads: H,
+    headDim: h / H,
+    keys: T,
+    scale: scaleOf(w, i),
+    probs: s.probs,
+    dO: da,
+    dQ: dqkv,
+    dKV: dqkv,
+  });
+  const dn1 = t(linearBackward(rec, s.n1.y, l.attn, dqkv, g))!;
+  const dx = normBackward(rec, s.n1, l.ln1, dn1, g, dx1);
+  rec.releaseAfterSubmit(...tmp);
+  return dx;
+}
+
+/**
+ * Backward of {@link gpt2TrainForward} from `dLogits [R·T, vocab]`: accumulates every parameter
+ * gradient into `g` (the tied `wte` gets both the head's and the embedding's) and returns the
+ * gradient of the encoder states `[R·E, h]` (undefined without cross-attention).
+ */
+export function gpt2TrainBackward(
+  rec: Recorder,
+  w: Gpt2Weights,
+  sv: Gpt2Saved,
+  dLogits: Tensor,
+  g: Grads,
+): Tensor | undefined {
+  const h = w.config.n_embd;
+  const dnf = matmulBackward(rec, sv.nf.y, w.lmHead, dLogits, { dW: g.of(w.lmHead) }, {
+    transposeW: true,
+  })!;
+  let dx = normBackward(rec, sv.nf, w.lnF, dnf, g);
+  rec.releaseAfterSubmit(dnf);
+  const dEnc = sv.enc
+    ? uploadTensor(rec.gpu, new Float32Array(sv.R * sv.E * h), [sv.R * sv.E, h], "f32", "d-enc")
+    : undefined;
+  for (let i = w.layers.length - 1; i >= 0; i--) {
+    const next = layerBackward(rec, w, w.layers[i], i, sv.layers[i], sv, dx, g, dEnc);
+    rec.releaseAfterSubmit(dx);
+    dx = next;
+  }
+  embeddingBackward(rec, dx, sv.ids, g.of(w.wte));
+  embeddingBackward(rec, dx, sv.posIds, g.of(w.wpe));
+  rec.releaseAfterSubmit(dx, ...sv.keep);
+  return dEnc;
+}

@@ -1,0 +1,185 @@
+/**
+ * ViT for training: the forward of `vitEncode` keeping every activation the backward needs, and
+ * the backward into a {@link Grads} (patch projection, CLS token, position table, every block,
+ * the norms). No gradient reaches the pixels.
+ * @module
+ */
+import { WebcapError } from "../errors.ts";
+import type { Recorder } from "../gpu/recorder.ts";
+import { type Tensor, uploadTensor } from "../gpu/tensor.ts";
+import { attention, attentionBackward, type AttnOperand } from "../shaders/attention.ts";
+import { prependRow } from "../shaders/copy.ts";
+import { binary, unary, unaryBackward } from "../shaders/elementwise.ts";
+import { embedding, embeddingBackward } from "../shaders/embedding.ts";
+import type { SavedNorm } from "../shaders/layernorm.ts";
+import { patchify } from "../shaders/patchify.ts";
+import { type Grads, linearBackward, normBackward, normTrain } from "./grads.ts";
+import { linear } from "./modules.ts";
+import type { VitWeights } from "./vit.ts";
+
+interface SavedLayer {
+  n1: SavedNorm;
+  qkv: Tensor; // [N·S, 3h]
+  probs: Tensor; // [N, H, S, S]
+  a: Tensor;
+  n2: SavedNorm;
+  pre: Tensor; // [N·S, inter] before the activation
+  f: Tensor;
+}
+
+/** What {@link vitTrainForward} kept for {@link vitTrainBackward}. */
+export interface VitSaved {
+  N: number;
+  S: number;
+  patches: Tensor; // [N·P, C·p·p]
+  pre?: SavedNorm;
+  layers: SavedLayer[];
+  final?: SavedNorm;
+  keep: Tensor[];
+}
+
+function qkvOps(qkv: Tensor, S: number, h: number): [AttnOperand, AttnOperand, AttnOperand] {
+  const op = (offset: number) => ({ t: qkv, offset, posStride: 3 * h, rowStride: S * 3 * h });
+  return [op(0), op(h), op(2 * h)];
+}
+
+/** `pixels [N, C, H, W]` → last hidden state `[N·S, h]` and what the backward needs. */
+export function vitTrainForward(
+  rec: Recorder,
+  w: VitWeights,
+  pixels: Tensor,
+): { hidden: Tensor; saved: VitSaved } {
+  const c = w.config, h = c.hidden_size, H = c.num_attention_heads;
+  const [N, C, Hh, Ww] = pixels.shape;
+  if (C !== c.num_channels || Hh !== c.image_size || Ww !== c.image_size) {
+    throw new WebcapError(
+      "BAD_SHAPE",
+      `ViT expects pixels [N, ${c.num_channels}, ${c.image_size}, ${c.image_size}], got [${pixels.shape}]`,
+    );
+  }
+  const P = (c.image_size / c.patch_size) ** 2, S = P + 1;
+  const keep: Tensor[] = [];
+  const norm = (x: Tensor, ln: VitWeights["layers"][number]["ln1"]) => {
+    const s = normTrain(rec, x, ln);
+    keep.push(s.y, s.mean, s.rstd);
+    return s;
+  };
+  const patches = patchify(rec, pixels, c.patch_size);
+  const emb = linear(rec, patches, w.patch).view([N, P, h]);
+  const withCls = prependRow(rec, emb, w.cls);
+  let x = binary(rec, withCls, w.pos, "add").view([N * S, h]);
+  keep.push(patches, emb, withCls, x);
+  const pre = w.preNorm ? norm(x, w.preNorm) : undefined;
+  if (pre) x = pre.y;
+  const layers = w.layers.map((l): SavedLayer => {
+    const n1 = norm(x, l.ln1);
+    const qkv = linear(rec, n1.y, l.qkv);
+    const probs = rec.temp([N, H, S, S]);
+    const [q, k, v] = qkvOps(qkv, S, h);
+    const a = attention(rec, {
+      q,
+      k,
+      v,
+      batch: N,
+      queries: S,
+      heads: H,
+      headDim: h / H,
+      keys: S,
+      scale: 1 / Math.sqrt(h / H),
+      probs,
+    }).view([N * S, h]);
+    const x1 = linear(rec, a, l.attnOut, { residual: x });
+    const n2 = norm(x1, l.ln2);
+    const pre = linear(rec, n2.y, l.fc1);
+    const f = unary(rec, pre, w.act);
+    x = linear(rec, f, l.fc2, { residual: x1 });
+    keep.push(qkv, a, x1, pre, f, x);
+    return { n1, qkv, probs, a, n2, pre, f };
+  });
+  const final = w.finalNorm ? norm(x, w.finalNorm) : undefined;
+  return { hidden: final?.y ?? x, saved: { N, S, patches, pre, layers, final, keep } };
+}
+
+function layerBackward(
+  rec: Recorder,
+  w: VitWeights,
+  l: VitWeights["layers"][number],
+  s: SavedLayer,
+  sv: VitSaved,
+  dOut: Tensor,
+  g: Grads,
+): Tensor {
+  const h = w.config.hidden_size, H = w.config.num_attention_heads, { N, S } = sv;
+  const df = linearBackward(rec, s.f, l.fc2, dOut, g)!;
+  const dpre = unaryBackward(rec, s.pre, df, w.act);
+  const dn2 = linearBackward(rec, s.n2.y, l.fc1, dpre, g)!;
+  const dx1 = normBackward(rec, s.n2, l.ln2, dn2, g, dOut);
+  const da = linearBackward(rec, s.a, l.attnOut, dx1, g)!;
+  const dqkv = rec.temp([N * S, 3 * h]);
+  const [q, k, v] = qkvOps(s.qkv, S, h);
+  attentionBackward(rec, {
+    q,
+    k,
+    v,
+    batch: N,
+    queries: S,
+    heads: H,
+    headDim: h / H,
+    keys: S,
+    scale: 1 / Math.sqrt(h / H),
+    probs: s.probs,
+    dO: da,
+    dQ: dqkv,
+    dKV: dqkv,
+  });
+  const dn1 = linearBackward(rec, s.n1.y, l.qkv, dqkv, g)!;
+  const dx = normBackward(rec, s.n1, l.ln1, dn1, g, dx1);
+  rec.releaseAfterSubmit(df, dpre, dn2, dx1, da, dn1);
+  return dx;
+}
+
+/** Row ids over `[N·S]` positions: `pick(s)` for position s of each image (−1: none). */
+function positionIds(rec: Recorder, N: number, S: number, pick: (s: number) => number): Tensor {
+  const ids = Int32Array.from({ length: N * S }, (_, r) => pick(r % S));
+  const t = uploadTensor(rec.gpu, ids, [N * S], "i32", "vit-ids");
+  rec.releaseAfterSubmit(t);
+  return t;
+}
+
+/** Backward of {@link vitTrainForward} from `dHidden [N·S, h]` into `g`. */
+export function vitTrainBackward(
+  rec: Recorder,
+  w: VitWeights,
+  sv: VitSaved,
+  dHidden: Tensor,
+  g: Grads,
+): void {
+  const h = w.config.hidden_size, { N, S } = sv;
+  let dx = sv.final ? normBackward(rec, sv.final, w.finalNorm!, dHidden, g) : dHidden;
+  for (let i = w.layers.length - 1; i >= 0; i--) {
+    const next = layerBackward(rec, w, w.layers[i], sv.layers[i], sv, dx, g);
+    if (dx !== dHidden) rec.releaseAfterSubmit(dx);
+    dx = next;
+  }
+  if (sv.pre) {
+    const next = normBackward(rec, sv.pre, w.preNorm!, dx, g);
+    rec.releaseAfterSubmit(dx);
+    dx = next;
+  }
+  embeddingBackward(rec, dx, positionIds(rec, N, S, (s) => s), g.of(w.pos));
+  embeddingBackward(
+    rec,
+    dx,
+    positionIds(rec, N, S, (s) => (s === 0 ? 0 : -1)),
+    g.of(w.cls).view([1, h]),
+  );
+  const patchRows = Int32Array.from(
+    { length: N * (S - 1) },
+    (_, r) => Math.floor(r / (S - 1)) * S + 1 + (r % (S - 1)),
+  );
+  const rows = uploadTensor(rec.gpu, patchRows, [patchRows.length], "i32", "patch-rows");
+  const dEmb = embedding(rec, dx, rows);
+  linearBackward(rec, sv.patches, w.patch, dEmb, g, { noDx: true });
+  rec.releaseAfterSubmit(rows, dEmb, ...sv.keep);
+  if (dx !== dHidden && !sv.keep.includes(dx)) rec.releaseAfterSubmit(dx);
+}
