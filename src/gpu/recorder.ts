@@ -250,8 +250,7 @@ export class Recorder {
     for (const a of this.#arenas) device.queue.writeBuffer(a.buffer, 0, a.host, 0, a.used);
     device.queue.submit([this.encoder.finish()]);
     this.#submitted = true;
-    const free = arenaFree.get(device)!;
-    free.push(...this.#arenas);
+    arenaFree.get(device)?.push(...this.#arenas); // none when nothing was dispatched
     this.#arenas = [];
     // in reverse order of registration (temporaries: of allocation), so the pool's LIFO free
     // lists hand the next step the same buffers in the same roles and its bind groups are cached
