@@ -22,6 +22,7 @@ const ALLOWED: Record<string, string[]> = {
   arch: ["nn", "gpu", "shaders", "io", "image", "text"],
   captioner: ["arch", "nn", "gpu", "shaders", "io", "image", "text", "decode"],
   cli: ["captioner", "arch", "io", "image", "text", "decode"],
+  train: ["captioner", "arch", "nn", "gpu", "shaders", "io", "image", "text", "decode", "eval"],
 };
 /** Root files every layer may use. */
 const BASE = ["errors.ts", "bytes.ts"];
