@@ -17,7 +17,6 @@
 import { WebcapError } from "../errors.ts";
 import { Recorder } from "../gpu/recorder.ts";
 import { numel, ownedTensor, type Tensor, writeTensor } from "../gpu/tensor.ts";
-import type { Param } from "../nn/params.ts";
 import {
   adamwUpdate,
   gradCoef,
