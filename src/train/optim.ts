@@ -156,7 +156,6 @@ export class Optimizer {
   /** `[norm, factor]` of the last step's gradients. */
   readonly #coef: Tensor;
   readonly #partial: Tensor;
-  readonly #slots: number;
   #steps = 0;
   #micro = 0;
 
@@ -173,9 +172,9 @@ export class Optimizer {
         names.map((n) => ownedTensor(gpu, tensor.shape, "f32", `${n}:${label}`)),
       );
     }
-    this.#slots = this.#spans().reduce((s, x) => s + sumSquaresGroups(x.w.n), 0);
+    const slots = this.#spans().reduce((s, x) => s + sumSquaresGroups(x.w.n), 0);
     this.#coef = ownedTensor(gpu, [2], "f32", "grad-coef");
-    this.#partial = ownedTensor(gpu, [Math.max(1, this.#slots)], "f32", "grad-sumsq");
+    this.#partial = ownedTensor(gpu, [Math.max(1, slots)], "f32", "grad-sumsq");
   }
 
   /** Optimizer steps taken. */
