@@ -37,6 +37,25 @@ export type {
 export { loadCaptionModel, loadPreprocessor, loadTokenizer } from "./src/arch/load.ts";
 export type { LoadOptions } from "./src/arch/load.ts";
 export type { Param } from "./src/nn/params.ts";
+/** Training: parameter groups and gradients, AdamW / SGD on the GPU, schedules, memory plan, checkpoints. */
+export { Gradients, noWeightDecay, paramGroups } from "./src/train/param_groups.ts";
+export type { ParamGroupOptions, ParamGroups, Segment } from "./src/train/param_groups.ts";
+export { Optimizer, resolveOptimizer } from "./src/train/optim.ts";
+export type {
+  AdamWOptions,
+  OptimizerConfig,
+  OptimizerOptions,
+  SgdOptions,
+  StepOptions as TrainStepOptions,
+} from "./src/train/optim.ts";
+export { constantSchedule, cosineSchedule, linearSchedule } from "./src/train/schedule.ts";
+export type { Schedule, ScheduleConfig } from "./src/train/schedule.ts";
+export { planMemory } from "./src/train/memory.ts";
+export type { MemoryPlan, MemoryPlanOptions } from "./src/train/memory.ts";
+export { loadOptimizerState, saveCheckpoint } from "./src/train/checkpoint.ts";
+export type { SaveOptions, TrainerState } from "./src/train/checkpoint.ts";
+export { writeSafetensors } from "./src/io/safetensors_write.ts";
+export type { TensorToWrite } from "./src/io/safetensors_write.ts";
 export { generateOnGpu, GpuDecoder } from "./src/captioner/gpu_decoder.ts";
 /** The WebGPU runtime: device, tensors, one-pass recording, readback and timing. */
 export { getGpu, requestGpu } from "./src/gpu/device.ts";

@@ -262,7 +262,7 @@ export class Recorder {
     const device = this.gpu.device;
     const scopes = this.#checkedSubmit(device);
     this.#submitted = true;
-    arenaFree.get(device)!.push(...this.#arenas);
+    arenaFree.get(device)?.push(...this.#arenas); // none when nothing was dispatched
     this.#arenas = [];
     // in reverse order of registration (temporaries: of allocation), so the pool's LIFO free
     // lists hand the next step the same buffers in the same roles and its bind groups are cached

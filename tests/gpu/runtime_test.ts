@@ -6,6 +6,7 @@ import { emptyTensor, uploadTensor, writeTensor } from "../../src/gpu/tensor.ts"
 import { WebcapError } from "../../src/errors.ts";
 import { unary } from "../../src/shaders/elementwise.ts";
 import { matmul } from "../../src/shaders/matmul.ts";
+import { requestGpu } from "../../src/gpu/device.ts";
 import { getGpu, randomF32 } from "../util.ts";
 
 Deno.test("no adapter: a clear NO_ADAPTER error that says how to get one", async () => {
@@ -174,4 +175,15 @@ Deno.test("recorder temporaries: released when the recorder is submitted, usable
   assert.deepEqual([...await read], [0, 2, 0, 4]);
   assert.equal(gpu.pool.liveBytes, live);
   assert.ok(!x.alive && !y.alive);
+});
+
+Deno.test("a recorder holding only readbacks submits on a device that never dispatched", async () => {
+  const gpu = await requestGpu(); // a fresh device: no uniform arena was ever taken on it
+  const t = uploadTensor(gpu, Float32Array.of(1, 2, 3), [3], "f32");
+  const rec = new Recorder(gpu);
+  const read = rec.readTensor(t);
+  await rec.submit();
+  assert.deepEqual([...await read], [1, 2, 3]);
+  t.release();
+  gpu.device.destroy();
 });

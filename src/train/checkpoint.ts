@@ -1,0 +1,265 @@
+/**
+ * Save and resume (Deno). A checkpoint is a folder in the Hugging Face layout that webcap and
+ * transformers load: `model.safetensors` (trainable parameters read back from the GPU in f32,
+ * stacked q/k/v unstacked by offset, tied tensors once as `save_pretrained` stores them; every
+ * other stored tensor — frozen, folded or not held, like ViT's pooler — copied as stored from the
+ * source checkpoint), the source's `config.json`, generation, tokenizer and preprocessor files;
+ * plus `optimizer.safetensors` (the optimizer state by `<param>.<state>`) and
+ * `trainer_state.json` (`global_step`, the optimizer settings) for resuming.
+ *
+ * Writes are atomic: everything goes to a temporary sibling folder that is renamed into place; a
+ * failed save leaves the previous checkpoint as it was. A folder that exists and is not a
+ * checkpoint (no `trainer_state.json`) is refused, nothing in it touched.
+ * @module
+ */
+import { WebcapError } from "../errors.ts";
+import type { CaptionModel } from "../arch/caption_model.ts";
+import { Recorder } from "../gpu/recorder.ts";
+import { numel } from "../gpu/tensor.ts";
+import { asModelFiles, type ModelFiles } from "../io/model_files.ts";
+import { openSafetensors } from "../io/safetensors.ts";
+import { type TensorToWrite, writeSafetensors } from "../io/safetensors_write.ts";
+import { openWeights, type WeightStore } from "../io/weights.ts";
+import type { Param } from "../nn/params.ts";
+import type { Optimizer } from "./optim.ts";
+
+/** The marker of a checkpoint folder, and its training state. */
+export const TRAINER_STATE = "trainer_state.json";
+
+/** Files copied from the source folder when present. */
+const COPIED = [
+  "config.json",
+  "generation_config.json",
+  "preprocessor_config.json",
+  "tokenizer.json",
+  "tokenizer_config.json",
+  "special_tokens_map.json",
+  "vocab.txt",
+  "vocab.json",
+  "merges.txt",
+  "added_tokens.json",
+  "word_map.json",
+];
+
+/** Options of {@link saveCheckpoint}. */
+export interface SaveOptions {
+  /** The model folder (or files) `model` was loaded from. */
+  source: string | ModelFiles;
+  /** Save its state for resuming (between steps: no micro-batch pending). */
+  optimizer?: Optimizer;
+  /** More fields for `trainer_state.json` (epoch, losses, …). */
+  state?: Record<string, unknown>;
+}
+
+/** `trainer_state.json` as written. */
+export interface TrainerState {
+  /** Optimizer steps taken. */
+  global_step: number;
+  /** The optimizer's settings, or null when saved without one. */
+  optimizer: Optimizer["config"] | null;
+  [key: string]: unknown;
+}
+
+async function exists(path: string): Promise<Deno.FileInfo | undefined> {
+  try {
+    return await Deno.stat(path);
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) return undefined;
+    throw e;
+  }
+}
+
+/** Refuse a save folder that exists and holds anything but a checkpoint. */
+async function checkTarget(dir: string): Promise<void> {
+  const info = await exists(dir);
+  if (!info) return;
+  const notCheckpoint = () =>
+    new WebcapError(
+      "BAD_OPTION",
+      `save folder ${dir} exists and is not a webcap checkpoint (no ${TRAINER_STATE}); nothing ` +
+        "was written: choose a new folder or remove it",
+    );
+  if (!info.isDirectory) throw notCheckpoint();
+  let empty = true;
+  for await (const _ of Deno.readDir(dir)) {
+    empty = false;
+    break;
+  }
+  if (!empty && !(await exists(`${dir}/${TRAINER_STATE}`))?.isFile) throw notCheckpoint();
+}
+
+/** Trainable f32 parameters read back from the GPU, by name (little-endian f32 bytes). */
+async function readTrainable(params: readonly Param[]): Promise<Map<string, Uint8Array>> {
+  const gpuParams = params.filter((p) => p.trainable && p.tensor.dtype === "f32");
+  const out = new Map<string, Uint8Array>();
+  if (gpuParams.length === 0) return out;
+  const rec = new Recorder(gpuParams[0].tensor.gpu);
+  const reads = gpuParams.map((p) =>
+    [p.name, rec.read(p.tensor.buffer, numel(p.shape) * 4, p.offset * 4)] as const
+  );
+  await rec.submit();
+  for (const [name, buf] of reads) out.set(name, new Uint8Array(await buf));
+  return out;
+}
+
+/**
+ * LM heads the supported architectures tie to their word embeddings: when the model does not hold
+ * one (it uses the embeddings), a stored copy is left out, as `save_pretrained` does.
+ */
+const TIED_HEAD = /(^|\.)lm_head\.weight$|(^|\.)cls\.predictions\.decoder\.weight$/;
+
+/** The tensors of `model.safetensors`: the source's, trained ones from the GPU. */
+function modelTensors(
+  store: WeightStore,
+  params: readonly Param[],
+  fromGpu: Map<string, Uint8Array>,
+): TensorToWrite[] {
+  const shapes = new Map(params.map((p) => [p.name, p.shape]));
+  const trained = (name: string): TensorToWrite => ({
+    name,
+    dtype: "F32",
+    shape: shapes.get(name)!,
+    read: () => fromGpu.get(name)!,
+  });
+  const stored = store.names().filter((n) => shapes.has(n) || !TIED_HEAD.test(n));
+  const out = stored.map((name) =>
+    fromGpu.has(name) ? trained(name) : {
+      name,
+      dtype: store.info(name).dtype,
+      shape: store.info(name).shape,
+      read: () => store.read(name),
+    }
+  );
+  for (const name of fromGpu.keys()) if (!store.has(name)) out.push(trained(name));
+  return out;
+}
+
+async function optimizerTensors(opt: Optimizer): Promise<TensorToWrite[]> {
+  const state = await opt.readState();
+  return [...state].map(([name, { shape, data }]) => ({
+    name,
+    dtype: "F32",
+    shape,
+    read: () => new Uint8Array(data.buffer, data.byteOffset, data.byteLength),
+  }));
+}
+
+/** Write every file of the checkpoint into `tmp`. */
+async function writeFolder(
+  tmp: string,
+  files: ModelFiles,
+  model: CaptionModel,
+  opts: SaveOptions,
+): Promise<void> {
+  const store = await openWeights(files);
+  try {
+    const fromGpu = await readTrainable(model.params);
+    await writeSafetensors(`${tmp}/model.safetensors`, modelTensors(store, model.params, fromGpu), {
+      format: "pt",
+    });
+  } finally {
+    store.close();
+  }
+  for (const name of COPIED) {
+    const bytes = await files.bytes(name);
+    if (bytes) await Deno.writeFile(`${tmp}/${name}`, bytes);
+  }
+  const opt = opts.optimizer;
+  if (opt) {
+    await writeSafetensors(`${tmp}/optimizer.safetensors`, await optimizerTensors(opt), {
+      step: String(opt.steps),
+    });
+  }
+  const state: TrainerState = {
+    ...opts.state,
+    global_step: opt?.steps ?? 0,
+    optimizer: opt?.config ?? null,
+  };
+  await Deno.writeTextFile(`${tmp}/${TRAINER_STATE}`, JSON.stringify(state, null, 2) + "\n");
+}
+
+/**
+ * Save `model` (loaded from `opts.source`) and the optimizer's state as a checkpoint folder
+ * `dir`, replacing an earlier checkpoint there atomically.
+ * @throws WebcapError BAD_OPTION when `dir` exists and is not a checkpoint, the source has no
+ *   `config.json`, or the optimizer is between micro-batches of a step.
+ */
+export async function saveCheckpoint(
+  dir: string,
+  model: CaptionModel,
+  opts: SaveOptions,
+): Promise<void> {
+  const files = asModelFiles(opts.source);
+  if (opts.optimizer && opts.optimizer.pending > 0) {
+    throw new WebcapError(
+      "BAD_OPTION",
+      `save: ${opts.optimizer.pending} micro-batch(es) of the next step are accumulated but not ` +
+        "applied; save right after a step",
+    );
+  }
+  if ((await files.text("config.json")) === undefined) {
+    throw new WebcapError(
+      "BAD_OPTION",
+      `save: ${files.source} has no config.json; checkpoints are written in the layout of ` +
+        "config.json models (ViT-GPT2, BLIP, Show-Attend-Tell), not ClipCap's two-folder one",
+    );
+  }
+  await checkTarget(dir);
+  const tag = `${Date.now().toString(36)}-${crypto.randomUUID().slice(0, 8)}`;
+  const tmp = `${dir.replace(/\/+$/, "")}.saving-${tag}`;
+  await Deno.mkdir(tmp);
+  try {
+    await writeFolder(tmp, files, model, opts);
+  } catch (e) {
+    await Deno.remove(tmp, { recursive: true });
+    throw e;
+  }
+  const old = `${dir.replace(/\/+$/, "")}.old-${tag}`;
+  if (await exists(dir)) await Deno.rename(dir, old);
+  await Deno.rename(tmp, dir);
+  if (await exists(old)) await Deno.remove(old, { recursive: true });
+}
+
+/**
+ * Restore `optimizer`'s state and step from checkpoint `dir` (the model is loaded from `dir`
+ * with `loadCaptionModel` or `Captioner.fromPretrained`). Returns `trainer_state.json`.
+ * @throws WebcapError BAD_CONFIG when the checkpoint holds another optimizer's state, MISSING_FILE
+ *   when it holds none, BAD_WEIGHTS when a parameter's state is missing or misshapen.
+ */
+export async function loadOptimizerState(
+  dir: string,
+  optimizer: Optimizer,
+): Promise<TrainerState> {
+  const where = `${dir}/${TRAINER_STATE}`;
+  const text = await exists(where) ? await Deno.readTextFile(where) : undefined;
+  const state = text === undefined ? undefined : parseState(text, where);
+  if (!state?.optimizer) {
+    throw new WebcapError("MISSING_FILE", `${dir}: no optimizer state saved (${where})`);
+  }
+  if (state.optimizer.kind !== optimizer.config.kind) {
+    throw new WebcapError(
+      "BAD_CONFIG",
+      `${where}: the checkpoint holds ${state.optimizer.kind} state; this optimizer is ${optimizer.config.kind}`,
+    );
+  }
+  const file = `${dir}/optimizer.safetensors`;
+  const st = await openSafetensors(file);
+  try {
+    const tensors = new Map<string, Float32Array>();
+    for (const name of st.names()) tensors.set(name, await st.readF32(name));
+    optimizer.loadState(tensors, state.global_step, file);
+  } finally {
+    st.close();
+  }
+  return state;
+}
+
+function parseState(text: string, where: string): TrainerState {
+  try {
+    const s = JSON.parse(text);
+    if (typeof s === "object" && s !== null && Number.isInteger(s.global_step)) return s;
+  } catch {
+    // reported below
+  }
+  throw new WebcapError("BAD_CONFIG", `${where}: not a trainer state (JSON with global_step)`);
+}
