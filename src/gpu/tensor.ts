@@ -114,19 +114,24 @@ export function emptyTensor(gpu: Gpu, shape: readonly number[], dtype: DType = "
 
 /**
  * A long-lived tensor with its own buffer, contents undefined: a per-row decoding state such as
- * a key/value cache `[rows, maxLength, 2·hidden]`, bound whole by the kernels.
+ * a key/value cache `[rows, maxLength, 2·hidden]`, bound whole by the kernels; or, `windowed`,
+ * one that kernels bind in windows like the weights (gradients, optimizer state), which may
+ * exceed one storage binding.
  */
 export function ownedTensor(
   gpu: Gpu,
   shape: readonly number[],
   dtype: DType,
   label: string,
+  opts: { windowed?: boolean } = {},
 ): Tensor {
   const bytes = checkFits(gpu, shape, dtype, {
     label,
-    bound: true,
-    hint: "it grows with images × beams (or return sequences) × max length; caption fewer " +
-      "images at once, with fewer beams or return sequences, or a shorter max length",
+    bound: !opts.windowed,
+    hint: opts.windowed
+      ? "the model is too large for this device"
+      : "it grows with images × beams (or return sequences) × max length; caption fewer " +
+        "images at once, with fewer beams or return sequences, or a shorter max length",
   });
   return new Tensor(gpu, gpu.pool.allocate(bytes, label), shape, dtype, "owned");
 }

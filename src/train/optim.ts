@@ -169,7 +169,9 @@ export class Optimizer {
       const label = tensor.buffer.label;
       this.#state.set(
         tensor,
-        names.map((n) => ownedTensor(gpu, tensor.shape, "f32", `${n}:${label}`)),
+        names.map((n) =>
+          ownedTensor(gpu, tensor.shape, "f32", `${n}:${label}`, { windowed: true })
+        ),
       );
     }
     const slots = this.#spans().reduce((s, x) => s + sumSquaresGroups(x.w.n), 0);

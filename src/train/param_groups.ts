@@ -161,7 +161,12 @@ export class Gradients {
   readonly #grads = new Map<Tensor, Tensor>();
   constructor(readonly gpu: Gpu, readonly groups: ParamGroups) {
     for (const { tensor } of groups.tensors) {
-      this.#grads.set(tensor, ownedTensor(gpu, tensor.shape, "f32", `grad:${tensor.buffer.label}`));
+      this.#grads.set(
+        tensor,
+        ownedTensor(gpu, tensor.shape, "f32", `grad:${tensor.buffer.label}`, {
+          windowed: true,
+        }),
+      );
     }
   }
 
