@@ -6,7 +6,7 @@
 import { WebcapError } from "../errors.ts";
 import { read, readWrite } from "../gpu/kernel.ts";
 import type { Recorder } from "../gpu/recorder.ts";
-import { emptyTensor, type Tensor } from "../gpu/tensor.ts";
+import type { Tensor } from "../gpu/tensor.ts";
 import { rowKernel } from "./reduce_wgsl.ts";
 
 const LAYERNORM = rowKernel({
@@ -47,7 +47,7 @@ export function layerNorm(
     );
   }
   const rows = x.size / D;
-  const y = out ?? emptyTensor(rec.gpu, x.shape);
+  const y = out ?? rec.output(x.shape);
   LAYERNORM.record(rec, {
     uniforms: { D, eps },
     bind: { X: x, gamma, beta, Y: y },

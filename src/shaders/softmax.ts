@@ -4,7 +4,7 @@
  */
 import { read, readWrite } from "../gpu/kernel.ts";
 import type { Recorder } from "../gpu/recorder.ts";
-import { emptyTensor, type Tensor } from "../gpu/tensor.ts";
+import type { Tensor } from "../gpu/tensor.ts";
 import { rowKernel } from "./reduce_wgsl.ts";
 
 const SOFTMAX = rowKernel({
@@ -38,7 +38,7 @@ export function softmax(
 ): Tensor {
   const D = x.shape[x.shape.length - 1];
   const rows = x.size / D;
-  const y = opts.out ?? emptyTensor(rec.gpu, x.shape);
+  const y = opts.out ?? rec.output(x.shape);
   SOFTMAX.record(rec, {
     uniforms: { D, log: opts.log ? 1 : 0 },
     bind: { X: x, Y: y },
