@@ -6,13 +6,13 @@
 import type { Recorder } from "../gpu/recorder.ts";
 import type { DecodeState } from "./caption_model.ts";
 import type { KvCache } from "../nn/kv_cache.ts";
-import { emptyTensor, type Tensor } from "../gpu/tensor.ts";
+import type { Tensor } from "../gpu/tensor.ts";
 import { meanAxis1 } from "../shaders/reduce.ts";
 
 /** Mean over heads of each layer's `[rows, H, S, L]` probabilities → `[layers, rows, S, L]`. */
 export function meanOverHeads(rec: Recorder, probs: Tensor[]): Tensor {
   const [rows, H, S, L] = probs[0].shape;
-  const out = emptyTensor(rec.gpu, [probs.length, rows, S, L]);
+  const out = rec.output([probs.length, rows, S, L]);
   probs.forEach((p, i) => meanAxis1(rec, p, rows, H, S * L, out, i * rows * S * L));
   return out;
 }
@@ -32,11 +32,15 @@ export function forwardWithAttention(
   if (!attention) return forward();
   const probs = Array.from(
     { length: shape.layers },
-    () => emptyTensor(rec.gpu, [cache.rows, shape.heads, shape.perRow, cache.encSeq]),
+    () => rec.temp([cache.rows, shape.heads, shape.perRow, cache.encSeq]),
   );
   const logits = forward(probs);
-  if (st.attention) rec.releaseAfterSubmit(st.attention); // work recorded before may still read it
-  st.attention = meanOverHeads(rec, probs);
-  rec.releaseAfterSubmit(...probs);
+  setAttention(rec, st, meanOverHeads(rec, probs));
   return logits;
+}
+
+/** Keep `maps` as `st.attention`; the maps they replace end once work recorded before ran. */
+export function setAttention(rec: Recorder, st: DecodeState, maps: Tensor): void {
+  if (st.attention) rec.releaseAfterSubmit(st.attention);
+  st.attention = rec.keep(maps);
 }

@@ -124,7 +124,7 @@ async function loadBlip(p: ParamLoader, config: Json, where: string): Promise<Ca
     BLIP.name,
     { ...ids, vocabSize: tc.vocab_size, maxPositions: tc.max_position_embeddings },
     {
-      encode: (rec, pixels) => hiddenState(vitEncode(rec, vit, pixels)), // [N, 1 + P, h]
+      encode: (rec, pixels) => hiddenState(rec.keep(vitEncode(rec, vit, pixels))), // [N, 1 + P, h]
       text: kvStepDecoder(dec, { layers: tc.num_hidden_layers, heads: tc.num_attention_heads }, {
         begin: bertBeginDecode,
         forward: bertForward,

@@ -23,7 +23,7 @@
  */
 import { WebcapError } from "../errors.ts";
 import type { Recorder } from "../gpu/recorder.ts";
-import { emptyTensor, type Tensor } from "../gpu/tensor.ts";
+import type { Tensor } from "../gpu/tensor.ts";
 import { fileLocation, type ModelFiles, subFolder } from "../io/model_files.ts";
 import { openWeightFile, openWeights, type WeightStore } from "../io/weights.ts";
 import {
@@ -239,16 +239,13 @@ function encode(
   project: Linear[],
   pixels: Tensor,
 ): ClipCapEncoderState {
-  const { hidden, imageEmbeds } = clipVisionEncode(rec, vision, pixels);
-  rec.releaseAfterSubmit(hidden);
+  const imageEmbeds = rec.keep(clipVisionEncode(rec, vision, pixels).imageEmbeds);
   let x = imageEmbeds; // [N, prefix_size]
   project.forEach((l, i) => {
-    const y = linear(rec, x, l, { act: i < project.length - 1 ? "tanh" : "none" });
-    if (x !== imageEmbeds) rec.releaseAfterSubmit(x);
-    x = y;
+    x = linear(rec, x, l, { act: i < project.length - 1 ? "tanh" : "none" });
   });
   const N = pixels.shape[0];
-  const prefix = x.view([N, config.prefixLength, config.gpt2.n_embd]);
+  const prefix = rec.keep(x.view([N, config.prefixLength, config.gpt2.n_embd]));
   return {
     images: N,
     hidden: prefix,
@@ -301,7 +298,7 @@ function beginDecode(
     );
   }
   const prefix = enc.hidden; // [N, L, h]
-  const lastPrefix = emptyTensor(rec.gpu, [N, h]);
+  const lastPrefix = rec.keep(rec.temp([N, h]));
   copy2d(rec, prefix, lastPrefix, {
     n: N,
     width: h,
@@ -329,7 +326,7 @@ function runPrefix(
   const [N, L, h] = prefix.shape;
   const images = Int32Array.from({ length: N }, (_, i) => i);
   const st = gpt2BeginDecode(rec, gpt2, undefined, images, maxLength + L - 1);
-  const embeds = emptyTensor(rec.gpu, [N * (L - 1), h]);
+  const embeds = rec.temp([N * (L - 1), h]);
   copy2d(rec, prefix, embeds, {
     n: N,
     width: (L - 1) * h,
@@ -340,8 +337,7 @@ function runPrefix(
     dstOuter: (L - 1) * h,
     dstInner: 0,
   });
-  const logits = gpt2Forward(rec, gpt2, st, { embeds }, L - 1);
-  rec.releaseAfterSubmit(embeds, logits);
+  gpt2Forward(rec, gpt2, st, { embeds }, L - 1); // only the caches are wanted
   const identity = rowImage.length === N && rowImage.every((img, r) => img === r);
   if (!identity) reorderKvCache(rec, st, rowImage);
   return st;
@@ -375,11 +371,8 @@ function step(
       dstOuter: perRow * h,
       dstInner: 0,
     });
-    rec.releaseAfterSubmit(last);
   }
-  const logits = gpt2Forward(rec, gpt2, g, { embeds }, perRow);
-  rec.releaseAfterSubmit(embeds);
-  return logits;
+  return gpt2Forward(rec, gpt2, g, { embeds }, perRow);
 }
 
 /** ClipCap: recognised by `clipcap-config.json` (it has no `config.json`). */

@@ -45,7 +45,12 @@ export interface EncoderDecoderParts<E extends EncoderState, S extends DecodeSta
   dispose(): void;
 }
 
-/** An encoder and a step decoder as a {@link CaptionModel}. */
+/**
+ * An encoder and a step decoder as a {@link CaptionModel}. Each call runs in its own
+ * `rec.scope`: the parts' intermediates are released after the submit, what a call returns
+ * (logits, states) goes to the caller, and what the states hold across submits (encoder
+ * states, caches, attention maps) the parts `rec.keep`.
+ */
 export class EncoderDecoderModel<E extends EncoderState, S extends DecodeState>
   implements CaptionModel {
   /** Every parameter held, by HF name. */
@@ -59,11 +64,11 @@ export class EncoderDecoderModel<E extends EncoderState, S extends DecodeState>
   }
 
   encode(rec: Recorder, pixels: Tensor): E {
-    return this.parts.encode(rec, pixels);
+    return rec.scope(() => this.parts.encode(rec, pixels));
   }
 
   beginDecode(rec: Recorder, enc: EncoderState, rowImage: Int32Array, maxLength: number): S {
-    return this.parts.text.begin(rec, enc, rowImage, maxLength);
+    return rec.scope(() => this.parts.text.begin(rec, enc, rowImage, maxLength));
   }
 
   step(rec: Recorder, st: DecodeState, tokens: Tensor, perRow: number, opts?: StepOptions): Tensor {
@@ -73,11 +78,12 @@ export class EncoderDecoderModel<E extends EncoderState, S extends DecodeState>
         `${this.architecture} has no cross-attention: attention maps are not available`,
       );
     }
-    return this.parts.text.forward(rec, st as S, tokens, perRow, opts?.attention ?? false);
+    const attention = opts?.attention ?? false;
+    return rec.scope(() => this.parts.text.forward(rec, st as S, tokens, perRow, attention));
   }
 
   reorder(rec: Recorder, st: DecodeState, parents: Int32Array): void {
-    this.parts.text.reorder(rec, st as S, parents);
+    rec.scope(() => this.parts.text.reorder(rec, st as S, parents));
   }
 
   dispose(): void {
@@ -85,7 +91,7 @@ export class EncoderDecoderModel<E extends EncoderState, S extends DecodeState>
   }
 }
 
-/** Encoder states that are one tensor `hidden [images, seq, hidden]`, freed with the state. */
+/** Encoder states that are one kept tensor `hidden [images, seq, hidden]`, freed with the state. */
 export function hiddenState(hidden: Tensor): EncoderState {
   return { images: hidden.shape[0], hidden, dispose: () => hidden.release() };
 }

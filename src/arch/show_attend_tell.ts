@@ -10,7 +10,7 @@
  */
 import { WebcapError } from "../errors.ts";
 import type { Recorder } from "../gpu/recorder.ts";
-import { emptyTensor, ownedTensor, type Tensor, uploadTensor } from "../gpu/tensor.ts";
+import { ownedTensor, type Tensor, uploadTensor } from "../gpu/tensor.ts";
 import { preprocessorFromConfig } from "../image/preprocess.ts";
 import { type Linear, linear, loadLinear } from "../nn/modules.ts";
 import type { ParamLoader } from "../nn/params.ts";
@@ -27,6 +27,7 @@ import {
   loadWithParams,
   type ParityContext,
 } from "./architecture.ts";
+import { setAttention } from "./attention_maps.ts";
 import type { CaptionModel, DecodeState, EncoderState } from "./caption_model.ts";
 import { EncoderDecoderModel, hiddenState, type StepDecoder } from "./encoder_decoder.ts";
 
@@ -182,7 +183,7 @@ async function loadShowAttendTell(
     maxPositions: cfg.maxPositions,
   }, {
     // pixels [N, 3, H, W] → hidden [N, pixels, C]
-    encode: (rec, pixels) => hiddenState(resnetEncode(rec, resnet, pixels)),
+    encode: (rec, pixels) => hiddenState(rec.keep(resnetEncode(rec, resnet, pixels))),
     text: new SatDecoder(cfg, weights),
     params: p.params,
     dispose: () => p.dispose(),
@@ -211,7 +212,7 @@ class SatDecoder implements StepDecoder<SatState> {
       );
     }
     const flat = enc.hidden.view([N * P, C]);
-    const mean = emptyTensor(rec.gpu, [N, C]);
+    const mean = rec.temp([N, C]);
     meanAxis1(rec, enc.hidden, N, P, C, mean, 0);
     const h0 = linear(rec, mean, w.initH), c0 = linear(rec, mean, w.initC); // [N, Hd]
     const rows = rowImage.length;
@@ -219,7 +220,6 @@ class SatDecoder implements StepDecoder<SatState> {
     const hc = stateTensors(rec, rows, H);
     embedding(rec, h0, rowImageGpu, { out: hc.h });
     embedding(rec, c0, rowImageGpu, { out: hc.c });
-    rec.releaseAfterSubmit(mean, h0, c0);
     const st: SatState = {
       rows,
       length: 0,
@@ -227,7 +227,7 @@ class SatDecoder implements StepDecoder<SatState> {
       maxLength,
       pixels: P,
       enc: flat,
-      encAtt: linear(rec, flat, w.encAtt),
+      encAtt: rec.keep(linear(rec, flat, w.encAtt)),
       rowImageGpu,
       ...hc,
       dispose: () => {
@@ -257,9 +257,9 @@ class SatDecoder implements StepDecoder<SatState> {
       );
     }
     const emb = embedding(rec, w.embedding, tokens); // [R·S, E]
-    const x = emptyTensor(rec.gpu, [R, E + C]); // LSTM input [embedding; z]
-    const alpha = emptyTensor(rec.gpu, [R, S, s.pixels]);
-    const hs = S > 1 ? emptyTensor(rec.gpu, [R * S, H]) : undefined;
+    const x = rec.temp([R, E + C]); // LSTM input [embedding; z]
+    const alpha = rec.temp([R, S, s.pixels]);
+    const hs = S > 1 ? rec.temp([R * S, H]) : undefined;
     for (let t = 0; t < S; t++) {
       copy2d(rec, emb, x, {
         n: R,
@@ -285,17 +285,9 @@ class SatDecoder implements StepDecoder<SatState> {
         });
       }
     }
-    const logits = linear(rec, hs ?? s.h, w.fc);
-    rec.releaseAfterSubmit(emb, x);
-    if (hs) rec.releaseAfterSubmit(hs);
-    if (attention) {
-      if (s.attention) rec.releaseAfterSubmit(s.attention); // work recorded before may still read it
-      s.attention = alpha.view([1, R, S, s.pixels]);
-    } else {
-      rec.releaseAfterSubmit(alpha);
-    }
+    if (attention) setAttention(rec, s, alpha.view([1, R, S, s.pixels]));
     s.length += S;
-    return logits;
+    return linear(rec, hs ?? s.h, w.fc);
   }
 
   /** Attention and one LSTMCell step; `x [R, E + C]` holds the embedding, z is written after it. */
@@ -324,7 +316,6 @@ class SatDecoder implements StepDecoder<SatState> {
     lstmCell(rec, gates, s.c, { hOut: s.hNext, cOut: s.cNext });
     [s.h, s.hNext] = [s.hNext, s.h];
     [s.c, s.cNext] = [s.cNext, s.c];
-    rec.releaseAfterSubmit(decAtt, gate, gx, gates);
   }
 
   /** Row i continues row `parents[i]`: h and c gathered into fresh buffers, row→image remapped. */
@@ -333,11 +324,12 @@ class SatDecoder implements StepDecoder<SatState> {
       throw new WebcapError("BAD_OPTION", `reorder: parents must index the ${s.rows} current rows`);
     }
     const R = parents.length;
-    const ids = uploadTensor(rec.gpu, parents, [R], "i32", "parents");
+    const ids = rec.upload(parents, [R], "i32");
     const next = stateTensors(rec, R, this.config.decoderDim);
     embedding(rec, s.h, ids, { out: next.h });
     embedding(rec, s.c, ids, { out: next.c });
-    rec.releaseAfterSubmit(ids, s.h, s.c, s.hNext, s.cNext, s.rowImageGpu);
+    // the replaced state ends its life once the gathers reading it are submitted
+    rec.releaseAfterSubmit(s.h, s.c, s.hNext, s.cNext, s.rowImageGpu);
     Object.assign(s, next);
     s.rowImage = Int32Array.from(parents, (p) => s.rowImage[p]);
     s.rowImageGpu = uploadTensor(rec.gpu, s.rowImage, [R], "i32", "row-image");

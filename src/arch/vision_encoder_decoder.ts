@@ -94,11 +94,10 @@ function encode(
   pixels: Tensor,
 ): EncoderState {
   const hidden = vitEncode(rec, vit, pixels);
-  if (!encToDec) return hiddenState(hidden);
+  if (!encToDec) return hiddenState(rec.keep(hidden));
   const [N, S, h] = hidden.shape;
   const states = linear(rec, hidden.view([N * S, h]), encToDec).view([N, S, encToDec.w.shape[0]]);
-  rec.releaseAfterSubmit(hidden);
-  return hiddenState(states);
+  return hiddenState(rec.keep(states));
 }
 
 /** HF `VisionEncoderDecoderModel` (ViT encoder, GPT-2 decoder with cross-attention). */

@@ -13,7 +13,6 @@
 import type { Captioner, ImageInput } from "./captioner.ts";
 import { WebcapError } from "../errors.ts";
 import { Recorder } from "../gpu/recorder.ts";
-import { uploadTensor } from "../gpu/tensor.ts";
 import type { CaptionModel, EncoderState } from "../arch/caption_model.ts";
 import { findArchitecture } from "../arch/registry.ts";
 import type { Tokenizer } from "../text/tokenizer.ts";
@@ -124,10 +123,10 @@ async function recordAttention(
   const st = model.beginDecode(rec, enc, Int32Array.of(image), inputs.length);
   let submitted = false;
   try {
-    const ids = uploadTensor(gpu, Int32Array.from(inputs), [inputs.length], "i32", "attention-ids");
-    rec.releaseAfterSubmit(ids);
-    const logits = model.step(rec, st, ids, inputs.length, { attention: true });
-    rec.releaseAfterSubmit(logits);
+    rec.scope(() => {
+      const ids = rec.upload(Int32Array.from(inputs), [inputs.length], "i32");
+      model.step(rec, st, ids, inputs.length, { attention: true }); // only the maps are wanted
+    });
     const t = st.attention;
     if (!t || t.dtype !== "f32") {
       throw new WebcapError(

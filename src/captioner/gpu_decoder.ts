@@ -45,6 +45,16 @@ export function packTokenLists(
   return { packed: out, seenTotal };
 }
 
+type Read = ReturnType<Recorder["readTensor"]>;
+
+/** Readbacks of one step: the logits (`full`), or the top-k and the gathered values. */
+interface StepReads {
+  logits?: Read;
+  values?: Read;
+  ids?: Read;
+  gathered?: Read;
+}
+
 /** A model's decoder over live rows, driven by a search strategy. */
 export class GpuDecoder implements DecoderStep {
   #pending: Recorder | undefined;
@@ -100,39 +110,24 @@ export class GpuDecoder implements DecoderStep {
   }
 
   async step(tokens: Int32Array, proc: RowProcessing, want: StepWant): Promise<StepOut> {
-    const R = this.state.rows, V = this.vocabSize;
     this.#checkTokens(tokens);
     const rec = this.#pending ?? new Recorder(this.gpu);
     this.#pending = undefined;
-    const ids = rec.upload(tokens, [R], "i32");
-    const logits = this.model.step(rec, this.state, ids, 1);
-    rec.releaseAfterSubmit(logits);
+    const reads = rec.scope(() => this.#recordStep(rec, tokens, proc, want));
     if (want.kind === "none") { // prompt token: submitted with the next step, no round trip
       this.#pending = rec;
       return { values: new Float32Array(0), ids: new Int32Array(0) };
     }
-    this.#process(rec, logits, proc);
-    if (want.kind === "full") {
-      const p = rec.readTensor(logits);
-      await rec.submit();
-      return { values: (await p) as Float32Array, ids: new Int32Array(0) };
-    }
-    const k = Math.min(want.k, V);
-    const sel = topk(rec, logits, k);
-    const pv = rec.readTensor(sel.values), pi = rec.readTensor(sel.ids);
-    rec.releaseAfterSubmit(sel.values, sel.ids);
-    let pg: Promise<unknown> | undefined;
-    const pairs = want.gather?.flatMap((l, r) => Array.from(l, (id) => [r, id])).flat() ?? [];
-    if (pairs.length) {
-      const tp = rec.upload(Uint32Array.from(pairs), [pairs.length / 2, 2], "u32");
-      const g = gatherValues(rec, logits, tp);
-      pg = rec.readTensor(g);
-      rec.releaseAfterSubmit(g);
-    }
     await rec.submit();
-    const out: StepOut = { values: (await pv) as Float32Array, ids: (await pi) as Int32Array };
+    if (want.kind === "full") {
+      return { values: (await reads.logits) as Float32Array, ids: new Int32Array(0) };
+    }
+    const out: StepOut = {
+      values: (await reads.values) as Float32Array,
+      ids: (await reads.ids) as Int32Array,
+    };
     if (want.gather) {
-      const flat = pg ? (await pg) as Float32Array : new Float32Array(0);
+      const flat = reads.gathered ? (await reads.gathered) as Float32Array : new Float32Array(0);
       let o = 0;
       out.gathered = want.gather.map((l) => {
         const v = flat.slice(o, o + l.length);
@@ -141,6 +136,27 @@ export class GpuDecoder implements DecoderStep {
       });
     }
     return out;
+  }
+
+  /** Record one step and the readbacks `want` asks for (in the caller's scope). */
+  #recordStep(rec: Recorder, tokens: Int32Array, proc: RowProcessing, want: StepWant): StepReads {
+    const logits = this.model.step(
+      rec,
+      this.state,
+      rec.upload(tokens, [this.state.rows], "i32"),
+      1,
+    );
+    if (want.kind === "none") return {};
+    this.#process(rec, logits, proc);
+    if (want.kind === "full") return { logits: rec.readTensor(logits) };
+    const sel = topk(rec, logits, Math.min(want.k, this.vocabSize));
+    const reads: StepReads = { values: rec.readTensor(sel.values), ids: rec.readTensor(sel.ids) };
+    const pairs = want.gather?.flatMap((l, r) => Array.from(l, (id) => [r, id])).flat() ?? [];
+    if (pairs.length) {
+      const tp = rec.upload(Uint32Array.from(pairs), [pairs.length / 2, 2], "u32");
+      reads.gathered = rec.readTensor(gatherValues(rec, logits, tp));
+    }
+    return reads;
   }
 
   /** `steps` greedy steps in one submission: each step's top-1 ids feed the next step on the GPU. */
@@ -153,18 +169,16 @@ export class GpuDecoder implements DecoderStep {
     this.#checkTokens(tokens);
     const rec = this.#pending ?? new Recorder(this.gpu);
     this.#pending = undefined;
-    let ids: Tensor = rec.upload(tokens, [R], "i32");
-    const picks: { values: Tensor; ids: Tensor }[] = [];
-    for (let i = 0; i < steps; i++) {
-      const logits = this.model.step(rec, this.state, ids, 1);
-      this.#process(rec, logits, procAt(i));
-      const sel = topk(rec, logits, 1);
-      picks.push(sel);
-      rec.releaseAfterSubmit(logits);
-      ids = sel.ids.view([R]);
-    }
-    const reads = picks.map((p) => [rec.readTensor(p.ids), rec.readTensor(p.values)]);
-    for (const p of picks) rec.releaseAfterSubmit(p.ids, p.values);
+    const reads = rec.scope(() => {
+      let ids: Tensor = rec.upload(tokens, [R], "i32");
+      return Array.from({ length: steps }, (_, i) => {
+        const logits = this.model.step(rec, this.state, ids, 1);
+        this.#process(rec, logits, procAt(i));
+        const sel = topk(rec, logits, 1);
+        ids = sel.ids.view([R]);
+        return [rec.readTensor(sel.ids), rec.readTensor(sel.values)];
+      });
+    });
     await rec.submit();
     const outIds = new Int32Array(steps * R), outValues = new Float32Array(steps * R);
     for (const [i, [pi, pv]] of reads.entries()) {

@@ -15,7 +15,7 @@
 import { WebcapError } from "../errors.ts";
 import type { Gpu } from "../gpu/device.ts";
 import { Recorder } from "../gpu/recorder.ts";
-import { type Tensor, uploadTensor } from "../gpu/tensor.ts";
+import type { Tensor } from "../gpu/tensor.ts";
 import type { CaptionModel, EncoderState } from "../arch/caption_model.ts";
 import type { CaseCheck } from "../arch/architecture.ts";
 import { findArchitecture } from "../arch/registry.ts";
@@ -100,16 +100,9 @@ function check(f: Fixture, name: string, got: Float32Array, ref: Float32Array): 
 
 /** Upload the reference pixels and encode them (one pass). */
 async function encodeReference(f: Fixture, name: string): Promise<EncoderState> {
-  const pixels = uploadTensor(
-    f.gpu,
-    await f.ref.readF32(name),
-    f.ref.info(name).shape,
-    "f32",
-    name,
-  );
+  const data = await f.ref.readF32(name);
   const rec = new Recorder(f.gpu);
-  const enc = f.model.encode(rec, pixels);
-  rec.releaseAfterSubmit(pixels);
+  const enc = f.model.encode(rec, rec.upload(data, f.ref.info(name).shape, "f32"));
   await rec.submit();
   return enc;
 }
@@ -124,11 +117,11 @@ async function teacherForced(
   const N = ids.length, T = ids[0].length;
   const rec = new Recorder(f.gpu);
   const st = f.model.beginDecode(rec, enc, Int32Array.from({ length: N }, (_, i) => i), T);
-  const tokens = uploadTensor(f.gpu, Int32Array.from(ids.flat()), [N * T], "i32", "tokens");
-  const logits = f.model.step(rec, st, tokens, T, { attention });
-  const pl = rec.readTensor(logits);
+  const pl = rec.scope(() => {
+    const tokens = rec.upload(Int32Array.from(ids.flat()), [N * T], "i32");
+    return rec.readTensor(f.model.step(rec, st, tokens, T, { attention }));
+  });
   const pa = attention && st.attention ? rec.readTensor(st.attention) : undefined;
-  rec.releaseAfterSubmit(tokens, logits);
   await rec.submit();
   const out = {
     logits: (await pl) as Float32Array,

@@ -2,8 +2,14 @@
  * Records many dispatches into ONE compute pass (one command encoder) per model step, then
  * submits once. Uniform parameters of all dispatches go into one arena written just before the
  * submit, each bound at a dynamic offset so bind groups are reused across steps. Readbacks
- * requested during recording resolve after the submit; temporaries taken from the recorder are
- * released once it is submitted.
+ * requested during recording resolve after the submit.
+ *
+ * Lifetimes: `scope(fn)` owns every tensor allocated through the recorder inside `fn` (a
+ * kernel's output, `temp`, `upload`). When `fn` returns, those it does not return are released
+ * after the submit; those it returns move to the enclosing scope, or to the caller outside every
+ * scope. `keep(t)` takes a tensor out of the scopes for whoever keeps it (a cache, an encoder
+ * state, activations saved for a backward pass), which releases it. Outside any scope a kernel's
+ * output is the caller's and a `temp` is released after the submit.
  * @module
  */
 import { WebcapError } from "../errors.ts";
@@ -15,7 +21,7 @@ import {
   dtypeBytes,
   emptyTensor,
   type HostData,
-  type Tensor,
+  Tensor,
   writeTensor,
 } from "./tensor.ts";
 
@@ -62,6 +68,25 @@ function takeArena(device: GPUDevice): Arena {
   return a;
 }
 
+/**
+ * A tensor the recorder may release: owned by the scope at `depth` (0: released after the
+ * submit), or given away (`depth` -1) to a caller or a keeper.
+ */
+interface Tracked {
+  t: Tensor;
+  depth: number;
+}
+
+/** The tensors in a scope's result: a tensor, or arrays and plain objects holding tensors. */
+function returnedBuffers(v: unknown, out = new Set<GPUBuffer>()): Set<GPUBuffer> {
+  if (v instanceof Tensor) out.add(v.buffer);
+  else if (Array.isArray(v)) { for (const x of v) returnedBuffers(x, out); }
+  else if (v !== null && typeof v === "object" && Object.getPrototypeOf(v) === Object.prototype) {
+    for (const x of Object.values(v)) returnedBuffers(x, out);
+  }
+  return out;
+}
+
 /** One command encoder with one open compute pass; `submit` ends and submits it. */
 export class Recorder {
   /** The command encoder every pass and copy is recorded on. */
@@ -74,9 +99,12 @@ export class Recorder {
     resolve: (b: ArrayBuffer) => void;
     reject: (e: unknown) => void;
   }[] = [];
-  #afterSubmit: (() => void)[] = [];
   /** Pipeline label and workgroup grid of each dispatch, to name the kernel a GPU error is about. */
   #kernels: { label: string; groups: number[] }[] = [];
+  /** In order of allocation (or of `releaseAfterSubmit` for tensors allocated elsewhere). */
+  #tracked: Tracked[] = [];
+  #byBuffer = new Map<GPUBuffer, Tracked>();
+  #depth = 0;
   #query: { set: GPUQuerySet; resolve: GPUBuffer; read: GPUBuffer; passes: number } | undefined;
   #submitted = false;
   /** Dispatches recorded so far. */
@@ -224,23 +252,86 @@ export class Recorder {
     );
   }
 
-  /** A pooled temporary, contents undefined, released when this recorder is submitted. */
-  temp(shape: readonly number[], dtype: DType = "f32"): Tensor {
-    const t = emptyTensor(this.gpu, shape, dtype);
-    this.releaseAfterSubmit(t);
+  #track(t: Tensor, depth: number): Tensor {
+    const r = { t, depth };
+    this.#tracked.push(r);
+    this.#byBuffer.set(t.buffer, r);
     return t;
   }
 
-  /** A pooled temporary holding `data`, released when this recorder is submitted. */
+  #untrack(r: Tracked): void {
+    r.depth = -1;
+    this.#byBuffer.delete(r.t.buffer);
+  }
+
+  /**
+   * A kernel's output, pooled, contents undefined: the current scope's, or the caller's outside
+   * any scope.
+   */
+  output(shape: readonly number[], dtype: DType = "f32"): Tensor {
+    const t = emptyTensor(this.gpu, shape, dtype);
+    return this.#depth > 0 ? this.#track(t, this.#depth) : t;
+  }
+
+  /**
+   * A pooled temporary, contents undefined: the current scope's, or released after the submit
+   * outside any scope.
+   */
+  temp(shape: readonly number[], dtype: DType = "f32"): Tensor {
+    return this.#track(emptyTensor(this.gpu, shape, dtype), this.#depth);
+  }
+
+  /** A {@link temp} holding `data`. */
   upload(data: HostData, shape: readonly number[], dtype: DType): Tensor {
     const t = this.temp(shape, dtype);
     writeTensor(t, data);
     return t;
   }
 
-  /** Release these tensors once the work is submitted (the queue orders later reuse after it). */
+  /**
+   * Run `fn` (synchronous) in a new scope: the tensors allocated through this recorder inside it
+   * are released after the submit, except those `fn` returns (a tensor, or arrays and plain
+   * objects holding tensors: they move to the enclosing scope, or to the caller outside every
+   * scope) and those kept with {@link keep}. Also when `fn` throws.
+   */
+  scope<T>(fn: () => T): T {
+    const depth = ++this.#depth, first = this.#tracked.length;
+    let result: T | undefined;
+    try {
+      result = fn();
+      return result;
+    } finally {
+      this.#depth--;
+      const returned = returnedBuffers(result);
+      for (const r of this.#tracked.slice(first)) { // what this scope holds was tracked after it opened
+        if (r.depth !== depth) continue;
+        if (!returned.has(r.t.buffer)) r.depth = 0;
+        else if (this.#depth > 0) r.depth = this.#depth;
+        else this.#untrack(r);
+      }
+    }
+  }
+
+  /**
+   * `t` (or the tensor it views), taken out of every scope and out of the releases after the
+   * submit: whoever keeps it (a cache, an encoder state, a backward pass) releases it.
+   */
+  keep<T extends Tensor>(t: T): T {
+    const r = this.#byBuffer.get(t.buffer);
+    if (r) this.#untrack(r);
+    return t;
+  }
+
+  /**
+   * Release these tensors once the work is submitted (the queue orders later reuse after it):
+   * for long-lived tensors ending their life, such as a cache being replaced.
+   */
   releaseAfterSubmit(...ts: Tensor[]): void {
-    for (const t of ts) this.#afterSubmit.push(() => t.release());
+    for (const t of ts) {
+      const r = this.#byBuffer.get(t.buffer);
+      if (r) r.depth = 0;
+      else this.#track(t, 0);
+    }
   }
 
   /**
@@ -253,6 +344,7 @@ export class Recorder {
    *   then reject with the same error (and nobody has to await them).
    */
   async submit(): Promise<number[]> {
+    if (this.#depth > 0) throw new Error("Recorder: submit inside a scope");
     this.endPass();
     const q = this.#query;
     if (q && q.passes > 0) {
@@ -264,10 +356,11 @@ export class Recorder {
     this.#submitted = true;
     arenaFree.get(device)?.push(...this.#arenas); // none when nothing was dispatched
     this.#arenas = [];
-    // in reverse order of registration (temporaries: of allocation), so the pool's LIFO free
-    // lists hand the next step the same buffers in the same roles and its bind groups are cached
-    for (const f of this.#afterSubmit.reverse()) f();
-    this.#afterSubmit = [];
+    // in reverse order of allocation, so the pool's LIFO free lists hand the next step the same
+    // buffers in the same roles and its bind groups are cached
+    for (const r of this.#tracked.reverse()) if (r.depth === 0) r.t.release();
+    this.#tracked = [];
+    this.#byBuffer.clear();
     const reads = this.#reads;
     this.#reads = [];
     const maps = reads.map((r) => r.staging.mapAsync(GPUMapMode.READ));

@@ -181,7 +181,7 @@ export function bertBeginDecode(
   return kv.beginKvCache(rec, shape, rowImage, { kv: crossKv, encSeq: seq });
 }
 
-/** One post-LN layer over `x [R·S, h]`; returns the new hidden states. */
+/** One post-LN layer over `x [R·S, h]` (in bertForward's scope); returns the new hidden states. */
 function bertLayer(
   rec: Recorder,
   w: BertDecoderWeights,
@@ -203,9 +203,7 @@ function bertLayer(
   const x2 = norm(rec, r2, l.crossLn);
   const f = linear(rec, x2, l.inter, { act: w.act });
   const r3 = linear(rec, f, l.out, { residual: x2 });
-  const out = norm(rec, r3, l.outLn);
-  rec.releaseAfterSubmit(qkv, a, r1, x1, q, ca, r2, x2, f, r3);
-  return out;
+  return norm(rec, r3, l.outLn);
 }
 
 /**
@@ -228,21 +226,17 @@ export function bertForward(
       `step: ${ids.size} token ids for ${st.rows} rows × ${S} tokens`,
     );
   }
-  const e = embedding(rec, w.wordEmb, ids, {
-    pos: { table: w.posEmb, start: st.length, period: S },
+  const logits = rec.scope(() => {
+    const e = embedding(rec, w.wordEmb, ids, {
+      pos: { table: w.posEmb, start: st.length, period: S },
+    });
+    let x = norm(rec, e, w.embLn); // [R·S, h]
+    for (let i = 0; i < w.layers.length; i++) x = bertLayer(rec, w, st, i, x, S, crossProbs?.[i]);
+    const hd = w.head;
+    const t = linear(rec, x, hd.transform, { act: w.act });
+    const n = norm(rec, t, hd.ln);
+    return matmul(rec, n, hd.decoder, { transposeW: true, bias: hd.bias });
   });
-  let x = norm(rec, e, w.embLn); // [R·S, h]
-  rec.releaseAfterSubmit(e);
-  for (let i = 0; i < w.layers.length; i++) {
-    const next = bertLayer(rec, w, st, i, x, S, crossProbs?.[i]);
-    rec.releaseAfterSubmit(x);
-    x = next;
-  }
-  const hd = w.head;
-  const t = linear(rec, x, hd.transform, { act: w.act });
-  const n = norm(rec, t, hd.ln);
-  const logits = matmul(rec, n, hd.decoder, { transposeW: true, bias: hd.bias });
-  rec.releaseAfterSubmit(x, t, n);
   st.length += S;
   return logits;
 }

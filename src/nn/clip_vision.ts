@@ -8,7 +8,7 @@
  */
 import { WebcapError } from "../errors.ts";
 import type { Recorder } from "../gpu/recorder.ts";
-import { emptyTensor, type Tensor } from "../gpu/tensor.ts";
+import type { Tensor } from "../gpu/tensor.ts";
 import { copy2d } from "../shaders/copy.ts";
 import { configCount } from "./config.ts";
 import type { LayerNorm, Linear, Module } from "./modules.ts";
@@ -120,21 +120,22 @@ export function clipVisionEncode(
   w: ClipVisionWeights,
   pixels: Tensor,
 ): ClipVisionOutput {
-  const hidden = vitEncode(rec, w.vit, pixels); // [N, S, h]
-  const [N, S, h] = hidden.shape;
-  const cls = emptyTensor(rec.gpu, [N, h]);
-  copy2d(rec, hidden, cls, {
-    n: N,
-    width: h,
-    srcOff: 0,
-    srcStride: S * h,
-    group: 1,
-    dstOff: 0,
-    dstOuter: h,
-    dstInner: 0,
+  return rec.scope(() => {
+    const hidden = vitEncode(rec, w.vit, pixels); // [N, S, h]
+    const [N, S, h] = hidden.shape;
+    const cls = rec.temp([N, h]);
+    copy2d(rec, hidden, cls, {
+      n: N,
+      width: h,
+      srcOff: 0,
+      srcStride: S * h,
+      group: 1,
+      dstOff: 0,
+      dstOuter: h,
+      dstInner: 0,
+    });
+    const pooled = norm(rec, cls, w.postNorm);
+    const imageEmbeds = linear(rec, pooled, w.projection); // [N, projection_dim]
+    return { hidden, imageEmbeds };
   });
-  const pooled = norm(rec, cls, w.postNorm);
-  const imageEmbeds = linear(rec, pooled, w.projection); // [N, projection_dim]
-  rec.releaseAfterSubmit(cls, pooled);
-  return { hidden, imageEmbeds };
 }

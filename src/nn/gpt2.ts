@@ -7,7 +7,7 @@
  */
 import { WebcapError } from "../errors.ts";
 import type { Recorder } from "../gpu/recorder.ts";
-import { type Tensor, uploadTensor } from "../gpu/tensor.ts";
+import type { Tensor } from "../gpu/tensor.ts";
 import { type Activation, activationFromConfig } from "../shaders/activations.ts";
 import { embedding } from "../shaders/embedding.ts";
 import { matmul } from "../shaders/matmul.ts";
@@ -176,6 +176,11 @@ export function gpt2BeginDecode(
   return kv.beginKvCache(rec, shape, rowImage, { kv: crossKv, encSeq });
 }
 
+/** Ids `0 .. n-1` (i32 `[n]`): row r of an embedding table gathered to row r. */
+function rowIds(rec: Recorder, n: number): Tensor {
+  return rec.upload(Int32Array.from({ length: n }, (_, i) => i), [n], "i32");
+}
+
 /** Inputs of one forward: token ids `[rows·S]` (i32) or input embeddings `[rows·S, h]`. */
 export type Gpt2Input = { ids: Tensor } | { embeds: Tensor };
 
@@ -195,46 +200,28 @@ export function gpt2Forward(
   const c = w.config, h = c.n_embd, H = c.n_head, D = h / H, R = st.rows;
   kv.checkRoom(st, S);
   const pos = { table: w.wpe, start: st.length, period: S };
-  let x: Tensor;
-  if ("ids" in input) {
-    x = embedding(rec, w.wte, input.ids, { pos });
-  } else {
-    const ids = uploadTensor(
-      rec.gpu,
-      Int32Array.from({ length: R * S }, (_, i) => i),
-      [R * S],
-      "i32",
-      "row-ids",
-    );
-    x = embedding(rec, input.embeds.view([R * S, h]), ids, { pos });
-    rec.releaseAfterSubmit(ids);
-  }
-  w.layers.forEach((l, i) => {
-    // transformers' GPT2Attention: both the self- and the cross-attention of block i divide by
-    // i + 1 under scale_attn_by_inverse_layer_idx
-    let scale = c.scale_attn_weights ? 1 / Math.sqrt(D) : 1;
-    if (c.scale_attn_by_inverse_layer_idx) scale /= i + 1;
-    const n1 = norm(rec, x, l.ln1);
-    const qkv = linear(rec, n1, l.attn); // [R·S, 3h]
-    const a = kv.cachedSelfAttention(rec, st, i, qkv, S, H, scale);
-    let x1 = linear(rec, a, l.attnProj, { residual: x });
-    rec.releaseAfterSubmit(n1, qkv, a, x);
-    if (l.cross) {
-      const nc = norm(rec, x1, l.cross.ln);
-      const q = linear(rec, nc, l.cross.q);
-      const ca = kv.imageCrossAttention(rec, st, i, q, S, H, scale, crossProbs?.[i]);
-      const x2 = linear(rec, ca, l.cross.proj, { residual: x1 });
-      rec.releaseAfterSubmit(nc, q, ca, x1);
-      x1 = x2;
-    }
-    const n2 = norm(rec, x1, l.ln2);
-    const f = linear(rec, n2, l.fc, { act: w.act });
-    x = linear(rec, f, l.proj, { residual: x1 });
-    rec.releaseAfterSubmit(n2, f, x1);
+  const logits = rec.scope(() => {
+    let x = "ids" in input
+      ? embedding(rec, w.wte, input.ids, { pos })
+      : embedding(rec, input.embeds.view([R * S, h]), rowIds(rec, R * S), { pos });
+    w.layers.forEach((l, i) => {
+      // transformers' GPT2Attention: both the self- and the cross-attention of block i divide by
+      // i + 1 under scale_attn_by_inverse_layer_idx
+      let scale = c.scale_attn_weights ? 1 / Math.sqrt(D) : 1;
+      if (c.scale_attn_by_inverse_layer_idx) scale /= i + 1;
+      const qkv = linear(rec, norm(rec, x, l.ln1), l.attn); // [R·S, 3h]
+      const a = kv.cachedSelfAttention(rec, st, i, qkv, S, H, scale);
+      x = linear(rec, a, l.attnProj, { residual: x });
+      if (l.cross) {
+        const q = linear(rec, norm(rec, x, l.cross.ln), l.cross.q);
+        const ca = kv.imageCrossAttention(rec, st, i, q, S, H, scale, crossProbs?.[i]);
+        x = linear(rec, ca, l.cross.proj, { residual: x });
+      }
+      const f = linear(rec, norm(rec, x, l.ln2), l.fc, { act: w.act });
+      x = linear(rec, f, l.proj, { residual: x });
+    });
+    return matmul(rec, norm(rec, x, w.lnF), w.lmHead, { transposeW: true });
   });
-  const nf = norm(rec, x, w.lnF);
-  const logits = matmul(rec, nf, w.lmHead, { transposeW: true });
-  rec.releaseAfterSubmit(x, nf);
   st.length += S;
   return logits;
 }

@@ -36,7 +36,7 @@ export function checkRowImage(rowImage: Int32Array, images: number): void {
 
 /**
  * Empty self-attention caches `[rows, maxLength, 2·hidden]` for `layers` layers, with the cross
- * keys/values `cross` (one per layer, `[images·encSeq, 2·hidden]`; owned by the cache from now on).
+ * keys/values `cross` (one per layer, `[images·encSeq, 2·hidden]`; kept by the cache from now on).
  */
 export function beginKvCache(
   rec: Recorder,
@@ -53,7 +53,7 @@ export function beginKvCache(
       { length: layers },
       (_, i) => ownedTensor(rec.gpu, [rows, maxLength, 2 * hidden], "f32", `kv-cache-${i}`),
     ),
-    cross: cross.kv,
+    cross: cross.kv.map((t) => rec.keep(t)),
     encSeq: cross.encSeq,
     rowImage: rowImage.slice(),
     rowImageGpu: uploadTensor(rec.gpu, rowImage, [rows], "i32", "row-image"),
@@ -156,16 +156,16 @@ export function reorderKvCache(rec: Recorder, st: KvCache, parents: Int32Array):
   if (parents.some((p) => p < 0 || p >= st.rows)) {
     throw new WebcapError("BAD_OPTION", `reorder: parents must index the ${st.rows} current rows`);
   }
-  const ids = uploadTensor(rec.gpu, parents, [parents.length], "i32", "parents");
+  const ids = rec.upload(parents, [parents.length], "i32");
   const R = parents.length;
+  // the replaced caches end their life once the gathers reading them are submitted
+  rec.releaseAfterSubmit(...st.kv, st.rowImageGpu);
   st.kv = st.kv.map((cache, i) => {
     const width = cache.size / st.rows;
     const next = ownedTensor(rec.gpu, [R, st.maxLength, cache.shape[2]], "f32", `kv-cache-${i}`);
     embedding(rec, cache.view([st.rows, width]), ids, { out: next.view([R, width]) });
-    rec.releaseAfterSubmit(cache);
     return next;
   });
-  rec.releaseAfterSubmit(ids, st.rowImageGpu);
   st.rowImage = Int32Array.from(parents, (p) => st.rowImage[p]);
   st.rowImageGpu = uploadTensor(rec.gpu, st.rowImage, [R], "i32", "row-image");
   st.rows = R;

@@ -237,23 +237,18 @@ export function loadResNet(
   });
 }
 
-/** `act(bn(conv(x)) + residual)`, as one conv dispatch when folded. */
+/** `act(bn(conv(x)) + residual)`, as one conv dispatch when folded (in resnetEncode's scope). */
 function convBn(rec: Recorder, u: ConvBn, x: Tensor, act: Activation, residual?: Tensor): Tensor {
   const geo = { stride: u.stride, padding: u.padding };
   if (!u.bn) return conv2d(rec, x, u.weight, { ...geo, bias: u.bias, act, residual });
-  const y = conv2d(rec, x, u.weight, geo);
-  rec.releaseAfterSubmit(y);
-  return batchNorm2d(rec, y, u.bn, { act, residual });
+  return batchNorm2d(rec, conv2d(rec, x, u.weight, geo), u.bn, { act, residual });
 }
 
 function bottleneck(rec: Recorder, b: BottleneckWeights, x: Tensor): Tensor {
   const identity = b.downsample ? convBn(rec, b.downsample, x, "none") : x;
   const a = convBn(rec, b.conv1, x, "relu");
   const c = convBn(rec, b.conv2, a, "relu");
-  const out = convBn(rec, b.conv3, c, "relu", identity);
-  rec.releaseAfterSubmit(a, c);
-  if (b.downsample) rec.releaseAfterSubmit(identity);
-  return out;
+  return convBn(rec, b.conv3, c, "relu", identity);
 }
 
 /**
@@ -267,17 +262,10 @@ export function resnetEncode(rec: Recorder, w: ResNetWeights, pixels: Tensor): T
       `resnetEncode wants f32 pixels [N, 3, H, W], got ${pixels.dtype} [${pixels.shape}]`,
     );
   }
-  const stem = convBn(rec, w.stem, pixels, "relu");
-  let x = maxPool2d(rec, stem, { kernel: 3, stride: 2, padding: 1 });
-  rec.releaseAfterSubmit(stem);
-  for (const stage of w.stages) {
-    for (const block of stage) {
-      const next = bottleneck(rec, block, x);
-      rec.releaseAfterSubmit(x);
-      x = next;
-    }
-  }
-  const out = adaptiveAvgPool2d(rec, x, w.config.encodedImageSize, { channelsLast: true });
-  rec.releaseAfterSubmit(x);
-  return out;
+  return rec.scope(() => {
+    const stem = convBn(rec, w.stem, pixels, "relu");
+    let x = maxPool2d(rec, stem, { kernel: 3, stride: 2, padding: 1 });
+    for (const block of w.stages.flat()) x = bottleneck(rec, block, x);
+    return adaptiveAvgPool2d(rec, x, w.config.encodedImageSize, { channelsLast: true });
+  });
 }

@@ -198,7 +198,7 @@ export function loadVit(
   });
 }
 
-/** One pre-LN transformer block over `x [N·S, h]`; returns the new residual stream. */
+/** One pre-LN transformer block over `x [N·S, h]` (in vitEncode's scope); returns the new residual stream. */
 function vitLayer(
   rec: Recorder,
   w: VitWeights,
@@ -226,9 +226,7 @@ function vitLayer(
   const x1 = linear(rec, a, l.attnOut, { residual: x });
   const n2 = norm(rec, x1, l.ln2);
   const f = linear(rec, n2, l.fc1, { act: w.act });
-  const x2 = linear(rec, f, l.fc2, { residual: x1 });
-  rec.releaseAfterSubmit(n1, qkv, a, x1, n2, f);
-  return x2;
+  return linear(rec, f, l.fc2, { residual: x1 });
 }
 
 /**
@@ -246,23 +244,14 @@ export function vitEncode(rec: Recorder, w: VitWeights, pixels: Tensor): Tensor 
   }
   const h = c.hidden_size;
   const P = (c.image_size / c.patch_size) ** 2, S = P + 1;
-  const patches = patchify(rec, pixels, c.patch_size);
-  const emb = linear(rec, patches, w.patch).view([N, P, h]);
-  const withCls = prependRow(rec, emb, w.cls);
-  let x = binary(rec, withCls, w.pos, "add").view([N * S, h]);
-  rec.releaseAfterSubmit(patches, emb, withCls);
-  if (w.preNorm) {
-    const normed = norm(rec, x, w.preNorm);
-    rec.releaseAfterSubmit(x);
-    x = normed;
-  }
-  for (const l of w.layers) {
-    const next = vitLayer(rec, w, l, x, N, S);
-    rec.releaseAfterSubmit(x);
-    x = next;
-  }
-  if (!w.finalNorm) return x.view([N, S, h]);
-  const out = norm(rec, x, w.finalNorm);
-  rec.releaseAfterSubmit(x);
-  return out.view([N, S, h]);
+  return rec.scope(() => {
+    const patches = patchify(rec, pixels, c.patch_size);
+    const emb = linear(rec, patches, w.patch).view([N, P, h]);
+    const withCls = prependRow(rec, emb, w.cls);
+    let x = binary(rec, withCls, w.pos, "add").view([N * S, h]);
+    if (w.preNorm) x = norm(rec, x, w.preNorm);
+    for (const l of w.layers) x = vitLayer(rec, w, l, x, N, S);
+    if (w.finalNorm) x = norm(rec, x, w.finalNorm);
+    return x.view([N, S, h]);
+  });
 }

@@ -13,7 +13,7 @@
 import { WebcapError } from "../errors.ts";
 import { Kernel, optional, read, readWrite } from "../gpu/kernel.ts";
 import type { Recorder } from "../gpu/recorder.ts";
-import { emptyTensor, type Tensor } from "../gpu/tensor.ts";
+import type { Tensor } from "../gpu/tensor.ts";
 import { rowKernel } from "./reduce_wgsl.ts";
 
 /** Where one operand lives: element offset of (row 0, pos 0, head 0), and strides in elements. */
@@ -157,7 +157,7 @@ export function attention(rec: Recorder, a: AttentionArgs): Tensor {
       `attention: probs [${a.probs.shape}] is not [${B}, ${H}, ${S}, ${L}]`,
     );
   }
-  const out = a.out ?? emptyTensor(rec.gpu, [B, S, H * D]);
+  const out = a.out ?? rec.output([B, S, H * D]);
   const [q, k, v] = [a.q, a.k, a.v];
   ATTENTION.record(rec, {
     uniforms: {

@@ -8,7 +8,7 @@
 import { WebcapError } from "../errors.ts";
 import { Kernel, optional, read, readWrite } from "../gpu/kernel.ts";
 import type { Recorder } from "../gpu/recorder.ts";
-import { emptyTensor, type Tensor } from "../gpu/tensor.ts";
+import type { Tensor } from "../gpu/tensor.ts";
 import { type Activation, activationWgsl } from "./activations.ts";
 
 /** The parameters of one BatchNorm2d on the GPU, each `[C]`. */
@@ -99,7 +99,7 @@ export function batchNorm2d(
       throw new WebcapError("BAD_SHAPE", `batchNorm2d: ${name} [${t.shape}] is not [${x.shape}]`);
     }
   }
-  const out = opts.out ?? emptyTensor(rec.gpu, x.shape);
+  const out = opts.out ?? rec.output(x.shape);
   BATCHNORM.record(rec, {
     variant: { act: opts.act ?? "none" },
     uniforms: { total: x.size, C, HW: x.size / (x.shape[0] * C), eps: bn.eps },

@@ -16,7 +16,7 @@
 import { WebcapError } from "../errors.ts";
 import { Kernel, optional, read, readWrite } from "../gpu/kernel.ts";
 import type { Recorder } from "../gpu/recorder.ts";
-import { dtypeBytes, emptyTensor, type Tensor } from "../gpu/tensor.ts";
+import { dtypeBytes, type Tensor } from "../gpu/tensor.ts";
 import { type Activation, activationWgsl } from "./activations.ts";
 import { stageRowsWgsl, TILE_WGSL } from "./tile_wgsl.ts";
 
@@ -208,7 +208,7 @@ export function conv2dGeometry(x: Tensor, w: Tensor, o: Conv2dOptions = {}): Con
  */
 export function conv2d(rec: Recorder, x: Tensor, w: Tensor, opts: Conv2dOptions = {}): Tensor {
   const g = conv2dGeometry(x, w, opts);
-  const out = opts.out ?? emptyTensor(rec.gpu, [g.N, g.Cout, g.Ho, g.Wo]);
+  const out = opts.out ?? rec.output([g.N, g.Cout, g.Ho, g.Wo]);
   const limit = rec.gpu.maxBinding;
   for (
     const [name, bytes] of [["x", x.byteSize], ["output", out.byteSize], [

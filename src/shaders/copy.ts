@@ -6,7 +6,7 @@
 import { WebcapError } from "../errors.ts";
 import { Kernel, read, readWrite } from "../gpu/kernel.ts";
 import type { Recorder } from "../gpu/recorder.ts";
-import { emptyTensor, type Tensor } from "../gpu/tensor.ts";
+import type { Tensor } from "../gpu/tensor.ts";
 
 const COPY = new Kernel({
   name: "copy2d",
@@ -65,7 +65,7 @@ export function prependRow(rec: Recorder, x: Tensor, row: Tensor): Tensor {
   if (row.size !== D) {
     throw new WebcapError("BAD_SHAPE", `prependRow: row [${row.shape}] is not [${D}]`);
   }
-  const y = emptyTensor(rec.gpu, [N, P + 1, D]);
+  const y = rec.output([N, P + 1, D]);
   copy2d(rec, row, y, {
     n: N,
     width: D,

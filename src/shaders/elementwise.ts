@@ -7,7 +7,7 @@
 import { WebcapError } from "../errors.ts";
 import { Kernel, read, readWrite } from "../gpu/kernel.ts";
 import type { Recorder } from "../gpu/recorder.ts";
-import { emptyTensor, type Tensor } from "../gpu/tensor.ts";
+import type { Tensor } from "../gpu/tensor.ts";
 import { type Activation, activationGradWgsl, activationWgsl } from "./activations.ts";
 
 const UNARY = new Kernel({
@@ -40,7 +40,7 @@ fn kernel(wg: vec3u, lid: vec3u) {
 
 /** `act(x)` elementwise. */
 export function unary(rec: Recorder, x: Tensor, act: Activation, out?: Tensor): Tensor {
-  const y = out ?? emptyTensor(rec.gpu, x.shape);
+  const y = out ?? rec.output(x.shape);
   UNARY.record(rec, {
     variant: { act },
     uniforms: { n: x.size },
@@ -55,7 +55,7 @@ export function binary(rec: Recorder, a: Tensor, b: Tensor, op: BinaryOp, out?: 
   if (b.size === 0 || a.size % b.size !== 0) {
     throw new WebcapError("BAD_SHAPE", `${op}: [${b.shape}] does not repeat over [${a.shape}]`);
   }
-  const y = out ?? emptyTensor(rec.gpu, a.shape);
+  const y = out ?? rec.output(a.shape);
   BINARY.record(rec, {
     variant: { op },
     uniforms: { n: a.size, nb: b.size },
@@ -86,7 +86,7 @@ export function unaryBackward(rec: Recorder, x: Tensor, dy: Tensor, act: Activat
   if (dy.size !== x.size) {
     throw new WebcapError("BAD_SHAPE", `unaryBackward: dY [${dy.shape}] is not [${x.shape}]`);
   }
-  const dx = emptyTensor(rec.gpu, x.shape);
+  const dx = rec.output(x.shape);
   UNARY_BACKWARD.record(rec, {
     variant: { act },
     uniforms: { n: x.size },

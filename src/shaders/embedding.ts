@@ -8,7 +8,7 @@
 import { WebcapError } from "../errors.ts";
 import { Kernel, optional, read, readWrite } from "../gpu/kernel.ts";
 import { type Recorder, tensorWindow } from "../gpu/recorder.ts";
-import { dtypeBytes, emptyTensor, type Tensor } from "../gpu/tensor.ts";
+import { dtypeBytes, type Tensor } from "../gpu/tensor.ts";
 
 const EMBEDDING = new Kernel({
   name: "embedding",
@@ -67,7 +67,7 @@ export function embedding(
         `${rec.gpu.maxBinding} B`,
     );
   }
-  const y = opts.out ?? emptyTensor(rec.gpu, [R, D]);
+  const y = opts.out ?? rec.output([R, D]);
   if (y.size !== R * D) {
     throw new WebcapError("BAD_SHAPE", `embedding: out [${y.shape}] is not [${R}, ${D}]`);
   }

@@ -6,7 +6,7 @@
 import { WebcapError } from "../errors.ts";
 import { Kernel, optional, read, readWrite } from "../gpu/kernel.ts";
 import type { Recorder } from "../gpu/recorder.ts";
-import { emptyTensor, type Tensor } from "../gpu/tensor.ts";
+import type { Tensor } from "../gpu/tensor.ts";
 import { rowKernel } from "./reduce_wgsl.ts";
 
 const LAYERNORM = rowKernel({
@@ -55,7 +55,7 @@ export function layerNorm(
     );
   }
   const rows = x.size / D;
-  const y = out ?? emptyTensor(rec.gpu, x.shape);
+  const y = out ?? rec.output(x.shape);
   LAYERNORM.record(rec, {
     uniforms: { D, eps },
     bind: { X: x, gamma, beta, Y: y },
@@ -92,9 +92,9 @@ export function layerNormTrain(
   const rows = x.size / D;
   const s: SavedNorm = {
     x,
-    y: emptyTensor(rec.gpu, x.shape),
-    mean: emptyTensor(rec.gpu, [rows]),
-    rstd: emptyTensor(rec.gpu, [rows]),
+    y: rec.output(x.shape),
+    mean: rec.output([rows]),
+    rstd: rec.output([rows]),
   };
   LAYERNORM.record(rec, {
     uniforms: { D, eps },
@@ -189,7 +189,7 @@ export function layerNormBackward(
       `layerNormBackward: dY [${dy.shape}], residual or dGamma/dBeta do not fit x [${s.x.shape}]`,
     );
   }
-  const dx = emptyTensor(rec.gpu, s.x.shape);
+  const dx = rec.output(s.x.shape);
   const common = { X: s.x, Mean: s.mean, Rstd: s.rstd, dY: dy };
   LAYERNORM_DX.record(rec, {
     uniforms: { D },

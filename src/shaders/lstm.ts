@@ -8,7 +8,7 @@
 import { WebcapError } from "../errors.ts";
 import { Kernel, read, readWrite } from "../gpu/kernel.ts";
 import type { Recorder } from "../gpu/recorder.ts";
-import { emptyTensor, type Tensor } from "../gpu/tensor.ts";
+import type { Tensor } from "../gpu/tensor.ts";
 import { activationWgsl } from "./activations.ts";
 
 /** Options of {@link lstmCell}. */
@@ -78,8 +78,8 @@ export function lstmCell(
   if (opts.hOut && opts.cOut && opts.hOut.buffer === opts.cOut.buffer) {
     throw new WebcapError("BAD_OPTION", "lstmCell: hOut and cOut must be different tensors");
   }
-  const h = opts.hOut ?? emptyTensor(rec.gpu, [rows, H]);
-  const cNew = opts.cOut ?? emptyTensor(rec.gpu, [rows, H]);
+  const h = opts.hOut ?? rec.output([rows, H]);
+  const cNew = opts.cOut ?? rec.output([rows, H]);
   LSTM_CELL.record(rec, {
     uniforms: { rows, H },
     bind: { G: gates, C: c, Hn: h, Cn: cNew },

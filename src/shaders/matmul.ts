@@ -9,7 +9,7 @@
 import { WebcapError } from "../errors.ts";
 import { Kernel, optional, read, readWrite } from "../gpu/kernel.ts";
 import { type Binding, type Recorder, tensorWindow } from "../gpu/recorder.ts";
-import { dtypeBytes, emptyTensor, type Tensor } from "../gpu/tensor.ts";
+import { dtypeBytes, type Tensor } from "../gpu/tensor.ts";
 import { type Activation, activationWgsl } from "./activations.ts";
 import { stageRowsWgsl, TILE_WGSL } from "./tile_wgsl.ts";
 
@@ -225,7 +225,7 @@ function columnWindows(
 export function matmul(rec: Recorder, a: Tensor, w: Tensor, opts: MatmulOptions = {}): Tensor {
   const { M, N, K } = checkShapes(a, w, opts);
   const v: Variant = { transposeW: !!opts.transposeW, act: opts.act ?? "none" };
-  const out = opts.out ?? emptyTensor(rec.gpu, [M, N]);
+  const out = opts.out ?? rec.output([M, N]);
   for (const [col0, n] of columnWindows(rec, w, N, K, v.transposeW)) {
     const whole = col0 === 0 && n === N;
     const wBind: Binding = whole ? w : tensorWindow(w, col0 * K, n * K);

@@ -7,7 +7,7 @@
 import { WebcapError } from "../errors.ts";
 import { Kernel, read, readWrite } from "../gpu/kernel.ts";
 import type { Recorder } from "../gpu/recorder.ts";
-import { emptyTensor, type Tensor } from "../gpu/tensor.ts";
+import type { Tensor } from "../gpu/tensor.ts";
 
 const PATCHIFY = new Kernel({
   name: "patchify",
@@ -42,7 +42,7 @@ export function patchify(rec: Recorder, x: Tensor, patch: number): Tensor {
   }
   const gw = W / patch;
   const nPatches = (H / patch) * gw;
-  const y = emptyTensor(rec.gpu, [N * nPatches, C * patch * patch]);
+  const y = rec.output([N * nPatches, C * patch * patch]);
   PATCHIFY.record(rec, {
     uniforms: { C, H, W, p: patch, gw, nPatches },
     bind: { X: x, Y: y },

@@ -8,7 +8,7 @@
 import { WebcapError } from "../errors.ts";
 import { Kernel, read, readWrite } from "../gpu/kernel.ts";
 import type { Recorder } from "../gpu/recorder.ts";
-import { emptyTensor, type Tensor } from "../gpu/tensor.ts";
+import type { Tensor } from "../gpu/tensor.ts";
 import { type Pair, pair } from "./conv2d.ts";
 
 /** Options of {@link maxPool2d}. */
@@ -164,7 +164,7 @@ export function maxPool2d(rec: Recorder, x: Tensor, opts: MaxPoolOptions): Tenso
     throw new WebcapError("BAD_SHAPE", `maxPool2d: kernel ${k} does not fit input [${x.shape}]`);
   }
   checkOut("maxPool2d", opts.out, [N, C, Ho, Wo]);
-  const out = opts.out ?? emptyTensor(rec.gpu, [N, C, Ho, Wo]);
+  const out = opts.out ?? rec.output([N, C, Ho, Wo]);
   const total = N * C * Ho * Wo;
   MAX_POOL.record(rec, {
     uniforms: {
@@ -208,7 +208,7 @@ export function adaptiveAvgPool2d(
   }
   const shape = opts.channelsLast ? [N, Ho * Wo, C] : [N, C, Ho, Wo];
   checkOut("adaptiveAvgPool2d", opts.out, shape);
-  const out = opts.out ?? emptyTensor(rec.gpu, shape);
+  const out = opts.out ?? rec.output(shape);
   const total = N * C * Ho * Wo;
   ADAPTIVE_AVG_POOL.record(rec, {
     variant: { channelsLast: !!opts.channelsLast },

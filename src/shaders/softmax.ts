@@ -5,7 +5,7 @@
 import { WebcapError } from "../errors.ts";
 import { read, readWrite } from "../gpu/kernel.ts";
 import type { Recorder } from "../gpu/recorder.ts";
-import { emptyTensor, type Tensor } from "../gpu/tensor.ts";
+import type { Tensor } from "../gpu/tensor.ts";
 import { rowKernel } from "./reduce_wgsl.ts";
 
 const SOFTMAX = rowKernel({
@@ -39,7 +39,7 @@ export function softmax(
 ): Tensor {
   const D = x.shape[x.shape.length - 1];
   const rows = x.size / D;
-  const y = opts.out ?? emptyTensor(rec.gpu, x.shape);
+  const y = opts.out ?? rec.output(x.shape);
   SOFTMAX.record(rec, {
     uniforms: { D, log: opts.log ? 1 : 0 },
     bind: { X: x, Y: y },
@@ -117,7 +117,7 @@ export function crossEntropy(
         `must be i32 [${R}] and f32 [${R}] for logits [${logits.shape}]`,
     );
   }
-  const out = { rows: emptyTensor(rec.gpu, [R, 2]), dLogits: emptyTensor(rec.gpu, [R, V]) };
+  const out = { rows: rec.output([R, 2]), dLogits: rec.output([R, V]) };
   CROSS_ENTROPY.record(rec, {
     uniforms: { V, eps },
     bind: { X: logits, labels, W: weights, dX: out.dLogits, Out: out.rows },

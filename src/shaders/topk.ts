@@ -8,7 +8,7 @@
 import { WebcapError } from "../errors.ts";
 import { Kernel, read, readWrite } from "../gpu/kernel.ts";
 import type { Recorder } from "../gpu/recorder.ts";
-import { emptyTensor, type Tensor } from "../gpu/tensor.ts";
+import type { Tensor } from "../gpu/tensor.ts";
 
 const TOPK = new Kernel({
   name: "topk",
@@ -72,8 +72,8 @@ function checkK(x: Tensor, k: number): number {
 /** Top-k of each row of `x [rows, V]`: values `[rows, k]` f32 and ids `[rows, k]` i32. */
 export function topk(rec: Recorder, x: Tensor, k: number): { values: Tensor; ids: Tensor } {
   const rows = checkK(x, k);
-  const values = emptyTensor(rec.gpu, [rows, k]);
-  const ids = emptyTensor(rec.gpu, [rows, k], "i32");
+  const values = rec.output([rows, k]);
+  const ids = rec.output([rows, k], "i32");
   recordTopk(rec, x, k, values, ids);
   return { values, ids };
 }
@@ -81,7 +81,7 @@ export function topk(rec: Recorder, x: Tensor, k: number): { values: Tensor; ids
 /** Argmax of each row: ids `[rows]` (top-1, ties to the lower id). */
 export function argmax(rec: Recorder, x: Tensor): Tensor {
   const rows = checkK(x, 1);
-  const ids = emptyTensor(rec.gpu, [rows, 1], "i32");
+  const ids = rec.output([rows, 1], "i32");
   recordTopk(rec, x, 1, rec.temp([rows, 1]), ids);
   return ids;
 }
@@ -102,7 +102,7 @@ fn kernel(wg: vec3u, lid: vec3u) {
 export function gatherValues(rec: Recorder, x: Tensor, pairs: Tensor): Tensor {
   const V = x.shape[x.shape.length - 1];
   const n = pairs.size / 2;
-  const y = emptyTensor(rec.gpu, [n]);
+  const y = rec.output([n]);
   GATHER.record(rec, {
     uniforms: { n, V },
     bind: { X: x, pairs, Y: y },

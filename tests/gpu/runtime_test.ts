@@ -2,12 +2,12 @@ import assert from "node:assert/strict";
 import { Kernel, readWrite } from "../../src/gpu/kernel.ts";
 import { Recorder } from "../../src/gpu/recorder.ts";
 import { bucketSize } from "../../src/gpu/pool.ts";
-import { emptyTensor, uploadTensor, writeTensor } from "../../src/gpu/tensor.ts";
+import { emptyTensor, type Tensor, uploadTensor, writeTensor } from "../../src/gpu/tensor.ts";
 import { WebcapError } from "../../src/errors.ts";
 import { unary } from "../../src/shaders/elementwise.ts";
 import { matmul } from "../../src/shaders/matmul.ts";
 import { requestGpu } from "../../src/gpu/device.ts";
-import { getGpu, randomF32 } from "../util.ts";
+import { assertCode, getGpu, randomF32 } from "../util.ts";
 
 Deno.test("no adapter: a clear NO_ADAPTER error that says how to get one", async () => {
   const child = new Deno.Command(Deno.execPath(), {
@@ -186,4 +186,51 @@ Deno.test("a recorder holding only readbacks submits on a device that never disp
   assert.deepEqual([...await read], [1, 2, 3]);
   t.release();
   gpu.device.destroy();
+});
+
+Deno.test("recorder scopes: what a scope does not return or keep is released after the submit", async () => {
+  const gpu = await getGpu();
+  const live = gpu.pool.liveBytes;
+  const x = uploadTensor(gpu, Float32Array.of(-1, 2, -3, 4), [4], "f32");
+  const rec = new Recorder(gpu);
+  let inner: Tensor | undefined, dropped: Tensor | undefined, kept: Tensor | undefined;
+  const out = rec.scope(() => {
+    const y = rec.scope(() => {
+      inner = unary(rec, x, "relu"); // [0, 2, 0, 4]
+      kept = rec.keep(unary(rec, inner, "tanh"));
+      return unary(rec, inner, "relu").view([2, 2]); // a view: its tensor moves out
+    });
+    dropped = unary(rec, y, "relu");
+    return { y, also: [unary(rec, y, "tanh")] }; // plain objects and arrays are searched
+  });
+  const read = rec.readTensor(out.y);
+  await rec.submit();
+  assert.deepEqual([...await read], [0, 2, 0, 4]);
+  assert.ok(!inner!.alive && !dropped!.alive, "intermediates are released after the submit");
+  assert.ok(out.y.alive && out.also[0].alive && kept!.alive, "returned and kept: the caller's");
+  const late = new Recorder(gpu);
+  assertCode(() => late.scope(() => unary(late, inner!, "relu")), "DISPOSED", "was released");
+  await late.submit();
+  for (const t of [out.y, out.also[0], kept!, x]) t.release();
+  assert.equal(gpu.pool.liveBytes, live);
+});
+
+Deno.test("recorder scopes: a throwing scope still releases its tensors; releasing one twice is once", async () => {
+  const gpu = await getGpu();
+  const live = gpu.pool.liveBytes;
+  const x = uploadTensor(gpu, Float32Array.of(1, 2), [2], "f32");
+  const rec = new Recorder(gpu);
+  assert.throws(() =>
+    rec.scope(() => {
+      unary(rec, x, "relu");
+      throw new Error("mid-layer");
+    }), /mid-layer/);
+  rec.scope(() => rec.releaseAfterSubmit(unary(rec, x, "relu"))); // already the scope's: once
+  const outside = unary(rec, x, "relu"); // outside every scope: the caller's
+  await assert.rejects(rec.scope(() => rec.submit()), /submit inside a scope/);
+  await rec.submit();
+  assert.ok(outside.alive);
+  outside.release();
+  x.release();
+  assert.equal(gpu.pool.liveBytes, live);
 });
