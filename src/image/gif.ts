@@ -119,7 +119,9 @@ function lzw(data: Uint8Array, minCodeSize: number, n: number): Uint8Array {
   const out = new Uint8Array(n);
   const clear = 1 << minCodeSize, end = clear + 1;
   // Each code's string: its last byte, its prefix code, its length.
-  const suffix = new Uint8Array(4096), prefix = new Int16Array(4096), length = new Uint16Array(4096);
+  const suffix = new Uint8Array(4096),
+    prefix = new Int16Array(4096),
+    length = new Uint16Array(4096);
   for (let c = 0; c < clear; c++) [suffix[c], prefix[c], length[c]] = [c, -1, 1];
   let size = minCodeSize + 1, next = end + 1, prev = -1;
   let bits = 0, nbits = 0, pos = 0, written = 0;

@@ -312,7 +312,10 @@ function readCoefficients(bytes: Uint8Array) {
       progressive = marker === 0xc2;
       height = view.getUint16(body + 1);
       width = view.getUint16(body + 3);
-      const raw = Array.from({ length: bytes[body + 5] }, (_, c) => bytes.subarray(body + 6 + 3 * c));
+      const raw = Array.from(
+        { length: bytes[body + 5] },
+        (_, c) => bytes.subarray(body + 6 + 3 * c),
+      );
       hmax = Math.max(...raw.map((c) => c[1] >> 4));
       vmax = Math.max(...raw.map((c) => c[1] & 15));
       mcusX = Math.ceil(width / (8 * hmax));
@@ -427,7 +430,10 @@ function encodeBlock(w: BitWriter, b: Int32Array, o: number, pred: number): void
 }
 
 const u16be = (v: number) => [v >> 8, v & 255];
-const segment = (marker: number, body: number[]) => [0xff, marker, ...u16be(body.length + 2), ...body];
+const segment = (
+  marker: number,
+  body: number[],
+) => [0xff, marker, ...u16be(body.length + 2), ...body];
 
 /** A JPEG holding `comps` (re-numbered 1..3) with Adobe `transform` (0 RGB, 1 YCbCr). */
 function writeJpeg(
