@@ -271,8 +271,8 @@ function readScan(
   return r.pos;
 }
 
-/** The frame, tables and every scan's coefficients of a Huffman-coded 8-bit JPEG. */
-function readCoefficients(bytes: Uint8Array) {
+/** The frame, tables and every scan's coefficients of a Huffman-coded 8-bit JPEG (exported for tests). */
+export function readCoefficients(bytes: Uint8Array) {
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const qt = new Map<number, { precision: number; values: Uint8Array }>();
   const dcTables: HuffTable[] = [], acTables: HuffTable[] = [];
@@ -436,7 +436,7 @@ const segment = (
 ) => [0xff, marker, ...u16be(body.length + 2), ...body];
 
 /** A JPEG holding `comps` (re-numbered 1..3) with Adobe `transform` (0 RGB, 1 YCbCr). */
-function writeJpeg(
+export function writeJpeg(
   width: number,
   height: number,
   comps: Component[],
