@@ -23,7 +23,7 @@ export interface CmykFrame {
   adobeTransform: number;
 }
 
-/** Natural → zigzag is not needed: coefficients stay in zigzag order from read to write. */
+/** A frame component and its coefficients (kept in zigzag order from reading to writing). */
 interface Component {
   id: number;
   h: number;
@@ -271,7 +271,7 @@ function readScan(
   return r.pos;
 }
 
-/** The frame, tables and every scan's coefficients of a Huffman-coded 8-bit JPEG (exported for tests). */
+/** Frame, quantisation tables and coefficients of a Huffman-coded 8-bit JPEG (all its scans). */
 export function readCoefficients(bytes: Uint8Array) {
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const qt = new Map<number, { precision: number; values: Uint8Array }>();
