@@ -1,18 +1,16 @@
 /**
  * Image decoding to 8-bit RGB, with the conversions of Hugging Face's `load_image`:
- * `PIL.ImageOps.exif_transpose(image)` followed by `image.convert("RGB")`.
+ * `PIL.ImageOps.exif_transpose(image)` followed by `image.convert("RGB")`, pixel for pixel as
+ * Pillow 9.4 gives them (checked with `max |Δ| = 0` on `../shared/fixtures/images/`).
  *
- * Formats: PNG (every bit depth and colour type; `fast-png`, the decoder `image-js` bundles, used
- * directly because image-js 1.7's wrapper mis-decodes 1/2/4-bit grayscale), JPEG (baseline,
- * progressive, grayscale, YCbCr, RGB, Adobe CMYK/YCCK; `jpeg-js`, image-js's decoder, see below),
- * BMP and TIFF (`image-js`). WebP and GIF have no decoder in image-js: BAD_IMAGE.
- *
- * JPEG: jpeg-js expands subsampled chroma by repetition, while libjpeg-turbo (PIL, torchvision)
- * uses "fancy" triangle-filter upsampling; at colour edges that differs by up to ~120 levels.
- * So jpeg-js is asked for the raw Y/Cb/Cr samples and the upsampling and fixed-point YCbCr → RGB
- * conversion of libjpeg-turbo are redone here. What remains is jpeg-js's IDCT versus libjpeg's
- * ISLOW IDCT: measured ≤ 3 levels per channel (mean ≈ 0.15) against libjpeg-turbo 2.1.5 on
- * 4:4:4, 4:2:2, 4:4:0 and 4:2:0 images, baseline and progressive.
+ * Decoders:
+ * - JPEG: libjpeg-turbo and WebP: libwebp, the libraries Pillow links, in WebAssembly
+ *   (`wasm_codecs.ts`): baseline, progressive, every chroma subsampling (libjpeg's fancy
+ *   upsampling and fixed-point YCbCr → RGB), grayscale; Adobe CMYK/YCCK through `jpeg_cmyk.ts`;
+ *   lossy and lossless WebP (alpha dropped);
+ * - PNG: `fast-png` (every bit depth and colour type);
+ * - GIF (first frame, `gif.ts`) and BMP (`bmp.ts`): small decoders of webcap's own following
+ *   Pillow's plugins; TIFF: the pure-JS `tiff` package (`tiff.ts`).
  *
  * Conversion to RGB follows Pillow (`src/libImaging/Convert.c`, `PngImagePlugin._MODES`):
  * - grayscale is replicated; 1/2/4-bit grayscale is scaled to 0..255 (×255, ×85, ×17);
@@ -24,20 +22,22 @@
  *   to 255 (`I16_RGB`: any value ≥ 256 becomes white) instead of scaling it. transformers'
  *   `load_image` inherits that, so it is reproduced: a 16-bit gray PNG that uses its full range
  *   comes out mostly white, exactly as it does for the reference models;
- * - CMYK (Adobe JPEG) → RGB is R = C·K/255 on the stored (inverted) values, as Pillow's
- *   `cmyk2rgb` (jpeg-js truncates where Pillow rounds: ±1).
+ * - CMYK (JPEG) → RGB is Pillow's `cmyk2rgb` on the inverted (Adobe) samples (`jpeg_cmyk.ts`).
  *
  * EXIF orientation (tag 0x0112, values 2..8) is applied as `exif_transpose` does, from a JPEG's
- * APP1 `Exif` segment, a PNG's `eXIf` chunk or a TIFF's first IFD.
+ * APP1 `Exif` segment, a PNG's `eXIf` chunk, a WebP's `EXIF` chunk or a TIFF's first IFD.
  *
- * The pixel limit is checked from the header (PNG IHDR, JPEG SOF, BMP/TIFF headers) before any
- * pixel is decoded.
+ * The pixel limit is checked from the header (PNG IHDR, JPEG SOF, WebP VP8/VP8L/VP8X, GIF
+ * screen and frame, BMP/TIFF headers) before any pixel is decoded.
  * @module
  */
 
-import { decode as decodeWithImageJs } from "npm:image-js@^1.7.0";
 import { decode as decodePngData } from "npm:fast-png@^8.0.0";
-import { decode as decodeJpegData } from "npm:jpeg-js@^0.4.4";
+import { type BmpHeader, bmpHeader, decodeBmp } from "./bmp.ts";
+import { decodeGifFrame, gifScreen } from "./gif.ts";
+import { decodeCmykJpeg } from "./jpeg_cmyk.ts";
+import { decodeTiff } from "./tiff.ts";
+import { jpegDecoder, webpDecoder } from "./wasm_codecs.ts";
 import { WebcapError } from "../errors.ts";
 
 /** An 8-bit RGB image. */
@@ -115,14 +115,12 @@ export function maxPixelsOption(v: unknown): number {
   return v;
 }
 
-type Format = "png" | "jpeg" | "bmp" | "tiff";
+type Format = "png" | "jpeg" | "webp" | "gif" | "bmp" | "tiff";
 
-/** What libjpeg needs to pick upsampling and colour conversion. */
+/** A JPEG's frame: what tells CMYK from the rest. */
 interface JpegFrame {
   /** Component ids and sampling factors, in frame order. */
   components: { id: number; h: number; v: number }[];
-  /** An APP0 JFIF marker was seen. */
-  jfif: boolean;
   /** Transform flag of an APP14 Adobe marker, -1 without one. */
   adobeTransform: number;
 }
@@ -135,12 +133,14 @@ interface Header {
   orientation: number;
   /** JPEG only. */
   jpeg?: JpegFrame;
+  /** BMP only. */
+  bmp?: BmpHeader;
 }
 
 function badImage(source: string, what: string, cause?: unknown): WebcapError {
   return new WebcapError(
     "BAD_IMAGE",
-    `${source}: ${what}. Provide a valid PNG, JPEG, BMP or TIFF image.`,
+    `${source}: ${what}. Provide a valid JPEG, PNG, WebP, GIF, BMP or TIFF image.`,
     cause === undefined ? undefined : { cause },
   );
 }
@@ -215,7 +215,7 @@ function skipScan(bytes: Uint8Array, at: number): number {
 /** Walk a JPEG's segments: frame, markers, orientation, and proof that it ends with EOI. */
 function jpegHeader(bytes: Uint8Array, source: string): Header {
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  const frame: JpegFrame = { components: [], jfif: false, adobeTransform: -1 };
+  const frame: JpegFrame = { components: [], adobeTransform: -1 };
   let width = -1, height = -1, orientation = 1;
   let at = 2;
   while (at + 1 < bytes.length) {
@@ -245,8 +245,6 @@ function jpegHeader(bytes: Uint8Array, source: string): Header {
         const hv = bytes[body + 7 + 3 * c];
         frame.components.push({ id: bytes[body + 6 + 3 * c], h: hv >> 4, v: hv & 15 });
       }
-    } else if (marker === 0xe0 && len >= 16 && ascii(bytes, body, 5) === "JFIF\0") {
-      frame.jfif = true;
     } else if (marker === 0xee && len >= 14 && ascii(bytes, body, 5) === "Adobe") {
       frame.adobeTransform = bytes[body + 11];
     } else if (marker === 0xe1 && len >= 8 && ascii(bytes, body, 6) === "Exif\0\0") {
@@ -260,11 +258,48 @@ function jpegHeader(bytes: Uint8Array, source: string): Header {
   );
 }
 
-function bmpHeader(bytes: Uint8Array, source: string): Header {
-  if (bytes.length < 26) throw badImage(source, "truncated BMP header");
+/** Canvas size from the first VP8, VP8L or VP8X chunk; orientation from an EXIF chunk. */
+function webpHeader(bytes: Uint8Array, source: string): Header {
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  const width = view.getInt32(18, true), height = Math.abs(view.getInt32(22, true));
-  return { format: "bmp", width, height, orientation: 1 };
+  let width = -1, height = -1, orientation = 1;
+  for (let at = 12; at + 8 <= bytes.length;) {
+    const type = ascii(bytes, at, 4), len = view.getUint32(at + 4, true), body = at + 8;
+    const has = (n: number) => body + n <= bytes.length;
+    if (width < 0 && type === "VP8 " && has(10)) {
+      width = view.getUint16(body + 6, true) & 0x3fff;
+      height = view.getUint16(body + 8, true) & 0x3fff;
+    } else if (width < 0 && type === "VP8L" && has(5)) {
+      const bits = view.getUint32(body + 1, true);
+      width = (bits & 0x3fff) + 1;
+      height = ((bits >>> 14) & 0x3fff) + 1;
+    } else if (width < 0 && type === "VP8X" && has(10)) {
+      width = (view.getUint32(body + 4, true) & 0xffffff) + 1;
+      height = (view.getUint32(body + 6, true) >>> 8) + 1;
+    } else if (type === "EXIF" && has(len)) {
+      const exif = bytes.subarray(body, body + len);
+      orientation = orientationOf(ascii(exif, 0, 6) === "Exif\0\0" ? exif.subarray(6) : exif);
+    }
+    at = body + len + (len & 1);
+  }
+  if (width < 0) throw badImage(source, "truncated WebP (no VP8, VP8L or VP8X chunk)");
+  return { format: "webp", width, height, orientation };
+}
+
+function bmpFileHeader(bytes: Uint8Array, source: string): Header {
+  try {
+    const bmp = bmpHeader(bytes);
+    return { format: "bmp", width: bmp.width, height: bmp.height, orientation: 1, bmp };
+  } catch (e) {
+    throw badImage(source, (e as Error).message, e);
+  }
+}
+
+function gifHeader(bytes: Uint8Array, source: string): Header {
+  try {
+    return { format: "gif", ...gifScreen(bytes), orientation: 1 };
+  } catch (e) {
+    throw badImage(source, (e as Error).message, e);
+  }
 }
 
 function tiffHeader(bytes: Uint8Array): Header {
@@ -285,16 +320,14 @@ function readHeader(bytes: Uint8Array, source: string): Header {
     return pngHeader(bytes, source);
   }
   if (startsWith(bytes, [0xff, 0xd8, 0xff])) return jpegHeader(bytes, source);
-  if (startsWith(bytes, [0x42, 0x4d])) return bmpHeader(bytes, source);
+  if (startsWith(bytes, [0x42, 0x4d])) return bmpFileHeader(bytes, source);
   if (startsWith(bytes, [0x49, 0x49, 0x2a, 0x00]) || startsWith(bytes, [0x4d, 0x4d, 0x00, 0x2a])) {
     return tiffHeader(bytes);
   }
   if (ascii(bytes, 0, 4) === "RIFF" && ascii(bytes, 8, 4) === "WEBP") {
-    throw badImage(source, "WebP is not supported (image-js has no WebP decoder); convert it");
+    return webpHeader(bytes, source);
   }
-  if (ascii(bytes, 0, 4) === "GIF8") {
-    throw badImage(source, "GIF is not supported (image-js has no GIF decoder); convert it");
-  }
+  if (ascii(bytes, 0, 4) === "GIF8") return gifHeader(bytes, source);
   throw badImage(source, "not an image (unrecognised file signature)");
 }
 
@@ -364,168 +397,54 @@ function decodePng(bytes: Uint8Array, source: string): RgbImage {
   return { width, height, data: out };
 }
 
-// ---------------------------------------------------------------------------------------------
-// JPEG: jpeg-js decodes the samples; chroma upsampling and YCbCr → RGB follow libjpeg-turbo.
-
-/** libjpeg's fixed-point YCbCr → RGB tables (jdcolor.c, 16 fraction bits). */
-const YCC_TABLES = (() => {
-  const fix = (x: number) => Math.trunc(x * 65536 + 0.5);
-  const crR = new Int32Array(256), cbB = new Int32Array(256);
-  const crG = new Int32Array(256), cbG = new Int32Array(256);
-  for (let i = 0; i < 256; i++) {
-    const x = i - 128;
-    crR[i] = (fix(1.402) * x + 32768) >> 16;
-    cbB[i] = (fix(1.772) * x + 32768) >> 16;
-    crG[i] = -fix(0.71414) * x;
-    cbG[i] = -fix(0.34414) * x + 32768;
+/** JPEG → RGB: libjpeg-turbo, or for 4 components Pillow's CMYK path. */
+async function decodeJpeg(bytes: Uint8Array, source: string, frame: JpegFrame): Promise<RgbImage> {
+  if (frame.components.length === 4) {
+    return await decodeCmykJpeg(bytes, frame, (what) => badImage(source, what));
   }
-  return { crR, cbB, crG, cbG };
-})();
-
-/** One channel of jpeg-js's interleaved output, [h, w]. */
-function channel(data: Uint8Array, w: number, h: number, c: number): Uint8Array {
-  const out = new Uint8Array(w * h);
-  for (let i = 0; i < w * h; i++) out[i] = data[i * 3 + c];
-  return out;
+  const out = await jpegDecoder.decode(bytes);
+  if (typeof out === "string") throw badImage(source, `corrupt JPEG (libjpeg: ${out})`);
+  return rgbFromRgba(out, source); // alpha dropped
 }
 
-/**
- * Recover a subsampled plane from jpeg-js's nearest-neighbour expansion: sample (x, y) of the
- * component sits at pixel (x·fx, y·fy). Returns [ceil(h/fy), ceil(w/fx)].
- */
-function subsampled(full: Uint8Array, w: number, h: number, fx: number, fy: number) {
-  const cw = Math.ceil(w / fx), ch = Math.ceil(h / fy);
-  const p = new Uint8Array(cw * ch);
-  for (let y = 0; y < ch; y++) {
-    for (let x = 0; x < cw; x++) p[y * cw + x] = full[y * fy * w + x * fx];
-  }
-  return { p, cw, ch };
+async function decodeWebp(bytes: Uint8Array, source: string): Promise<RgbImage> {
+  const out = await webpDecoder.decode(bytes);
+  if (typeof out === "string") throw badImage(source, `corrupt or unsupported WebP (${out})`);
+  return rgbFromRgba(out, source); // alpha dropped
 }
 
-/**
- * libjpeg-turbo's "fancy" (triangle-filter) upsampling by 2 horizontally and/or vertically
- * (jdsample.c `h2v1_fancy_upsample`, `h1v2_fancy_upsample`, `h2v2_fancy_upsample`), with the
- * first/last sample row repeated beyond the edges as jdmainct.c does. Returns [h, w].
- *
- * Written as two stages on values scaled by 4: vertically `3·near + far` (fy = 2) or `4·this`
- * (fy = 1); horizontally `(3·this + neighbour + bias) >> 4`, the neighbour being the sample
- * itself at the edges. The biases are libjpeg's: h2v2 rounds left/right outputs with 8/7,
- * h2v1 with 1/2 (4/8 at this scale), h1v2 rows above/below with 1/2.
- */
-function fancyUpsample(full: Uint8Array, w: number, h: number, fx: number, fy: number) {
-  const { p, cw, ch } = subsampled(full, w, h, fx, fy);
-  const [biasLeft, biasRight] = fy === 2 ? [8, 7] : [4, 8];
-  const out = new Uint8Array(w * h);
-  const sums = new Int32Array(cw);
-  for (let y = 0; y < h; y++) {
-    const r0 = fy === 2 ? y >> 1 : y;
-    const above = (y & 1) === 0;
-    const r1 = fy === 1 ? r0 : above ? Math.max(r0 - 1, 0) : Math.min(r0 + 1, ch - 1);
-    for (let x = 0; x < cw; x++) {
-      sums[x] = fy === 2 ? 3 * p[r0 * cw + x] + p[r1 * cw + x] : 4 * p[r0 * cw + x];
-    }
-    for (let x = 0; x < w; x++) {
-      if (fx === 1) {
-        out[y * w + x] = (sums[x] + (above ? 1 : 2)) >> 2;
-        continue;
-      }
-      const i = x >> 1, left = (x & 1) === 0;
-      const n = left ? i - 1 : i + 1;
-      const far = n < 0 || n >= cw ? sums[i] : sums[n];
-      out[y * w + x] = (3 * sums[i] + far + (left ? biasLeft : biasRight)) >> 4;
-    }
-  }
-  return out;
-}
-
-/**
- * Upsample component `c` of jpeg-js's raw output as libjpeg-turbo does: fancy for 2× factors
- * (h2v1 and h2v2 only when the subsampled row has more than 2 samples), plain replication
- * (jpeg-js's own expansion) otherwise. Returns [h, w].
- */
-function upsampleComponent(
-  data: Uint8Array,
-  w: number,
-  h: number,
-  c: number,
-  fx: number,
-  fy: number,
-): Uint8Array {
-  const full = channel(data, w, h, c);
-  const fancy = (fx === 2 && (fy === 1 || fy === 2) && Math.ceil(w / 2) > 2) ||
-    (fx === 1 && fy === 2);
-  return fancy ? fancyUpsample(full, w, h, fx, fy) : full;
-}
-
-/** libjpeg's guess of a 3-component JPEG's colour space (jdapimin.c). */
-function isYcc(frame: JpegFrame): boolean {
-  if (frame.jfif) return true;
-  if (frame.adobeTransform >= 0) return frame.adobeTransform !== 0;
-  const ids = frame.components.map((c) => c.id).join(",");
-  return ids !== "82,71,66"; // 'R','G','B'
-}
-
-/**
- * JPEG → RGB. jpeg-js decodes the samples (its IDCT differs from libjpeg's ISLOW by a few levels
- * at most); 3-component images are then upsampled and converted as libjpeg-turbo does, so the
- * result is what PIL gives up to those IDCT differences. Grayscale is replicated; CMYK/YCCK
- * (Adobe) are converted by jpeg-js.
- */
-function decodeJpeg(bytes: Uint8Array, source: string, frame: JpegFrame): RgbImage {
-  let raw;
+/** GIF's first frame → RGB: palette lookup over Pillow's gray ramp (see `gif.ts`). */
+function decodeGif(bytes: Uint8Array, source: string, maxPixels: number): RgbImage {
+  let frame;
   try {
-    raw = decodeJpegData(bytes, {
-      useTArray: true,
-      formatAsRGBA: false,
-      colorTransform: false,
-      maxResolutionInMP: Infinity,
-      maxMemoryUsageInMB: Infinity,
-    });
+    frame = decodeGifFrame(bytes, maxPixels);
   } catch (e) {
-    throw badImage(source, `corrupt JPEG (${(e as Error).message})`, e);
+    throw badImage(source, `corrupt GIF (${(e as Error).message})`, e);
   }
-  const { width: w, height: h, data } = raw;
-  if (frame.components.length !== 3) return { width: w, height: h, data };
-  const maxH = Math.max(...frame.components.map((c) => c.h));
-  const maxV = Math.max(...frame.components.map((c) => c.v));
-  const [p0, p1, p2] = frame.components.map((comp, c) =>
-    upsampleComponent(data, w, h, c, maxH / comp.h, maxV / comp.v)
-  );
-  const out = new Uint8Array(w * h * 3);
-  const { crR, cbB, crG, cbG } = YCC_TABLES;
-  const ycc = isYcc(frame);
-  for (let i = 0; i < w * h; i++) {
-    const y = p0[i], cb = p1[i], cr = p2[i];
-    out[i * 3] = ycc ? clamp255(y + crR[cr]) : y;
-    out[i * 3 + 1] = ycc ? clamp255(y + ((cbG[cb] + crG[cr]) >> 16)) : cb;
-    out[i * 3 + 2] = ycc ? clamp255(y + cbB[cb]) : cr;
+  const { width, height, indices, palette } = frame;
+  const data = new Uint8Array(width * height * 3);
+  for (let i = 0; i < indices.length; i++) {
+    const k = indices[i];
+    const inPalette = palette !== undefined && 3 * k + 3 <= palette.length;
+    for (let c = 0; c < 3; c++) data[3 * i + c] = inPalette ? palette[3 * k + c] : k;
   }
-  return { width: w, height: h, data: out };
+  return { width, height, data };
 }
 
-const clamp255 = (v: number) => (v < 0 ? 0 : v > 255 ? 255 : v);
-
-/** BMP, TIFF → RGB through image-js. */
-function decodeOther(bytes: Uint8Array, source: string, format: Format): RgbImage {
-  let img;
+function decodeBmpImage(bytes: Uint8Array, source: string, h: BmpHeader): RgbImage {
   try {
-    img = decodeWithImageJs(bytes);
+    return { width: h.width, height: h.height, data: decodeBmp(bytes, h) };
   } catch (e) {
-    throw badImage(source, `corrupt ${format.toUpperCase()} (${(e as Error).message})`, e);
+    throw badImage(source, `corrupt or unsupported BMP (${(e as Error).message})`, e);
   }
-  const { width, height, channels } = img;
-  const raw = img.getRawImage().data;
-  const colour = img.colorModel === "RGB" || img.colorModel === "RGBA";
-  const gray16 = img.bitDepth === 16 && !colour && channels === 1;
-  const n = width * height;
-  const out = new Uint8Array(n * 3);
-  for (let i = 0; i < n; i++) {
-    for (let c = 0; c < 3; c++) {
-      const v = raw[i * channels + (colour ? c : 0)];
-      out[i * 3 + c] = img.bitDepth === 16 ? (gray16 ? Math.min(v, 255) : v >> 8) : v;
-    }
+}
+
+function decodeTiffImage(bytes: Uint8Array, source: string): RgbImage {
+  try {
+    return decodeTiff(bytes);
+  } catch (e) {
+    throw badImage(source, `corrupt or unsupported TIFF (${(e as Error).message})`, e);
   }
-  return { width, height, data: out };
 }
 
 /**
@@ -561,30 +480,50 @@ export function applyOrientation(img: RgbImage, orientation: number): RgbImage {
   return { width: ow, height: oh, data: out };
 }
 
+/** Decode after the header checks, by format. */
+function decodeFormat(
+  bytes: Uint8Array,
+  source: string,
+  header: Header,
+  maxPixels: number,
+): RgbImage | Promise<RgbImage> {
+  switch (header.format) {
+    case "png":
+      return decodePng(bytes, source);
+    case "jpeg":
+      return decodeJpeg(bytes, source, header.jpeg!);
+    case "webp":
+      return decodeWebp(bytes, source);
+    case "gif":
+      return decodeGif(bytes, source, maxPixels);
+    case "bmp":
+      return decodeBmpImage(bytes, source, header.bmp!);
+    case "tiff":
+      return decodeTiffImage(bytes, source);
+  }
+}
+
 /**
  * Decode an image file's bytes to RGB as transformers' `load_image` does (EXIF orientation
- * applied, then PIL `convert("RGB")` semantics; see the module doc).
+ * applied, then PIL `convert("RGB")` semantics; see the module doc). The WebAssembly decoders
+ * (JPEG, WebP) are compiled on first use and reused.
  * @param bytes the file's contents.
  * @param source name for error messages (a path or URL).
  * @throws WebcapError BAD_IMAGE (not an image, unsupported format, truncated or corrupt data,
  * 0×0), IMAGE_TOO_LARGE (over `maxPixels`, checked from the header before decoding).
  */
-export function decodeImage(
+export async function decodeImage(
   bytes: Uint8Array,
   source: string,
   opts: DecodeImageOptions = {},
-): RgbImage {
+): Promise<RgbImage> {
   const maxPixels = maxPixelsOption(opts.maxPixels);
   const header = readHeader(bytes, source);
   // A TIFF whose first IFD lacks the size tags is checked after decoding.
   if (header.format !== "tiff" || header.width * header.height > 0) {
     checkSize(header, source, maxPixels);
   }
-  const img = header.format === "png"
-    ? decodePng(bytes, source)
-    : header.jpeg
-    ? decodeJpeg(bytes, source, header.jpeg)
-    : decodeOther(bytes, source, header.format);
+  const img = await decodeFormat(bytes, source, header, maxPixels);
   checkSize(img, source, maxPixels);
   return applyOrientation(img, header.orientation);
 }
@@ -611,5 +550,5 @@ export async function loadImage(path: string, opts: DecodeImageOptions = {}): Pr
       { cause: e },
     );
   }
-  return decodeImage(bytes, path, opts);
+  return await decodeImage(bytes, path, opts);
 }

@@ -49,7 +49,7 @@ Deno.test("first use: every npm specifier in src/ names the version of deno.json
   const found: string[] = [];
   for await (const file of walkTs(`${root}src`)) {
     const text = await Deno.readTextFile(file);
-    for (const m of text.matchAll(/from "(npm:(@?[^@"]+)@[^"]+)"/g)) {
+    for (const m of text.matchAll(/from "(npm:(@?[^@"]+)@[^"/]+)[^"]*"/g)) { // subpath after version
       found.push(m[1]);
       assert.equal(m[1], imports[m[2]], `${file}: ${m[1]} vs the import map's ${imports[m[2]]}`);
     }

@@ -105,7 +105,7 @@ for (const rel of ["hf/preprocess/pattern.png", "hf/preprocess/pattern.jpg"]) {
     for (let i = 0; i < 150; i++) {
       const bytes = mutate(src, r);
       try {
-        const img = decodeImage(bytes, `case ${i}`);
+        const img = await decodeImage(bytes, `case ${i}`);
         assert.equal(img.data.length, img.width * img.height * 3);
         decoded++;
       } catch (e) {
