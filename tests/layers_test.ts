@@ -21,7 +21,8 @@ const ALLOWED: Record<string, string[]> = {
   nn: ["gpu", "shaders", "io"],
   arch: ["nn", "gpu", "shaders", "io", "image", "text"],
   captioner: ["arch", "nn", "gpu", "shaders", "io", "image", "text", "decode"],
-  cli: ["captioner", "arch", "io", "image", "text", "decode"],
+  jobs: ["captioner", "arch", "io", "image", "text", "decode"],
+  cli: ["jobs", "captioner", "arch", "io", "image", "text", "decode"],
 };
 /** Root files every layer may use. */
 const BASE = ["errors.ts", "bytes.ts"];
