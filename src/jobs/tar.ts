@@ -235,8 +235,8 @@ export interface TarSample {
 /**
  * The samples of a WebDataset tar whose key `select` accepts (asked once per sample, at its
  * first member); the image data of other samples is skipped. A sample without an image member
- * comes with a BAD_INPUT error; a truncated member ends the samples with its sample's error
- * (when selected) and a BAD_INPUT throw.
+ * comes with a BAD_INPUT error; a truncated tar ends with its last sample (with the error when
+ * its image is cut) and a BAD_INPUT throw.
  */
 export async function* tarSamples(
   src: ByteSource,
@@ -263,8 +263,8 @@ export async function* tarSamples(
     }
   } catch (e) {
     for (const s of ended.splice(0)) if (s.selected) yield sampleOf(s, where);
-    if (e instanceof WebcapError && cur?.selected && !cur.sample) {
-      yield { key: cur.key, source: `${where}:${cur.key}`, error: e };
+    if (e instanceof WebcapError && cur?.selected) { // its image, whole, or the error
+      yield cur.sample ?? { key: cur.key, source: `${where}:${cur.key}`, error: e };
     }
     throw e;
   }
