@@ -156,7 +156,7 @@ async function caption(args: string[]): Promise<number> {
     );
     if (mapOut) await writeAttentionMaps(captioner, kept!, options, mapOut);
     console.error(summaryLine(summary));
-    return summary.failed ? 1 : 0;
+    return summary.failed || summary.badInputs ? 1 : 0;
   } finally {
     out?.close();
     captioner?.dispose();

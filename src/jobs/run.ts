@@ -38,8 +38,10 @@ export interface JobSummary {
   done: number;
   /** Items already in the output. */
   skipped: number;
-  /** Items that failed (written with their error), duplicate keys and unreadable inputs. */
+  /** Items that failed (written with their error) and items of a duplicate key. */
   failed: number;
+  /** Inputs that could not be read through (a list, a tar cut short or stalled). */
+  badInputs: number;
   seconds: number;
 }
 
@@ -155,12 +157,11 @@ export async function runJob(
     : new ProgressBar({ total, label: "captioning", force: s.progress });
   bar?.update(0);
   const sel = new Selection(done, log);
-  let inputErrors = 0;
+  const summary = { done: 0, skipped: 0, failed: 0, badInputs: 0, seconds: 0 };
   const onError = (_input: string, e: WebcapError) => {
-    inputErrors++;
+    summary.badInputs++;
     log(`error ${e.code}: ${e.message}`);
   };
-  const summary = { done: 0, skipped: 0, failed: 0, seconds: 0 };
   const items = jobItems(s.inputs, s.input, sel.take, onError);
   let batch: [JobItem, Loaded][] = [];
   const flush = async () => {
@@ -178,14 +179,17 @@ export async function runJob(
   if (batch.length) await flush();
   bar?.done();
   summary.skipped = sel.skipped;
-  summary.failed += sel.duplicates + inputErrors;
+  summary.failed += sel.duplicates;
   summary.seconds = (performance.now() - start) / 1000;
   return summary;
 }
 
-/** `done 28, skipped 0, failed 2 in 12.3 s (2.3 items/s)`. */
+/** `done 28, skipped 0, failed 2 in 12.3 s (2.3 items/s)`, and the inputs not read through. */
 export function summaryLine(s: JobSummary): string {
   const rate = s.seconds > 0 ? (s.done + s.failed) / s.seconds : 0;
-  return `done ${s.done}, skipped ${s.skipped}, failed ${s.failed} in ${s.seconds.toFixed(1)} s ` +
-    `(${rate.toFixed(1)} items/s)`;
+  const bad = s.badInputs
+    ? `, ${s.badInputs} input${s.badInputs > 1 ? "s" : ""} not read through`
+    : "";
+  return `done ${s.done}, skipped ${s.skipped}, failed ${s.failed}${bad} in ` +
+    `${s.seconds.toFixed(1)} s (${rate.toFixed(1)} items/s)`;
 }

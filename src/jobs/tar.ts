@@ -30,8 +30,8 @@ export function streamSource(
     let timer: ReturnType<typeof setTimeout> | undefined;
     const stall = new Promise<never>((_, reject) => {
       timer = setTimeout(() => {
-        reader.cancel().catch(() => {});
         reject(new WebcapError("DOWNLOAD_FAILED", `${where}: no data for ${stallMs} ms`));
+        reader.cancel().catch(() => {}); // after: cancelling ends the pending read as done
       }, stallMs);
     });
     try {
