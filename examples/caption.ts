@@ -13,7 +13,7 @@
 import { Captioner, type CaptionOptions, type CaptionResult } from "../src/captioner/captioner.ts";
 import { hasAttentionMaps } from "../src/captioner/caption_attention.ts";
 import { WebcapError } from "../src/errors.ts";
-import { checkInputs } from "../src/jobs/inputs.ts";
+import { checkInputs, expandRanges } from "../src/jobs/inputs.ts";
 import { cocoResults, mergeJobs, reportLines } from "../src/jobs/merge.ts";
 import { headerLine, type JobCommand, jobLine, JobOutput } from "../src/jobs/output.ts";
 import { type JobSink, runJob, summaryLine } from "../src/jobs/run.ts";
@@ -118,7 +118,8 @@ async function caption(args: string[]): Promise<number> {
   const { dtype, maxPixels, batchSize: batch } = runSettingsFromFlags(values);
   const job = jobFlagsFrom(values, batch, Deno.env.toObject());
   for (const w of flagWarnings(values)) console.error(`warning: ${w}`);
-  await checkInputs(positionals);
+  const inputs = positionals.flatMap(expandRanges);
+  await checkInputs(inputs);
   const modelId = values.model ?? "nlpconnect/vit-gpt2-image-captioning";
   const out = values.output
     ? await openOutput(values.output, jobCommand(modelId, job.input, values))
@@ -143,7 +144,7 @@ async function caption(args: string[]): Promise<number> {
     const summary = await runJob(
       captioner,
       {
-        inputs: positionals,
+        inputs,
         input: job.input,
         options,
         batchSize: batch,
@@ -174,7 +175,7 @@ async function merge(args: string[]): Promise<number> {
   if (a.parts.includes(output)) {
     throw new WebcapError("BAD_OPTION", `merge: --output ${output} is one of the parts`);
   }
-  const { command, lines, report } = await mergeJobs(a.parts, a.expect);
+  const { command, lines, report } = await mergeJobs(a.parts, a.expect.flatMap(expandRanges));
   const text = a.format === "coco"
     ? JSON.stringify(cocoResults(lines)) + "\n"
     : headerLine(command) + lines.map((l) => JSON.stringify(l) + "\n").join("");

@@ -2,7 +2,7 @@
  * A job's inputs as items `{key, source, read}`: image files and URLs, folders (recursive,
  * sorted), text files of paths or URLs (one a line, `#` comments; a line ending in `.tar` is a
  * tar shard), JSON lines (`{"key", "path"|"url", "image_id"?}`), and WebDataset `.tar` shards,
- * local or http(s), streamed. Relative paths in lists are relative to the list's folder. Only
+ * local or http(s), streamed; `{000..063}` ranges expand as in webdataset. Relative paths in lists are relative to the list's folder. Only
  * the items of this task's shard are produced, and only those `select` accepts are read.
  * @module
  */
@@ -45,6 +45,31 @@ export type InputError = (input: string, error: WebcapError) => void;
 const IMAGE_EXT = /\.(jpe?g|png|webp|bmp|tiff?|gif)$/i;
 const TAR = /\.tar(?:[?#].*)?$/i;
 const IMAGE_KINDS = ".jpg, .jpeg, .png, .webp, .bmp, .tif, .tiff, .gif";
+
+/**
+ * Expand a numeric range in braces as webdataset does: `shard-{000..002}.tar` →
+ * `shard-000.tar`, `shard-001.tar`, `shard-002.tar` (zero-padded to the first bound's width).
+ * Several ranges expand left to right; text without one is returned as it is.
+ */
+export function expandRanges(input: string): string[] {
+  const m = /\{(\d+)\.\.(\d+)\}/.exec(input);
+  if (!m) return [input];
+  const [lo, hi] = [Number(m[1]), Number(m[2])];
+  if (hi < lo || hi - lo >= 1e6) {
+    throw new WebcapError(
+      "BAD_OPTION",
+      `${input}: the range {${m[1]}..${m[2]}} is empty or too big`,
+    );
+  }
+  const head = input.slice(0, m.index);
+  const tail = expandRanges(input.slice(m.index + m[0].length));
+  const out: string[] = [];
+  for (let i = lo; i <= hi; i++) {
+    const n = String(i).padStart(m[1].length, "0");
+    for (const t of tail) out.push(head + n + t);
+  }
+  return out;
+}
 
 /**
  * Refuse inputs that cannot work before anything is loaded: a list, tar or folder that does not
