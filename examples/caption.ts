@@ -68,6 +68,17 @@ async function writeAttentionMaps(
   }
 }
 
+/** Attention pictures are drawn from image files (read again), not URLs, lists or tars. */
+function checkAttentionInputs(inputs: string[]): void {
+  const other = inputs.find((i) => /^https?:|\.(tar|txt|jsonl)$/i.test(i));
+  if (other) {
+    throw new WebcapError(
+      "BAD_OPTION",
+      `--attention-map draws image files and folders only, and ${other} is not one`,
+    );
+  }
+}
+
 /** Prefix models (ClipCap) have no cross-attention to draw. */
 function checkAttentionMap(captioner: Captioner): void {
   if (!hasAttentionMaps(captioner.model)) {
@@ -119,7 +130,8 @@ async function caption(args: string[]): Promise<number> {
   const job = jobFlagsFrom(values, batch, Deno.env.toObject());
   for (const w of flagWarnings(values)) console.error(`warning: ${w}`);
   const inputs = positionals.flatMap(expandRanges);
-  await checkInputs(inputs);
+  if (values["attention-map"]) checkAttentionInputs(inputs);
+  await checkInputs(inputs, job.input);
   const modelId = values.model ?? "nlpconnect/vit-gpt2-image-captioning";
   const out = values.output
     ? await openOutput(values.output, jobCommand(modelId, job.input, values))

@@ -73,11 +73,18 @@ export function expandRanges(input: string): string[] {
 
 /**
  * Refuse inputs that cannot work before anything is loaded: a list, tar or folder that does not
- * exist, a folder without images. A missing image file is left to be reported as its item.
- * @throws WebcapError MISSING_FILE naming the input.
+ * exist, a folder without images, anything but tars to split with `--shard-by tar`. A missing
+ * image file is left to be reported as its item.
+ * @throws WebcapError MISSING_FILE or BAD_OPTION naming the input.
  */
-export async function checkInputs(inputs: string[]): Promise<void> {
+export async function checkInputs(inputs: string[], opts: InputOptions): Promise<void> {
   for (const input of inputs) {
+    if (opts.shardByTar && opts.shard.count > 1 && !TAR.test(input)) {
+      throw new WebcapError(
+        "BAD_OPTION",
+        `--shard-by tar splits tar files only, and ${input} is not one`,
+      );
+    }
     if (isUrl(input)) continue;
     const info = await Deno.stat(input).catch(() => undefined);
     if (info?.isDirectory) {
@@ -111,12 +118,9 @@ export async function* jobItems(
         if (mine && (!isUrl(target) || (opts.remoteTar?.(target) ?? true))) {
           yield* tarItems(target, opts, opts.shardByTar ? select : own);
         }
-      } else if (opts.shardByTar && opts.shard.count > 1) {
-        throw new WebcapError(
-          "BAD_OPTION",
-          `--shard-by tar splits tar files only, and ${target} is not one`,
-        );
-      } else yield* plainItems(target, key, opts, own, onError);
+      } else if (!opts.shardByTar || opts.shard.count === 1) {
+        yield* plainItems(target, key, opts, own, onError);
+      } else throw new WebcapError("BAD_OPTION", `--shard-by tar: ${target} is not a tar`);
     } catch (e) {
       if (!(e instanceof WebcapError)) throw e;
       onError(target, e);

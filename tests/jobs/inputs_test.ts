@@ -42,7 +42,10 @@ Deno.test("inputs: lists, folders and files as keyed items; a task sees only its
       "sub/img001.png D/sub/img001.png",
     ]);
     assert.equal(problems.length, 0);
-    await assert.rejects(checkInputs([`${dir}/nothing.tar`]), /nothing\.tar: no such file/);
+    const whole = { shard: { index: 0, count: 1 }, shardByTar: false, fetch: DEFAULT_FETCH };
+    await assert.rejects(checkInputs([`${dir}/nothing.tar`], whole), /nothing\.tar: no such file/);
+    const byTar = { ...whole, shard: { index: 0, count: 2 }, shardByTar: true };
+    await assert.rejects(checkInputs([dir], byTar), /--shard-by tar splits tar files only/);
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
