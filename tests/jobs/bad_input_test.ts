@@ -54,7 +54,7 @@ Deno.test("bad input: truncated member, sample without image, duplicate key, bad
   }
 });
 
-Deno.test("bad input: impossible shards are refused before the model loads", async () => {
+Deno.test("bad input: impossible shards and flags are refused before the model loads", async () => {
   const noModel = ["--model", "/nonexistent-webcap-model"];
   const cases: [string[], Record<string, string>, RegExp][] = [
     [
@@ -65,6 +65,7 @@ Deno.test("bad input: impossible shards are refused before the model loads", asy
     [["--shard", "1/0"], {}, /--shard 1\/0: the task count must be at least 1/],
     [[], { JOB_COMPLETION_INDEX: "2" }, /JOB_COMPLETION_INDEX is set .* --shard-count N/],
     [["--shard-by", "file"], {}, /--shard-by must be key or tar/],
+    [["x.tar", "--attention-map", "a.png"], {}, /--attention-map draws image files .*x\.tar/],
   ];
   for (const [flags, env, message] of cases) {
     const r = await caption(["x.png", ...noModel, ...flags], env);

@@ -57,7 +57,12 @@ Deno.test("resume: a torn last line is cut and its image captioned again", async
   assert.equal(r.code, 0, r.stderr);
   assert.match(r.stderr, /cut a torn last line/);
   assert.match(r.stderr, /done 2, skipped 28, failed 0/);
-  assert.equal(await Deno.readTextFile(out), full);
+  assert.ok((await Deno.readTextFile(out)).startsWith(lastWhole), "whole lines kept as they were");
+  // scores may differ in the last bits with the batch's makeup; the captions may not
+  assert.deepEqual(
+    captionsByKey(await outputLines(out)),
+    captionsByKey(await outputLines(`${dir}/clean.jsonl`)),
+  );
 });
 
 Deno.test("resume: another command's output is refused, saying why, and left unchanged", async () => {
