@@ -1,7 +1,10 @@
 /**
- * Caption image files or folders.
+ * Caption images: files, folders, URLs, lists and WebDataset tars, in one process or as one
+ * task of a sharded, resumable job; and merge the outputs of a job's tasks.
  *
  *   deno task caption photo.jpg [more.png folder/] [--model DIR|org/name] [--json] [decoding flags]
+ *   deno task caption shards/*.tar --shard 0/4 --output part-0.jsonl
+ *   deno task caption merge part-*.jsonl --output results.json --format coco
  *
  * `deno task caption --help` lists every flag with its meaning (the table is
  * `CAPTION_HELP` in src/cli/options.ts).
@@ -10,7 +13,11 @@
 import { Captioner, type CaptionOptions, type CaptionResult } from "../src/captioner/captioner.ts";
 import { hasAttentionMaps } from "../src/captioner/caption_attention.ts";
 import { WebcapError } from "../src/errors.ts";
-import { ProgressBar } from "../src/io/progress.ts";
+import { checkInputs, expandRanges } from "../src/jobs/inputs.ts";
+import { cocoResults, mergeJobs, reportLines } from "../src/jobs/merge.ts";
+import { headerLine, type JobCommand, jobLine, JobOutput } from "../src/jobs/output.ts";
+import { type JobSink, runJob, summaryLine } from "../src/jobs/run.ts";
+import { jobCommand, jobFlagsFrom, MERGE_USAGE, parseMergeArgs } from "../src/cli/job_options.ts";
 import {
   captionOptionsFromFlags,
   captionUsage,
@@ -19,39 +26,6 @@ import {
   parseCaptionArgs,
   runSettingsFromFlags,
 } from "../src/cli/options.ts";
-
-const IMAGE_EXT = /\.(jpe?g|png|webp|bmp|tiff?|gif)$/i;
-
-/** The image files a folder holds (sorted); MISSING_FILE when it holds none. */
-async function folderImages(dir: string): Promise<string[]> {
-  const files: string[] = [];
-  for await (const e of Deno.readDir(dir)) {
-    if (e.isFile && IMAGE_EXT.test(e.name)) files.push(`${dir.replace(/\/$/, "")}/${e.name}`);
-  }
-  if (files.length === 0) {
-    throw new WebcapError(
-      "MISSING_FILE",
-      `${dir}: the folder holds no images (.jpg, .jpeg, .png, .webp, .bmp, .tif, .tiff, .gif)`,
-    );
-  }
-  return files.sort();
-}
-
-/** Expand folders into the image files they hold, keep files as given. */
-async function expandInputs(paths: string[]): Promise<string[]> {
-  const files: string[] = [];
-  for (const p of paths) {
-    let info: Deno.FileInfo | undefined;
-    try {
-      info = await Deno.stat(p);
-    } catch {
-      files.push(p); // reported per image as MISSING_FILE
-      continue;
-    }
-    files.push(...(info.isDirectory ? await folderImages(p) : [p]));
-  }
-  return files;
-}
 
 function printResult(r: CaptionResult, json: boolean): void {
   if (json) {
@@ -94,6 +68,17 @@ async function writeAttentionMaps(
   }
 }
 
+/** Attention pictures are drawn from image files (read again), not URLs, lists or tars. */
+function checkAttentionInputs(inputs: string[]): void {
+  const other = inputs.find((i) => /^https?:|\.(tar|txt|jsonl)$/i.test(i));
+  if (other) {
+    throw new WebcapError(
+      "BAD_OPTION",
+      `--attention-map draws image files and folders only, and ${other} is not one`,
+    );
+  }
+}
+
 /** Prefix models (ClipCap) have no cross-attention to draw. */
 function checkAttentionMap(captioner: Captioner): void {
   if (!hasAttentionMaps(captioner.model)) {
@@ -105,33 +90,32 @@ function checkAttentionMap(captioner: Captioner): void {
   }
 }
 
-/** Caption `files` in batches, printing each result; returns every result in order. */
-async function captionAll(
-  captioner: Captioner,
-  files: string[],
-  options: CaptionOptions,
-  flags: { batch: number; json: boolean; progress: boolean },
-): Promise<CaptionResult[]> {
-  const bar = files.length > 1
-    ? new ProgressBar({ total: files.length, label: "captioning", force: flags.progress })
-    : undefined;
-  bar?.update(0);
-  const all: CaptionResult[] = [];
-  for (let i = 0; i < files.length; i += flags.batch) {
-    const results = await captioner.caption(files.slice(i, i + flags.batch), options);
-    if (bar && Deno.stderr.isTerminal()) {
-      Deno.stderr.writeSync(new TextEncoder().encode("\r\x1b[K"));
-    }
-    for (const r of results) printResult(r, flags.json);
-    all.push(...results);
-    bar?.update(all.length);
-  }
-  bar?.done();
-  return all;
+/** Where each batch goes: the output file, else stdout; kept for attention maps when asked. */
+function resultSink(
+  out: JobOutput | undefined,
+  json: boolean,
+  keep: CaptionResult[] | undefined,
+): JobSink {
+  return async (batch) => {
+    if (Deno.stderr.isTerminal()) Deno.stderr.writeSync(new TextEncoder().encode("\r\x1b[K"));
+    if (out) await out.append(batch.map(({ item, result }) => jobLine(item, result)));
+    else for (const { result } of batch) printResult(result, json);
+    keep?.push(...batch.map((b) => b.result));
+  };
 }
 
-async function main(): Promise<number> {
-  const { values, positionals } = parseCaptionArgs(Deno.args);
+/** Open `--output` for this command (refusing another command's file). */
+async function openOutput(path: string, command: JobCommand): Promise<JobOutput> {
+  const out = await JobOutput.open(path, command);
+  if (out.repaired) {
+    console.error(`note: ${path}: cut a torn last line (the last run was killed writing it)`);
+  }
+  if (out.done.size) console.error(`note: ${path} holds ${out.done.size} images; they are skipped`);
+  return out;
+}
+
+async function caption(args: string[]): Promise<number> {
+  const { values, positionals } = parseCaptionArgs(args);
   if (values.help) {
     console.log(captionUsage());
     return 0;
@@ -143,29 +127,78 @@ async function main(): Promise<number> {
     );
   }
   const { dtype, maxPixels, batchSize: batch } = runSettingsFromFlags(values);
+  const job = jobFlagsFrom(values, batch, Deno.env.toObject());
   for (const w of flagWarnings(values)) console.error(`warning: ${w}`);
-  const files = await expandInputs(positionals);
-  const captioner = await Captioner.fromPretrained(
-    values.model ?? "nlpconnect/vit-gpt2-image-captioning",
-    { dtype, offline: values.offline, maxPixels },
-  );
-  if (captioner.tokenizer.kind === "ids") {
-    console.error("note: the model has no tokenizer.json or word_map.json; captions are token ids");
-  }
+  const inputs = positionals.flatMap(expandRanges);
+  if (values["attention-map"]) checkAttentionInputs(inputs);
+  await checkInputs(inputs, job.input);
+  const modelId = values.model ?? "nlpconnect/vit-gpt2-image-captioning";
+  const out = values.output
+    ? await openOutput(values.output, jobCommand(modelId, job.input, values))
+    : undefined;
+  let captioner: Captioner | undefined;
   try {
+    captioner = await Captioner.fromPretrained(modelId, {
+      dtype,
+      offline: values.offline,
+      maxPixels,
+    });
+    if (captioner.tokenizer.kind === "ids") {
+      console.error(
+        "note: the model has no tokenizer.json or word_map.json; captions are token ids",
+      );
+    }
     const options: CaptionOptions = captionOptionsFromFlags(values, captioner.tokenizer);
     const mapOut = values["attention-map"];
     if (mapOut) checkAttentionMap(captioner);
-    const results = await captionAll(captioner, files, options, {
-      batch,
-      json: !!values.json,
-      progress: !!values.progress,
-    });
-    if (mapOut) await writeAttentionMaps(captioner, results, options, mapOut);
-    return results.some((r) => r.error) ? 1 : 0;
+    await captioner.caption([], options); // refuses bad options before any image is read
+    const kept = mapOut ? [] : undefined;
+    const summary = await runJob(
+      captioner,
+      {
+        inputs,
+        input: job.input,
+        options,
+        batchSize: batch,
+        prefetch: job.prefetch,
+        progress: !!values.progress,
+      },
+      out?.done ?? new Set(),
+      resultSink(out, !!values.json, kept),
+      (msg) => console.error(msg),
+    );
+    if (mapOut) await writeAttentionMaps(captioner, kept!, options, mapOut);
+    console.error(summaryLine(summary));
+    return summary.failed || summary.badInputs ? 1 : 0;
   } finally {
-    captioner.dispose();
+    out?.close();
+    captioner?.dispose();
   }
+}
+
+/** `deno task caption merge`: join task outputs, report what is missing or doubled. */
+async function merge(args: string[]): Promise<number> {
+  const a = parseMergeArgs(args);
+  if (a.help) {
+    console.log(MERGE_USAGE);
+    return 0;
+  }
+  const output = a.output!;
+  if (a.parts.includes(output)) {
+    throw new WebcapError("BAD_OPTION", `merge: --output ${output} is one of the parts`);
+  }
+  const { command, lines, report } = await mergeJobs(a.parts, a.expect.flatMap(expandRanges));
+  const text = a.format === "coco"
+    ? JSON.stringify(cocoResults(lines)) + "\n"
+    : headerLine(command) + lines.map((l) => JSON.stringify(l) + "\n").join("");
+  await Deno.writeTextFile(`${output}.partial`, text);
+  await Deno.rename(`${output}.partial`, output);
+  for (const line of reportLines(report)) console.error(line);
+  return report.missing.length || report.duplicates.length || report.missingTasks.length ? 1 : 0;
+}
+
+function main(): Promise<number> {
+  return Deno.args[0] === "merge" ? merge(Deno.args.slice(1)) : caption(Deno.args);
 }
 
 if (import.meta.main) {

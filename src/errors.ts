@@ -34,6 +34,7 @@ export type WebcapErrorCode =
   | "HUB_OFFLINE"
   | "DOWNLOAD_FAILED"
   | "BAD_EVAL_INPUT"
+  | "BAD_INPUT"
   | "DISPOSED";
 
 /** Error thrown by every webcap API on bad input or an unusable environment. */

@@ -21,8 +21,9 @@ const ALLOWED: Record<string, string[]> = {
   nn: ["gpu", "shaders", "io"],
   arch: ["nn", "gpu", "shaders", "io", "image", "text"],
   captioner: ["arch", "nn", "gpu", "shaders", "io", "image", "text", "decode"],
-  cli: ["captioner", "arch", "io", "image", "text", "decode"],
   train: ["captioner", "arch", "nn", "gpu", "shaders", "io", "image", "text", "decode", "eval"],
+  jobs: ["captioner", "arch", "io", "image", "text", "decode"],
+  cli: ["jobs", "captioner", "arch", "io", "image", "text", "decode"],
 };
 /** Root files every layer may use. */
 const BASE = ["errors.ts", "bytes.ts"];

@@ -21,6 +21,13 @@ export const CAPTION_FLAGS = {
   "batch-size": { type: "string" },
   "attention-map": { type: "string" },
   progress: { type: "boolean" },
+  output: { type: "string" },
+  shard: { type: "string" },
+  "shard-count": { type: "string" },
+  "shard-by": { type: "string" },
+  prefetch: { type: "string" },
+  "fetch-timeout": { type: "string" },
+  retries: { type: "string" },
   "num-beams": { type: "string" },
   "num-return-sequences": { type: "string" },
   "num-beam-groups": { type: "string" },
@@ -62,7 +69,17 @@ const CAPTION_HELP: Record<FlagName, [value: string, meaning: string]> = {
     "OUT.png",
     "attention picture per image (OUT-1.png, … for several)",
   ],
-  progress: ["", "progress bar even when stderr is not a terminal"],
+  progress: ["", "progress bar (items/s, ETA) even when stderr is not a terminal"],
+  output: ["FILE.jsonl", "append one line per image; a rerun skips the images already there"],
+  shard: ["I/N", "caption only task I's share of N tasks (0-based; by a hash of each key)"],
+  "shard-count": [
+    "N",
+    "task count with JOB_COMPLETION_INDEX (Kubernetes) or AWS_BATCH_JOB_ARRAY_INDEX",
+  ],
+  "shard-by": ["key|tar", "split by key hash (default) or give whole tar files to tasks"],
+  prefetch: ["N", "images read and decoded ahead of the GPU (default 4 batches)"],
+  "fetch-timeout": ["S", "seconds one try of a URL may take (default 30)"],
+  retries: ["N", "retries of a failed URL, with backoff from 0.5 s (default 3)"],
   "num-beams": ["N", "beam search with N beams (default 1: greedy)"],
   "num-return-sequences": ["N", "captions per image (≤ --num-beams unless sampling)"],
   "num-beam-groups": ["N", "diverse beam search: split the beams into N groups"],
@@ -103,10 +120,14 @@ export function captionUsage(): string {
   const line = (n: FlagName) => `  ${left(n).padEnd(width)}  ${CAPTION_HELP[n][1]}`;
   const split = names.indexOf(FIRST_DECODING_FLAG);
   return [
-    "usage: deno task caption IMAGE|FOLDER... [flags]",
+    "usage: deno task caption INPUT... [flags]",
+    "       deno task caption merge PART.jsonl... --output ALL.jsonl|results.json [flags]",
     "",
-    "Caption image files and folders (jpg, png, webp, bmp, tiff, gif). Negative numbers may be",
-    "given as --flag -1 or --flag=-1.",
+    "Caption images (jpg, png, webp, bmp, tiff, gif): files, folders (with subfolders), http(s)",
+    "URLs, lists (.txt: a path or URL a line; .jsonl: {key, path|url, image_id}) and WebDataset",
+    ".tar shards, local or http(s) (`shard-{000..063}.tar` expands as in webdataset). Negative",
+    "numbers may be given as --flag -1 or --flag=-1.",
+    "`deno task caption merge --help` explains merging the outputs of sharded tasks.",
     "",
     "General:",
     ...names.slice(0, split).map(line),
@@ -116,7 +137,8 @@ export function captionUsage(): string {
   ].join("\n");
 }
 
-type Flags = Record<string, string | boolean | undefined>;
+/** Parsed flag values by flag name. */
+export type Flags = Record<string, string | boolean | undefined>;
 
 const CAPTION_PARSE = { options: CAPTION_FLAGS, allowPositionals: true } as const;
 
@@ -223,7 +245,8 @@ export function runSettingsFromFlags(flags: Flags): RunSettings {
   };
 }
 
-function positiveInt(flags: Flags, name: string): number | undefined {
+/** A flag's whole number ≥ 1, undefined when not given; BAD_OPTION naming the flag otherwise. */
+export function positiveInt(flags: Flags, name: string): number | undefined {
   const n = num(flags, name);
   if (n !== undefined && !(Number.isSafeInteger(n) && n >= 1)) {
     throw new WebcapError(
@@ -234,7 +257,8 @@ function positiveInt(flags: Flags, name: string): number | undefined {
   return n;
 }
 
-function num(flags: Flags, name: string): number | undefined {
+/** A flag's number, undefined when not given; BAD_OPTION naming the flag otherwise. */
+export function num(flags: Flags, name: string): number | undefined {
   const v = flags[name];
   if (v === undefined) return undefined;
   const n = Number(v);

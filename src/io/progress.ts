@@ -1,5 +1,6 @@
 /**
- * A one-line terminal progress bar for long jobs (hub downloads, captioning a folder).
+ * A one-line terminal progress bar for long jobs (hub downloads, captioning a folder): count,
+ * rate and, when the total is known, the time left at the rate so far.
  * It draws on stderr with carriage returns, and stays silent when stderr is not a terminal
  * (pipes, CI logs) unless forced.
  * @module
@@ -42,6 +43,15 @@ function formatBytes(n: number): string {
     i++;
   }
   return i === 0 ? `${n} B` : `${n.toFixed(1)} ${units[i]}`;
+}
+
+/** Seconds as `42s`, `3m05s` or `2h04m`. */
+function formatDuration(seconds: number): string {
+  const s = Math.round(seconds);
+  const two = (n: number) => String(n).padStart(2, "0");
+  if (s < 60) return `${s}s`;
+  if (s < 3600) return `${Math.floor(s / 60)}m${two(s % 60)}s`;
+  return `${Math.floor(s / 3600)}h${two(Math.floor(s / 60) % 60)}m`;
 }
 
 /**
@@ -113,6 +123,9 @@ export class ProgressBar {
     }
     const seconds = (now - this.#start) / 1000;
     if (seconds > 0.5) parts.push(`${this.#format(Math.round(this.#value / seconds))}/s`);
+    if (seconds > 0.5 && this.#value > 0 && this.#value < this.total) {
+      parts.push(`ETA ${formatDuration(((this.total - this.#value) * seconds) / this.#value)}`);
+    }
     return parts.join(" ");
   }
 

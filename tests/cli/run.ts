@@ -12,13 +12,17 @@ export interface Line {
   error?: { code: string; message: string };
 }
 
-/** Run `deno task caption` with `args`: exit code, JSON lines, stdout and stderr. */
+/**
+ * Run `deno task caption` with `args` (and `env` added to the environment): exit code, JSON
+ * lines, stdout and stderr.
+ */
 export async function caption(
   args: string[],
+  env: Record<string, string> = {},
 ): Promise<{ code: number; lines: Line[]; stdout: string; stderr: string }> {
   const out = await new Deno.Command(Deno.execPath(), {
     args: ["run", "-A", script, ...args],
-    env: { XDG_RUNTIME_DIR: "/tmp", NO_COLOR: "1" },
+    env: { XDG_RUNTIME_DIR: "/tmp", NO_COLOR: "1", ...env },
     stdout: "piped",
     stderr: "piped",
   }).output();

@@ -66,3 +66,15 @@ Deno.test("ProgressBar throttles redraws but always draws completion; unknown to
   open.update(7);
   assert.equal(open.render(), "files 7");
 });
+
+Deno.test("ProgressBar shows the time left at the rate so far, until the end", () => {
+  const bar = new ProgressBar({ total: 100, writer: recorder(true) });
+  const start = performance.now();
+  bar.update(25);
+  assert.match(bar.render(start + 10_000), / 25\/100 \d+\/s ETA 30s$/);
+  bar.update(1);
+  assert.match(bar.render(start + 30_000), /ETA 49m30s$/);
+  assert.match(bar.render(start + 3_600_000), /ETA 99h00m$/);
+  bar.update(100);
+  assert.doesNotMatch(bar.render(start + 10_000), /ETA/);
+});
