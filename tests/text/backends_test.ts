@@ -2,11 +2,15 @@
 // `@huggingface/tokenizers`): the same ids and text on every caption of ../shared/fixtures/eval/,
 // the native one by default in Deno, a quiet fallback where it cannot load, and clear errors.
 import assert from "node:assert/strict";
-import { assertCode, fixture } from "../util.ts";
+import { assertCode, fixture, rng } from "../util.ts";
 import { Tokenizer } from "../../src/text/tokenizer.ts";
 import { TOKENIZER_BACKENDS } from "../../src/text/library.ts";
 
-const TOKENIZERS = ["gpt2", "bert"].map((name) => fixture(`hf/${name}-tokenizer.json`));
+const CASES = JSON.parse(Deno.readTextFileSync(fixture("hf/tokenizer-cases.json")));
+/** The fixture tokenizers by name (gpt2: byte-level BPE, bert: WordPiece). */
+const NAMES = Object.keys(CASES);
+const tokenizerPath = (name: string) => fixture(`hf/${name}-tokenizer.json`);
+const GPT2 = tokenizerPath("gpt2");
 
 interface EvalImage {
   refs: string[];
@@ -27,14 +31,18 @@ function evalCaptions(): string[] {
   ];
 }
 
-for (const path of TOKENIZERS) {
-  Deno.test(`${path}: both libraries give the same ids and text for every eval caption`, () => {
-    const json = Deno.readTextFileSync(path);
-    const [native, js] = TOKENIZER_BACKENDS.map((backend) =>
-      Tokenizer.fromJSON(json, path, {}, { backend })
-    );
+/** The tokenizer at `path` on each library: [native, JS]. */
+function onBothLibraries(path: string): Tokenizer[] {
+  const json = Deno.readTextFileSync(path);
+  return TOKENIZER_BACKENDS.map((backend) => Tokenizer.fromJSON(json, path, {}, { backend }));
+}
+
+for (const name of NAMES) {
+  const path = tokenizerPath(name);
+  Deno.test(`${name}: both libraries give the same ids and text for every eval caption`, () => {
+    const [native, js] = onBothLibraries(path);
     // Byte-level BPE loses nothing, so its text comes back exactly.
-    const lossless = JSON.parse(json).decoder?.type === "ByteLevel";
+    const lossless = JSON.parse(Deno.readTextFileSync(path)).decoder?.type === "ByteLevel";
     const captions = evalCaptions();
     assert.ok(captions.length > 1000, `${captions.length} captions`);
     for (const caption of captions) {
@@ -45,10 +53,25 @@ for (const path of TOKENIZERS) {
       if (lossless) assert.equal(text, caption);
     }
   });
+
+  Deno.test(`${name}: both libraries decode random id sequences alike (broken UTF-8 too)`, () => {
+    const [native, js] = onBothLibraries(path);
+    const r = rng(14);
+    for (let i = 0; i < 300; i++) {
+      const ids = Array.from(
+        { length: 1 + Math.floor(r() * 12) },
+        () => Math.floor(r() * native.vocabSize),
+      );
+      for (const skipSpecialTokens of [true, false]) {
+        const text = native.decode(ids, { skipSpecialTokens });
+        assert.equal(js.decode(ids, { skipSpecialTokens }), text, `${ids}`);
+      }
+    }
+  });
 }
 
 Deno.test("in Deno with -A tokenizer.json runs on the native library; word maps on neither", async () => {
-  const tok = await Tokenizer.fromFile(TOKENIZERS[0]);
+  const tok = await Tokenizer.fromFile(GPT2);
   assert.equal(tok.backend, "tokenizers");
   assert.equal(
     Tokenizer.fromWordMap({ "<pad>": 0, "<start>": 1, "<end>": 2, "<unk>": 3 }).backend,
@@ -58,7 +81,7 @@ Deno.test("in Deno with -A tokenizer.json runs on the native library; word maps 
 });
 
 Deno.test("unknown backend: BAD_OPTION; a tokenizer.json a library rejects: BAD_TOKENIZER", () => {
-  const json = Deno.readTextFileSync(TOKENIZERS[0]);
+  const json = Deno.readTextFileSync(GPT2);
   assertCode(
     () => Tokenizer.fromJSON(json, "t.json", {}, { backend: "rust" as never }),
     "BAD_OPTION",
@@ -97,29 +120,24 @@ async function printBackend(
   return { out: JSON.parse(new TextDecoder().decode(stdout)), err };
 }
 
-/** The fixture ids of a gpt2 sentence. */
-function gpt2Ids(text: string): number[] {
-  return JSON.parse(Deno.readTextFileSync(fixture("hf/tokenizer-cases.json"))).gpt2[text];
-}
-
 Deno.test("where the native library cannot load, the JS one takes over quietly", async () => {
-  const text = "a man riding a wave on top of a surfboard";
+  const [text, ids] = Object.entries(CASES.gpt2)[0];
   // No --allow-ffi; and a platform without a binding (the loader finds none at this path).
   const noBinding = { NAPI_RS_NATIVE_LIBRARY_PATH: "/nonexistent/tokenizers.node" };
   for (const [permissions, env] of [[["--allow-read"], {}], [["-A"], noBinding]] as const) {
-    const { out, err } = await printBackend(permissions, env, TOKENIZERS[0], text);
+    const { out, err } = await printBackend(permissions, env, GPT2, text);
     assert.equal(err, "", `${permissions}: nothing on stderr`);
     assert.equal(out.backend, "@huggingface/tokenizers");
     assert.equal(out.native, "BAD_OPTION");
-    assert.deepEqual(out.ids, gpt2Ids(text));
+    assert.deepEqual(out.ids, ids);
   }
 });
 
 Deno.test("with -A the native library loads, and nothing is printed", async () => {
-  const text = "a dog sitting on a couch next to a pillow";
-  const { out, err } = await printBackend(["-A"], {}, TOKENIZERS[0], text);
+  const [text, ids] = Object.entries(CASES.gpt2)[1];
+  const { out, err } = await printBackend(["-A"], {}, GPT2, text);
   assert.equal(err, "");
   assert.equal(out.backend, "tokenizers");
   assert.equal(out.native, "");
-  assert.deepEqual(out.ids, gpt2Ids(text));
+  assert.deepEqual(out.ids, ids);
 });
