@@ -5,7 +5,7 @@
  * @module
  */
 
-/** The library that runs a `tokenizer.json`: native `tokenizers` or pure-JS `@huggingface/tokenizers`. */
+/** Which library runs a `tokenizer.json`: native `tokenizers` or `@huggingface/tokenizers`. */
 export type TokenizerBackend = "tokenizers" | "@huggingface/tokenizers";
 
 /** The libraries, in the order they are tried. */

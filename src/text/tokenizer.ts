@@ -48,7 +48,7 @@ export interface TokenizerConfig {
   clean_up_tokenization_spaces?: boolean;
   /** Lets a configured clean-up apply to BPE models too (transformers ≥ 5 skips it otherwise). */
   clean_up_tokenization_spaces_for_bpe_even_though_it_will_corrupt_output?: boolean;
-  /** Other keys are passed to `@huggingface/tokenizers` as its config (the native one takes none). */
+  /** Other keys go to `@huggingface/tokenizers` as its config (the native library takes none). */
   [key: string]: unknown;
 }
 

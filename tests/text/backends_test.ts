@@ -70,7 +70,7 @@ for (const name of NAMES) {
   });
 }
 
-Deno.test("in Deno with -A tokenizer.json runs on the native library; word maps on neither", async () => {
+Deno.test("with -A a tokenizer.json runs natively; word maps and ids on no library", async () => {
   const tok = await Tokenizer.fromFile(GPT2);
   assert.equal(tok.backend, "tokenizers");
   assert.equal(

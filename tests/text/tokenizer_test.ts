@@ -39,7 +39,7 @@ function fixtureTests(backend: TokenizerBackend, name: string): void {
   const json = JSON.parse(raw);
   const lowercase = json.normalizer?.lowercase === true;
 
-  Deno.test(`${backend} ${name}: fixture sentences encode to the reference ids, decode back`, () => {
+  Deno.test(`${backend} ${name}: fixture sentences: reference ids, and decode back`, () => {
     const tok = load(raw, path);
     for (const [text, ids] of Object.entries(cases[name])) {
       assert.deepEqual(tok.encode(text), ids, text);
@@ -83,7 +83,7 @@ function fixtureTests(backend: TokenizerBackend, name: string): void {
 
 function semanticsTests(backend: TokenizerBackend): void {
   const load = loader(backend);
-  Deno.test(`${backend} gpt2: byte-level BPE round-trips any text; clean-up as transformers 5`, () => {
+  Deno.test(`${backend} gpt2: byte-level BPE round-trips any text; transformers' clean-up`, () => {
     const json = JSON.parse(Deno.readTextFileSync(new URL("gpt2-tokenizer.json", HF)));
     const tok = load(json, "gpt2");
     for (const text of ["héllo wörld 😀 ", "a  b\tc\n", "don't stop , ok ."]) {
@@ -105,7 +105,7 @@ function semanticsTests(backend: TokenizerBackend): void {
     assert.ok(tok.encode(`a${tok.idToToken(eos)}b`).includes(eos));
   });
 
-  Deno.test(`${backend} bert: WordPiece joins ## pieces; decoder and configured clean-up`, () => {
+  Deno.test(`${backend} bert: WordPiece joins ## pieces; decoder, configured clean-up`, () => {
     const path = new URL("bert-tokenizer.json", HF).pathname;
     const tok = load(Deno.readTextFileSync(path), path);
     const [text, ids] = Object.entries(cases.bert)[0];
