@@ -127,8 +127,10 @@ export { cleanUpTokenization, Tokenizer } from "./src/text/tokenizer.ts";
 export type {
   DecodeOptions,
   EncodeOptions,
+  TokenizerBackend,
   TokenizerConfig,
   TokenizerKind,
+  TokenizerOptions,
 } from "./src/text/tokenizer.ts";
 /** Decoding over any {@link DecoderStep}: greedy, sampling, beam, diverse and constrained beam search. */
 export { generate } from "./src/decode/generate.ts";

@@ -112,7 +112,7 @@ async function* prefetch<T>(
 /** Read and decode an item; its WebcapError becomes its result. */
 async function load(item: JobItem, maxPixels: number): Promise<Loaded> {
   try {
-    return { image: decodeImage(await item.read(), item.source, { maxPixels }) };
+    return { image: await decodeImage(await item.read(), item.source, { maxPixels }) };
   } catch (e) {
     if (e instanceof WebcapError) return { error: e };
     throw e;

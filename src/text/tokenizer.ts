@@ -1,7 +1,10 @@
 /**
  * Tokenizers: Hugging Face `tokenizer.json` (BPE, e.g. GPT-2's byte-level BPE; WordPiece, e.g.
- * BERT's; Unigram), run by `@huggingface/tokenizers` (pure JS, browser-ready), and
- * Show-Attend-Tell style word maps.
+ * BERT's; Unigram), and Show-Attend-Tell style word maps.
+ *
+ * A `tokenizer.json` runs on one of two libraries behind one interface (`library.ts`): in Deno
+ * Hugging Face's native `tokenizers` (`native_library.ts`), elsewhere, or where it cannot load,
+ * the pure-JS `@huggingface/tokenizers` (`js_library.ts`); {@link Tokenizer.backend} says which.
  *
  * Decoding follows transformers 5 (`TokenizersBackend.decode`):
  * - ids the vocabulary lacks are skipped, as the Rust tokenizer does;
@@ -17,9 +20,13 @@
  * @module
  */
 
-import { Tokenizer as HfTokenizer } from "npm:@huggingface/tokenizers@^0.2.0";
 import { WebcapError } from "../errors.ts";
 import { fileLocation, localFiles, type ModelFiles } from "../io/model_files.ts";
+import { openJs } from "./js_library.ts";
+import { type JsonTokenizer, TOKENIZER_BACKENDS, type TokenizerBackend } from "./library.ts";
+import { nativeLibrary } from "./native_library.ts";
+
+export type { TokenizerBackend } from "./library.ts";
 
 /** Options of {@link Tokenizer.encode}. */
 export interface EncodeOptions {
@@ -41,8 +48,17 @@ export interface TokenizerConfig {
   clean_up_tokenization_spaces?: boolean;
   /** Lets a configured clean-up apply to BPE models too (transformers ≥ 5 skips it otherwise). */
   clean_up_tokenization_spaces_for_bpe_even_though_it_will_corrupt_output?: boolean;
-  /** Other keys are passed to `@huggingface/tokenizers` as its config. */
+  /** Other keys go to `@huggingface/tokenizers` as its config (the native library takes none). */
   [key: string]: unknown;
+}
+
+/** Options of {@link Tokenizer.fromJSON}. */
+export interface TokenizerOptions {
+  /**
+   * The library to run a `tokenizer.json` on; default the native `tokenizers` where it loads
+   * (Deno with --allow-ffi, --allow-read and --allow-env), else `@huggingface/tokenizers`.
+   */
+  backend?: TokenizerBackend;
 }
 
 interface Backend {
@@ -58,6 +74,8 @@ interface Backend {
   unkId: number | undefined;
   /** Where the vocabulary came from. */
   kind: TokenizerKind;
+  /** The library running a `tokenizer.json`; undefined for the word map and ids backends. */
+  backend?: TokenizerBackend;
 }
 
 /** A `tokenizer.json`, a Show-Attend-Tell word map, or no vocabulary (token ids as text). */
@@ -90,14 +108,45 @@ function isObject(v: unknown): v is Record<string, unknown> {
   return typeof v === "object" && v !== null && !Array.isArray(v);
 }
 
-/** `model.type`s that `@huggingface/tokenizers` implements. */
+/** `model.type`s that both libraries implement. */
 const SUPPORTED_MODELS = ["BPE", "WordPiece", "Unigram"];
 
-/** Backend over `@huggingface/tokenizers` for a `tokenizer.json`. */
+/** The libraries insist on every pipeline key; tokenizer.json writers may omit null ones. */
+function completeJson(json: Record<string, unknown>): Record<string, unknown> {
+  return { normalizer: null, pre_tokenizer: null, post_processor: null, decoder: null, ...json };
+}
+
+/** Loads a complete `tokenizer.json` with one library; throws the library's error. */
+type OpenJson = (json: Record<string, unknown>, config: TokenizerConfig) => JsonTokenizer;
+
+/**
+ * The library to run a `tokenizer.json` on: `backend`, by default the native one where it loads.
+ * @throws WebcapError BAD_OPTION for an unknown backend or the native one where it cannot load.
+ */
+function library(backend: TokenizerBackend | undefined, source: string): OpenJson {
+  if (backend !== undefined && !TOKENIZER_BACKENDS.includes(backend)) {
+    throw new WebcapError(
+      "BAD_OPTION",
+      `${source}: backend "${backend}" is unknown; expected ${TOKENIZER_BACKENDS.join(" or ")}.`,
+    );
+  }
+  if (backend === "@huggingface/tokenizers") return openJs;
+  const native = nativeLibrary();
+  if (typeof native !== "string") return native.open;
+  if (backend === undefined) return openJs;
+  throw new WebcapError(
+    "BAD_OPTION",
+    `${source}: the native tokenizers library cannot be used here (${native}); ` +
+      'use backend "@huggingface/tokenizers".',
+  );
+}
+
+/** Backend over one of the libraries for a `tokenizer.json`. */
 function hfBackend(
   json: Record<string, unknown>,
   config: TokenizerConfig,
   source: string,
+  backend?: TokenizerBackend,
 ): Backend {
   const model = json.model;
   if (!isObject(model) || typeof model.type !== "string" || model.vocab === undefined) {
@@ -112,40 +161,27 @@ function hfBackend(
   if (!Array.isArray(json.added_tokens)) {
     throw badTokenizer(source, 'not a tokenizer.json: "added_tokens" must be a list.');
   }
-  let tok: HfTokenizer;
+  const open = library(backend, source);
+  let tok: JsonTokenizer;
   try {
-    // The library insists on every pipeline key; tokenizer.json writers may omit null ones.
-    const full = {
-      normalizer: null,
-      pre_tokenizer: null,
-      post_processor: null,
-      decoder: null,
-      ...json,
-    };
-    tok = new HfTokenizer(full, { ...config, clean_up_tokenization_spaces: false });
+    tok = open(completeJson(json), config);
   } catch (e) {
     throw badTokenizer(source, `unsupported tokenizer.json (${(e as Error).message}).`, e);
   }
-  let maxId = -1;
-  for (const id of tok.get_vocab(true).values()) maxId = Math.max(maxId, id);
+  const byId = new Map<number, string>();
+  for (const [token, id] of tok.vocab) byId.set(id, token);
   const forceBpe = config.clean_up_tokenization_spaces_for_bpe_even_though_it_will_corrupt_output;
   return {
-    encode: (text, addSpecialTokens) =>
-      tok.encode(text, { add_special_tokens: addSpecialTokens }).ids,
-    decode: (known, skip) =>
-      known.length === 0 ? "" : tok.decode(known, {
-        skip_special_tokens: skip,
-        clean_up_tokenization_spaces: false,
-      }),
+    encode: (text, addSpecialTokens) => tok.encode(text, addSpecialTokens),
+    decode: (known, skip) => tok.decode(known, skip),
     defaultCleanUp: config.clean_up_tokenization_spaces === true &&
       (model.type !== "BPE" || forceBpe === true),
-    tokenToId: (t) => tok.token_to_id(t),
-    idToToken: (id) => tok.id_to_token(id),
-    vocabSize: maxId + 1,
-    unkId: typeof model.unk_token === "string"
-      ? tok.token_to_id(model.unk_token) ?? undefined
-      : undefined,
+    tokenToId: (t) => tok.vocab.get(t),
+    idToToken: (id) => byId.get(id),
+    vocabSize: [...byId.keys()].reduce((a, b) => Math.max(a, b), -1) + 1,
+    unkId: typeof model.unk_token === "string" ? tok.vocab.get(model.unk_token) : undefined,
     kind: "tokenizer.json",
+    backend: tok.backend,
     specialIds: (json.added_tokens as Record<string, unknown>[])
       .filter((t) => t.special === true && typeof t.id === "number")
       .map((t) => t.id as number)
@@ -255,16 +291,18 @@ export class Tokenizer {
    * From a parsed or raw `tokenizer.json` (or a word map, recognised by its `<start>`/`<end>`
    * keys), with the optional `tokenizer_config.json` next to it.
    * @param source file name for error messages.
-   * @throws WebcapError BAD_TOKENIZER for JSON that is neither, or that the library rejects.
+   * @throws WebcapError BAD_TOKENIZER for JSON that is neither, or that the library rejects;
+   * BAD_OPTION for a backend that is unknown or cannot load here.
    */
   static fromJSON(
     json: object | string,
     source: string,
     config: TokenizerConfig = {},
+    options: TokenizerOptions = {},
   ): Tokenizer {
     const obj = parseJson(json, source);
     if (isWordMap(obj)) return new Tokenizer(wordMapBackend(obj, source));
-    return new Tokenizer(hfBackend(obj, config, source));
+    return new Tokenizer(hfBackend(obj, config, source, options.backend));
   }
 
   /**
@@ -318,6 +356,14 @@ export class Tokenizer {
   /** Where the vocabulary came from; "ids" when the model has none and text is token ids. */
   get kind(): TokenizerKind {
     return this.#backend.kind;
+  }
+
+  /**
+   * The library running this `tokenizer.json`: `"tokenizers"` (native, Deno) or
+   * `"@huggingface/tokenizers"` (pure JS); undefined for word maps and token ids.
+   */
+  get backend(): TokenizerBackend | undefined {
+    return this.#backend.backend;
   }
 
   /** Token ids of `text` (special tokens added unless `addSpecialTokens` is false). */

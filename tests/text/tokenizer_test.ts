@@ -1,8 +1,14 @@
 // Tokenizers against ../shared/fixtures/hf/tokenizer-cases.json (ids from transformers 5.17),
-// decoding semantics of transformers 5, word maps, and error codes.
+// decoding semantics of transformers 5, word maps, and error codes. Every tokenizer.json test runs
+// on both libraries (native `tokenizers` and pure-JS `@huggingface/tokenizers`).
 import assert from "node:assert/strict";
 import { assertCode } from "../util.ts";
-import { Tokenizer } from "../../src/text/tokenizer.ts";
+import {
+  Tokenizer,
+  type TokenizerBackend,
+  type TokenizerConfig,
+} from "../../src/text/tokenizer.ts";
+import { TOKENIZER_BACKENDS } from "../../src/text/library.ts";
 import { WebcapError } from "../../src/errors.ts";
 
 const HF = new URL("../../../shared/fixtures/hf/", import.meta.url);
@@ -10,21 +16,39 @@ const cases: Record<string, Record<string, number[]>> = JSON.parse(
   await Deno.readTextFile(new URL("tokenizer-cases.json", HF)),
 );
 
-for (const name of Object.keys(cases)) {
+type Load = (json: object | string, source: string, config?: TokenizerConfig) => Tokenizer;
+
+/** `Tokenizer.fromJSON` on `backend`, checked to be the library asked for. */
+function loader(backend: TokenizerBackend): Load {
+  return (json, source, config) => {
+    const tok = Tokenizer.fromJSON(json, source, config, { backend });
+    assert.equal(tok.backend, backend);
+    return tok;
+  };
+}
+
+for (const backend of TOKENIZER_BACKENDS) {
+  for (const name of Object.keys(cases)) fixtureTests(backend, name);
+  semanticsTests(backend);
+}
+
+function fixtureTests(backend: TokenizerBackend, name: string): void {
+  const load = loader(backend);
   const path = new URL(`${name}-tokenizer.json`, HF).pathname;
-  const json = JSON.parse(await Deno.readTextFile(path));
+  const raw = Deno.readTextFileSync(path);
+  const json = JSON.parse(raw);
   const lowercase = json.normalizer?.lowercase === true;
 
-  Deno.test(`${name}: fixture sentences encode to the reference ids and decode back`, async () => {
-    const tok = await Tokenizer.fromFile(path);
+  Deno.test(`${backend} ${name}: fixture sentences: reference ids, and decode back`, () => {
+    const tok = load(raw, path);
     for (const [text, ids] of Object.entries(cases[name])) {
       assert.deepEqual(tok.encode(text), ids, text);
       assert.equal(tok.decode(ids), lowercase ? text.toLowerCase() : text);
     }
   });
 
-  Deno.test(`${name}: vocabulary, special ids and id ↔ token maps`, () => {
-    const tok = Tokenizer.fromJSON(JSON.stringify(json), path);
+  Deno.test(`${backend} ${name}: vocabulary, special ids and id ↔ token maps`, () => {
+    const tok = load(JSON.stringify(json), path);
     const vocab: Record<string, number> = json.model.vocab;
     assert.equal(tok.vocabSize, Math.max(...Object.values(vocab)) + 1);
     for (const [token, id] of Object.entries(vocab)) {
@@ -37,8 +61,8 @@ for (const name of Object.keys(cases)) {
     assert.equal(tok.idToToken(tok.vocabSize + 3), undefined);
   });
 
-  Deno.test(`${name}: special tokens, unknown ids and empty input decode as transformers`, () => {
-    const tok = Tokenizer.fromJSON(json, path);
+  Deno.test(`${backend} ${name}: special tokens, unknown ids, empty input as transformers`, () => {
+    const tok = load(json, path);
     const [text, ids] = Object.entries(cases[name])[0];
     const special = new Set(tok.specialIds);
     const body = ids.filter((id) => !special.has(id));
@@ -57,52 +81,55 @@ for (const name of Object.keys(cases)) {
   });
 }
 
-Deno.test("gpt2: byte-level BPE round-trips any text; clean-up follows transformers 5", () => {
-  const json = JSON.parse(Deno.readTextFileSync(new URL("gpt2-tokenizer.json", HF)));
-  const tok = Tokenizer.fromJSON(json, "gpt2");
-  for (const text of ["héllo wörld 😀 ", "a  b\tc\n", "don't stop , ok ."]) {
-    assert.equal(tok.decode(tok.encode(text)), text);
-  }
-  const ids = tok.encode("it 's a dog , is n't it ?");
-  assert.equal(tok.decode(ids), "it 's a dog , is n't it ?"); // default: no clean-up
-  assert.equal(tok.decode(ids, { cleanUpTokenizationSpaces: true }), "it's a dog, isn't it?");
-  // A configured clean-up is ignored for BPE unless forced, as in transformers ≥ 5.
-  const configured = Tokenizer.fromJSON(json, "gpt2", { clean_up_tokenization_spaces: true });
-  assert.equal(configured.decode(ids), "it 's a dog , is n't it ?");
-  const forced = Tokenizer.fromJSON(json, "gpt2", {
-    clean_up_tokenization_spaces: true,
-    clean_up_tokenization_spaces_for_bpe_even_though_it_will_corrupt_output: true,
+function semanticsTests(backend: TokenizerBackend): void {
+  const load = loader(backend);
+  Deno.test(`${backend} gpt2: byte-level BPE round-trips any text; transformers' clean-up`, () => {
+    const json = JSON.parse(Deno.readTextFileSync(new URL("gpt2-tokenizer.json", HF)));
+    const tok = load(json, "gpt2");
+    for (const text of ["héllo wörld 😀 ", "a  b\tc\n", "don't stop , ok ."]) {
+      assert.equal(tok.decode(tok.encode(text)), text);
+    }
+    const ids = tok.encode("it 's a dog , is n't it ?");
+    assert.equal(tok.decode(ids), "it 's a dog , is n't it ?"); // default: no clean-up
+    assert.equal(tok.decode(ids, { cleanUpTokenizationSpaces: true }), "it's a dog, isn't it?");
+    // A configured clean-up is ignored for BPE unless forced, as in transformers ≥ 5.
+    const configured = load(json, "gpt2", { clean_up_tokenization_spaces: true });
+    assert.equal(configured.decode(ids), "it 's a dog , is n't it ?");
+    const forced = load(json, "gpt2", {
+      clean_up_tokenization_spaces: true,
+      clean_up_tokenization_spaces_for_bpe_even_though_it_will_corrupt_output: true,
+    });
+    assert.equal(forced.decode(ids), "it's a dog, isn't it?");
+    // A literal special token in the text is matched as that token.
+    const eos = tok.specialIds[0];
+    assert.ok(tok.encode(`a${tok.idToToken(eos)}b`).includes(eos));
   });
-  assert.equal(forced.decode(ids), "it's a dog, isn't it?");
-  // A literal special token in the text is matched as that token.
-  const eos = tok.specialIds[0];
-  assert.ok(tok.encode(`a${tok.idToToken(eos)}b`).includes(eos));
-});
 
-Deno.test("bert: WordPiece joins ## pieces; decoder and configured clean-up", async () => {
-  const path = new URL("bert-tokenizer.json", HF).pathname;
-  const tok = await Tokenizer.fromFile(path);
-  const [text, ids] = Object.entries(cases.bert)[0];
-  const pieces = ids.map((id) => tok.idToToken(id)!);
-  assert.ok(pieces.some((p) => p.startsWith("##")), "the case should contain ## pieces");
-  assert.equal(tok.decode(ids), text.toLowerCase());
-  assert.equal(
-    tok.decode(ids, { skipSpecialTokens: false }),
-    pieces.join(" ").replaceAll(" ##", ""),
-  );
-  // The fixture vocabulary has no punctuation: add "." to see both clean-up stages.
-  const json = JSON.parse(await Deno.readTextFile(path));
-  json.model.vocab["."] = tok.vocabSize;
-  const dotted = Tokenizer.fromJSON(json, "bert+dot");
-  const ids2 = dotted.encode("a dog.");
-  assert.equal(ids2.at(-2), tok.vocabSize);
-  assert.equal(dotted.decode(ids2), "a dog."); // the WordPiece decoder's own cleanup: true
-  json.decoder.cleanup = false;
-  const raw = Tokenizer.fromJSON(json, "bert+dot, no decoder cleanup");
-  assert.equal(raw.decode(ids2), "a dog .");
-  const configured = Tokenizer.fromJSON(json, "bert+dot", { clean_up_tokenization_spaces: true });
-  assert.equal(configured.decode(ids2), "a dog."); // not BPE: the configured clean-up applies
-});
+  Deno.test(`${backend} bert: WordPiece joins ## pieces; decoder, configured clean-up`, () => {
+    const path = new URL("bert-tokenizer.json", HF).pathname;
+    const tok = load(Deno.readTextFileSync(path), path);
+    const [text, ids] = Object.entries(cases.bert)[0];
+    const pieces = ids.map((id) => tok.idToToken(id)!);
+    assert.ok(pieces.some((p) => p.startsWith("##")), "the case should contain ## pieces");
+    assert.equal(tok.decode(ids), text.toLowerCase());
+    assert.equal(
+      tok.decode(ids, { skipSpecialTokens: false }),
+      pieces.join(" ").replaceAll(" ##", ""),
+    );
+    // The fixture vocabulary has no punctuation: add "." to see both clean-up stages.
+    const json = JSON.parse(Deno.readTextFileSync(path));
+    json.model.vocab["."] = tok.vocabSize;
+    const dotted = load(json, "bert+dot");
+    const ids2 = dotted.encode("a dog.");
+    assert.equal(ids2.at(-2), tok.vocabSize);
+    assert.equal(dotted.decode(ids2), "a dog."); // the WordPiece decoder's own cleanup: true
+    json.decoder.cleanup = false;
+    const raw = load(json, "bert+dot, no decoder cleanup");
+    assert.equal(raw.decode(ids2), "a dog .");
+    const configured = load(json, "bert+dot", { clean_up_tokenization_spaces: true });
+    assert.equal(configured.decode(ids2), "a dog."); // not BPE: the configured clean-up applies
+  });
+}
 
 Deno.test("word map: <start>/<end> added, unknown words → <unk>, specials skipped", () => {
   const map = { "<pad>": 0, "<start>": 1, "<end>": 2, "<unk>": 3, a: 4, dog: 5, on: 6, grass: 7 };
