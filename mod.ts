@@ -12,6 +12,7 @@
 
 /** The captioner: model + image processor + tokenizer, any decoding strategy. */
 export { Captioner } from "./src/captioner/captioner.ts";
+export type { GenerationDefaults } from "./src/captioner/generation_config.ts";
 export type {
   Caption,
   CaptionerOptions,
@@ -39,12 +40,18 @@ export type { LoadOptions } from "./src/arch/load.ts";
 export type { Param } from "./src/nn/params.ts";
 /** Training: parameter groups and gradients, AdamW / SGD on the GPU, schedules, memory plan, checkpoints. */
 export { Gradients, noWeightDecay, paramGroups } from "./src/train/param_groups.ts";
-export type { ParamGroupOptions, ParamGroups, Segment } from "./src/train/param_groups.ts";
+export type {
+  ParamGroupOptions,
+  ParamGroups,
+  Segment,
+  TrainTensor,
+} from "./src/train/param_groups.ts";
 export { Optimizer, resolveOptimizer } from "./src/train/optim.ts";
 export type {
   AdamWOptions,
   OptimizerConfig,
   OptimizerOptions,
+  ResolvedStep,
   SgdOptions,
   StepOptions as TrainStepOptions,
 } from "./src/train/optim.ts";
@@ -64,13 +71,24 @@ export { Recorder, tensorWindow } from "./src/gpu/recorder.ts";
 export type { Binding, TensorWindow } from "./src/gpu/recorder.ts";
 /** The kernel schema: declare a WGSL kernel once, record it with typed uniforms and bindings. */
 export { foldGrid, Kernel, optional, read, readWrite } from "./src/gpu/kernel.ts";
-export type { Bindings, Groups, KernelCall, KernelSpec, StorageSpec } from "./src/gpu/kernel.ts";
+export type {
+  Bindings,
+  Groups,
+  KernelCall,
+  KernelSpec,
+  StorageSpec,
+  StorageSpecs,
+  StorageType,
+  UniformSpecs,
+  UniformType,
+} from "./src/gpu/kernel.ts";
 export { emptyTensor, ownedTensor, Tensor, uploadTensor, writeTensor } from "./src/gpu/tensor.ts";
 export type { DType, HostData } from "./src/gpu/tensor.ts";
 export { BufferPool } from "./src/gpu/pool.ts";
 export { PipelineCache } from "./src/gpu/pipeline.ts";
 export type { CompiledKernel } from "./src/gpu/pipeline.ts";
 export { BindGroupCache } from "./src/gpu/bind_groups.ts";
+export type { BufferRange } from "./src/gpu/bind_groups.ts";
 /** Hub downloads: `resolveModel("org/name")` → a local model directory in the HF cache. */
 export { hubCacheDir, resolveModel } from "./src/io/hub.ts";
 export type { ProgressCallback, ResolveModelOptions } from "./src/io/hub.ts";

@@ -9,8 +9,11 @@
 
 /** A byte range of a buffer. */
 export interface BufferRange {
+  /** The buffer. */
   buffer: GPUBuffer;
+  /** First byte of the range. */
   offset: number;
+  /** Bytes in the range. */
   size: number;
 }
 

@@ -28,8 +28,11 @@ export type StorageType = "float" | "i32" | "u32";
 
 /** One storage binding of a kernel. */
 export interface StorageSpec<T extends StorageType = StorageType, O extends boolean = boolean> {
+  /** WGSL access mode. */
   readonly access: "read" | "read_write";
+  /** Element type (`float`: f32 or f16, after the bound tensor). */
   readonly type: T;
+  /** Whether a call may leave the binding out. */
   readonly optional: O;
 }
 

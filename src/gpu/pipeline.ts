@@ -8,6 +8,7 @@
 export interface CompiledKernel {
   /** The variant key (kernel name, variant, element types): the pipeline's label. */
   readonly label: string;
+  /** The compiled compute pipeline (entry `main`). */
   readonly pipeline: GPUComputePipeline;
   /** Uniforms at @binding(0) (dynamic offset), storage from @binding(1). */
   readonly layout: GPUBindGroupLayout;

@@ -27,8 +27,11 @@ import {
 
 /** A byte window of a tensor's buffer (a table larger than one binding is bound in windows). */
 export interface TensorWindow {
+  /** The tensor whose buffer is bound. */
   tensor: Tensor;
+  /** First byte of the window (256-aligned). */
   offset: number;
+  /** Bytes in the window (a multiple of 4). */
   size: number;
 }
 

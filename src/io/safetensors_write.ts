@@ -10,9 +10,13 @@ import { type Dtype, DTYPE_BYTES, numelOf } from "./dtype.ts";
 
 /** A tensor to write: its description and a function giving its little-endian bytes. */
 export interface TensorToWrite {
+  /** The tensor's name in the file's header. */
   readonly name: string;
+  /** Its element type as safetensors names it. */
   readonly dtype: Dtype;
+  /** Its shape. */
   readonly shape: readonly number[];
+  /** Its data as little-endian bytes, read when the file is written. */
   read(): Promise<Uint8Array> | Uint8Array;
 }
 

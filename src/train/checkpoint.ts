@@ -57,6 +57,7 @@ export interface TrainerState {
   global_step: number;
   /** The optimizer's settings, or null when saved without one. */
   optimizer: Optimizer["config"] | null;
+  /** Other fields, kept as written. */
   [key: string]: unknown;
 }
 

@@ -27,10 +27,15 @@ export interface MemoryPlanOptions {
 
 /** Bytes by use. */
 export interface MemoryPlan {
+  /** Bytes of the parameters on the GPU. */
   weights: number;
+  /** Bytes of the gradients (f32, one per trainable tensor). */
   gradients: number;
+  /** Bytes of the optimizer's state (moments, momentum buffers). */
   optimizerState: number;
+  /** Bytes of the activations saved for the backward pass (the caller's estimate). */
   activations: number;
+  /** The sum of the above. */
   total: number;
   /** Largest batch within every limit (Infinity when activations are not estimated). */
   largestBatch: number;

@@ -29,6 +29,7 @@ import { constantSchedule, type Schedule, type ScheduleConfig } from "./schedule
 
 /** AdamW (`torch.optim.AdamW`): decoupled weight decay, bias correction, eps outside the root. */
 export interface AdamWOptions {
+  /** Which optimizer. */
   kind: "adamw";
   /** Base learning rate, > 0 (default 1e-3). */
   lr?: number;
@@ -42,6 +43,7 @@ export interface AdamWOptions {
 
 /** SGD (`torch.optim.SGD`): weight decay added to the gradient, momentum, dampening, nesterov. */
 export interface SgdOptions {
+  /** Which optimizer. */
   kind: "sgd";
   /** Base learning rate, > 0 (default 1e-3). */
   lr?: number;
@@ -76,9 +78,13 @@ export type OptimizerConfig =
   | (Required<AdamWOptions> & ResolvedStep)
   | (Required<SgdOptions> & ResolvedStep);
 
-interface ResolvedStep {
+/** Options of every optimizer, resolved: schedule, clipping, accumulation. */
+export interface ResolvedStep {
+  /** The learning-rate schedule. */
   schedule: ScheduleConfig;
+  /** Global gradient-norm clipping threshold; null: no clipping. */
   maxGradNorm: number | null;
+  /** Micro-batches accumulated per optimizer step. */
   accumulate: number;
 }
 

@@ -47,7 +47,9 @@ export interface Segment {
 
 /** A GPU tensor holding trainable parameters, and its spans to update. */
 export interface TrainTensor {
+  /** The GPU tensor (stacked q/k/v and tied tensors are one). */
   readonly tensor: Tensor;
+  /** The spans of it that are trainable parameters, with their groups' settings. */
   readonly segments: readonly Segment[];
 }
 
@@ -159,6 +161,7 @@ export function bindWindow(t: Tensor, w: Window): Binding {
  */
 export class Gradients {
   readonly #grads = new Map<Tensor, Tensor>();
+  /** Zeroed f32 gradients for every trainable tensor of `groups`. */
   constructor(readonly gpu: Gpu, readonly groups: ParamGroups) {
     for (const { tensor } of groups.tensors) {
       this.#grads.set(

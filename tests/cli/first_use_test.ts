@@ -73,6 +73,12 @@ Deno.test("first use: deno publish --dry-run is clean (license, no warnings)", a
   assert.match(r.out, /LICENSE/);
 });
 
+Deno.test("first use: deno doc --lint mod.ts reports nothing (every public symbol documented)", async () => {
+  const r = await deno(["doc", "--lint", "mod.ts"], root);
+  assert.equal(r.code, 0, r.out);
+  assert.doesNotMatch(r.out, /^\s*error\b/im, r.out);
+});
+
 Deno.test("first use: a fresh install prints no build-script warning", async () => {
   const dir = await Deno.makeTempDir({ prefix: "webcap-install-" });
   try {
