@@ -39,6 +39,8 @@ export interface AttentionArgs {
   keys: number;
   /** Causal: query s (absolute position `past + s`) sees keys 0..past+s. */
   causal?: { past: number };
+  /** i32 `[B]`: keys 0..n−1 of row b are seen, the rest masked (a right-padded attention mask). */
+  keyLengths?: Tensor;
   /** i32 `[B]`: key/value row of each query row (default: the same row). */
   kvIndex?: Tensor;
   scale: number;
@@ -74,6 +76,7 @@ const ATTENTION = rowKernel({
     V: read(),
     O: readWrite(),
     kvIndex: optional(read("i32")),
+    keyLen: optional(read("i32")),
     Pr: optional(readWrite()),
   },
   workgroupSize: [64],
@@ -93,7 +96,9 @@ fn kernel(wg: vec3u, lid: vec3u) {
   let qbase = p.qOff + b * p.qRow + s * p.qPos + h * p.D;
   for (var d = t; d < p.D; d += WG_X) { qs[d] = f32(Q[qbase + d]) * p.scale; }
   workgroupBarrier();
-  let n_keys = select(p.L, min(p.L, p.past + s + 1u), p.causal == 1u);
+  let n_keys = min(select(p.L, min(p.L, p.past + s + 1u), p.causal == 1u), ${
+    has.keyLen ? "u32(keyLen[b])" : "p.L"
+  });
   let kh = h * p.D;
   var m = -3.4e38;
   var l = 0.0;
@@ -151,6 +156,9 @@ export function attention(rec: Recorder, a: AttentionArgs): Tensor {
   if (a.kvIndex && (a.kvIndex.dtype !== "i32" || a.kvIndex.size !== B)) {
     throw new WebcapError("BAD_SHAPE", `attention: kvIndex must be i32 [${B}]`);
   }
+  if (a.keyLengths && (a.keyLengths.dtype !== "i32" || a.keyLengths.size !== B)) {
+    throw new WebcapError("BAD_SHAPE", `attention: keyLengths must be i32 [${B}]`);
+  }
   if (a.probs && a.probs.size !== B * H * S * L) {
     throw new WebcapError(
       "BAD_SHAPE",
@@ -178,7 +186,7 @@ export function attention(rec: Recorder, a: AttentionArgs): Tensor {
       vRow: v.rowStride,
       scale: a.scale,
     },
-    bind: { Q: q.t, K: k.t, V: v.t, O: out, kvIndex: a.kvIndex, Pr: a.probs },
+    bind: { Q: q.t, K: k.t, V: v.t, O: out, kvIndex: a.kvIndex, keyLen: a.keyLengths, Pr: a.probs },
     groups: [S, H, B],
   });
   return out;
@@ -273,7 +281,7 @@ fn kernel(wg: vec3u, lid: vec3u) {
 
 /** Arguments of {@link attentionBackward}: those of the forward, its probabilities and `dO`. */
 export interface AttentionBackwardArgs
-  extends Omit<AttentionArgs, "kvIndex" | "out" | "probs" | "causal"> {
+  extends Omit<AttentionArgs, "kvIndex" | "out" | "probs" | "causal" | "keyLengths"> {
   /** `[B, H, S, L]` as the forward wrote them (0 at masked keys). */
   probs: Tensor;
   /** `[B, S, H·D]`. */

@@ -16,13 +16,14 @@ function attnRef(
   kvIndex: number[],
   past: number | undefined,
   scale: number,
+  keyLen?: number[],
 ): { out: Float64Array; probs: Float64Array } {
   const out = new Float64Array(B * S * H * D);
   const probs = new Float64Array(B * H * S * L);
   for (let b = 0; b < B; b++) {
     for (let h = 0; h < H; h++) {
       for (let s = 0; s < S; s++) {
-        const n = past === undefined ? L : Math.min(L, past + s + 1);
+        const n = Math.min(past === undefined ? L : Math.min(L, past + s + 1), keyLen?.[b] ?? L);
         const sc = new Float64Array(n);
         for (let j = 0; j < n; j++) {
           let x = 0;
@@ -73,6 +74,18 @@ const cases = [
     idx: [0, 1],
   },
   {
+    name: "causal B=3 S=6 with right padding (keyLengths 6, 2, 4)",
+    B: 3,
+    KB: 3,
+    S: 6,
+    L: 6,
+    H: 2,
+    D: 8,
+    past: 0,
+    idx: [0, 1, 2],
+    keyLen: [6, 2, 4],
+  },
+  {
     name: "decode step, beams share cross keys via kvIndex, L=1500 (two chunks)",
     B: 4,
     KB: 2,
@@ -89,11 +102,13 @@ for (const c of cases) {
   Deno.test(`attention: ${c.name}`, async () => {
     const gpu = await getGpu();
     const { B, KB, S, L, H, D, past, idx } = c;
+    const keyLen = "keyLen" in c ? c.keyLen : undefined;
     const q = randomF32(B * S * 3 * H * D, 1);
     const kv = randomF32(KB * L * 2 * H * D, 2);
     const tq = uploadTensor(gpu, q, [B * S, 3 * H * D], "f32");
     const tkv = uploadTensor(gpu, kv, [KB * L, 2 * H * D], "f32");
     const tidx = uploadTensor(gpu, Int32Array.from(idx), [B], "i32");
+    const tlen = keyLen && uploadTensor(gpu, Int32Array.from(keyLen), [B], "i32");
     const out = poisoned(gpu, [B, S, H * D]);
     const probs = emptyTensor(gpu, [B, H, S, L]);
     const scale = 1 / Math.sqrt(D);
@@ -109,6 +124,7 @@ for (const c of cases) {
       keys: L,
       causal: past === undefined ? undefined : { past },
       kvIndex: tidx,
+      keyLengths: tlen,
       scale,
       probs,
       out,
@@ -117,9 +133,10 @@ for (const c of cases) {
     await rec.submit();
     const [got, gotP] = [await po as Float32Array, await pp as Float32Array];
     assert.equal(firstNonFinite(got), -1);
-    const ref = attnRef(q, kv, B, S, H, D, L, idx, past, scale);
+    const ref = attnRef(q, kv, B, S, H, D, L, idx, past, scale, keyLen);
     assert.ok(relL2(got, ref.out) < 1e-5, `out rel L2 ${relL2(got, ref.out)}`);
     assert.ok(relL2(gotP, ref.probs) < 1e-5, `probs rel L2 ${relL2(gotP, ref.probs)}`);
     for (const t of [tq, tkv, tidx, out, probs]) t.release();
+    tlen?.release();
   });
 }
