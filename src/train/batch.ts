@@ -20,6 +20,8 @@ export interface TokenBatch {
   weights: Float32Array;
   /** `[R]` the image of each row. */
   rowImage: Int32Array;
+  /** `[R]` positions each row's self-attention sees (a right-padded attention mask); absent: all. */
+  keyLengths?: Int32Array;
 }
 
 function checkToken(v: number, vocab: number, what: string, allowIgnore: boolean): void {

@@ -1,32 +1,24 @@
 /**
- * Training ViT-GPT2 (`VisionEncoderDecoderModel`): the towers loaded for training (f32), and one
- * loss-and-gradient pass over a {@link TokenBatch}: ViT forward, per-row encoder states, GPT-2
- * teacher-forced forward, fused cross-entropy, GPT-2 backward, encoder-state gradients gathered
- * back per image, ViT backward — one submit.
+ * Training ViT-GPT2 (`VisionEncoderDecoderModel`): the towers loaded for training (f32), GPT-2 as
+ * the text decoder of the ViT → decoder loss-and-gradient pass (`vision_text.ts`).
  * @module
  */
 import { WebcapError } from "../errors.ts";
 import { decoderIds } from "../arch/vision_encoder_decoder.ts";
 import { readModelJson } from "../arch/load.ts";
 import type { Gpu } from "../gpu/device.ts";
-import { Recorder } from "../gpu/recorder.ts";
-import { type Tensor, uploadTensor } from "../gpu/tensor.ts";
 import { asModelFiles, fileLocation } from "../io/model_files.ts";
 import { openWeights } from "../io/weights.ts";
 import { gpt2Config, type Gpt2Weights, loadGpt2 } from "../nn/gpt2.ts";
 import { gpt2TrainBackward, gpt2TrainForward } from "../nn/gpt2_train.ts";
-import { Grads } from "../nn/grads.ts";
 import { type Param, ParamLoader } from "../nn/params.ts";
 import { hfVitNames, loadVit, vitConfig, type VitWeights } from "../nn/vit.ts";
-import { vitTrainBackward, vitTrainForward } from "../nn/vit_train.ts";
-import { embedding, embeddingBackward } from "../shaders/embedding.ts";
-import { crossEntropy } from "../shaders/softmax.ts";
-import type { TokenBatch } from "./batch.ts";
+import type { TrainDecoder, VisionTextModel } from "./vision_text.ts";
 
 type Json = Record<string, unknown>;
 
 /** ViT-GPT2 held for training. */
-export interface VitGpt2 {
+export interface VitGpt2 extends VisionTextModel {
   vit: VitWeights;
   gpt2: Gpt2Weights;
   params: Param[];
@@ -65,6 +57,7 @@ export async function loadVitGpt2(gpu: Gpu, dir: string): Promise<VitGpt2> {
     return {
       vit,
       gpt2,
+      decoder: gpt2Decoder(gpt2),
       params: p.params,
       startId: ids.decoderStartTokenId,
       padId: ids.padTokenId,
@@ -79,71 +72,17 @@ export async function loadVitGpt2(gpu: Gpu, dir: string): Promise<VitGpt2> {
   }
 }
 
-/** What one loss-and-gradient pass gives back. */
-export interface LossAndGrads {
-  /** Σ over positions of weight·loss (the batch loss). */
-  loss: number;
-  /** `[R·T]` log p(target) of each position (0 where the target is −100). */
-  logprobs: Float32Array;
-  /** `[R·T, vocab]`. */
-  logits: Float32Array;
-  /** Every parameter's gradient, by name. */
-  grads: Map<string, Float32Array>;
-}
+export { type LossAndGrads, lossAndGrads } from "./vision_text.ts";
 
-/**
- * Loss and the gradient of every parameter for `batch` over `pixels [N, C, H, W]`, label
- * smoothing `eps`. Gradients are fresh each call (zero, then accumulated over every use).
- */
-export async function lossAndGrads(
-  gpu: Gpu,
-  m: VitGpt2,
-  pixels: Tensor,
-  batch: TokenBatch,
-  eps = 0,
-): Promise<LossAndGrads> {
-  const N = pixels.shape[0], { R, T } = batch;
-  if (batch.rowImage.some((i) => i < 0 || i >= N)) {
-    throw new WebcapError("BAD_SHAPE", `batch rows name images outside the ${N} given`);
-  }
-  const g = new Grads(gpu, m.params);
-  try {
-    const rec = new Recorder(gpu);
-    const up = <T extends Int32Array | Float32Array>(a: T, dtype: "i32" | "f32") => {
-      const t = uploadTensor(gpu, a, [a.length], dtype, "batch");
-      rec.releaseAfterSubmit(t);
-      return t;
-    };
-    const rowImage = up(batch.rowImage, "i32");
-    const vit = vitTrainForward(rec, m.vit, pixels);
-    const [S, h] = [vit.saved.S, m.vit.config.hidden_size];
-    const encRows = embedding(rec, vit.hidden.view([N, S * h]), rowImage).view([R * S, h]);
-    const ids = up(batch.ids, "i32");
-    const dec = gpt2TrainForward(rec, m.gpt2, ids, R, T, { states: encRows, E: S });
-    const ce = crossEntropy(
-      rec,
-      dec.logits,
-      up(batch.targets, "i32"),
-      up(batch.weights, "f32"),
-      eps,
-    );
-    const dEncRows = gpt2TrainBackward(rec, m.gpt2, dec.saved, ce.dLogits, g)!;
-    const dHidden = uploadTensor(gpu, new Float32Array(N * S * h), [N * S, h], "f32", "d-hidden");
-    embeddingBackward(rec, dEncRows.view([R, S * h]), rowImage, dHidden.view([N, S * h]));
-    vitTrainBackward(rec, m.vit, vit.saved, dHidden, g);
-    rec.releaseAfterSubmit(encRows, dEncRows, dHidden, dec.logits, ce.rows, ce.dLogits);
-    const rows = rec.readTensor(ce.rows), logits = rec.readTensor(dec.logits);
-    const grads = g.read(rec);
-    await rec.submit();
-    const out = (await rows) as Float32Array;
-    let loss = 0;
-    const logprobs = new Float32Array(R * T);
-    for (let i = 0; i < R * T; i++) {
-      logprobs[i] = out[2 * i];
-      loss += out[2 * i + 1];
-    }
-    return { loss, logprobs, logits: (await logits) as Float32Array, grads: await grads };
-  } finally {
-    g.dispose();
-  }
+/** GPT-2 as the decoder of {@link lossAndGrads} (no attention mask: rows are not padded). */
+function gpt2Decoder(gpt2: Gpt2Weights): TrainDecoder {
+  return {
+    forward(rec, ids, batch, enc) {
+      if (batch.keyLengths) {
+        throw new WebcapError("BAD_OPTION", "GPT-2 training takes no attention mask (keyLengths)");
+      }
+      const { logits, saved } = gpt2TrainForward(rec, gpt2, ids, batch.R, batch.T, enc);
+      return { logits, backward: (dLogits, g) => gpt2TrainBackward(rec, gpt2, saved, dLogits, g)! };
+    },
+  };
 }
