@@ -13,11 +13,12 @@ import { WebcapError } from "../errors.ts";
 import {
   bertBeginDecode,
   bertDecoderConfig,
+  type BertDecoderWeights,
   bertForward,
   loadBertDecoder,
 } from "../nn/bert_decoder.ts";
 import type { ParamLoader } from "../nn/params.ts";
-import { loadVit, vitConfig, vitEncode, type VitNames } from "../nn/vit.ts";
+import { loadVit, vitConfig, vitEncode, type VitNames, type VitWeights } from "../nn/vit.ts";
 import { type Architecture, loadWithParams, transformerParity } from "./architecture.ts";
 import type { CaptionModel, DecoderConfig } from "./caption_model.ts";
 import { EncoderDecoderModel, hiddenState, kvStepDecoder } from "./encoder_decoder.ts";
@@ -99,8 +100,22 @@ function section(config: Json, key: string, where: string): Json {
   return v as Json;
 }
 
-/** Load BLIP from a parsed `config.json` (with `vision_config` and `text_config`). */
-async function loadBlip(p: ParamLoader, config: Json, where: string): Promise<CaptionModel> {
+/** BLIP's towers, as {@link loadBlipTowers} loads them. */
+export interface BlipTowers {
+  vit: VitWeights;
+  text: BertDecoderWeights;
+  /** Decoding ids (`text_config`'s bos, sep, pad). */
+  ids: Omit<DecoderConfig, "vocabSize" | "maxPositions">;
+  /** `text_config` as `config.json` gives it. */
+  textConfig: Json;
+}
+
+/** Load BLIP's vision tower and text decoder from a parsed `config.json` (checked). */
+export async function loadBlipTowers(
+  p: ParamLoader,
+  config: Json,
+  where: string,
+): Promise<BlipTowers> {
   const vision = section(config, "vision_config", where);
   const text = section(config, "text_config", where);
   const vc = vitConfig({ ...VISION_DEFAULTS, ...vision }, `${where} vision_config`);
@@ -119,7 +134,13 @@ async function loadBlip(p: ParamLoader, config: Json, where: string): Promise<Ca
   }
   const ids = blipIds(text, where);
   const vit = await loadVit(p, vc, blipVitNames("vision_model."), where);
-  const dec = await loadBertDecoder(p, tc, "text_decoder.", where);
+  return { vit, text: await loadBertDecoder(p, tc, "text_decoder.", where), ids, textConfig: text };
+}
+
+/** Load BLIP from a parsed `config.json` (with `vision_config` and `text_config`). */
+async function loadBlip(p: ParamLoader, config: Json, where: string): Promise<CaptionModel> {
+  const { vit, text: dec, ids } = await loadBlipTowers(p, config, where);
+  const tc = dec.config;
   return new EncoderDecoderModel(
     BLIP.name,
     { ...ids, vocabSize: tc.vocab_size, maxPositions: tc.max_position_embeddings },

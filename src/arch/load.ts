@@ -100,20 +100,24 @@ export async function loadCaptionModel(
       `dtype f16 needs the WebGPU feature shader-f16, which ${gpu.adapterName} lacks; use dtype f32`,
     );
   }
-  const dtype = opts.dtype ?? "f32";
   const files = asModelFiles(dir);
+  const { arch, ...ctx } = await folderArchitecture(files);
+  return await loadChecked(arch, { gpu, files, dtype: opts.dtype ?? "f32", ...ctx });
+}
+
+/**
+ * The registered architecture of a model folder and the config that names it: a folder holding
+ * an architecture's marker file (ClipCap's `clipcap-config.json`; it has no `config.json`) is
+ * that architecture; any other folder is named by its `config.json`.
+ * @throws WebcapError UNSUPPORTED_ARCH when the name is not registered.
+ */
+export async function folderArchitecture(
+  files: ModelFiles,
+): Promise<{ arch: Architecture; config: Json; where: string; generation?: Json }> {
   for (const arch of ARCHITECTURES) {
     if (!arch.marker) continue;
     const config = await readModelJson(files, arch.marker, true);
-    if (config) {
-      return await loadChecked(arch, {
-        gpu,
-        files,
-        dtype,
-        config,
-        where: fileLocation(files, arch.marker),
-      });
-    }
+    if (config) return { arch, config, where: fileLocation(files, arch.marker) };
   }
   const where = fileLocation(files, "config.json");
   const config = await readModelJson(files, "config.json");
@@ -127,7 +131,7 @@ export async function loadCaptionModel(
       `${where}: architecture "${name}" is not supported (supported: ${supported})`,
     );
   }
-  return await loadChecked(arch, { gpu, files, dtype, config, where, generation });
+  return { arch, config, where, generation };
 }
 
 /**

@@ -7,12 +7,18 @@
  * @module
  */
 import { WebcapError } from "../errors.ts";
+import { BLIP } from "../arch/blip.ts";
+import { folderArchitecture } from "../arch/load.ts";
+import { VISION_ENCODER_DECODER } from "../arch/vision_encoder_decoder.ts";
 import type { Gpu } from "../gpu/device.ts";
-import { uploadTensor } from "../gpu/tensor.ts";
+import { type Tensor, uploadTensor } from "../gpu/tensor.ts";
+import { asModelFiles } from "../io/model_files.ts";
 import { openSafetensors } from "../io/safetensors.ts";
 import type { WeightStore } from "../io/weights.ts";
-import { meanOfOthersBaseline, scstBatch, teacherForcing } from "./batch.ts";
-import { loadVitGpt2, lossAndGrads } from "./vit_gpt2.ts";
+import { meanOfOthersBaseline, scstBatch, teacherForcing, type TokenBatch } from "./batch.ts";
+import { blipCaptionBatch, loadBlipTrain } from "./blip.ts";
+import { type LossAndGrads, lossAndGrads } from "./vision_text.ts";
+import { loadVitGpt2 } from "./vit_gpt2.ts";
 
 /** Bound on the relative L2 error of every tensor, and on the relative error of each loss. */
 export const TENSOR_BOUND = 1e-3;
@@ -71,6 +77,21 @@ function lossCheck(value: number, reference: unknown, what: string): LossCheck {
   return { value, reference, pass };
 }
 
+/**
+ * One architecture as `parity --train` drives it: its loss and gradients, the teacher-forced
+ * batch of the reference's `ce.*` inputs, and its parameters' names as the reference spells them.
+ */
+interface TrainParityModel {
+  vocab: number;
+  /** Loss and every parameter's gradient of `batch` over `pixels`, label smoothing `eps`. */
+  lossAndGrads(pixels: Tensor, batch: TokenBatch, eps: number): Promise<LossAndGrads>;
+  /** The CE batch of the reference's `ce.*` tensors over N images, and its label smoothing. */
+  ceBatch(ref: WeightStore, N: number): Promise<{ batch: TokenBatch; eps: number }>;
+  /** A parameter's name as the reference (saved by transformers 5) spells it. */
+  referenceName(name: string): string;
+  dispose(): void;
+}
+
 /** Classic ViT names (`encoder.encoder.layer.N.attention.attention.query`) → transformers 5's. */
 const VIT_RENAMES: [RegExp, string][] = [
   [/^encoder\.encoder\.layer\.(\d+)\./, "encoder.layers.$1."],
@@ -82,17 +103,63 @@ const VIT_RENAMES: [RegExp, string][] = [
   [/\.output\.dense\./, ".mlp.fc2."],
 ];
 
-/** A parameter's name as the reference (saved by transformers 5) spells it. */
-function referenceName(name: string): string {
-  return VIT_RENAMES.reduce((n, [re, to]) => n.replace(re, to), name);
+/** ViT-GPT2: `VisionEncoderDecoderModel`'s loss, `ce.labels` against `ce.decoder_input_ids`. */
+async function vitGpt2Parity(gpu: Gpu, dir: string): Promise<TrainParityModel> {
+  const m = await loadVitGpt2(gpu, dir);
+  return {
+    vocab: m.vocab,
+    lossAndGrads: (pixels, batch, eps) => lossAndGrads(gpu, m, pixels, batch, eps),
+    ceBatch: async (ref, N) => {
+      const ids = { startId: m.startId, padId: m.padId, vocab: m.vocab };
+      const inputs = await ints(ref, "ce.decoder_input_ids");
+      return { batch: teacherForcing(await ints(ref, "ce.labels"), N, ids, inputs), eps: 0 };
+    },
+    referenceName: (name) => VIT_RENAMES.reduce((n, [re, to]) => n.replace(re, to), name),
+    dispose: () => m.dispose(),
+  };
 }
 
-/** Run the training parity of the ViT-GPT2 folder `dir`. */
+/** BLIP: its text decoder's own loss over `ce.input_ids`, `ce.labels`, `ce.attention_mask`. */
+async function blipParity(gpu: Gpu, dir: string): Promise<TrainParityModel> {
+  const m = await loadBlipTrain(gpu, dir);
+  return {
+    vocab: m.vocab,
+    lossAndGrads: (pixels, batch, eps) => lossAndGrads(gpu, m, pixels, batch, eps),
+    ceBatch: async (ref, N) => {
+      const [ids, labels] = [await ints(ref, "ce.input_ids"), await ints(ref, "ce.labels")];
+      const batch = blipCaptionBatch(ids, labels, await ref.readF32("ce.attention_mask"), N, m);
+      return { batch, eps: m.labelSmoothing };
+    },
+    referenceName: (name) => name,
+    dispose: () => m.dispose(),
+  };
+}
+
+/** The training parity of each architecture, by the registry's name. */
+const TRAIN_PARITY: Record<string, (gpu: Gpu, dir: string) => Promise<TrainParityModel>> = {
+  [VISION_ENCODER_DECODER.name]: vitGpt2Parity,
+  [BLIP.name]: blipParity,
+};
+
+/** The training parity model of the folder `dir`, by the architecture its config names. */
+async function loadTrainParity(gpu: Gpu, dir: string): Promise<TrainParityModel> {
+  const { arch, where } = await folderArchitecture(asModelFiles(dir));
+  const load = TRAIN_PARITY[arch.name];
+  if (!load) {
+    throw new WebcapError(
+      "UNSUPPORTED_ARCH",
+      `${where}: no training for ${arch.name} (training: ${Object.keys(TRAIN_PARITY).join(", ")})`,
+    );
+  }
+  return await load(gpu, dir);
+}
+
+/** Run the training parity of the folder `dir` (an architecture of `TRAIN_PARITY`). */
 export async function runTrainParity(gpu: Gpu, dir: string): Promise<TrainParity> {
   const info = JSON.parse(await Deno.readTextFile(`${dir}/train.json`)) as Record<string, unknown>;
   const ref = await openSafetensors(`${dir}/train-reference.safetensors`);
   const inputs = await openSafetensors(`${dir}/reference.safetensors`);
-  const m = await loadVitGpt2(gpu, dir);
+  const m = await loadTrainParity(gpu, dir);
   try {
     const [N, ...chw] = inputs.info("pixel_values").shape;
     const pixels = uploadTensor(gpu, await inputs.readF32("pixel_values"), [N, ...chw], "f32");
@@ -111,12 +178,10 @@ export async function runTrainParity(gpu: Gpu, dir: string): Promise<TrainParity
       tensors.push({ name, relL2: e, pass: e <= TENSOR_BOUND });
     };
 
-    const labels = await ints(ref, "ce.labels");
-    const ids = { startId: m.startId, padId: m.padId, vocab: m.vocab };
-    const ce = teacherForcing(labels, N, ids, await ints(ref, "ce.decoder_input_ids"));
-    const ceOut = await lossAndGrads(gpu, m, pixels, ce);
+    const ce = await m.ceBatch(ref, N);
+    const ceOut = await m.lossAndGrads(pixels, ce.batch, ce.eps);
     check("ce.logits", ceOut.logits);
-    for (const [name, g] of ceOut.grads) check(`ce.grad.${referenceName(name)}`, g);
+    for (const [name, g] of ceOut.grads) check(`ce.grad.${m.referenceName(name)}`, g);
 
     const rewards = refs.get("scst.rewards")!;
     const K = Number(info.K);
@@ -129,9 +194,9 @@ export async function runTrainParity(gpu: Gpu, dir: string): Promise<TrainParity
       K,
     };
     check("scst.baseline_mean_of_others", meanOfOthersBaseline(rewards, K));
-    const scst = await lossAndGrads(gpu, m, pixels, scstBatch(samples, m.vocab));
+    const scst = await m.lossAndGrads(pixels, scstBatch(samples, m.vocab), 0);
     check("scst.token_logprobs", scst.logprobs);
-    for (const [name, g] of scst.grads) check(`scst.grad.${referenceName(name)}`, g);
+    for (const [name, g] of scst.grads) check(`scst.grad.${m.referenceName(name)}`, g);
     pixels.release();
     for (const name of refs.keys()) {
       const isGrad = name.startsWith("ce.grad.") || name.startsWith("scst.grad.");
