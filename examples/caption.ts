@@ -161,6 +161,7 @@ async function caption(args: string[]): Promise<number> {
         options,
         batchSize: batch,
         prefetch: job.prefetch,
+        decodeWorkers: job.decodeWorkers,
         progress: !!values.progress,
       },
       out?.done ?? new Set(),

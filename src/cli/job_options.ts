@@ -1,11 +1,12 @@
 /**
  * The job flags of the caption CLI (`--output`, `--shard`, `--shard-count`, `--shard-by`,
- * `--prefetch`, `--fetch-timeout`, `--retries`), the command recorded in an output's header, and
+ * `--prefetch`, `--decode-workers`, `--fetch-timeout`, `--retries`), the command recorded in an output's header, and
  * the flags of `deno task caption merge`.
  * @module
  */
 import { parseArgs } from "node:util";
 import { WebcapError } from "../errors.ts";
+import { defaultDecodeWorkers } from "../jobs/decode_pool.ts";
 import { DEFAULT_FETCH, type FetchSettings } from "../jobs/fetch.ts";
 import type { InputOptions } from "../jobs/inputs.ts";
 import type { JobCommand } from "../jobs/output.ts";
@@ -17,6 +18,8 @@ export interface JobFlags {
   input: InputOptions;
   /** Items read and decoded ahead of the GPU. */
   prefetch: number;
+  /** Worker threads that decode images (0: the main thread). */
+  decodeWorkers: number;
 }
 
 /** {@link JobFlags} from parsed flags and the scheduler's environment. */
@@ -37,7 +40,21 @@ export function jobFlagsFrom(
   return {
     input: { shard, shardByTar: by === "tar", fetch: fetchFrom(flags) },
     prefetch: positiveInt(flags, "prefetch") ?? 4 * batchSize,
+    decodeWorkers: decodeWorkersFrom(flags),
   };
+}
+
+/** `--decode-workers N` (N ≥ 0), by default min(4, CPU threads − 1). */
+function decodeWorkersFrom(flags: Flags): number {
+  const n = num(flags, "decode-workers");
+  if (n === undefined) return defaultDecodeWorkers();
+  if (!(Number.isSafeInteger(n) && n >= 0 && n <= 64)) {
+    throw new WebcapError(
+      "BAD_OPTION",
+      `--decode-workers must be a whole number from 0 to 64, got "${flags["decode-workers"]}"`,
+    );
+  }
+  return n;
 }
 
 function fetchFrom(flags: Flags): FetchSettings {

@@ -4,16 +4,19 @@
  * stdout); a progress bar shows items/s and the ETA of the task's share, and the summary counts
  * done, skipped (already in the output) and failed items.
  *
- * The prefetch is async concurrency on the main thread, not worker threads: fetching is I/O
- * (many requests in flight), and decoding runs while the GPU works, since every GPU submit and
- * readback is awaited; the decoders are the image layer's (the same as `Captioner`), and
- * pixels never cross a thread boundary.
+ * Reading (files, URLs with retries, tar members) is async I/O on this thread, many items in
+ * flight; decoding runs on a {@link DecodePool} of `decodeWorkers` threads, so the WebAssembly
+ * decoders do not hold the thread that drives the GPU, or here when `decodeWorkers` is 0. Either
+ * way items come out in input order, at most `prefetch` of them in memory, and an item that does
+ * not decode keeps its error; the workers end with the job, also when it fails. Preprocessing
+ * (resize, normalise) stays in `Captioner`, which takes RGB images.
  * @module
  */
 import { WebcapError } from "../errors.ts";
 import type { Captioner, CaptionOptions, CaptionResult } from "../captioner/captioner.ts";
 import { decodeImage, type RgbImage } from "../image/decode.ts";
 import { ProgressBar } from "../io/progress.ts";
+import { DecodePool } from "./decode_pool.ts";
 import { type InputOptions, type JobItem, jobItems } from "./inputs.ts";
 
 /** What a job runs. */
@@ -25,6 +28,8 @@ export interface JobSettings {
   batchSize: number;
   /** Items read and decoded ahead of the GPU (at most this many in memory). */
   prefetch: number;
+  /** Worker threads that decode images; 0 decodes on this thread. */
+  decodeWorkers: number;
   /** Draw the progress bar even when stderr is not a terminal. */
   progress?: boolean;
 }
@@ -109,10 +114,14 @@ async function* prefetch<T>(
   }
 }
 
-/** Read and decode an item; its WebcapError becomes its result. */
-async function load(item: JobItem, maxPixels: number): Promise<Loaded> {
+/** Read and decode an item (on `pool`, else here); its WebcapError becomes its result. */
+async function load(item: JobItem, maxPixels: number, pool?: DecodePool): Promise<Loaded> {
   try {
-    return { image: await decodeImage(await item.read(), item.source, { maxPixels }) };
+    const bytes = await item.read();
+    const image = pool
+      ? await pool.decode(bytes, item.source, maxPixels)
+      : await decodeImage(bytes, item.source, { maxPixels });
+    return { image };
   } catch (e) {
     if (e instanceof WebcapError) return { error: e };
     throw e;
@@ -172,11 +181,16 @@ export async function runJob(
     bar?.update(summary.done + summary.failed);
   };
   const depth = Math.max(s.prefetch, s.batchSize);
-  for await (const entry of prefetch(items, depth, (i) => load(i, captioner.maxPixels))) {
-    batch.push(entry);
-    if (batch.length >= s.batchSize) await flush();
+  const pool = s.decodeWorkers > 0 ? new DecodePool(s.decodeWorkers) : undefined;
+  try {
+    for await (const entry of prefetch(items, depth, (i) => load(i, captioner.maxPixels, pool))) {
+      batch.push(entry);
+      if (batch.length >= s.batchSize) await flush();
+    }
+    if (batch.length) await flush();
+  } finally {
+    pool?.close();
   }
-  if (batch.length) await flush();
   bar?.done();
   summary.skipped = sel.skipped;
   summary.failed += sel.duplicates;
