@@ -10,7 +10,6 @@ import assert from "node:assert/strict";
 import { Captioner } from "../../src/captioner/captioner.ts";
 import { writeTensor } from "../../src/gpu/tensor.ts";
 import type { RgbImage } from "../../src/image/decode.ts";
-import { openSafetensors } from "../../src/io/safetensors.ts";
 import { linearSchedule } from "../../src/train/schedule.ts";
 import { type StepReport, type TrainBatch, Trainer } from "../../src/train/trainer.ts";
 import { assertCode, fixture, getGpu, relL2 } from "../util.ts";
