@@ -38,8 +38,9 @@ export type {
 export { loadCaptionModel, loadPreprocessor, loadTokenizer } from "./src/arch/load.ts";
 export type { LoadOptions } from "./src/arch/load.ts";
 export type { Param } from "./src/nn/params.ts";
-/** Training: parameter groups and gradients, AdamW / SGD on the GPU, schedules, memory plan, checkpoints. */
-export { Gradients, noWeightDecay, paramGroups } from "./src/train/param_groups.ts";
+/** Training: parameter groups and gradients, AdamW / SGD on the GPU, schedules, memory plan, checkpoints, the trainer. */
+export { Gradients } from "./src/nn/grads.ts";
+export { noWeightDecay, paramGroups } from "./src/train/param_groups.ts";
 export type {
   ParamGroupOptions,
   ParamGroups,
@@ -60,7 +61,9 @@ export type { Schedule, ScheduleConfig } from "./src/train/schedule.ts";
 export { planMemory } from "./src/train/memory.ts";
 export type { MemoryPlan, MemoryPlanOptions } from "./src/train/memory.ts";
 export { loadOptimizerState, saveCheckpoint } from "./src/train/checkpoint.ts";
-export type { SaveOptions, TrainerState } from "./src/train/checkpoint.ts";
+export type { Saved, SaveOptions, TrainerState } from "./src/train/checkpoint.ts";
+export { Trainer } from "./src/train/trainer.ts";
+export type { FitOptions, StepReport, TrainBatch, TrainerOptions } from "./src/train/trainer.ts";
 export { writeSafetensors } from "./src/io/safetensors_write.ts";
 export type { TensorToWrite } from "./src/io/safetensors_write.ts";
 export { generateOnGpu, GpuDecoder } from "./src/captioner/gpu_decoder.ts";

@@ -1,5 +1,5 @@
 /**
- * `deno task bench [--kernels] [--strategies] [--eval] [--json FILE] [--reps N]`
+ * `deno task bench [--kernels] [--strategies] [--eval] [--train [--train-real]] [--json FILE] [--reps N]`
  * Prints a table per group and writes all rows as JSON. With no group flag, runs them all.
  * @module
  */
@@ -25,7 +25,8 @@ function table(title: string, rows: Row[]): void {
   for (const r of rows) console.log(cols.map((c, i) => fmt(r[c]).padEnd(widths[i])).join("  "));
 }
 
-const USAGE = `usage: deno task bench [--kernels] [--strategies] [--eval] [--json FILE] [--reps N]
+const USAGE = `usage: deno task bench [--kernels] [--strategies] [--eval] [--train [--train-real]]
+                       [--json FILE] [--reps N]
 
 Time webcap on this machine's WebGPU adapter and print a table per group (all groups when none
 is chosen).
@@ -33,6 +34,10 @@ is chosen).
   --kernels      per-kernel timings at ViT-B/16 and GPT-2 small shapes
   --strategies   every decoding strategy on one model, encoder included
   --eval         COCO caption metrics on a synthetic 5,000-image set
+  --train        training steps of the fixture ViT-GPT2 (AdamW, batch 8): step time, samples/s,
+                 peak GPU bytes, whole model and frozen encoder
+  --train-real   with --train: ViT-GPT2 at its real sizes (239M parameters, random weights) —
+                 for GPU machines (about 4 GB of GPU memory)
   --model DIR    the model of --strategies (default the fixture ViT-GPT2)
   --reps N       repetitions of each kernel and strategy timing (median; default 3)
   --json FILE    also write every row as JSON
@@ -46,6 +51,8 @@ function parseFlags() {
         kernels: { type: "boolean" },
         strategies: { type: "boolean" },
         eval: { type: "boolean" },
+        train: { type: "boolean" },
+        "train-real": { type: "boolean" },
         json: { type: "string" },
         reps: { type: "string" },
         model: { type: "string" },
@@ -69,7 +76,7 @@ if (!(Number.isSafeInteger(reps) && reps >= 1)) {
   console.error(`error BAD_OPTION: --reps must be a whole number ≥ 1, got "${values.reps}"`);
   Deno.exit(2);
 }
-const all = !values.kernels && !values.strategies && !values.eval;
+const all = !values.kernels && !values.strategies && !values.eval && !values.train;
 const out: Record<string, unknown> = {};
 const gpu = await getGpu();
 out.adapter = gpu.adapterName;
@@ -90,6 +97,12 @@ if (values.eval || all) {
   const rows = await benchEval();
   table("COCO metrics", rows as unknown as Row[]);
   out.eval = rows;
+}
+if (values.train) {
+  const { benchTrain } = await import("./train.ts");
+  const rows = await benchTrain(values["train-real"] ?? false, reps);
+  table("training steps", rows as unknown as Row[]);
+  out.train = rows;
 }
 if (values.json) {
   const rows = values.kernels && !values.strategies && !values.eval ? out.kernels : out;

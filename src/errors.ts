@@ -9,7 +9,9 @@
  * out-of-memory error for a submission (every submission is checked; the message names the
  * kernel, and none of its results is returned); `GPU_LOST`, the device was lost (a driver reset,
  * `device.destroy()`): the call in flight rejects once, and `getGpu()` /
- * `Captioner.fromPretrained()` acquire a new device after it.
+ * `Captioner.fromPretrained()` acquire a new device after it. In training: `NON_FINITE_LOSS`, a
+ * step's loss or gradient norm became NaN or infinite (the message names the step; it was not
+ * applied).
  */
 export type WebcapErrorCode =
   | "NO_ADAPTER"
@@ -35,6 +37,7 @@ export type WebcapErrorCode =
   | "DOWNLOAD_FAILED"
   | "BAD_EVAL_INPUT"
   | "BAD_INPUT"
+  | "NON_FINITE_LOSS"
   | "DISPOSED";
 
 /** Error thrown by every webcap API on bad input or an unusable environment. */

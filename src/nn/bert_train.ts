@@ -1,7 +1,7 @@
 /**
  * The BERT text decoder (`BlipTextLMHeadModel`) in teacher forcing for training: every row's
  * whole sequence in one pass (no KV cache), keeping what the backward needs (layernorm
- * statistics, attention probabilities, GELU inputs), and the backward into a {@link Grads}:
+ * statistics, attention probabilities, GELU inputs), and the backward into a {@link Gradients}:
  * post-LN blocks (causal self-attention, cross-attention over per-row encoder states
  * `[R·E, encHidden]`, feed-forward), word + position embeddings and their LayerNorm, the LM
  * head's transform and LayerNorm, and the decoder matrix (tied to the word embeddings: both uses
@@ -20,7 +20,7 @@ import { embedding, embeddingBackward } from "../shaders/embedding.ts";
 import type { SavedNorm } from "../shaders/layernorm.ts";
 import { matmul, matmulBackward } from "../shaders/matmul.ts";
 import type { BertDecoderWeights } from "./bert_decoder.ts";
-import { type Grads, linearBackward, normBackward, normTrain } from "./grads.ts";
+import { type Gradients, linearBackward, normBackward, normTrain } from "./grads.ts";
 import { linear } from "./modules.ts";
 
 type Layer = BertDecoderWeights["layers"][number];
@@ -162,7 +162,10 @@ export function bertTrainForward(
   return { logits, saved: { ...saved, tpre, t, hn } };
 }
 
-/** Backward of one block from `dOut`; adds the encoder states' gradient to `dEnc`, returns `dX`. */
+/**
+ * Backward of one block from `dOut`; adds the encoder states' gradient to `dEnc` (absent: a
+ * frozen encoder, none computed), returns `dX`.
+ */
 function layerBackward(
   rec: Recorder,
   w: BertDecoderWeights,
@@ -170,8 +173,8 @@ function layerBackward(
   s: SavedLayer,
   sv: BertSaved,
   dOut: Tensor,
-  g: Grads,
-  dEnc: Tensor,
+  g: Gradients,
+  dEnc: Tensor | undefined,
 ): Tensor {
   const { R, T, E } = sv, h = w.config.hidden_size;
   const dr3 = normBackward(rec, s.n3, l.outLn, dOut, g);
@@ -188,7 +191,8 @@ function layerBackward(
     dQ: dq,
     dKV: dckv,
   });
-  accumulate(rec, dEnc, linearBackward(rec, sv.enc, l.crossKv, dckv, g)!);
+  const dEncL = linearBackward(rec, sv.enc, l.crossKv, dckv, g, { noDx: !dEnc });
+  if (dEnc) accumulate(rec, dEnc, dEncL!);
   const dx1 = linearBackward(rec, s.n1.y, l.crossQ, dq, g, { residual: dr2 })!;
   const dr1 = normBackward(rec, s.n1, l.attnLn, dx1, g);
   const da = linearBackward(rec, s.a, l.attnOut, dr1, g)!;
@@ -206,15 +210,16 @@ function layerBackward(
 /**
  * Backward of {@link bertTrainForward} from `dLogits [R·T, vocab]`: accumulates every
  * parameter's gradient into `g` (the word embeddings get the head's use and the embedding's) and
- * returns the gradient of the encoder states `[R·E, encHidden]`.
+ * returns the gradient of the encoder states `[R·E, encHidden]` when `encoderGrad`.
  */
 export function bertTrainBackward(
   rec: Recorder,
   w: BertDecoderWeights,
   sv: BertSaved,
   dLogits: Tensor,
-  g: Grads,
-): Tensor {
+  g: Gradients,
+  encoderGrad = true,
+): Tensor | undefined {
   const hd = w.head;
   const dhn = matmulBackward(rec, sv.hn.y, hd.decoder, dLogits, {
     dW: g.of(hd.decoder),
@@ -223,12 +228,15 @@ export function bertTrainBackward(
   const dt = normBackward(rec, sv.hn, hd.ln, dhn, g);
   const dtpre = unaryBackward(rec, sv.tpre, dt, w.act);
   let dx = linearBackward(rec, sv.xL, hd.transform, dtpre, g)!;
-  const dEnc = rec.upload(new Float32Array(sv.enc.size), sv.enc.shape, "f32");
+  const dEnc = encoderGrad
+    ? rec.upload(new Float32Array(sv.enc.size), sv.enc.shape, "f32")
+    : undefined;
   for (let i = w.layers.length - 1; i >= 0; i--) {
     dx = layerBackward(rec, w, w.layers[i], sv.layers[i], sv, dx, g, dEnc);
   }
   const de = normBackward(rec, sv.emb, w.embLn, dx, g);
-  embeddingBackward(rec, de, sv.ids, g.of(w.wordEmb));
-  embeddingBackward(rec, de, sv.posIds, g.of(w.posEmb));
+  const [dWord, dPos] = [g.of(w.wordEmb), g.of(w.posEmb)];
+  if (dWord) embeddingBackward(rec, de, sv.ids, dWord);
+  if (dPos) embeddingBackward(rec, de, sv.posIds, dPos);
   return dEnc;
 }

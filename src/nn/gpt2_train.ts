@@ -1,7 +1,7 @@
 /**
  * GPT-2 in teacher forcing for training: the whole sequence of every row in one pass (no KV
  * cache), keeping every activation the backward needs (layernorm statistics, attention
- * probabilities, GELU inputs), and the backward through it into a {@link Grads}. Cross-attention
+ * probabilities, GELU inputs), and the backward through it into a {@link Gradients}. Cross-attention
  * reads per-row encoder states `[R·E, h]` (an image's states repeated for each of its rows).
  * @module
  */
@@ -14,7 +14,7 @@ import { embedding, embeddingBackward } from "../shaders/embedding.ts";
 import type { SavedNorm } from "../shaders/layernorm.ts";
 import { matmul, matmulBackward } from "../shaders/matmul.ts";
 import type { Gpt2Weights } from "./gpt2.ts";
-import { type Grads, linearBackward, normBackward, normTrain } from "./grads.ts";
+import { type Gradients, linearBackward, normBackward, normTrain } from "./grads.ts";
 import { linear } from "./modules.ts";
 
 type Layer = Gpt2Weights["layers"][number];
@@ -192,7 +192,7 @@ function layerBackward(
   s: SavedLayer,
   sv: Gpt2Saved,
   dOut: Tensor,
-  g: Grads,
+  g: Gradients,
   dEnc: Tensor | undefined,
 ): Tensor {
   const c = w.config, h = c.n_embd, H = c.n_head, { R, T, E } = sv;
@@ -224,8 +224,8 @@ function layerBackward(
       dKV: dckv,
     });
     const dnc = t(linearBackward(rec, sc.nc.y, cl.q, dq, g))!;
-    const dEncL = t(linearBackward(rec, sv.enc!, cl.kv, dckv, g))!;
-    accumulate(rec, dEnc!, dEncL);
+    const dEncL = t(linearBackward(rec, sv.enc!, cl.kv, dckv, g, { noDx: !dEnc }));
+    if (dEnc) accumulate(rec, dEnc, dEncL!);
     dx1 = t(normBackward(rec, sc.nc, cl.ln, dnc, g, dx1));
   }
   const da = t(linearBackward(rec, s.a, l.attnProj, dx1, g))!;
@@ -254,15 +254,17 @@ function layerBackward(
 
 /**
  * Backward of {@link gpt2TrainForward} from `dLogits [R·T, vocab]`: accumulates every parameter
- * gradient into `g` (the tied `wte` gets both the head's and the embedding's) and returns the
- * gradient of the encoder states `[R·E, h]` (undefined without cross-attention).
+ * gradient into `g` (the tied `wte` gets both the head's and the embedding's; frozen ones are
+ * skipped) and returns the gradient of the encoder states `[R·E, h]` (undefined without
+ * cross-attention, or when `encoderGrad` is false: a frozen encoder needs none).
  */
 export function gpt2TrainBackward(
   rec: Recorder,
   w: Gpt2Weights,
   sv: Gpt2Saved,
   dLogits: Tensor,
-  g: Grads,
+  g: Gradients,
+  encoderGrad = true,
 ): Tensor | undefined {
   const h = w.config.n_embd;
   const dnf = matmulBackward(rec, sv.nf.y, w.lmHead, dLogits, { dW: g.of(w.lmHead) }, {
@@ -270,7 +272,7 @@ export function gpt2TrainBackward(
   })!;
   let dx = normBackward(rec, sv.nf, w.lnF, dnf, g);
   rec.releaseAfterSubmit(dnf);
-  const dEnc = sv.enc
+  const dEnc = sv.enc && encoderGrad
     ? uploadTensor(rec.gpu, new Float32Array(sv.R * sv.E * h), [sv.R * sv.E, h], "f32", "d-enc")
     : undefined;
   for (let i = w.layers.length - 1; i >= 0; i--) {
@@ -278,8 +280,9 @@ export function gpt2TrainBackward(
     rec.releaseAfterSubmit(dx);
     dx = next;
   }
-  embeddingBackward(rec, dx, sv.ids, g.of(w.wte));
-  embeddingBackward(rec, dx, sv.posIds, g.of(w.wpe));
+  const dWte = g.of(w.wte), dWpe = g.of(w.wpe);
+  if (dWte) embeddingBackward(rec, dx, sv.ids, dWte);
+  if (dWpe) embeddingBackward(rec, dx, sv.posIds, dWpe);
   rec.releaseAfterSubmit(dx, ...sv.keep);
   return dEnc;
 }

@@ -1,77 +1,102 @@
 /**
- * Gradients of a model's parameters and the backward of the layers in `modules.ts`. One zeroed
- * f32 gradient tensor per parameter tensor (stacked q/k/v share one, sliced by each `Param`'s
- * offset; a tied table gets one that both uses accumulate into). Every backward op accumulates,
- * so a gradient holds the sum over all uses after one backward.
+ * Gradients of a model's trained parameters — what the backward passes accumulate into and the
+ * optimizer steps — and the backward of the layers in `modules.ts`. One zeroed f32 tensor per
+ * distinct parameter tensor, in its layout (stacked q/k/v share one, each part at its `Param`'s
+ * offset; a tied table gets one that both uses accumulate into); frozen tensors get none, and the
+ * backward skips their gradients. Every backward op accumulates, so a gradient holds the sum over
+ * all uses until {@link Gradients.zero}.
  * @module
  */
 import { WebcapError } from "../errors.ts";
 import type { Gpu } from "../gpu/device.ts";
 import type { Recorder } from "../gpu/recorder.ts";
-import { type Tensor, uploadTensor } from "../gpu/tensor.ts";
+import { numel, ownedTensor, type Tensor } from "../gpu/tensor.ts";
 import { layerNormBackward, layerNormTrain, type SavedNorm } from "../shaders/layernorm.ts";
 import { matmulBackward } from "../shaders/matmul.ts";
+import { bindWindow, fill, windows } from "../shaders/optim.ts";
 import type { LayerNorm, Linear } from "./modules.ts";
 import type { Param } from "./params.ts";
 
-/** Zeroed f32 gradients for the tensors holding `params`, looked up by the parameter tensor. */
-export class Grads {
+/** f16 parameters cannot be trained: there is no f32 master copy to accumulate small updates. */
+export function checkTrainable(p: Param): void {
+  if (p.tensor.dtype !== "f32") {
+    throw new WebcapError(
+      "BAD_DTYPE",
+      `cannot train "${p.name}": it is stored in ${p.tensor.dtype}; training updates f32 master ` +
+        `weights: load the model with dtype f32, or freeze it`,
+    );
+  }
+}
+
+/**
+ * Gradients of `params` (the trained ones): one zeroed f32 tensor per distinct parameter tensor,
+ * looked up by that tensor (or any view of its buffer).
+ */
+export class Gradients {
   readonly #byBuffer = new Map<GPUBuffer, Tensor>();
 
-  constructor(gpu: Gpu, readonly params: readonly Param[]) {
-    for (const p of params) {
-      if (p.tensor.dtype !== "f32") {
-        throw new WebcapError(
-          "BAD_DTYPE",
-          `parameter "${p.name}" is held in ${p.tensor.dtype}; training needs f32 weights ` +
-            "(load the model with dtype f32)",
-        );
-      }
-      if (this.#byBuffer.has(p.tensor.buffer)) continue;
-      const zeros = new Float32Array(p.tensor.size);
-      this.#byBuffer.set(p.tensor.buffer, uploadTensor(gpu, zeros, p.tensor.shape, "f32", "grad"));
+  /** Zeroed gradients for the tensors holding `params` (each f32). */
+  constructor(readonly gpu: Gpu, readonly params: readonly Param[]) {
+    params.forEach(checkTrainable);
+    for (const { tensor } of params) {
+      if (this.#byBuffer.has(tensor.buffer)) continue;
+      const label = `grad:${tensor.buffer.label}`;
+      this.#byBuffer.set(
+        tensor.buffer,
+        ownedTensor(gpu, tensor.shape, "f32", label, { windowed: true }),
+      );
     }
   }
 
-  /** The gradient of parameter tensor `t` (or a view of it), seen with `t`'s shape. */
-  of(t: Tensor): Tensor {
-    const g = this.#byBuffer.get(t.buffer);
-    if (!g) throw new WebcapError("BAD_OPTION", `tensor [${t.shape}] is not a parameter here`);
-    return g.view(t.shape);
+  /** The gradient of parameter tensor `t` seen with `t`'s shape; undefined when `t` is frozen. */
+  of(t: Tensor): Tensor | undefined {
+    return this.#byBuffer.get(t.buffer)?.view(t.shape);
+  }
+
+  /** Bytes held. */
+  get bytes(): number {
+    let b = 0;
+    for (const g of this.#byBuffer.values()) b += g.byteSize;
+    return b;
+  }
+
+  /** Record zeroing every gradient (windowed past one binding). */
+  zero(rec: Recorder): void {
+    for (const g of this.#byBuffer.values()) {
+      for (const w of windows(0, g.size, this.gpu.maxBinding)) fill(rec, bindWindow(g, w), w, 0);
+    }
   }
 
   /** Read every parameter's gradient back, by name (schedules reads on `rec`). */
   read(rec: Recorder): Promise<Map<string, Float32Array>> {
-    const reads = new Map<GPUBuffer, Promise<ArrayBuffer>>();
-    for (const [buffer, g] of this.#byBuffer) reads.set(buffer, rec.read(g.buffer, g.byteSize));
+    const reads = this.params.map((p) => {
+      const g = this.#byBuffer.get(p.tensor.buffer)!;
+      return [p.name, rec.read(g.buffer, numel(p.shape) * 4, p.offset * 4)] as const;
+    });
     return (async () => {
       const out = new Map<string, Float32Array>();
-      for (const p of this.params) {
-        const all = new Float32Array(await reads.get(p.tensor.buffer)!);
-        const n = p.shape.reduce((a, b) => a * b, 1);
-        out.set(p.name, all.slice(p.offset, p.offset + n));
-      }
+      for (const [name, buf] of reads) out.set(name, new Float32Array(await buf));
       return out;
     })();
   }
 
   /** Free the gradient tensors. */
   dispose(): void {
-    for (const g of this.#byBuffer.values()) g.release();
+    for (const g of this.#byBuffer.values()) if (g.alive) g.release();
     this.#byBuffer.clear();
   }
 }
 
 /**
  * Backward of {@link linear} for input `x [rows, in]` and output gradient `dy [rows, out]`:
- * accumulates the weight and bias gradients, returns `dX (+ residual)` unless `noDx`.
+ * accumulates the weight and bias gradients (unless frozen), returns `dX (+ residual)` unless `noDx`.
  */
 export function linearBackward(
   rec: Recorder,
   x: Tensor,
   l: Linear,
   dy: Tensor,
-  g: Grads,
+  g: Gradients,
   opts: { residual?: Tensor; noDx?: boolean } = {},
 ): Tensor | undefined {
   const grads = { dW: g.of(l.w), db: l.b && g.of(l.b) };
@@ -83,13 +108,13 @@ export function normTrain(rec: Recorder, x: Tensor, ln: LayerNorm): SavedNorm {
   return layerNormTrain(rec, x, ln.w, ln.b, ln.eps);
 }
 
-/** Backward of {@link normTrain}: accumulates into the norm's gradients; returns `dX (+ residual)`. */
+/** Backward of {@link normTrain}: accumulates into the norm's gradients (unless frozen); returns `dX (+ residual)`. */
 export function normBackward(
   rec: Recorder,
   s: SavedNorm,
   ln: LayerNorm,
   dy: Tensor,
-  g: Grads,
+  g: Gradients,
   residual?: Tensor,
 ): Tensor {
   return layerNormBackward(rec, s, ln.w, dy, { dGamma: g.of(ln.w), dBeta: g.of(ln.b) }, residual);

@@ -1,6 +1,6 @@
 /**
  * ViT for training: the forward of `vitEncode` keeping every activation the backward needs, and
- * the backward into a {@link Grads} (patch projection, CLS token, position table, every block,
+ * the backward into a {@link Gradients} (patch projection, CLS token, position table, every block,
  * the norms). No gradient reaches the pixels.
  * @module
  */
@@ -13,7 +13,7 @@ import { binary, unary, unaryBackward } from "../shaders/elementwise.ts";
 import { embedding, embeddingBackward } from "../shaders/embedding.ts";
 import type { SavedNorm } from "../shaders/layernorm.ts";
 import { patchify } from "../shaders/patchify.ts";
-import { type Grads, linearBackward, normBackward, normTrain } from "./grads.ts";
+import { type Gradients, linearBackward, normBackward, normTrain } from "./grads.ts";
 import { linear } from "./modules.ts";
 import type { VitWeights } from "./vit.ts";
 
@@ -107,7 +107,7 @@ function layerBackward(
   s: SavedLayer,
   sv: VitSaved,
   dOut: Tensor,
-  g: Grads,
+  g: Gradients,
 ): Tensor {
   const h = w.config.hidden_size, H = w.config.num_attention_heads, { N, S } = sv;
   const df = linearBackward(rec, s.f, l.fc2, dOut, g)!;
@@ -152,7 +152,7 @@ export function vitTrainBackward(
   w: VitWeights,
   sv: VitSaved,
   dHidden: Tensor,
-  g: Grads,
+  g: Gradients,
 ): void {
   const h = w.config.hidden_size, { N, S } = sv;
   let dx = sv.final ? normBackward(rec, sv.final, w.finalNorm!, dHidden, g) : dHidden;
@@ -166,13 +166,12 @@ export function vitTrainBackward(
     rec.releaseAfterSubmit(dx);
     dx = next;
   }
-  embeddingBackward(rec, dx, positionIds(rec, N, S, (s) => s), g.of(w.pos));
-  embeddingBackward(
-    rec,
-    dx,
-    positionIds(rec, N, S, (s) => (s === 0 ? 0 : -1)),
-    g.of(w.cls).view([1, h]),
-  );
+  const dPos = g.of(w.pos), dCls = g.of(w.cls);
+  if (dPos) embeddingBackward(rec, dx, positionIds(rec, N, S, (s) => s), dPos);
+  if (dCls) {
+    const clsRow = positionIds(rec, N, S, (s) => (s === 0 ? 0 : -1));
+    embeddingBackward(rec, dx, clsRow, dCls.view([1, h]));
+  }
   const patchRows = Int32Array.from(
     { length: N * (S - 1) },
     (_, r) => Math.floor(r / (S - 1)) * S + 1 + (r % (S - 1)),

@@ -169,20 +169,20 @@ fn kernel(wg: vec3u, lid: vec3u) {
 });
 
 /**
- * Backward of {@link layerNormTrain}: accumulates into `dGamma`, `dBeta` `[D]` and returns
- * `dX` (plus `residual`, the gradient reaching `x` by the skip connection).
+ * Backward of {@link layerNormTrain}: accumulates into `dGamma`, `dBeta` `[D]` (those given) and
+ * returns `dX` (plus `residual`, the gradient reaching `x` by the skip connection).
  */
 export function layerNormBackward(
   rec: Recorder,
   s: SavedNorm,
   gamma: Tensor,
   dy: Tensor,
-  grads: { dGamma: Tensor; dBeta: Tensor },
+  grads: { dGamma?: Tensor; dBeta?: Tensor },
   residual?: Tensor,
 ): Tensor {
   const D = gamma.size, rows = s.x.size / D;
   const bad = [dy, residual].some((t) => t && t.size !== s.x.size) ||
-    grads.dGamma.size !== D || grads.dBeta.size !== D;
+    [grads.dGamma, grads.dBeta].some((g) => g && g.size !== D);
   if (bad) {
     throw new WebcapError(
       "BAD_SHAPE",
@@ -196,10 +196,13 @@ export function layerNormBackward(
     bind: { ...common, gamma, dX: dx, R: residual },
     groups: rows,
   });
-  LAYERNORM_DPARAMS.record(rec, {
-    uniforms: { D, rows },
-    bind: { ...common, dGamma: grads.dGamma, dBeta: grads.dBeta },
-    groups: Math.ceil(D / 64),
-  });
+  if (grads.dGamma || grads.dBeta) {
+    const scratch = () => rec.temp([D]); // the frozen one of the two
+    LAYERNORM_DPARAMS.record(rec, {
+      uniforms: { D, rows },
+      bind: { ...common, dGamma: grads.dGamma ?? scratch(), dBeta: grads.dBeta ?? scratch() },
+      groups: Math.ceil(D / 64),
+    });
+  }
   return dx;
 }

@@ -313,10 +313,13 @@ export function columnSum(rec: Recorder, x: Tensor, y: Tensor, accumulate = true
   });
 }
 
-/** Where the gradients of `Y = X·W + b` go; each is accumulated into (tied weights add up). */
+/**
+ * Where the gradients of `Y = X·W + b` go; each is accumulated into (tied weights add up). A
+ * frozen W or b has none: its gradient is not computed.
+ */
 export interface MatmulGrads {
   /** Same layout as W. */
-  dW: Tensor;
+  dW?: Tensor;
   /** `[N]`, when the layer has a bias. */
   db?: Tensor;
 }
@@ -335,15 +338,17 @@ export function matmulBackward(
   opts: { transposeW?: boolean; residual?: Tensor; noDx?: boolean } = {},
 ): Tensor | undefined {
   const { M, N } = checkShapes(x, w, { transposeW: opts.transposeW });
-  if (dy.size !== M * N || grads.dW.size !== w.size || (grads.db && grads.db.size !== N)) {
+  if (
+    dy.size !== M * N || (grads.dW && grads.dW.size !== w.size) || (grads.db && grads.db.size !== N)
+  ) {
     throw new WebcapError(
       "BAD_SHAPE",
-      `matmulBackward: dY [${dy.shape}], dW [${grads.dW.shape}] or db do not fit X [${x.shape}] · W [${w.shape}]`,
+      `matmulBackward: dY [${dy.shape}], dW [${grads.dW?.shape}] or db do not fit X [${x.shape}] · W [${w.shape}]`,
     );
   }
   const dy2 = dy.view([M, N]);
-  if (opts.transposeW) matmulTN(rec, dy2, x, grads.dW);
-  else matmulTN(rec, x, dy2, grads.dW);
+  if (grads.dW && opts.transposeW) matmulTN(rec, dy2, x, grads.dW);
+  else if (grads.dW) matmulTN(rec, x, dy2, grads.dW);
   if (grads.db) columnSum(rec, dy2, grads.db);
   if (opts.noDx) return undefined;
   return matmul(rec, dy2, w, { transposeW: !opts.transposeW, residual: opts.residual });

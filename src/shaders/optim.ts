@@ -8,7 +8,7 @@
  */
 import { WebcapError } from "../errors.ts";
 import { Kernel, optional, read, readWrite } from "../gpu/kernel.ts";
-import type { Binding, Recorder } from "../gpu/recorder.ts";
+import { type Binding, type Recorder, tensorWindow } from "../gpu/recorder.ts";
 import type { Tensor } from "../gpu/tensor.ts";
 import { rowKernel } from "./reduce_wgsl.ts";
 
@@ -20,6 +20,30 @@ export const SUMSQ_GROUPS = 64;
 export interface Span {
   off: number;
   n: number;
+}
+
+/** Elements per binding window: 256-byte aligned starts (64 f32). */
+const ALIGN = 64;
+
+/** One window of a span: bind elements from `first`, then work on `[off, off + n)` of it. */
+export interface Window extends Span {
+  readonly first: number;
+}
+
+/** Windows covering elements `[start, start + count)` of f32 tensors, each within `maxBinding`. */
+export function windows(start: number, count: number, maxBinding: number): Window[] {
+  const step = Math.floor(maxBinding / 4 / ALIGN) * ALIGN - ALIGN;
+  const out: Window[] = [];
+  for (let s = start; s < start + count; s += step) {
+    const first = s - (s % ALIGN);
+    out.push({ first, off: s - first, n: Math.min(step, start + count - s) });
+  }
+  return out;
+}
+
+/** The window `w` of tensor `t` as a binding. */
+export function bindWindow(t: Tensor, w: Window): Binding {
+  return tensorWindow(t, w.first, w.off + w.n);
 }
 
 const FILL = new Kernel({
@@ -89,10 +113,12 @@ export function sumSquares(
 
 const GRAD_COEF = rowKernel({
   name: "grad_coef",
-  uniforms: { slots: "u32", scale: "f32", maxNorm: "f32" },
-  storage: { partial: read(), coef: readWrite() },
+  uniforms: { slots: "u32", scale: "f32", maxNorm: "f32", guardN: "u32" },
+  storage: { partial: read(), guard: optional(read()), coef: readWrite() },
   workgroupSize: [WG],
-  body: () => `
+  body: (_, has) => `
+// by the bits: WGSL may assume floats are finite, so isNan-style comparisons are not reliable
+fn finite(x: f32) -> bool { return (bitcast<u32>(x) & 0x7f800000u) != 0x7f800000u; }
 fn kernel(wg: vec3u, lid: vec3u) {
   var s = 0.0;
   for (var i = lid.x; i < p.slots; i += WG_X) { s += f32(partial[i]); }
@@ -100,16 +126,20 @@ fn kernel(wg: vec3u, lid: vec3u) {
   if (lid.x == 0u) {
     var c = p.scale;
     if (p.maxNorm > 0.0) { c = p.scale * min(1.0, p.maxNorm / (norm + 1e-6)); }
+    var ok = finite(norm);
+${has.guard ? "    for (var i = 0u; i < p.guardN; i++) { ok = ok && finite(f32(guard[i])); }" : ""}
     coef[0] = coef_t(norm);
     coef[1] = coef_t(c);
+    coef[2] = coef_t(select(1.0, 0.0, ok));
   }
 }`,
 });
 
 /**
- * `coef [2]` ← (the norm of `scale`·g, the factor gradients are used with): with `maxNorm` > 0,
- * `scale · min(1, maxNorm / (norm + 1e-6))` as `torch.nn.utils.clip_grad_norm_`; else `scale`.
- * `partial` holds `slots` partial sums of g² (unscaled).
+ * `coef [3]` ← (the norm of `scale`·g, the factor gradients are used with, skipped): with
+ * `maxNorm` > 0, `scale · min(1, maxNorm / (norm + 1e-6))` as `torch.nn.utils.clip_grad_norm_`;
+ * else `scale`. `partial` holds `slots` partial sums of g² (unscaled). Skipped is 1 (the updates
+ * leave everything as it is) when the norm or a value of `guard` is not finite, else 0.
  */
 export function gradCoef(
   rec: Recorder,
@@ -118,10 +148,11 @@ export function gradCoef(
   scale: number,
   maxNorm: number,
   coef: Tensor,
+  guard?: Tensor,
 ): void {
   GRAD_COEF.record(rec, {
-    uniforms: { slots, scale, maxNorm },
-    bind: { partial, coef },
+    uniforms: { slots, scale, maxNorm, guardN: guard?.size ?? 0 },
+    bind: { partial, guard, coef },
     groups: 1,
   });
 }
@@ -156,7 +187,7 @@ const ADAMW = new Kernel({
   body: () => `
 fn kernel(wg: vec3u, lid: vec3u) {
   let j = wg.x * WG_X + lid.x;
-  if (j >= p.n) { return; }
+  if (j >= p.n || f32(coef[2]) != 0.0) { return; }
   let i = p.off + j;
   let g = f32(G[i]) * f32(coef[1]);
   let w = f32(P[i]) * p.decay;
@@ -168,7 +199,7 @@ fn kernel(wg: vec3u, lid: vec3u) {
 }`,
 });
 
-/** Windows of one parameter span: weights, gradient, first and second moments, `coef [2]`. */
+/** Windows of one parameter span: weights, gradient, first and second moments, `coef [3]`. */
 export interface AdamWBindings {
   P: Binding;
   G: Binding;
@@ -212,7 +243,7 @@ const SGD = new Kernel({
   body: (v: { nesterov: boolean }, has) => `
 fn kernel(wg: vec3u, lid: vec3u) {
   let j = wg.x * WG_X + lid.x;
-  if (j >= p.n) { return; }
+  if (j >= p.n || f32(coef[2]) != 0.0) { return; }
   let i = p.off + j;
   let w = f32(P[i]);
   var d = f32(G[i]) * f32(coef[1]) + p.weightDecay * w;
@@ -228,7 +259,7 @@ ${
 }`,
 });
 
-/** Windows of one parameter span: weights, gradient, momentum buffer (when momentum), `coef [2]`. */
+/** Windows of one parameter span: weights, gradient, momentum buffer (when momentum), `coef [3]`. */
 export interface SgdBindings {
   P: Binding;
   G: Binding;

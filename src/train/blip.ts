@@ -40,7 +40,11 @@ function bertDecoder(text: BertDecoderWeights): TrainDecoder {
       const keyLengths = lengths && rec.upload(lengths, [R], "i32");
       const shape = { R, T, enc: enc.states, E: enc.E, keyLengths };
       const { logits, saved } = bertTrainForward(rec, text, ids, shape);
-      return { logits, backward: (dLogits, g) => bertTrainBackward(rec, text, saved, dLogits, g) };
+      return {
+        logits,
+        backward: (dLogits, g, encoderGrad) =>
+          bertTrainBackward(rec, text, saved, dLogits, g, encoderGrad),
+      };
     },
   };
 }

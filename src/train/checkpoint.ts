@@ -41,6 +41,9 @@ const COPIED = [
   "word_map.json",
 ];
 
+/** What a checkpoint saves of a model: its parameters (a `CaptionModel`, or a model held for training). */
+export type Saved = Pick<CaptionModel, "params">;
+
 /** Options of {@link saveCheckpoint}. */
 export interface SaveOptions {
   /** The model folder (or files) `model` was loaded from. */
@@ -149,7 +152,7 @@ async function optimizerTensors(opt: Optimizer): Promise<TensorToWrite[]> {
 async function writeFolder(
   tmp: string,
   files: ModelFiles,
-  model: CaptionModel,
+  model: Saved,
   opts: SaveOptions,
 ): Promise<void> {
   const store = await openWeights(files);
@@ -187,7 +190,7 @@ async function writeFolder(
  */
 export async function saveCheckpoint(
   dir: string,
-  model: CaptionModel,
+  model: Saved,
   opts: SaveOptions,
 ): Promise<void> {
   const files = asModelFiles(opts.source);

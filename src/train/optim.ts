@@ -4,12 +4,13 @@
  * (`torch.nn.utils.clip_grad_norm_`, the norm computed on the GPU), gradient accumulation over
  * micro-batches and a learning-rate schedule. One update dispatch per span of a distinct trainable
  * tensor (a whole tensor unless its parameters differ in weight decay), windowed past one binding.
+ * A step whose gradient norm (or a guard value, e.g. the loss) is not finite is skipped on the GPU:
+ * weights and state stay as they were.
  *
  * ```ts
  * const groups = paramGroups(model.params, { frozen: ["encoder."] });
- * const grads = new Gradients(gpu, groups);
- * const opt = new Optimizer(grads, { kind: "adamw", lr: 5e-5, maxGradNorm: 1, accumulate: 4 });
- * // per micro-batch: record the backward into `grads`, then
+ * const opt = new Optimizer(groups, { kind: "adamw", lr: 5e-5, maxGradNorm: 1, accumulate: 4 });
+ * // per micro-batch: record the backward into `opt.grads`, then
  * opt.step(rec); // every 4th call: clip, update, zero the gradients
  * ```
  * @module
@@ -17,14 +18,18 @@
 import { WebcapError } from "../errors.ts";
 import { Recorder } from "../gpu/recorder.ts";
 import { numel, ownedTensor, type Tensor, writeTensor } from "../gpu/tensor.ts";
+import { Gradients } from "../nn/grads.ts";
 import {
   adamwUpdate,
+  bindWindow,
   gradCoef,
   sgdUpdate,
   sumSquares,
   sumSquaresGroups,
+  type Window,
+  windows,
 } from "../shaders/optim.ts";
-import { bindWindow, type Gradients, type Segment, type Window, windows } from "./param_groups.ts";
+import type { ParamGroups, Segment } from "./param_groups.ts";
 import { constantSchedule, type Schedule, type ScheduleConfig } from "./schedule.ts";
 
 /** AdamW (`torch.optim.AdamW`): decoupled weight decay, bias correction, eps outside the root. */
@@ -152,26 +157,29 @@ function stateNames(c: OptimizerConfig): string[] {
   return c.momentum > 0 ? ["momentum_buffer"] : [];
 }
 
-/** AdamW or SGD over the trainable parameters of a {@link Gradients}' groups. */
+/** AdamW or SGD over the trainable parameters of {@link ParamGroups}, with their gradients. */
 export class Optimizer {
+  /** The gradients the backward passes accumulate into and {@link step} uses (owned). */
+  readonly grads: Gradients;
   /** The settings, defaults filled in. */
   readonly config: OptimizerConfig;
   readonly #schedule: Schedule;
   /** Per trainable tensor: its state tensors in {@link stateNames} order (same layout). */
   readonly #state = new Map<Tensor, Tensor[]>();
-  /** `[norm, factor]` of the last step's gradients. */
+  /** `[norm, factor, skipped]` of the last step's gradients. */
   readonly #coef: Tensor;
   readonly #partial: Tensor;
   #steps = 0;
   #micro = 0;
 
-  /** An optimizer updating what `grads` holds gradients for; its state starts at zero. */
-  constructor(readonly grads: Gradients, opts: OptimizerOptions) {
+  /** An optimizer of the trainable parameters of `groups`; its state and gradients start at zero. */
+  constructor(readonly groups: ParamGroups, opts: OptimizerOptions) {
     this.config = resolveOptimizer(opts);
     this.#schedule = opts.schedule ?? constantSchedule();
-    const gpu = grads.gpu;
+    const gpu = groups.tensors[0].tensor.gpu;
+    this.grads = new Gradients(gpu, groups.trainable);
     const names = stateNames(this.config);
-    for (const { tensor } of grads.groups.tensors) {
+    for (const { tensor } of groups.tensors) {
       const label = tensor.buffer.label;
       this.#state.set(
         tensor,
@@ -181,7 +189,7 @@ export class Optimizer {
       );
     }
     const slots = this.#spans().reduce((s, x) => s + sumSquaresGroups(x.w.n), 0);
-    this.#coef = ownedTensor(gpu, [2], "f32", "grad-coef");
+    this.#coef = ownedTensor(gpu, [3], "f32", "grad-coef");
     this.#partial = ownedTensor(gpu, [Math.max(1, slots)], "f32", "grad-sumsq");
   }
 
@@ -210,19 +218,20 @@ export class Optimizer {
   /** Every window of every segment to update, with its tensor. */
   #spans(): { tensor: Tensor; seg: Segment; w: Window }[] {
     const max = this.grads.gpu.maxBinding;
-    return this.grads.groups.tensors.flatMap(({ tensor, segments }) =>
+    return this.groups.tensors.flatMap(({ tensor, segments }) =>
       segments.flatMap((seg) => windows(seg.start, seg.count, max).map((w) => ({ tensor, seg, w })))
     );
   }
 
   /**
    * Count one micro-batch whose gradients were recorded into `grads`; on the `accumulate`-th,
-   * record the step: the gradient factor (1/accumulate, clipped to `maxGradNorm`), the update
-   * of every trainable span, and zeroing the gradients. Returns whether it stepped.
+   * record the step: the gradient norm and factor (1/accumulate, clipped to `maxGradNorm`), the
+   * update of every trainable span — skipped on the GPU when the norm or a value of `guard` (e.g.
+   * the loss) is not finite — and zeroing the gradients. Returns whether it stepped.
    */
-  step(rec: Recorder): boolean {
+  step(rec: Recorder, guard?: Tensor): boolean {
     if (++this.#micro < this.config.accumulate) return false;
-    this.#recordCoef(rec);
+    this.#recordCoef(rec, guard);
     const t = this.#steps + 1;
     for (const { tensor, seg, w } of this.#spans()) this.#update(rec, tensor, seg, w, t);
     this.grads.zero(rec);
@@ -231,22 +240,39 @@ export class Optimizer {
     return true;
   }
 
-  /** The global norm of the last step's gradients (as averaged over micro-batches), read after `rec` is submitted; 0 without clipping. */
+  /** The global norm of the last step's gradients (as averaged over micro-batches), read after `rec` is submitted. */
   gradNorm(rec: Recorder): Promise<number> {
     return rec.read(this.#coef.buffer, 4).then((b) => new Float32Array(b)[0]);
   }
 
-  #recordCoef(rec: Recorder): void {
+  /**
+   * `[norm, factor, skipped]` of the last recorded step on the GPU (f32; skipped is 1 when the
+   * update was not applied), for a caller that reads it with other values in one readback.
+   */
+  get coef(): Tensor {
+    return this.#coef;
+  }
+
+  /**
+   * The step or micro-batch recorded last was not applied (its loss or gradient norm is not
+   * finite; the GPU skipped the update): count it back, drop the micro-batches accumulated since
+   * the last step and record zeroing the gradients on `rec`.
+   */
+  skipped(rec: Recorder): void {
+    if (this.#micro === 0) this.#steps--;
+    this.#micro = 0;
+    this.grads.zero(rec);
+  }
+
+  #recordCoef(rec: Recorder, guard?: Tensor): void {
     const scale = 1 / this.config.accumulate;
     const maxNorm = this.config.maxGradNorm ?? 0;
     let slot = 0;
-    if (maxNorm > 0) {
-      for (const { tensor, w } of this.#spans()) {
-        sumSquares(rec, bindWindow(this.grads.get(tensor)!, w), w, this.#partial, slot);
-        slot += sumSquaresGroups(w.n);
-      }
+    for (const { tensor, w } of this.#spans()) {
+      sumSquares(rec, bindWindow(this.grads.of(tensor)!, w), w, this.#partial, slot);
+      slot += sumSquaresGroups(w.n);
     }
-    gradCoef(rec, this.#partial, slot, scale, maxNorm, this.#coef);
+    gradCoef(rec, this.#partial, slot, scale, maxNorm, this.#coef, guard);
   }
 
   #update(
@@ -259,7 +285,7 @@ export class Optimizer {
     const c = this.config, lr = this.lr;
     const wd = seg.decay ? c.weightDecay : 0;
     const state = this.#state.get(tensor)!.map((s) => bindWindow(s, w));
-    const P = bindWindow(tensor, w), G = bindWindow(this.grads.get(tensor)!, w);
+    const P = bindWindow(tensor, w), G = bindWindow(this.grads.of(tensor)!, w);
     if (c.kind === "adamw") {
       const [beta1, beta2] = c.betas;
       adamwUpdate(rec, { P, G, M: state[0], V: state[1], coef: this.#coef }, w, {
@@ -289,7 +315,7 @@ export class Optimizer {
     const names = stateNames(this.config);
     const rec = new Recorder(this.grads.gpu);
     const reads: [string, readonly number[], Promise<ArrayBuffer>][] = [];
-    for (const p of this.grads.groups.trainable) {
+    for (const p of this.groups.trainable) {
       const bytes = numel(p.shape) * 4;
       this.#state.get(p.tensor)!.forEach((s, i) => {
         reads.push([`${p.name}.${names[i]}`, p.shape, rec.read(s.buffer, bytes, p.offset * 4)]);
@@ -313,7 +339,7 @@ export class Optimizer {
     }
     const names = stateNames(this.config);
     const writes: [Tensor, Float32Array, number][] = [];
-    for (const p of this.grads.groups.trainable) {
+    for (const p of this.groups.trainable) {
       this.#state.get(p.tensor)!.forEach((s, i) => {
         const key = `${p.name}.${names[i]}`, data = state.get(key);
         if (!data || data.length !== numel(p.shape)) {
@@ -334,8 +360,9 @@ export class Optimizer {
     this.#micro = 0;
   }
 
-  /** Free the state (not the gradients). */
+  /** Free the state and the gradients. */
   dispose(): void {
+    this.grads.dispose();
     for (const ts of this.#state.values()) for (const t of ts) if (t.alive) t.release();
     this.#state.clear();
     for (const t of [this.#coef, this.#partial]) if (t.alive) t.release();

@@ -1,17 +1,13 @@
 /**
  * What training updates: a model's {@link Param} list split into frozen and trainable parts (by
  * name prefix), trainable ones with or without weight decay (transformers' convention: none on
- * biases and norm weights), laid out as spans of the GPU tensors that hold them; and the
- * {@link Gradients}, one zeroed f32 tensor per distinct trainable tensor, that a backward pass
- * accumulates into.
+ * biases and norm weights), laid out as spans of the GPU tensors that hold them.
  * @module
  */
 import { WebcapError } from "../errors.ts";
-import type { Gpu } from "../gpu/device.ts";
-import { type Binding, type Recorder, tensorWindow } from "../gpu/recorder.ts";
-import { numel, ownedTensor, type Tensor } from "../gpu/tensor.ts";
+import { numel, type Tensor } from "../gpu/tensor.ts";
+import { checkTrainable } from "../nn/grads.ts";
 import type { Param } from "../nn/params.ts";
-import { fill, type Span } from "../shaders/optim.ts";
 
 /** Options of {@link paramGroups}. */
 export interface ParamGroupOptions {
@@ -79,17 +75,6 @@ function checkPrefixes(params: readonly Param[], frozen: readonly string[]): voi
   }
 }
 
-/** f16 parameters cannot be trained: there is no f32 master copy to accumulate small updates. */
-function checkMasterDtype(p: Param): void {
-  if (p.tensor.dtype !== "f32") {
-    throw new WebcapError(
-      "BAD_DTYPE",
-      `cannot train "${p.name}": it is stored in ${p.tensor.dtype}; training updates f32 master ` +
-        `weights: load the model with dtype f32, or freeze it`,
-    );
-  }
-}
-
 /** Split `params` into frozen and trainable parts and lay the trainable ones out by tensor. */
 export function paramGroups(params: readonly Param[], opts: ParamGroupOptions = {}): ParamGroups {
   const frozenPrefixes = opts.frozen ?? [];
@@ -100,7 +85,7 @@ export function paramGroups(params: readonly Param[], opts: ParamGroupOptions = 
   if (trainable.length === 0) {
     throw new WebcapError("BAD_OPTION", "nothing to train: every parameter is frozen");
   }
-  trainable.forEach(checkMasterDtype);
+  trainable.forEach(checkTrainable);
   const byTensor = new Map<Tensor, Param[]>();
   for (const p of trainable) byTensor.set(p.tensor, [...byTensor.get(p.tensor) ?? [], p]);
   const tensors = [...byTensor].map(([tensor, ps]) => ({
@@ -128,82 +113,4 @@ function segmentsOf(ps: Param[], noDecay: (name: string) => boolean): Segment[] 
     } else out.push({ start: p.offset, count, decay, params: [p] });
   }
   return out;
-}
-
-/** Elements per binding window: 256-byte aligned starts (64 f32). */
-const ALIGN = 64;
-
-/** One window of a span: bind elements from `first`, then work on `[off, off + n)` of it. */
-export interface Window extends Span {
-  readonly first: number;
-}
-
-/** Windows covering elements `[start, start + count)` of f32 tensors, each within `maxBinding`. */
-export function windows(start: number, count: number, maxBinding: number): Window[] {
-  const step = Math.floor(maxBinding / 4 / ALIGN) * ALIGN - ALIGN;
-  const out: Window[] = [];
-  for (let s = start; s < start + count; s += step) {
-    const first = s - (s % ALIGN);
-    out.push({ first, off: s - first, n: Math.min(step, start + count - s) });
-  }
-  return out;
-}
-
-/** The window `w` of tensor `t` as a binding. */
-export function bindWindow(t: Tensor, w: Window): Binding {
-  return tensorWindow(t, w.first, w.off + w.n);
-}
-
-/**
- * Gradients of the trainable parameters: one f32 tensor per distinct trainable tensor, in that
- * tensor's layout (a stacked q/k/v gradient is one tensor, each part at its parameter's offset).
- * A backward pass adds into them; {@link zero} clears them between optimizer steps.
- */
-export class Gradients {
-  readonly #grads = new Map<Tensor, Tensor>();
-  /** Zeroed f32 gradients for every trainable tensor of `groups`. */
-  constructor(readonly gpu: Gpu, readonly groups: ParamGroups) {
-    for (const { tensor } of groups.tensors) {
-      this.#grads.set(
-        tensor,
-        ownedTensor(gpu, tensor.shape, "f32", `grad:${tensor.buffer.label}`, {
-          windowed: true,
-        }),
-      );
-    }
-  }
-
-  /** The gradient of a parameter tensor, or undefined when nothing in it is trained. */
-  get(paramTensor: Tensor): Tensor | undefined {
-    return this.#grads.get(paramTensor);
-  }
-
-  /** The gradient tensor of a trainable parameter; its elements start at `p.offset`. */
-  of(p: Param): Tensor {
-    const g = this.#grads.get(p.tensor);
-    if (!g || !this.groups.trainable.includes(p)) {
-      throw new WebcapError("BAD_OPTION", `"${p.name}" is frozen: it has no gradient`);
-    }
-    return g;
-  }
-
-  /** Bytes held. */
-  get bytes(): number {
-    let b = 0;
-    for (const g of this.#grads.values()) b += g.byteSize;
-    return b;
-  }
-
-  /** Record zeroing every gradient. */
-  zero(rec: Recorder): void {
-    for (const g of this.#grads.values()) {
-      for (const w of windows(0, g.size, this.gpu.maxBinding)) fill(rec, bindWindow(g, w), w, 0);
-    }
-  }
-
-  /** Free the gradients. */
-  dispose(): void {
-    for (const g of this.#grads.values()) if (g.alive) g.release();
-    this.#grads.clear();
-  }
 }

@@ -19,12 +19,21 @@ type Json = Record<string, unknown>;
 
 /** ViT-GPT2 held for training. */
 export interface VitGpt2 extends VisionTextModel {
+  /** The encoder. */
   vit: VitWeights;
+  /** The decoder. */
   gpt2: Gpt2Weights;
+  /** Every parameter, by Hugging Face name. */
   params: Param[];
+  /** `decoder_start_token_id`. */
   startId: number;
+  /** `eos_token_id`. */
+  eosId: number;
+  /** `pad_token_id`. */
   padId: number;
+  /** The decoder's vocabulary size. */
   vocab: number;
+  /** Free the weights. */
   dispose(): void;
 }
 
@@ -60,6 +69,7 @@ export async function loadVitGpt2(gpu: Gpu, dir: string): Promise<VitGpt2> {
       decoder: gpt2Decoder(gpt2),
       params: p.params,
       startId: ids.decoderStartTokenId,
+      eosId: ids.eosTokenId,
       padId: ids.padTokenId,
       vocab: gc.vocab_size,
       dispose: () => p.dispose(),
@@ -72,7 +82,12 @@ export async function loadVitGpt2(gpu: Gpu, dir: string): Promise<VitGpt2> {
   }
 }
 
-export { type LossAndGrads, lossAndGrads } from "./vision_text.ts";
+export {
+  type EncoderInput,
+  type LossAndGrads,
+  lossAndGrads,
+  recordLossAndGrads,
+} from "./vision_text.ts";
 
 /** GPT-2 as the decoder of {@link lossAndGrads} (no attention mask: rows are not padded). */
 function gpt2Decoder(gpt2: Gpt2Weights): TrainDecoder {
@@ -82,7 +97,11 @@ function gpt2Decoder(gpt2: Gpt2Weights): TrainDecoder {
         throw new WebcapError("BAD_OPTION", "GPT-2 training takes no attention mask (keyLengths)");
       }
       const { logits, saved } = gpt2TrainForward(rec, gpt2, ids, batch.R, batch.T, enc);
-      return { logits, backward: (dLogits, g) => gpt2TrainBackward(rec, gpt2, saved, dLogits, g)! };
+      return {
+        logits,
+        backward: (dLogits, g, encoderGrad) =>
+          gpt2TrainBackward(rec, gpt2, saved, dLogits, g, encoderGrad),
+      };
     },
   };
 }

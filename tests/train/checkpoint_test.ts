@@ -12,7 +12,7 @@ import { Recorder } from "../../src/gpu/recorder.ts";
 import { openSafetensors } from "../../src/io/safetensors.ts";
 import { loadOptimizerState, saveCheckpoint } from "../../src/train/checkpoint.ts";
 import { Optimizer, type OptimizerOptions } from "../../src/train/optim.ts";
-import { Gradients, paramGroups } from "../../src/train/param_groups.ts";
+import { paramGroups } from "../../src/train/param_groups.ts";
 import { WebcapError } from "../../src/errors.ts";
 import { fixture, getGpu } from "../util.ts";
 import { readParams, syntheticGrads, writeGrads } from "./synthetic.ts";
@@ -48,7 +48,7 @@ async function logits(model: CaptionModel, dir: string, ids: string): Promise<Fl
 
 /** One optimizer step with seeded synthetic gradients. */
 async function step(opt: Optimizer, seed: number): Promise<void> {
-  writeGrads(opt.grads, syntheticGrads(opt.grads.groups.trainable, seed, 0.1));
+  writeGrads(opt.grads, syntheticGrads(opt.groups.trainable, seed, 0.1));
   const rec = new Recorder(opt.grads.gpu);
   assert.ok(opt.step(rec));
   await rec.submit();
@@ -67,8 +67,7 @@ for (const m of MODELS) {
     const model = await loadCaptionModel(gpu, m.dir);
     const before = await logits(model, m.dir, m.ids);
     const groups = paramGroups(model.params, { frozen: [m.frozen] });
-    const grads = new Gradients(gpu, groups);
-    const opt = new Optimizer(grads, ADAMW);
+    const opt = new Optimizer(groups, ADAMW);
     await step(opt, 1);
     const trained = await logits(model, m.dir, m.ids);
     assert.notDeepEqual(trained, before, "the step changed the model");
@@ -100,7 +99,6 @@ for (const m of MODELS) {
       );
     }
     opt.dispose();
-    grads.dispose();
     model.dispose();
     await Deno.remove(tmp, { recursive: true });
   });
@@ -112,24 +110,22 @@ Deno.test("resume: the step after loading a checkpoint equals the step of an uni
   const tmp = await tmpDir();
   // uninterrupted: steps 1, 2 (saved after 1), 3
   const a = await loadCaptionModel(gpu, dir);
-  const ga = new Gradients(gpu, paramGroups(a.params, { frozen: [frozen] }));
-  const oa = new Optimizer(ga, ADAMW);
+  const oa = new Optimizer(paramGroups(a.params, { frozen: [frozen] }), ADAMW);
   await step(oa, 1);
   await saveCheckpoint(`${tmp}/ckpt`, a, { source: dir, optimizer: oa, state: { epoch: 0 } });
   await step(oa, 2);
   await step(oa, 3);
-  const want = await readParams(gpu, ga.groups.trainable);
+  const want = await readParams(gpu, oa.groups.trainable);
   // resumed from the checkpoint
   const b = await loadCaptionModel(gpu, `${tmp}/ckpt`);
-  const gb = new Gradients(gpu, paramGroups(b.params, { frozen: [frozen] }));
-  const ob = new Optimizer(gb, ADAMW);
+  const ob = new Optimizer(paramGroups(b.params, { frozen: [frozen] }), ADAMW);
   const state = await loadOptimizerState(`${tmp}/ckpt`, ob);
   assert.equal(state.global_step, 1);
   assert.equal(state.epoch, 0);
   assert.equal(ob.steps, 1);
   await step(ob, 2);
   await step(ob, 3);
-  const got = await readParams(gpu, gb.groups.trainable);
+  const got = await readParams(gpu, ob.groups.trainable);
   for (const [name, w] of want) assert.deepEqual(got.get(name), w, name);
   // a save that fails half-way leaves the checkpoint as it was and no temporary behind
   const before = await Deno.readFile(`${tmp}/ckpt/model.safetensors`);
@@ -143,14 +139,12 @@ Deno.test("resume: the step after loading a checkpoint equals the step of an uni
   const again = JSON.parse(await Deno.readTextFile(`${tmp}/ckpt/trainer_state.json`));
   assert.equal(again.global_step, 3);
   assert.deepEqual([...Deno.readDirSync(tmp)].map((e) => e.name), ["ckpt"], "no temporary left");
-  const sgd = new Optimizer(gb, { kind: "sgd", momentum: 0.9 });
+  const sgd = new Optimizer(ob.groups, { kind: "sgd", momentum: 0.9 });
   await assert.rejects(
     loadOptimizerState(`${tmp}/ckpt`, sgd),
     /holds adamw state; this optimizer is sgd/,
   );
   for (const o of [oa, ob, sgd]) o.dispose();
-  ga.dispose();
-  gb.dispose();
   a.dispose();
   b.dispose();
   await Deno.remove(tmp, { recursive: true });
@@ -174,8 +168,7 @@ Deno.test("save: a folder that exists and is not a checkpoint is refused, nothin
   assert.deepEqual([...Deno.readDirSync(tmp)].map((e) => e.name), ["notes.txt"]);
   assert.equal(await Deno.readTextFile(`${tmp}/notes.txt`), "mine");
   // an optimizer half-way through accumulating is refused too
-  const grads = new Gradients(gpu, paramGroups(model.params));
-  const opt = new Optimizer(grads, { kind: "sgd", accumulate: 2 });
+  const opt = new Optimizer(paramGroups(model.params), { kind: "sgd", accumulate: 2 });
   const rec = new Recorder(gpu);
   opt.step(rec);
   await rec.submit();
@@ -184,7 +177,6 @@ Deno.test("save: a folder that exists and is not a checkpoint is refused, nothin
     /accumulated but not applied/,
   );
   opt.dispose();
-  grads.dispose();
   model.dispose();
   await Deno.remove(tmp, { recursive: true });
 });

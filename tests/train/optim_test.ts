@@ -7,7 +7,7 @@ import assert from "node:assert/strict";
 import { Recorder } from "../../src/gpu/recorder.ts";
 import { uploadTensor } from "../../src/gpu/tensor.ts";
 import { Optimizer, type OptimizerOptions } from "../../src/train/optim.ts";
-import { Gradients, noWeightDecay, paramGroups } from "../../src/train/param_groups.ts";
+import { noWeightDecay, paramGroups } from "../../src/train/param_groups.ts";
 import { linearSchedule } from "../../src/train/schedule.ts";
 import { assertCode, getGpu, relL2 } from "../util.ts";
 import {
@@ -30,8 +30,7 @@ async function train(
   const gpu = await getGpu();
   const params = syntheticParams(gpu);
   const groups = paramGroups(params, { frozen });
-  const grads = new Gradients(gpu, groups);
-  const opt = new Optimizer(grads, opts);
+  const opt = new Optimizer(groups, opts);
   const start = await readParams(gpu, params);
   const used: Map<string, Float32Array>[] = [];
   const lrs: number[] = [];
@@ -40,7 +39,7 @@ async function train(
     const g = syntheticGrads(groups.trainable, s + 1, gradScale);
     used.push(g);
     lrs.push(opt.lr);
-    writeGrads(grads, g);
+    writeGrads(opt.grads, g);
     const rec = new Recorder(gpu);
     assert.equal(opt.step(rec), true);
     const norm = opt.gradNorm(rec);
@@ -49,7 +48,6 @@ async function train(
   }
   const end = await readParams(gpu, params);
   opt.dispose();
-  grads.dispose();
   releaseParams(params);
   return { groups, start, end, used, lrs, norms };
 }
@@ -142,13 +140,12 @@ Deno.test("accumulation: N micro-batches make one step with the mean gradient, t
   const gpu = await getGpu();
   const params = syntheticParams(gpu);
   const groups = paramGroups(params);
-  const grads = new Gradients(gpu, groups);
-  const opt = new Optimizer(grads, { kind: "sgd", lr: 0.5, accumulate: 3 });
+  const opt = new Optimizer(groups, { kind: "sgd", lr: 0.5, accumulate: 3 });
   const start = await readParams(gpu, params);
   const sum = syntheticGrads(groups.trainable, 7);
   const stepped: boolean[] = [];
   for (let i = 0; i < 3; i++) {
-    if (i === 2) writeGrads(grads, sum); // what a backward summing three micro-batches leaves
+    if (i === 2) writeGrads(opt.grads, sum); // what a backward summing three micro-batches leaves
     const rec = new Recorder(gpu);
     stepped.push(opt.step(rec));
     await rec.submit();
@@ -161,7 +158,7 @@ Deno.test("accumulation: N micro-batches make one step with the mean gradient, t
     assert.ok(relL2(end.get(p.name)!, want) < 1e-6, p.name);
   }
   const rec = new Recorder(gpu);
-  const zeroed = groups.tensors.map((t) => rec.readTensor(grads.get(t.tensor)!));
+  const zeroed = groups.tensors.map((t) => rec.readTensor(opt.grads.of(t.tensor)!));
   await rec.submit();
   for (const z of zeroed) assert.ok((await z).every((x) => x === 0));
   opt.dispose();
@@ -183,7 +180,6 @@ Deno.test("accumulation: N micro-batches make one step with the mean gradient, t
     params.length,
   );
   half.release();
-  grads.dispose();
   releaseParams(params);
 });
 
@@ -241,7 +237,7 @@ Deno.test("AdamW over tensors larger than one binding (windows) equals the unwin
 Deno.test("bad optimizer options and f16 parameters are named errors", async () => {
   const gpu = await getGpu();
   const params = syntheticParams(gpu);
-  const grads = new Gradients(gpu, paramGroups(params));
+  const groups = paramGroups(params);
   const bad: [OptimizerOptions, string][] = [
     [{ kind: "adamw", lr: 0 }, "lr \\(learning rate\\) must be a finite number > 0, got 0"],
     [{ kind: "sgd", lr: -1 }, "lr .* got -1"],
@@ -254,7 +250,7 @@ Deno.test("bad optimizer options and f16 parameters are named errors", async () 
     [{ kind: "adamw", maxGradNorm: 0 }, "maxGradNorm"],
     [{ kind: "adamw", accumulate: 1.5 }, "accumulate"],
   ];
-  for (const [o, msg] of bad) assertCode(() => new Optimizer(grads, o), "BAD_OPTION", msg);
+  for (const [o, msg] of bad) assertCode(() => new Optimizer(groups, o), "BAD_OPTION", msg);
   assertCode(() => linearSchedule(-1, 10), "BAD_OPTION", "warmupSteps");
   assertCode(
     () => paramGroups(params, { frozen: ["encodr."] }),
@@ -284,6 +280,5 @@ Deno.test("bad optimizer options and f16 parameters are named errors", async () 
     params.length,
   );
   half.release();
-  grads.dispose();
   releaseParams(params);
 });

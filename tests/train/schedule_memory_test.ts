@@ -5,7 +5,7 @@
 import assert from "node:assert/strict";
 import { planMemory } from "../../src/train/memory.ts";
 import { Optimizer, resolveOptimizer } from "../../src/train/optim.ts";
-import { Gradients, paramGroups } from "../../src/train/param_groups.ts";
+import { paramGroups } from "../../src/train/param_groups.ts";
 import { constantSchedule, cosineSchedule, linearSchedule } from "../../src/train/schedule.ts";
 import { assertCode, getGpu } from "../util.ts";
 import { releaseParams, syntheticParams } from "./synthetic.ts";
@@ -61,11 +61,9 @@ Deno.test("memory plan: weights, gradients and state by use; frozen tensors get 
   const p2 = planMemory(gpu, params, frozen, { optimizer: sgd, batch: 1 });
   assert.deepEqual([p2.gradients, p2.optimizerState], [all - enc, all - enc]);
   // the plan is what training allocates
-  const grads = new Gradients(gpu, frozen);
-  const opt = new Optimizer(grads, { kind: "sgd", momentum: 0.9 });
-  assert.deepEqual([grads.bytes, opt.stateBytes], [p2.gradients, p2.optimizerState]);
+  const opt = new Optimizer(frozen, { kind: "sgd", momentum: 0.9 });
+  assert.deepEqual([opt.grads.bytes, opt.stateBytes], [p2.gradients, p2.optimizerState]);
   opt.dispose();
-  grads.dispose();
   const plain = planMemory(gpu, params, frozen, {
     optimizer: resolveOptimizer({ kind: "sgd" }),
     batch: 1,

@@ -7,7 +7,7 @@ import type { Gpu } from "../../src/gpu/device.ts";
 import { Recorder } from "../../src/gpu/recorder.ts";
 import { numel, type Tensor, uploadTensor, writeTensor } from "../../src/gpu/tensor.ts";
 import type { Param } from "../../src/nn/params.ts";
-import type { Gradients } from "../../src/train/param_groups.ts";
+import type { Gradients } from "../../src/nn/grads.ts";
 import { randomF32 } from "../util.ts";
 
 /** Stored parameters: names, shapes, and which share one tensor. */
@@ -68,7 +68,7 @@ export function syntheticGrads(
 
 /** Write `g` into the gradient tensors (as a backward pass would). */
 export function writeGrads(grads: Gradients, g: ReadonlyMap<string, Float32Array>): void {
-  for (const p of grads.groups.trainable) writeTensor(grads.of(p), g.get(p.name)!, p.offset);
+  for (const p of grads.params) writeTensor(grads.of(p.tensor)!, g.get(p.name)!, p.offset);
 }
 
 /** Free the distinct tensors of `params`. */
