@@ -1,6 +1,6 @@
 /**
  * Whole-model gradient checks without a PyTorch reference: the directional derivative of the loss
- * along a random direction by central differences (the parameters moved on the GPU), against
+ * along a random direction by central differences (five-point) (the parameters moved on the GPU), against
  * Σ grad·direction; and plain SGD steps on the host for "the loss falls".
  */
 import type { Gpu } from "../../src/gpu/device.ts";
@@ -18,7 +18,8 @@ function setParams(params: readonly Param[], at: Map<string, Float32Array>): voi
 
 /**
  * Along a random ±1 direction over the parameters `which` selects, scaled by `step`:
- * `{ analytic: Σ grad·d, numeric: (L(p + d) − L(p − d)) / 2 }`. Parameters are restored.
+ * `{ analytic: Σ grad·d, numeric }`, the derivative by the five-point stencil
+ * `(8·(L(p + d) − L(p − d)) − (L(p + 2d) − L(p − 2d))) / 12`. Parameters are restored.
  */
 export async function directional(
   gpu: Gpu,
@@ -45,12 +46,13 @@ export async function directional(
       const b = base.get(p.name)!, d = dir.get(p.name)!;
       return [p.name, Float32Array.from(b, (v, i) => v + sign * d[i])];
     }));
-  setParams(params, moved(1));
-  const up = (await f()).loss;
-  setParams(params, moved(-1));
-  const down = (await f()).loss;
+  const at = async (k: number) => {
+    setParams(params, moved(k));
+    return (await f()).loss;
+  };
+  const [p1, m1, p2, m2] = [await at(1), await at(-1), await at(2), await at(-2)];
   setParams(params, base);
-  return { analytic, numeric: (up - down) / 2 };
+  return { analytic, numeric: (8 * (p1 - m1) - (p2 - m2)) / 12 };
 }
 
 /** `steps` SGD steps at learning rate `lr` on the host; the losses before each step and after. */
