@@ -120,7 +120,7 @@ export function clipCapConfig(c: Json, where: string): ClipCapConfig {
 }
 
 /** `clip_project.model.{0,2,…}`: Linear layers with Tanh between them, `prefixSize → L·n_embd`. */
-async function loadProjection(p: ParamLoader, cfg: ClipCapConfig): Promise<Linear[]> {
+export async function loadProjection(p: ParamLoader, cfg: ClipCapConfig): Promise<Linear[]> {
   const out = cfg.prefixLength * cfg.gpt2.n_embd;
   const layers: Linear[] = [];
   let inp = cfg.prefixSize;
@@ -135,7 +135,7 @@ async function loadProjection(p: ParamLoader, cfg: ClipCapConfig): Promise<Linea
 }
 
 /** `clipcap.safetensors`, else `clipcap.pt`, else what {@link openWeights} finds in the folder. */
-async function openClipCapWeights(files: ModelFiles): Promise<WeightStore> {
+export async function openClipCapWeights(files: ModelFiles): Promise<WeightStore> {
   for (const name of ["clipcap.safetensors", "clipcap.pt"]) {
     const store = await openWeightFile(files, name);
     if (store) return store;

@@ -99,7 +99,7 @@ export function showAttendTellConfig(c: Json, where: string): ShowAttendTellConf
 }
 
 /** Decoder weights on the GPU (`nn.Linear` weights out×in). */
-interface SatDecoderWeights {
+export interface SatDecoderWeights {
   embedding: Tensor; // [vocab, embed]
   encAtt: Linear; // [A, C]
   decAtt: Linear; // [A, Hd]
@@ -122,7 +122,11 @@ function loadLstmLinear(p: ParamLoader, x: "ih" | "hh", out: number, inp: number
   }));
 }
 
-async function loadDecoder(p: ParamLoader, c: ShowAttendTellConfig): Promise<SatDecoderWeights> {
+/** Load the decoder (`decoder.*`); matrices in the loader's matrix dtype. */
+export async function loadSatDecoder(
+  p: ParamLoader,
+  c: ShowAttendTellConfig,
+): Promise<SatDecoderWeights> {
   const { encoderDim: C, attentionDim: A, embedDim: E, decoderDim: H, vocabSize: V } = c;
   return {
     embedding: await p.matrix("decoder.embedding.weight", [V, E]),
@@ -174,7 +178,7 @@ async function loadShowAttendTell(
 ): Promise<CaptionModel> {
   const cfg = showAttendTellConfig(config, where);
   const resnet = await loadResNet(p, "encoder.resnet", cfg.resnet);
-  const weights = await loadDecoder(p, cfg);
+  const weights = await loadSatDecoder(p, cfg);
   return new EncoderDecoderModel(SHOW_ATTEND_TELL.name, {
     vocabSize: cfg.vocabSize,
     decoderStartTokenId: cfg.startTokenId,

@@ -46,7 +46,8 @@ export interface Gpt2Saved {
   R: number;
   T: number;
   E: number;
-  ids: Tensor;
+  /** Token ids `[R·T]`, or undefined when the forward took input embeddings. */
+  ids?: Tensor;
   posIds: Tensor;
   enc?: Tensor;
   layers: SavedLayer[];
@@ -109,13 +110,14 @@ function crossForward(
 }
 
 /**
- * Teacher-forced forward of `ids [R·T]` (i32; row r holds T positions from 0) with
- * cross-attention over `enc [R·E, h]`. Returns logits `[R·T, vocab]` and what the backward needs.
+ * Teacher-forced forward of `ids [R·T]` (i32; row r holds T positions from 0), or of input
+ * embeddings `{ embeds: [R·T, h] }`, with cross-attention over `enc [R·E, h]`. Returns logits
+ * `[R·T, vocab]` and what the backward needs.
  */
 export function gpt2TrainForward(
   rec: Recorder,
   w: Gpt2Weights,
-  ids: Tensor,
+  input: Tensor | { embeds: Tensor },
   R: number,
   T: number,
   enc?: { states: Tensor; E: number },
@@ -142,7 +144,11 @@ export function gpt2TrainForward(
     "pos-ids",
   );
   keep.push(posIds);
-  let x = embedding(rec, w.wte, ids, { pos: { table: w.wpe, start: 0, period: T } });
+  const pos = { table: w.wpe, start: 0, period: T };
+  const ids = "embeds" in input ? undefined : input;
+  let x = ids
+    ? embedding(rec, w.wte, ids, { pos })
+    : embedFromInput(rec, input as { embeds: Tensor }, R * T, pos);
   keep.push(x);
   const E = enc?.E ?? 0;
   const layers = w.layers.map((l, i): SavedLayer => {
@@ -181,6 +187,23 @@ export function gpt2TrainForward(
   const nf = saveNorm(keep, normTrain(rec, x, w.lnF));
   const logits = matmul(rec, nf.y, w.lmHead, { transposeW: true });
   return { logits, saved: { R, T, E, ids, posIds, enc: enc?.states, layers, xL: x, nf, keep } };
+}
+
+/** `embeds [n, h]` plus the position rows: a gather by ids `0 .. n-1`. */
+function embedFromInput(
+  rec: Recorder,
+  input: { embeds: Tensor },
+  n: number,
+  pos: { table: Tensor; start: number; period: number },
+): Tensor {
+  if (input.embeds.size !== n * pos.table.shape[1]) {
+    throw new WebcapError(
+      "BAD_SHAPE",
+      `input embeddings [${input.embeds.shape}] are not [${n}, ${pos.table.shape[1]}]`,
+    );
+  }
+  const rows = rec.upload(Int32Array.from({ length: n }, (_, i) => i), [n], "i32");
+  return embedding(rec, input.embeds, rows, { pos });
 }
 
 /** Backward of one block from `dOut` (the gradient of its output); returns the gradient of its input. */
@@ -256,7 +279,8 @@ function layerBackward(
  * Backward of {@link gpt2TrainForward} from `dLogits [R·T, vocab]`: accumulates every parameter
  * gradient into `g` (the tied `wte` gets both the head's and the embedding's; frozen ones are
  * skipped) and returns the gradient of the encoder states `[R·E, h]` (undefined without
- * cross-attention, or when `encoderGrad` is false: a frozen encoder needs none).
+ * cross-attention, or when `encoderGrad` is false: a frozen encoder needs none). A forward over
+ * input embeddings accumulates their gradient into `dEmbeds [R·T, h]`.
  */
 export function gpt2TrainBackward(
   rec: Recorder,
@@ -265,7 +289,14 @@ export function gpt2TrainBackward(
   dLogits: Tensor,
   g: Gradients,
   encoderGrad = true,
+  dEmbeds?: Tensor,
 ): Tensor | undefined {
+  if (!sv.ids && dEmbeds?.size !== sv.R * sv.T * w.config.n_embd) {
+    throw new WebcapError(
+      "BAD_OPTION",
+      `a forward over input embeddings needs dEmbeds [${sv.R * sv.T}, ${w.config.n_embd}]`,
+    );
+  }
   const h = w.config.n_embd;
   const dnf = matmulBackward(rec, sv.nf.y, w.lmHead, dLogits, { dW: g.of(w.lmHead) }, {
     transposeW: true,
@@ -281,7 +312,8 @@ export function gpt2TrainBackward(
     dx = next;
   }
   const dWte = g.of(w.wte), dWpe = g.of(w.wpe);
-  if (dWte) embeddingBackward(rec, dx, sv.ids, dWte);
+  if (!sv.ids) accumulate(rec, dEmbeds!, dx);
+  else if (dWte) embeddingBackward(rec, dx, sv.ids, dWte);
   if (dWpe) embeddingBackward(rec, dx, sv.posIds, dWpe);
   rec.releaseAfterSubmit(dx, ...sv.keep);
   return dEnc;

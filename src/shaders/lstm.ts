@@ -6,7 +6,7 @@
  * @module
  */
 import { WebcapError } from "../errors.ts";
-import { Kernel, read, readWrite } from "../gpu/kernel.ts";
+import { Kernel, optional, read, readWrite } from "../gpu/kernel.ts";
 import type { Recorder } from "../gpu/recorder.ts";
 import type { Tensor } from "../gpu/tensor.ts";
 import { activationWgsl } from "./activations.ts";
@@ -86,4 +86,75 @@ export function lstmCell(
     groups: Math.ceil((rows * H) / 256),
   });
   return { h, c: cNew };
+}
+
+// ---- backward ----
+
+/**
+ * Backward of {@link LSTM_CELL} from the saved gates and c: with `dc' = dCn + dH·σ(o)·(1 −
+ * tanh²c')`, writes `dG = [dc'·tanh(g)·σ'(i), dc'·c·σ'(f), dc'·σ(i)·(1 − tanh²g),
+ * dH·tanh(c')·σ'(o)]` and `dC = dc'·σ(f)`.
+ */
+const LSTM_CELL_BACKWARD = new Kernel({
+  name: "lstm_cell_backward",
+  uniforms: { rows: "u32", H: "u32" },
+  storage: {
+    G: read(),
+    C: read(),
+    dH: read(),
+    dCn: optional(read()),
+    dG: readWrite(),
+    dC: readWrite(),
+  },
+  workgroupSize: [256],
+  body: (_, has) => `
+${activationWgsl("none")}
+fn kernel(wg: vec3u, lid: vec3u) {
+  let i = wg.x * WG_X + lid.x;
+  if (i >= p.rows * p.H) { return; }
+  let j = i % p.H;
+  let g = (i / p.H) * 4u * p.H + j;
+  let ig = sigmoid_f32(f32(G[g]));
+  let fg = sigmoid_f32(f32(G[g + p.H]));
+  let gg = tanh_f32(f32(G[g + 2u * p.H]));
+  let og = sigmoid_f32(f32(G[g + 3u * p.H]));
+  let c0 = f32(C[i]);
+  let tc = tanh_f32(fg * c0 + ig * gg);
+  let dh = f32(dH[i]);
+  let dc = ${has.dCn ? "f32(dCn[i])" : "0.0"} + dh * og * (1.0 - tc * tc);
+  dG[g] = dG_t(dc * gg * ig * (1.0 - ig));
+  dG[g + p.H] = dG_t(dc * c0 * fg * (1.0 - fg));
+  dG[g + 2u * p.H] = dG_t(dc * ig * (1.0 - gg * gg));
+  dG[g + 3u * p.H] = dG_t(dh * tc * og * (1.0 - og));
+  dC[i] = dC_t(dc * fg);
+}`,
+});
+
+/**
+ * Backward of {@link lstmCell} for the saved `gates [rows, 4·H]` and `c [rows, H]`, from the
+ * gradients of h' (`dH`) and of c' (`dCn`, left out when c' feeds nothing later): returns the
+ * gradient of the gates `[rows, 4·H]` and of c `[rows, H]`.
+ */
+export function lstmCellBackward(
+  rec: Recorder,
+  gates: Tensor,
+  c: Tensor,
+  dH: Tensor,
+  dCn?: Tensor,
+): { dGates: Tensor; dC: Tensor } {
+  const [rows, H] = c.shape;
+  if (gates.size !== rows * 4 * H || dH.size !== rows * H || (dCn && dCn.size !== rows * H)) {
+    throw new WebcapError(
+      "BAD_SHAPE",
+      `lstmCellBackward wants gates [${rows}, ${4 * H}], dH and dCn [${rows}, ${H}] for c ` +
+        `[${c.shape}], got [${gates.shape}], [${dH.shape}], [${dCn?.shape ?? "-"}]`,
+    );
+  }
+  const out = { dGates: rec.output([rows, 4 * H]), dC: rec.output([rows, H]) };
+  LSTM_CELL_BACKWARD.record(rec, {
+    uniforms: { rows, H },
+    bind: { G: gates, C: c, dH, dCn, dG: out.dGates, dC: out.dC },
+    groups: Math.ceil((rows * H) / 256),
+  });
+  return out;
 }

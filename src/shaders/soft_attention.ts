@@ -8,7 +8,7 @@
  * @module
  */
 import { WebcapError } from "../errors.ts";
-import { read, readWrite } from "../gpu/kernel.ts";
+import { Kernel, optional, read, readWrite } from "../gpu/kernel.ts";
 import type { Recorder } from "../gpu/recorder.ts";
 import type { Tensor } from "../gpu/tensor.ts";
 import { rowKernel } from "./reduce_wgsl.ts";
@@ -106,10 +106,14 @@ function fits(o: StridedOut, rows: number, width: number): boolean {
     o.offset + (rows - 1) * o.rowStride + width <= o.t.size;
 }
 
-/** Record one soft-attention step for every row (one dispatch). */
-export function softAttention(rec: Recorder, a: SoftAttentionArgs): void {
-  const rows = a.rowImage.size, P = a.pixels, A = a.wFull.size;
-  const C = a.enc.shape[a.enc.shape.length - 1];
+/** Shapes shared by the forward and the backward (error messages name `softAttention`). */
+function checkArgs(
+  a: Omit<SoftAttentionArgs, "z">,
+  rows: number,
+  P: number,
+  A: number,
+  C: number,
+): void {
   const images = a.enc.size / (P * C);
   const bad = (msg: string) => new WebcapError("BAD_SHAPE", `softAttention: ${msg}`);
   if (a.rowImage.dtype !== "i32") {
@@ -125,9 +129,16 @@ export function softAttention(rec: Recorder, a: SoftAttentionArgs): void {
       `decAtt [${a.decAtt.shape}] / gate [${a.gate.shape}] are not [${rows}, ${A}] / [${rows}, ${C}]`,
     );
   }
-  if (!fits(a.alpha, rows, P) || !fits(a.z, rows, C)) {
-    throw bad("an output does not hold every row");
-  }
+  if (!fits(a.alpha, rows, P)) throw bad("an output does not hold every row");
+}
+
+/** Record one soft-attention step for every row (one dispatch). */
+export function softAttention(rec: Recorder, a: SoftAttentionArgs): void {
+  const rows = a.rowImage.size, P = a.pixels, A = a.wFull.size;
+  const C = a.enc.shape[a.enc.shape.length - 1];
+  checkArgs(a, rows, P, A, C);
+  const bad = (msg: string) => new WebcapError("BAD_SHAPE", `softAttention: ${msg}`);
+  if (!fits(a.z, rows, C)) throw bad("an output does not hold every row");
   if (a.alpha.t.buffer === a.z.t.buffer) throw bad("alpha and z must be different tensors");
   SOFT_ATTENTION.record(rec, {
     uniforms: {
@@ -151,4 +162,215 @@ export function softAttention(rec: Recorder, a: SoftAttentionArgs): void {
     },
     groups: rows,
   });
+}
+
+// ---- backward ----
+
+/**
+ * Backward of {@link SOFT_ATTENTION} for one row per workgroup, from dZ and (optionally) a
+ * gradient dAL of α: with `ctx = Σ_p α_p·E_p`, `dG = dZ ⊙ ctx`, `dα_p = (dZ ⊙ G)·E_p + dAL_p`,
+ * `de_p = α_p·(dα_p − Σ_q α_q·dα_q)`, `s_pa = EA_pa + DA_a`: `dS_pa = de_p·WF_a·[s_pa > 0]`,
+ * `dDA_a = Σ_p dS_pa`, `dWF_a = Σ_p de_p·relu(s_pa)` (this row's share). `De` is scratch.
+ */
+const SOFT_ATTENTION_BACKWARD = rowKernel({
+  name: "soft_attention_backward",
+  uniforms: {
+    P: "u32",
+    A: "u32",
+    C: "u32",
+    aOff: "u32",
+    aStride: "u32",
+    zOff: "u32",
+    zStride: "u32",
+  },
+  storage: {
+    EA: read(),
+    DA: read(),
+    WF: read(),
+    E: read(),
+    G: read(),
+    img: read("i32"),
+    AL: read(),
+    dZ: read(),
+    dAL: optional(read()),
+    dG: readWrite(),
+    dDA: readWrite(),
+    dWF: readWrite(),
+    dS: readWrite(),
+    De: readWrite(),
+  },
+  workgroupSize: [256],
+  body: (_, has) => `
+fn kernel(wg: vec3u, lid: vec3u) {
+  let r = wg.x;
+  let t = lid.x;
+  let im = u32(img[r]);
+  let a0 = p.aOff + r * p.aStride;
+  let z0 = p.zOff + r * p.zStride;
+  let e0 = im * p.P * p.C;
+  for (var c = t; c < p.C; c += WG_X) {
+    var ctx = 0.0;
+    for (var px = 0u; px < p.P; px++) { ctx = fma(f32(AL[a0 + px]), f32(E[e0 + px * p.C + c]), ctx); }
+    dG[r * p.C + c] = dG_t(f32(dZ[z0 + c]) * ctx);
+  }
+  var dot = 0.0;
+  for (var px = 0u; px < p.P; px++) {
+    var part = 0.0;
+    for (var c = t; c < p.C; c += WG_X) {
+      part = fma(f32(dZ[z0 + c]) * f32(G[r * p.C + c]), f32(E[e0 + px * p.C + c]), part);
+    }
+    let da = reduce(t, part, false)${has.dAL ? " + f32(dAL[a0 + px])" : ""};
+    if (t == 0u) { De[r * p.P + px] = De_t(da); }
+    dot = fma(f32(AL[a0 + px]), da, dot);
+  }
+  storageBarrier();
+  workgroupBarrier();
+  for (var px = t; px < p.P; px += WG_X) {
+    De[r * p.P + px] = De_t(f32(AL[a0 + px]) * (f32(De[r * p.P + px]) - dot));
+  }
+  storageBarrier();
+  workgroupBarrier();
+  for (var a = t; a < p.A; a += WG_X) {
+    var dda = 0.0;
+    var dwf = 0.0;
+    for (var px = 0u; px < p.P; px++) {
+      let s = f32(EA[(im * p.P + px) * p.A + a]) + f32(DA[r * p.A + a]);
+      let de = f32(De[r * p.P + px]);
+      let ds = select(0.0, de * f32(WF[a]), s > 0.0);
+      dS[(r * p.P + px) * p.A + a] = dS_t(ds);
+      dda += ds;
+      dwf = fma(de, max(s, 0.0), dwf);
+    }
+    dDA[r * p.A + a] = dDA_t(dda);
+    dWF[r * p.A + a] = dWF_t(dwf);
+  }
+}`,
+});
+
+/** Inputs of {@link softAttentionBackward}: the forward's inputs, its α and the gradients. */
+export interface SoftAttentionBackwardArgs extends Omit<SoftAttentionArgs, "z"> {
+  /** Gradient of z, read where the forward wrote z. */
+  dZ: StridedOut;
+  /** Gradient of α, laid out as `alpha` (offset and row stride), when α feeds a loss. */
+  dAlpha?: Tensor;
+}
+
+/** Gradients of {@link softAttention}'s inputs, per row. */
+export interface SoftAttentionGrads {
+  /** `[rows, C]`. */
+  dGate: Tensor;
+  /** `[rows, A]`. */
+  dDecAtt: Tensor;
+  /** `[rows, A]`: each row's share of the gradient of `wFull` (sum the rows). */
+  dWFull: Tensor;
+  /** `[rows, pixels·A]`: the gradient of `encAtt` at the rows' images (gather-sum by image). */
+  dEncAtt: Tensor;
+}
+
+/** Record the backward of one soft-attention step for every row (one dispatch, no atomics). */
+export function softAttentionBackward(
+  rec: Recorder,
+  a: SoftAttentionBackwardArgs,
+): SoftAttentionGrads {
+  const rows = a.rowImage.size, P = a.pixels, A = a.wFull.size;
+  const C = a.enc.shape[a.enc.shape.length - 1];
+  checkArgs(a, rows, P, A, C);
+  if (!fits(a.dZ, rows, C) || (a.dAlpha && a.dAlpha.size !== a.alpha.t.size)) {
+    throw new WebcapError(
+      "BAD_SHAPE",
+      "softAttentionBackward: dZ does not hold every row or dAlpha is not laid out as alpha",
+    );
+  }
+  const out = {
+    dGate: rec.output([rows, C]),
+    dDecAtt: rec.output([rows, A]),
+    dWFull: rec.output([rows, A]),
+    dEncAtt: rec.output([rows, P * A]),
+  };
+  SOFT_ATTENTION_BACKWARD.record(rec, {
+    uniforms: {
+      P,
+      A,
+      C,
+      aOff: a.alpha.offset,
+      aStride: a.alpha.rowStride,
+      zOff: a.dZ.offset,
+      zStride: a.dZ.rowStride,
+    },
+    bind: {
+      EA: a.encAtt,
+      DA: a.decAtt,
+      WF: a.wFull,
+      E: a.enc,
+      G: a.gate,
+      img: a.rowImage,
+      AL: a.alpha.t,
+      dZ: a.dZ.t,
+      dAL: a.dAlpha,
+      dG: out.dGate,
+      dDA: out.dDecAtt,
+      dWF: out.dWFull,
+      dS: out.dEncAtt,
+      De: rec.temp([rows, P]),
+    },
+    groups: rows,
+  });
+  return out;
+}
+
+/**
+ * Show-Attend-Tell's doubly stochastic attention term over α `[R, T, P]`: per (r, p),
+ * `u = 1 − Σ_{t kept} α_rtp`, `Out = scale·u²`, and `dA_rtp = −2·scale·u` at kept steps
+ * (target ≥ 0), 0 elsewhere.
+ */
+const ATTENTION_COVERAGE = new Kernel({
+  name: "attention_coverage",
+  uniforms: { R: "u32", T: "u32", P: "u32", scale: "f32" },
+  storage: { AL: read(), tgt: read("i32"), Out: readWrite(), dA: readWrite() },
+  workgroupSize: [64],
+  body: () => `
+fn kernel(wg: vec3u, lid: vec3u) {
+  let i = wg.x * WG_X + lid.x;
+  if (i >= p.R * p.P) { return; }
+  let r = i / p.P;
+  let px = i % p.P;
+  var s = 0.0;
+  for (var t = 0u; t < p.T; t++) {
+    if (tgt[r * p.T + t] >= 0) { s += f32(AL[(r * p.T + t) * p.P + px]); }
+  }
+  let u = 1.0 - s;
+  Out[i] = Out_t(p.scale * u * u);
+  for (var t = 0u; t < p.T; t++) {
+    let o = (r * p.T + t) * p.P + px;
+    dA[o] = dA_t(select(0.0, -2.0 * p.scale * u, tgt[r * p.T + t] >= 0));
+  }
+}`,
+});
+
+/**
+ * `scale·Σ_{r,p} (1 − Σ_t α_rtp)²` over α `[R, T, P]`, the sum over t running over the steps
+ * whose `targets [R·T]` (i32) are not −100 (sgrvinod's `alpha_c·((1 − α.sum(1))²).mean()` is
+ * `scale = alpha_c / (R·P)`). Returns the terms `[R, P]` (to sum) and the gradient `[R, T, P]`.
+ */
+export function attentionCoverage(
+  rec: Recorder,
+  alpha: Tensor,
+  targets: Tensor,
+  scale: number,
+): { terms: Tensor; dAlpha: Tensor } {
+  const [R, T, P] = alpha.shape;
+  if (alpha.shape.length !== 3 || targets.dtype !== "i32" || targets.size !== R * T) {
+    throw new WebcapError(
+      "BAD_SHAPE",
+      `attentionCoverage wants alpha [R, T, P] and i32 targets [R·T], got [${alpha.shape}] and ` +
+        `${targets.dtype} [${targets.shape}]`,
+    );
+  }
+  const out = { terms: rec.output([R, P]), dAlpha: rec.output([R, T, P]) };
+  ATTENTION_COVERAGE.record(rec, {
+    uniforms: { R, T, P, scale },
+    bind: { AL: alpha, tgt: targets, Out: out.terms, dA: out.dAlpha },
+    groups: Math.ceil((R * P) / 64),
+  });
+  return out;
 }

@@ -149,3 +149,14 @@ export function meanOfOthersBaseline(rewards: Float32Array, K: number): Float32A
   }
   return out;
 }
+
+/** The batch loss (Σ of weighted losses) and each position's log p(target) from `rows [R·T, 2]`. */
+export function lossOfRows(rows: Float32Array): { loss: number; logprobs: Float32Array } {
+  const n = rows.length / 2, logprobs = new Float32Array(n);
+  let loss = 0;
+  for (let i = 0; i < n; i++) {
+    logprobs[i] = rows[2 * i];
+    loss += rows[2 * i + 1];
+  }
+  return { loss, logprobs };
+}

@@ -12,22 +12,7 @@ import { layerNormBackward, layerNormTrain } from "../../src/shaders/layernorm.t
 import { matmulBackward } from "../../src/shaders/matmul.ts";
 import { crossEntropy } from "../../src/shaders/softmax.ts";
 import { getGpu, randomF32, relL2 } from "../util.ts";
-import { actRef } from "./reference.ts";
-
-/** ∂/∂x of `f` at `x` by central differences in float64. */
-function fd(f: (x: Float64Array) => number, x: ArrayLike<number>, h = 1e-5): Float64Array {
-  const p = Float64Array.from(x), g = new Float64Array(p.length);
-  for (let i = 0; i < p.length; i++) {
-    const v = p[i];
-    p[i] = v + h;
-    const a = f(p);
-    p[i] = v - h;
-    const b = f(p);
-    p[i] = v;
-    g[i] = (a - b) / (2 * h);
-  }
-  return g;
-}
+import { actRef, fd } from "./reference.ts";
 
 const dot = (a: ArrayLike<number>, b: ArrayLike<number>) => {
   let s = 0;

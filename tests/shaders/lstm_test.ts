@@ -1,9 +1,10 @@
 import assert from "node:assert/strict";
-import { lstmCell } from "../../src/shaders/lstm.ts";
+import { lstmCell, lstmCellBackward } from "../../src/shaders/lstm.ts";
 import { matmul } from "../../src/shaders/matmul.ts";
 import { uploadTensor } from "../../src/gpu/tensor.ts";
 import { Recorder } from "../../src/gpu/recorder.ts";
 import { firstNonFinite, getGpu, poisoned, randomF32, relL2 } from "../util.ts";
+import { fd } from "./reference.ts";
 
 const sigmoid = (v: number) => 1 / (1 + Math.exp(-v));
 
@@ -84,3 +85,41 @@ Deno.test("lstmCell refuses mismatched shapes and an output aliasing c", async (
   assert.throws(() => lstmCell(undefined as never, g, c3, { cOut: c3 }), /must not share/);
   for (const t of [g, c, c3]) t.release();
 });
+
+/** Float64 cell from pre-activation gates `[rows, 4H]` and c: `[h', c']`. */
+function cellRef(g: ArrayLike<number>, c: ArrayLike<number>, rows: number, H: number) {
+  const h = new Float64Array(rows * H), cn = new Float64Array(rows * H);
+  for (let r = 0; r < rows; r++) {
+    for (let j = 0; j < H; j++) {
+      const at = (k: number) => g[r * 4 * H + k * H + j];
+      const v = sigmoid(at(1)) * c[r * H + j] + sigmoid(at(0)) * Math.tanh(at(2));
+      cn[r * H + j] = v;
+      h[r * H + j] = sigmoid(at(3)) * Math.tanh(v);
+    }
+  }
+  return { h, c: cn };
+}
+
+for (const [rows, H, withDc] of [[3, 5, true], [2, 300, false]] as const) {
+  Deno.test(`lstmCellBackward rows=${rows} H=${H} dc'=${withDc}: float64 finite differences`, async () => {
+    const gpu = await getGpu();
+    const g = randomF32(rows * 4 * H, 31, 2), c = randomF32(rows * H, 32);
+    const dH = randomF32(rows * H, 33), dCn = randomF32(rows * H, 34);
+    const up = (a: Float32Array, shape: number[]) => uploadTensor(gpu, a, shape, "f32");
+    const t = [up(g, [rows, 4 * H]), up(c, [rows, H]), up(dH, [rows, H]), up(dCn, [rows, H])];
+    const rec = new Recorder(gpu);
+    const out = lstmCellBackward(rec, t[0], t[1], t[2], withDc ? t[3] : undefined);
+    const [pg, pc] = [rec.readTensor(out.dGates), rec.readTensor(out.dC)];
+    await rec.submit();
+    const loss = (gg: ArrayLike<number>, cc: ArrayLike<number>) => {
+      const r = cellRef(gg, cc, rows, H);
+      let s = 0;
+      for (let i = 0; i < rows * H; i++) s += dH[i] * r.h[i] + (withDc ? dCn[i] * r.c[i] : 0);
+      return s;
+    };
+    const eg = relL2((await pg) as Float32Array, fd((x) => loss(x, c), g));
+    const ec = relL2((await pc) as Float32Array, fd((x) => loss(g, x), c));
+    assert.ok(eg < 1e-5 && ec < 1e-5, `rel L2 dGates ${eg}, dC ${ec}`);
+    for (const x of [...t, out.dGates, out.dC]) x.release();
+  });
+}

@@ -45,3 +45,18 @@ export function actRef(act: Activation, x: number): number {
 
 export { f32ToF16 as f32ToF16Bits } from "../../src/nn/params.ts";
 export { f16ToF32 as f16BitsToF32 } from "../../src/io/dtype.ts";
+
+/** ∂/∂x of `f` at `x` by central differences in float64. */
+export function fd(f: (x: Float64Array) => number, x: ArrayLike<number>, h = 1e-5): Float64Array {
+  const p = Float64Array.from(x), g = new Float64Array(p.length);
+  for (let i = 0; i < p.length; i++) {
+    const v = p[i];
+    p[i] = v + h;
+    const a = f(p);
+    p[i] = v - h;
+    const b = f(p);
+    p[i] = v;
+    g[i] = (a - b) / (2 * h);
+  }
+  return g;
+}

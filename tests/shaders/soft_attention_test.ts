@@ -1,16 +1,21 @@
 import assert from "node:assert/strict";
 import { Recorder } from "../../src/gpu/recorder.ts";
 import { uploadTensor } from "../../src/gpu/tensor.ts";
-import { softAttention } from "../../src/shaders/soft_attention.ts";
+import {
+  attentionCoverage,
+  softAttention,
+  softAttentionBackward,
+} from "../../src/shaders/soft_attention.ts";
 import { firstNonFinite, getGpu, poisoned, randomF32, relL2 } from "../util.ts";
+import { fd } from "./reference.ts";
 
 /** Float64 soft attention: α `[R, P]` and gated context z `[R, C]`. */
 function softAttentionRef(
-  encAtt: Float32Array,
-  decAtt: Float32Array,
-  w: Float32Array,
-  enc: Float32Array,
-  gate: Float32Array,
+  encAtt: ArrayLike<number>,
+  decAtt: ArrayLike<number>,
+  w: ArrayLike<number>,
+  enc: ArrayLike<number>,
+  gate: ArrayLike<number>,
   rowImage: number[],
   P: number,
   A: number,
@@ -144,4 +149,110 @@ Deno.test("softAttention refuses mismatched shapes and outputs too small", async
     /does not hold every row/,
   );
   for (const x of [...Object.values(t), img, args.alpha.t, args.z.t]) x.release();
+});
+
+Deno.test("softAttentionBackward: every input's gradient by float64 finite differences (strided dZ, dα)", async () => {
+  const gpu = await getGpu();
+  const [N, P, A, C, rowImage] = [2, 5, 6, 7, [1, 0, 1]];
+  const R = rowImage.length;
+  const d = {
+    encAtt: randomF32(N * P * A, 11, 2),
+    decAtt: randomF32(R * A, 12, 2),
+    w: randomF32(A, 13, 2),
+    enc: randomF32(N * P * C, 14, 3),
+    gate: randomF32(R * C, 15).map((v) => (v + 1) / 2),
+    dZ: randomF32(R * (3 + C), 16),
+    dAlpha: randomF32(R * 2 * P, 17),
+  };
+  const up = (a: Float32Array, shape: number[], dtype: "f32" | "i32" = "f32") =>
+    uploadTensor(gpu, a, shape, dtype);
+  const t = {
+    encAtt: up(d.encAtt, [N * P, A]),
+    decAtt: up(d.decAtt, [R, A]),
+    wFull: up(d.w, [1, A]),
+    enc: up(d.enc, [N, P, C]),
+    gate: up(d.gate, [R, C]),
+    rowImage: uploadTensor(gpu, Int32Array.from(rowImage), [R], "i32"),
+    alpha: up(new Float32Array(R * 2 * P), [R, 2, P]),
+    z: up(new Float32Array(R * (3 + C)), [R, 3 + C]),
+    dZ: up(d.dZ, [R, 3 + C]),
+    dAlpha: up(d.dAlpha, [R, 2, P]),
+  };
+  const args = { ...t, pixels: P, alpha: { t: t.alpha, offset: P, rowStride: 2 * P } };
+  const rec = new Recorder(gpu);
+  softAttention(rec, { ...args, z: { t: t.z, offset: 3, rowStride: 3 + C } });
+  const g = softAttentionBackward(rec, {
+    ...args,
+    dZ: { t: t.dZ, offset: 3, rowStride: 3 + C },
+    dAlpha: t.dAlpha,
+  });
+  const reads = [g.dGate, g.dDecAtt, g.dWFull, g.dEncAtt].map((x) => rec.readTensor(x));
+  await rec.submit();
+  const [dGate, dDecAtt, dWRows, dEARows] = (await Promise.all(reads)) as Float32Array[];
+  // L = Σ dZ·z + Σ dα·α in float64, as a function of one input at a time
+  const loss = (x: Partial<Record<"encAtt" | "decAtt" | "w" | "gate", ArrayLike<number>>>) => {
+    const r = softAttentionRef(
+      x.encAtt ?? d.encAtt,
+      x.decAtt ?? d.decAtt,
+      x.w ?? d.w,
+      d.enc,
+      x.gate ?? d.gate,
+      rowImage,
+      P,
+      A,
+      C,
+    );
+    let s = 0;
+    for (let i = 0; i < R; i++) {
+      for (let c = 0; c < C; c++) s += d.dZ[i * (3 + C) + 3 + c] * r.z[i * C + c];
+      for (let p = 0; p < P; p++) s += d.dAlpha[i * 2 * P + P + p] * r.alpha[i * P + p];
+    }
+    return s;
+  };
+  const dW = new Float32Array(A), dEA = new Float32Array(N * P * A);
+  rowImage.forEach((im, r) => {
+    for (let a = 0; a < A; a++) dW[a] += dWRows[r * A + a];
+    for (let i = 0; i < P * A; i++) dEA[im * P * A + i] += dEARows[r * P * A + i];
+  });
+  const checks: [string, Float32Array, Float64Array][] = [
+    ["gate", dGate, fd((x) => loss({ gate: x }), d.gate)],
+    ["decAtt", dDecAtt, fd((x) => loss({ decAtt: x }), d.decAtt)],
+    ["wFull", dW, fd((x) => loss({ w: x }), d.w)],
+    ["encAtt", dEA, fd((x) => loss({ encAtt: x }), d.encAtt)],
+  ];
+  for (const [name, got, want] of checks) {
+    assert.ok(relL2(got, want) < 1e-4, `${name}: rel L2 ${relL2(got, want)}`);
+  }
+  for (const x of [...Object.values(t), ...Object.values(g)]) x.release();
+});
+
+Deno.test("attentionCoverage: terms and dα against float64, masked steps excluded", async () => {
+  const gpu = await getGpu();
+  const [R, T, P] = [3, 4, 5];
+  const alpha = randomF32(R * T * P, 21).map((v) => (v + 1) / 4);
+  const targets = Int32Array.from([3, 4, 2, -100, 7, 2, -100, -100, 1, 1, 1, 2]);
+  const scale = 0.7 / (R * P);
+  const f = (a: ArrayLike<number>) => {
+    let s = 0;
+    for (let r = 0; r < R; r++) {
+      for (let p = 0; p < P; p++) {
+        let u = 1;
+        for (let t = 0; t < T; t++) if (targets[r * T + t] >= 0) u -= a[(r * T + t) * P + p];
+        s += scale * u * u;
+      }
+    }
+    return s;
+  };
+  const ta = uploadTensor(gpu, alpha, [R, T, P], "f32");
+  const tt = uploadTensor(gpu, targets, [R * T], "i32");
+  const rec = new Recorder(gpu);
+  const out = attentionCoverage(rec, ta, tt, scale);
+  const [pt, pd] = [rec.readTensor(out.terms), rec.readTensor(out.dAlpha)];
+  await rec.submit();
+  const terms = (await pt) as Float32Array, dAlpha = (await pd) as Float32Array;
+  const sum = terms.reduce((a, b) => a + b, 0);
+  assert.ok(Math.abs(sum - f(alpha)) < 1e-6 * f(alpha), `${sum} vs ${f(alpha)}`);
+  assert.ok(relL2(dAlpha, fd(f, alpha)) < 1e-5, `dα rel L2 ${relL2(dAlpha, fd(f, alpha))}`);
+  assert.equal(dAlpha[3 * P], 0, "a step past the caption gets no gradient");
+  for (const x of [ta, tt, out.terms, out.dAlpha]) x.release();
 });
