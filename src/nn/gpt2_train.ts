@@ -13,6 +13,7 @@ import { accumulate, unary, unaryBackward } from "../shaders/elementwise.ts";
 import { embedding, embeddingBackward } from "../shaders/embedding.ts";
 import type { SavedNorm } from "../shaders/layernorm.ts";
 import { matmul, matmulBackward } from "../shaders/matmul.ts";
+import { floatWeight } from "../shaders/quant/qmatrix.ts";
 import type { Gpt2Weights } from "./gpt2.ts";
 import { type Grads, linearBackward, normBackward, normTrain } from "./grads.ts";
 import { linear } from "./modules.ts";
@@ -265,7 +266,8 @@ export function gpt2TrainBackward(
   g: Grads,
 ): Tensor | undefined {
   const h = w.config.n_embd;
-  const dnf = matmulBackward(rec, sv.nf.y, w.lmHead, dLogits, { dW: g.of(w.lmHead) }, {
+  const lmHead = floatWeight(w.lmHead, "gpt2 backward");
+  const dnf = matmulBackward(rec, sv.nf.y, lmHead, dLogits, { dW: g.of(lmHead) }, {
     transposeW: true,
   })!;
   let dx = normBackward(rec, sv.nf, w.lnF, dnf, g);
@@ -278,7 +280,7 @@ export function gpt2TrainBackward(
     rec.releaseAfterSubmit(dx);
     dx = next;
   }
-  embeddingBackward(rec, dx, sv.ids, g.of(w.wte));
+  embeddingBackward(rec, dx, sv.ids, g.of(floatWeight(w.wte, "gpt2 backward")));
   embeddingBackward(rec, dx, sv.posIds, g.of(w.wpe));
   rec.releaseAfterSubmit(dx, ...sv.keep);
   return dEnc;

@@ -11,6 +11,7 @@ import type { Recorder } from "../gpu/recorder.ts";
 import { type Tensor, uploadTensor } from "../gpu/tensor.ts";
 import { layerNormBackward, layerNormTrain, type SavedNorm } from "../shaders/layernorm.ts";
 import { matmulBackward } from "../shaders/matmul.ts";
+import { floatWeight } from "../shaders/quant/qmatrix.ts";
 import type { LayerNorm, Linear } from "./modules.ts";
 import type { Param } from "./params.ts";
 
@@ -74,8 +75,9 @@ export function linearBackward(
   g: Grads,
   opts: { residual?: Tensor; noDx?: boolean } = {},
 ): Tensor | undefined {
-  const grads = { dW: g.of(l.w), db: l.b && g.of(l.b) };
-  return matmulBackward(rec, x, l.w, dy, grads, { transposeW: !l.inOut, ...opts });
+  const w = floatWeight(l.w, "linear backward");
+  const grads = { dW: g.of(w), db: l.b && g.of(l.b) };
+  return matmulBackward(rec, x, w, dy, grads, { transposeW: !l.inOut, ...opts });
 }
 
 /** The LayerNorm of `x [rows, d]`, keeping what {@link normBackward} needs. */
