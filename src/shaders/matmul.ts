@@ -10,7 +10,7 @@
  */
 import { WebcapError } from "../errors.ts";
 import { Kernel, optional, read, readWrite } from "../gpu/kernel.ts";
-import { type Binding, type Recorder, tensorWindow } from "../gpu/recorder.ts";
+import { type Recorder, tensorWindow } from "../gpu/recorder.ts";
 import { dtypeBytes, type Tensor } from "../gpu/tensor.ts";
 import { type Activation, activationWgsl } from "./activations.ts";
 import { stageRowsWgsl, TILE_WGSL } from "./tile_wgsl.ts";
