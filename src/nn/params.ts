@@ -88,8 +88,10 @@ export interface Param {
   readonly shape: readonly number[];
   /** The GPU tensor holding it (f32, f16 for matrices loaded in f16, or `quant.data`). */
   readonly tensor: Tensor;
-  /** The quantized matrix holding it (out×in: a Conv1D weight is stored transposed). */
+  /** The quantized matrix holding it (out×in, rows from `offset / in` on). */
   readonly quant?: QuantMatrix;
+  /** Quantized from the transpose of the checkpoint's tensor (a Conv1D `[in, out]` weight). */
+  readonly transposed?: boolean;
   /** First element of this parameter in `tensor`. */
   readonly offset: number;
   /** False for values an optimizer must not update (folded BatchNorms). */
@@ -245,7 +247,7 @@ export class ParamLoader {
     const stored = inOut ? [shape[1], shape[0]] : shape;
     if (!this.quantized) return this.matrix(name, stored);
     const h = await this.#hostQuant(name, shape, inOut);
-    return this.#uploadQuant(h, stored, [name]);
+    return this.#uploadQuant(h, stored, [name], inOut);
   }
 
   /** Weights `names`, each `[out, in]`, stacked on out (`[k·out, in]`), quantized or not. */
@@ -256,7 +258,12 @@ export class ParamLoader {
     return this.#uploadQuant(stackQuant(parts), shape, names);
   }
 
-  #uploadQuant(h: HostQuant, stored: readonly number[], names: readonly string[]): QuantMatrix {
+  #uploadQuant(
+    h: HostQuant,
+    stored: readonly number[],
+    names: readonly string[],
+    transposed = false,
+  ): QuantMatrix {
     const q = uploadQuant(this.gpu, h, names.join("+"));
     this.#tensors.push(q.data, q.scales);
     const each = (h.shape[0] * h.shape[1]) / names.length;
@@ -266,6 +273,7 @@ export class ParamLoader {
         shape: stored,
         tensor: q.data,
         quant: q,
+        transposed,
         offset: i * each,
         trainable: true,
       });

@@ -14,7 +14,7 @@ import type { Gpu } from "../gpu/device.ts";
 import { uploadTensor } from "../gpu/tensor.ts";
 import { f16ToF32 } from "../io/dtype.ts";
 import type { QuantMatrix, QuantScheme } from "../shaders/quant/qmatrix.ts";
-import { f32ToF16 } from "./params.ts";
+import { f32ToF16, type Param } from "./params.ts";
 
 /** Group size of q4 when none is given. */
 export const DEFAULT_GROUP_SIZE = 32;
@@ -126,6 +126,18 @@ export function dequantize(h: HostQuant): Float32Array {
     out[i] = q * scale[g] + offset[g];
   }
   return out;
+}
+
+/**
+ * The f32 values a tensor of the checkpoint stands for once quantized as `p` holds it (`values`
+ * in the checkpoint's shape and layout): the weights of the parity floor of a q8 / q4 run.
+ */
+export function quantizedValues(values: Float32Array, p: Param): Float32Array {
+  const q = p.quant!;
+  const K = q.shape[1], N = values.length / K;
+  const w = p.transposed ? transpose(values, K, N) : values;
+  const back = dequantize(quantize(w, [N, K], q.scheme, q.groupSize, p.name));
+  return p.transposed ? transpose(back, N, K) : back;
 }
 
 /** Quantized matrices of equal K stacked on N (q, k, v as one `[Σ N, K]`). */
