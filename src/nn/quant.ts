@@ -14,7 +14,9 @@ import type { Gpu } from "../gpu/device.ts";
 import { uploadTensor } from "../gpu/tensor.ts";
 import { f16ToF32 } from "../io/dtype.ts";
 import type { QuantMatrix, QuantScheme } from "../shaders/quant/qmatrix.ts";
-import { f32ToF16, type Param } from "./params.ts";
+import type { WeightStore } from "../io/weights.ts";
+import type { TensorToWrite } from "../io/safetensors_write.ts";
+import { f32ToF16, type Param, QUANT_SUFFIX } from "./params.ts";
 
 /** Group size of q4 when none is given. */
 export const DEFAULT_GROUP_SIZE = 32;
@@ -133,11 +135,9 @@ export function dequantize(h: HostQuant): Float32Array {
  * in the checkpoint's shape and layout): the weights of the parity floor of a q8 / q4 run.
  */
 export function quantizedValues(values: Float32Array, p: Param): Float32Array {
-  const q = p.quant!;
-  const K = q.shape[1], N = values.length / K;
-  const w = p.transposed ? transpose(values, K, N) : values;
-  const back = dequantize(quantize(w, [N, K], q.scheme, q.groupSize, p.name));
-  return p.transposed ? transpose(back, N, K) : back;
+  const h = hostQuantOf(values, p);
+  const back = dequantize(h);
+  return p.transposed ? transpose(back, h.shape[0], h.shape[1]) : back;
 }
 
 /** Quantized matrices of equal K stacked on N (q, k, v as one `[Σ N, K]`). */
@@ -174,4 +174,72 @@ export function uploadQuant(gpu: Gpu, h: HostQuant, label: string): QuantMatrix 
     data: uploadTensor(gpu, words, [words.length], "u32", `${label} (${h.scheme})`),
     scales: uploadTensor(gpu, so, [so.length], "u32", `${label} (${h.scheme} scales)`),
   };
+}
+
+/** Keys of the `__metadata__` of a quantized model folder's safetensors. */
+export const QUANT_METADATA = {
+  scheme: "webcap.quantization",
+  groupSize: "webcap.group_size",
+  originalDtype: "webcap.original_dtype",
+} as const;
+
+/**
+ * The tensors of `store` as a quantized model folder holds them, for `writeSafetensors`: each
+ * parameter quantized in `params` as `<name>` (q8: I8 `[N, K]`, q4: U8 `[N, K / 2]`, out×in),
+ * `<name>.qscale` (F16, q8 `[N]`, q4 `[N, K / G]`) and, q4, `<name>.qoffset` (F16 `[N, K / G]`);
+ * every other tensor as stored. Each matrix is quantized when written, one at a time.
+ */
+export function quantizedTensors(store: WeightStore, params: readonly Param[]): TensorToWrite[] {
+  const quantized = new Map(params.filter((p) => p.quant).map((p) => [p.name, p]));
+  const pending = new Map<string, Promise<HostQuant>>();
+  const host = (p: Param) => {
+    const h = pending.get(p.name) ??
+      store.readF32(p.name).then((v) => hostQuantOf(v, p));
+    pending.set(p.name, h);
+    return h;
+  };
+  const f16 = (a: Uint16Array) => new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
+  return store.names().flatMap((name): TensorToWrite[] => {
+    const p = quantized.get(name);
+    const info = store.info(name);
+    if (!p) return [{ name, dtype: info.dtype, shape: info.shape, read: () => store.read(name) }];
+    const q = p.quant!;
+    const [N, K] = [info.shape.reduce((a, b) => a * b, 1) / q.shape[1], q.shape[1]];
+    const groups = q.scheme === "q8" ? [N] : [N, K / q.groupSize];
+    const last = async (h: Promise<HostQuant>) => {
+      pending.delete(name);
+      return await h;
+    };
+    const parts: TensorToWrite[] = [
+      {
+        name,
+        dtype: q.scheme === "q8" ? "I8" : "U8",
+        shape: q.scheme === "q8" ? [N, K] : [N, K / 2],
+        read: async () => (await host(p)).q,
+      },
+      {
+        name: name + QUANT_SUFFIX.scale,
+        dtype: "F16",
+        shape: groups,
+        read: async () => f16((await (q.scheme === "q8" ? last(host(p)) : host(p))).scale),
+      },
+    ];
+    if (q.scheme === "q4") {
+      parts.push({
+        name: name + QUANT_SUFFIX.offset,
+        dtype: "F16",
+        shape: groups,
+        read: async () => f16((await last(host(p))).offset),
+      });
+    }
+    return parts;
+  });
+}
+
+/** `values` of parameter `p` (checkpoint layout) quantized as `p` is held. */
+function hostQuantOf(values: Float32Array, p: Param): HostQuant {
+  const q = p.quant!;
+  const K = q.shape[1], N = values.length / K;
+  const w = p.transposed ? transpose(values, K, N) : values;
+  return quantize(w, [N, K], q.scheme, q.groupSize, p.name);
 }

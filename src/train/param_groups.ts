@@ -79,12 +79,13 @@ function checkPrefixes(params: readonly Param[], frozen: readonly string[]): voi
   }
 }
 
-/** f16 parameters cannot be trained: there is no f32 master copy to accumulate small updates. */
+/** f16 and quantized parameters cannot be trained: there is no f32 master copy to accumulate small updates. */
 function checkMasterDtype(p: Param): void {
-  if (p.tensor.dtype !== "f32") {
+  if (p.tensor.dtype !== "f32" || p.quant) {
+    const stored = p.quant ? `quantized to ${p.quant.scheme}` : `stored in ${p.tensor.dtype}`;
     throw new WebcapError(
       "BAD_DTYPE",
-      `cannot train "${p.name}": it is stored in ${p.tensor.dtype}; training updates f32 master ` +
+      `cannot train "${p.name}": it is ${stored}; training updates f32 master ` +
         `weights: load the model with dtype f32, or freeze it`,
     );
   }
