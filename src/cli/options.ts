@@ -6,8 +6,7 @@
  */
 import { parseArgs, type ParseArgsConfig } from "node:util";
 import { WebcapError } from "../errors.ts";
-import type { CaptionOptions } from "../captioner/captioner.ts";
-import type { WeightDtype } from "../nn/params.ts";
+import type { CaptionerOptions, CaptionOptions } from "../captioner/captioner.ts";
 import type { Tokenizer } from "../text/tokenizer.ts";
 import { LENGTH_RANGES, lengthControl, LexiconSentiment } from "../decode/rerank.ts";
 
@@ -229,7 +228,7 @@ export function flagWarnings(flags: Flags): string[] {
 /** Model loading and batching settings of the caption CLI. */
 export interface RunSettings {
   /** `--dtype`: matrix storage on the GPU (q8 / q4: quantized). */
-  dtype?: WeightDtype;
+  dtype?: CaptionerOptions["dtype"];
   /** `--max-pixels`: largest accepted image. */
   maxPixels?: number;
   /** `--batch-size`: images encoded together (default 8). */
@@ -243,7 +242,7 @@ export function runSettingsFromFlags(flags: Flags): RunSettings {
     throw new WebcapError("BAD_OPTION", `--dtype must be f32, f16, q8 or q4, got "${dtype}"`);
   }
   return {
-    dtype: dtype as WeightDtype | undefined,
+    dtype: dtype as CaptionerOptions["dtype"],
     maxPixels: positiveInt(flags, "max-pixels"),
     batchSize: positiveInt(flags, "batch-size") ?? 8,
   };
