@@ -37,7 +37,8 @@ export type {
 } from "./src/arch/caption_model.ts";
 export { loadCaptionModel, loadPreprocessor, loadTokenizer } from "./src/arch/load.ts";
 export type { LoadOptions } from "./src/arch/load.ts";
-export type { Param } from "./src/nn/params.ts";
+export type { Param, WeightDtype } from "./src/nn/params.ts";
+export type { QuantMatrix, QuantScheme } from "./src/shaders/quant/qmatrix.ts";
 /** Training: parameter groups and gradients, AdamW / SGD on the GPU, schedules, memory plan, checkpoints, the trainer. */
 export { Gradients } from "./src/nn/grads.ts";
 export { noWeightDecay, paramGroups } from "./src/train/param_groups.ts";

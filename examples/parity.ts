@@ -1,10 +1,12 @@
 /**
- * `deno task parity DIR [--dtype f16] [--json]`: compare a model folder in the layout of
+ * `deno task parity DIR [--dtype f16|q8|q4] [--group-size G] [--json]`: compare a model folder in the layout of
  * `shared/fixtures/hf/<model>/` with its `reference.safetensors` (relative L2 error per tensor)
  * and run every case of its `generate.json` (pass/fail per case). Exits 1 on any failure or a
  * tensor error above its bound: 1e-3 for logits, 1e-4 for hidden states and other tensors. With
  * `--dtype f16` each tensor is held to the rounding floor (the error of the float32 path run on
- * f16-rounded weights) plus that bound, and sequence mismatches do not fail the run.
+ * f16-rounded weights) plus that bound, and sequence mismatches do not fail the run; with
+ * `--dtype q8|q4` (q4 groups of `--group-size`, default 32) the floor is the float32 path run on
+ * the quantized-and-dequantized weights, the same way.
  *
  * `deno task parity DIR --train [--json]`: gradients of the CE and SCST losses against the
  * folder's `train-reference.safetensors` (`src/train/parity_train.ts`); exits 1 when a tensor is
@@ -16,19 +18,31 @@ import { getGpu } from "../src/gpu/device.ts";
 import { runParity } from "../src/captioner/parity.ts";
 import { WebcapError } from "../src/errors.ts";
 import { runTrainParity } from "../src/train/parity_train.ts";
+import type { WeightDtype } from "../src/nn/params.ts";
 
 const { values, positionals } = parseArgs({
   args: Deno.args,
-  options: { dtype: { type: "string" }, json: { type: "boolean" }, train: { type: "boolean" } },
+  options: {
+    dtype: { type: "string" },
+    "group-size": { type: "string" },
+    json: { type: "boolean" },
+    train: { type: "boolean" },
+  },
   allowPositionals: true,
 });
+const DTYPES = ["f32", "f16", "q8", "q4"];
+const groupSize = values["group-size"] === undefined ? undefined : Number(values["group-size"]);
 if (
-  positionals.length !== 1 || (values.dtype && values.dtype !== "f32" && values.dtype !== "f16")
+  positionals.length !== 1 || (values.dtype && !DTYPES.includes(values.dtype)) ||
+  (groupSize !== undefined && !Number.isInteger(groupSize))
 ) {
-  console.error("usage: deno task parity DIR [--dtype f32|f16] [--json] | DIR --train [--json]");
+  console.error(
+    "usage: deno task parity DIR [--dtype f32|f16|q8|q4] [--group-size G] [--json] | " +
+      "DIR --train [--json]",
+  );
   Deno.exit(2);
 }
-const dtype = (values.dtype ?? "f32") as "f32" | "f16";
+const dtype = (values.dtype ?? "f32") as WeightDtype;
 
 /** `--train`: print (or give as JSON) every tensor's and both losses' errors; the exit code. */
 async function train(dir: string): Promise<number> {
@@ -68,7 +82,7 @@ try {
     Deno.exit(await train(positionals[0].replace(/\/$/, "")));
   }
   const gpu = await getGpu();
-  const r = await runParity(gpu, positionals[0].replace(/\/$/, ""), { dtype });
+  const r = await runParity(gpu, positionals[0].replace(/\/$/, ""), { dtype, groupSize });
   if (values.json) console.log(JSON.stringify(r));
   else {
     console.log(`${r.dir}: ${r.architecture} (${dtype}, ${gpu.adapterName})`);

@@ -6,7 +6,8 @@
  * @module
  */
 import type { Gpu } from "../gpu/device.ts";
-import type { DType, Tensor } from "../gpu/tensor.ts";
+import type { Tensor } from "../gpu/tensor.ts";
+import type { WeightDtype } from "../nn/params.ts";
 import type { Preprocessor } from "../image/preprocess.ts";
 import type { ModelFiles } from "../io/model_files.ts";
 import { openWeights, type WeightStore } from "../io/weights.ts";
@@ -20,8 +21,10 @@ type Json = Record<string, unknown>;
 export interface LoadContext {
   gpu: Gpu;
   files: ModelFiles;
-  /** Storage type of matrices. */
-  dtype: DType;
+  /** Storage type of matrices (q8 / q4: the weights of matmuls and embeddings quantized). */
+  dtype: WeightDtype;
+  /** q4: elements of the input dimension per scale (default 32). */
+  groupSize?: number;
   /** `config.json` (or the architecture's marker file), parsed. */
   config: Json;
   /** Where `config` came from, for messages. */
@@ -96,7 +99,7 @@ export async function loadWithParams<T>(
   load: (p: ParamLoader) => Promise<T>,
 ): Promise<T> {
   const store = await openWeights(ctx.files);
-  const p = new ParamLoader(ctx.gpu, store, ctx.dtype);
+  const p = new ParamLoader(ctx.gpu, store, ctx.dtype, ctx.groupSize);
   try {
     return await load(p);
   } catch (e) {

@@ -184,10 +184,10 @@ async function loadClipCap(ctx: LoadContext): Promise<ClipCap> {
   const stores: WeightStore[] = [];
   try {
     stores.push(await openWeights(visionFiles));
-    loaders.push(new ParamLoader(ctx.gpu, stores[0], ctx.dtype));
+    loaders.push(new ParamLoader(ctx.gpu, stores[0], ctx.dtype, ctx.groupSize));
     const vision = await loadClipVision(loaders[0], vc, visionFiles.source);
     stores.push(await openClipCapWeights(files));
-    loaders.push(new ParamLoader(ctx.gpu, stores[1], ctx.dtype));
+    loaders.push(new ParamLoader(ctx.gpu, stores[1], ctx.dtype, ctx.groupSize));
     const project = await loadProjection(loaders[1], cfg);
     const gpt2 = await loadGpt2(
       loaders[1],

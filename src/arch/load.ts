@@ -9,6 +9,7 @@ import type { Gpu } from "../gpu/device.ts";
 import { type Preprocessor, preprocessorFromConfig } from "../image/preprocess.ts";
 import { asModelFiles, fileLocation, type ModelFiles } from "../io/model_files.ts";
 import { Tokenizer } from "../text/tokenizer.ts";
+import type { WeightDtype } from "../nn/params.ts";
 import type { Architecture, LoadContext } from "./architecture.ts";
 import type { CaptionModel, DecoderConfig } from "./caption_model.ts";
 import { CLIPCAP_VISION_DIR } from "./clipcap.ts";
@@ -21,8 +22,13 @@ export { readJson, readModelJson } from "./model_json.ts";
 
 /** Options of {@link loadCaptionModel}. */
 export interface LoadOptions {
-  /** Store matrices in f16 (needs `shader-f16`). Default f32. */
-  dtype?: "f32" | "f16";
+  /**
+   * Store matrices in f16 (needs `shader-f16`), or quantize the weights of matmuls and
+   * embeddings to q8 (per output channel) or q4 (groups along the input). Default f32.
+   */
+  dtype?: WeightDtype;
+  /** q4: elements of the input dimension per scale and offset (default 32; must divide it). */
+  groupSize?: number;
 }
 
 /** The architecture named by a config. */
@@ -102,7 +108,13 @@ export async function loadCaptionModel(
   }
   const files = asModelFiles(dir);
   const { arch, ...ctx } = await folderArchitecture(files);
-  return await loadChecked(arch, { gpu, files, dtype: opts.dtype ?? "f32", ...ctx });
+  return await loadChecked(arch, {
+    gpu,
+    files,
+    dtype: opts.dtype ?? "f32",
+    groupSize: opts.groupSize,
+    ...ctx,
+  });
 }
 
 /**

@@ -23,6 +23,7 @@ import {
 import { fileLocation } from "../io/model_files.ts";
 import { openModelFiles } from "../io/model_source.ts";
 import { loadCaptionModel, loadPreprocessor, loadTokenizer, readModelJson } from "../arch/load.ts";
+import type { WeightDtype } from "../nn/params.ts";
 import type { Preprocessor } from "../image/preprocess.ts";
 import type { Tokenizer } from "../text/tokenizer.ts";
 import { checkVocabulary, type GenerateOptions, resolveOptions } from "../decode/options.ts";
@@ -43,8 +44,14 @@ export type ImageInput = string | Uint8Array | RgbImage | ImageDataLike;
 
 /** Options of {@link Captioner.fromPretrained}. */
 export interface CaptionerOptions extends ResolveModelOptions {
-  /** Matrix storage on the GPU: "f32" (default, reference parity) or "f16" (needs shader-f16). */
-  dtype?: "f32" | "f16";
+  /**
+   * Matrix storage on the GPU: "f32" (default, reference parity), "f16" (needs shader-f16), or
+   * the weights of matmuls and embeddings quantized to "q8" or "q4" (a folder written by
+   * `deno task quantize` loads as stored).
+   */
+  dtype?: WeightDtype;
+  /** q4: elements of the input dimension per scale and offset (default 32; must divide it). */
+  groupSize?: number;
   /** Largest accepted image in pixels (default 100e6). */
   maxPixels?: number;
   /** GPU to use (default: the process-wide one). */
@@ -112,11 +119,11 @@ function optionsObject<T extends object>(v: T | undefined, what: string): T {
 }
 
 /** The `dtype` option, default applied. */
-function dtypeOption(v: unknown): "f32" | "f16" {
-  if (v === undefined || v === "f32" || v === "f16") return v ?? "f32";
+function dtypeOption(v: unknown): WeightDtype {
+  if (v === undefined || v === "f32" || v === "f16" || v === "q8" || v === "q4") return v ?? "f32";
   throw new WebcapError(
     "BAD_OPTION",
-    `option dtype: must be "f32" or "f16", got ${JSON.stringify(v)}`,
+    `option dtype: must be "f32", "f16", "q8" or "q4", got ${JSON.stringify(v)}`,
   );
 }
 
@@ -169,7 +176,7 @@ export class Captioner {
     const tokenizer = await loadTokenizer(files);
     const gpu = opts.gpu ?? await getGpu();
     checkNotLost(gpu);
-    const model = await loadCaptionModel(gpu, files, { dtype });
+    const model = await loadCaptionModel(gpu, files, { dtype, groupSize: opts.groupSize });
     try {
       checkTokenizer(tokenizer, model, files.source);
     } catch (e) {

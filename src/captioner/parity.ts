@@ -9,7 +9,9 @@
  * weights of initializer_range 0.5 they are large sums with heavy cancellation, so float32 in any
  * summation order lands up to ~5e-4 from float64) and 1e-4 for everything else. With f16 weights
  * the floor is the rounding of the weights itself: each tensor is held to the error of the float32
- * path run on f16-rounded weights plus the float32 bound, not to a fixed number.
+ * path run on f16-rounded weights plus the float32 bound, not to a fixed number. With q8 / q4
+ * weights the floor is the float32 path run on the dequantized weights (each quantized parameter
+ * quantized and back, as the model holds it) the same way.
  * @module
  */
 import { WebcapError } from "../errors.ts";
@@ -24,7 +26,8 @@ import { loadCaptionModel, readJson } from "../arch/load.ts";
 import { openSafetensors, parseSafetensorsHeader } from "../io/safetensors.ts";
 import { localFiles, type ModelFiles } from "../io/model_files.ts";
 import { f16ToF32 } from "../io/dtype.ts";
-import { f32ToF16 } from "../nn/params.ts";
+import { f32ToF16, type Param, type WeightDtype } from "../nn/params.ts";
+import { quantizedValues } from "../nn/quant.ts";
 import type { WeightStore } from "../io/weights.ts";
 import { optionsFromHF } from "../decode/hf_kwargs.ts";
 import type { GenerateOptions } from "../decode/options.ts";
@@ -40,7 +43,10 @@ export interface TensorCheck {
   relL2: number;
   /** The float32 bound: 1e-3 for logits, 1e-4 for other tensors (or the run's `tolerance`). */
   bound: number;
-  /** f16 runs: `relL2` of the float32 path run on f16-rounded weights (the rounding floor). */
+  /**
+   * f16, q8 and q4 runs: `relL2` of the float32 path run on f16-rounded (or quantized and
+   * dequantized) weights: the rounding floor.
+   */
   floor?: number;
   /** Whether `relL2 ≤ (floor ?? 0) + bound`. */
   pass: boolean;
@@ -53,7 +59,7 @@ export interface ParityReport {
   /** The loaded model's {@link CaptionModel.architecture}. */
   architecture: string;
   /** Weight dtype the model ran in. */
-  dtype: "f32" | "f16";
+  dtype: WeightDtype;
   /** Every compared reference tensor. */
   tensors: TensorCheck[];
   /** Every generate case. */
@@ -301,30 +307,44 @@ function parityOf(
   });
 }
 
-/** `bytes` of a safetensors file with every F32 tensor rounded to f16 and back. */
-function roundF32Tensors(bytes: Uint8Array, source: string): Uint8Array {
+/** Rounds the float32 values of one stored tensor, by name; undefined leaves it as stored. */
+type Rounding = (name: string, values: Float32Array) => Float32Array | undefined;
+
+/** `bytes` of a safetensors file with its F32 tensors rounded by `round`. */
+function roundF32Tensors(bytes: Uint8Array, source: string, round: Rounding): Uint8Array {
   const header = parseSafetensorsHeader(bytes, source);
   const out = bytes.slice();
-  for (const t of header.tensors.values()) {
+  for (const [name, t] of header.tensors) {
     if (t.dtype !== "F32") continue;
     const [begin, end] = [header.headerBytes + t.begin, header.headerBytes + t.end];
     const values = new Float32Array(out.slice(begin, end).buffer); // [elements], aligned copy
-    out.set(new Uint8Array(f16ToF32(f32ToF16(values)).buffer), begin);
+    const rounded = round(name, values);
+    if (rounded) out.set(new Uint8Array(rounded.buffer), begin);
   }
   return out;
 }
 
-/** The files of `dir` with the float32 weights of its safetensors files rounded to f16. */
-function f16RoundedFiles(dir: string): ModelFiles {
+/** The files of `dir` with the float32 weights of its safetensors files rounded by `round`. */
+function roundedFiles(dir: string, what: string, round: Rounding): ModelFiles {
   const files = localFiles(dir);
   return {
-    source: `${dir} (f16-rounded)`,
+    source: `${dir} (${what})`,
     text: files.text,
     list: files.list,
     bytes: async (name) => {
       const bytes = await files.bytes(name);
-      return bytes && name.endsWith(".safetensors") ? roundF32Tensors(bytes, name) : bytes;
+      return bytes && name.endsWith(".safetensors") ? roundF32Tensors(bytes, name, round) : bytes;
     },
+  };
+}
+
+/** The rounding of the floor of a `dtype` run whose quantized parameters are `params`. */
+function floorRounding(dtype: WeightDtype, params: readonly Param[]): Rounding {
+  if (dtype === "f16") return (_, values) => f16ToF32(f32ToF16(values));
+  const quantized = new Map(params.filter((p) => p.quant).map((p) => [p.name, p]));
+  return (name, values) => {
+    const p = quantized.get(name);
+    return p && quantizedValues(values, p);
   };
 }
 
@@ -333,14 +353,17 @@ async function measure(
   gpu: Gpu,
   dir: string,
   files: string | ModelFiles,
-  dtype: "f32" | "f16",
+  load: { dtype: WeightDtype; groupSize?: number },
   tolerance?: number,
+  seen: (params: readonly Param[]) => void = () => {},
 ): Promise<ParityReport> {
+  const { dtype } = load;
   const cases = await readJson(`${dir}/generate.json`) as Record<string, Case>;
   const ref = await openSafetensors(`${dir}/reference.safetensors`);
   let model: CaptionModel;
   try {
-    model = await loadCaptionModel(gpu, files, { dtype });
+    model = await loadCaptionModel(gpu, files, load);
+    seen(model.params);
   } catch (e) {
     ref.close();
     throw e;
@@ -357,16 +380,24 @@ async function measure(
 
 /**
  * Run parity on a fixture model folder. With `dtype: "f16"` the float32 path also runs on
- * f16-rounded weights, and each tensor is held to that rounding floor plus its float32 bound.
+ * f16-rounded weights, with `"q8"` / `"q4"` on the weights quantized and dequantized as the model
+ * holds them, and each tensor is held to that rounding floor plus its float32 bound.
  */
 export async function runParity(
   gpu: Gpu,
   dir: string,
-  opts: { dtype?: "f32" | "f16"; tolerance?: number } = {},
+  opts: { dtype?: WeightDtype; groupSize?: number; tolerance?: number } = {},
 ): Promise<ParityReport> {
-  const report = await measure(gpu, dir, dir, opts.dtype ?? "f32", opts.tolerance);
+  let params: readonly Param[] = [];
+  const load = { dtype: opts.dtype ?? "f32", groupSize: opts.groupSize };
+  const report = await measure(gpu, dir, dir, load, opts.tolerance, (p) => params = [...p]);
   if (report.dtype === "f32") return report;
-  const floor = await measure(gpu, dir, f16RoundedFiles(dir), "f32", opts.tolerance);
+  const floorFiles = roundedFiles(
+    dir,
+    `${report.dtype}-rounded`,
+    floorRounding(report.dtype, params),
+  );
+  const floor = await measure(gpu, dir, floorFiles, { dtype: "f32" }, opts.tolerance);
   for (const t of report.tensors) {
     t.floor = floor.tensors.find((x) => x.name === t.name)?.relL2 ?? 0;
     t.pass = t.relL2 <= t.floor + t.bound;

@@ -6,7 +6,7 @@
  */
 import { parseArgs, type ParseArgsConfig } from "node:util";
 import { WebcapError } from "../errors.ts";
-import type { CaptionOptions } from "../captioner/captioner.ts";
+import type { CaptionerOptions, CaptionOptions } from "../captioner/captioner.ts";
 import type { Tokenizer } from "../text/tokenizer.ts";
 import { LENGTH_RANGES, lengthControl, LexiconSentiment } from "../decode/rerank.ts";
 
@@ -62,7 +62,10 @@ const CAPTION_HELP: Record<FlagName, [value: string, meaning: string]> = {
   ],
   json: ["", "one JSON line per image (captions, scores, tokens, logprobs)"],
   help: ["", "print this help"],
-  dtype: ["f32|f16", "weights on the GPU (f16 needs shader-f16; default f32)"],
+  dtype: [
+    "f32|f16|q8|q4",
+    "weights on the GPU (f16 needs shader-f16; q8/q4 quantize matmul weights; default f32)",
+  ],
   offline: ["", "use the Hugging Face cache only, never the network"],
   "max-pixels": ["N", "refuse images with more pixels than N"],
   "batch-size": ["N", "images encoded together (default 8)"],
@@ -226,8 +229,8 @@ export function flagWarnings(flags: Flags): string[] {
 
 /** Model loading and batching settings of the caption CLI. */
 export interface RunSettings {
-  /** `--dtype`: matrix storage on the GPU. */
-  dtype?: "f32" | "f16";
+  /** `--dtype`: matrix storage on the GPU (q8 / q4: quantized). */
+  dtype?: CaptionerOptions["dtype"];
   /** `--max-pixels`: largest accepted image. */
   maxPixels?: number;
   /** `--batch-size`: images encoded together (default 8). */
@@ -237,11 +240,11 @@ export interface RunSettings {
 /** {@link RunSettings} from parsed flags; refuses values that are not what the flag takes. */
 export function runSettingsFromFlags(flags: Flags): RunSettings {
   const dtype = flags.dtype;
-  if (dtype !== undefined && dtype !== "f32" && dtype !== "f16") {
-    throw new WebcapError("BAD_OPTION", `--dtype must be f32 or f16, got "${dtype}"`);
+  if (dtype !== undefined && !["f32", "f16", "q8", "q4"].includes(String(dtype))) {
+    throw new WebcapError("BAD_OPTION", `--dtype must be f32, f16, q8 or q4, got "${dtype}"`);
   }
   return {
-    dtype,
+    dtype: dtype as CaptionerOptions["dtype"],
     maxPixels: positiveInt(flags, "max-pixels"),
     batchSize: positiveInt(flags, "batch-size") ?? 8,
   };

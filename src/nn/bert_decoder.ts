@@ -13,6 +13,7 @@ import type { Tensor } from "../gpu/tensor.ts";
 import { type Activation, activationFromConfig } from "../shaders/activations.ts";
 import { embedding } from "../shaders/embedding.ts";
 import { matmul } from "../shaders/matmul.ts";
+import type { Weight } from "../shaders/quant/qmatrix.ts";
 import { configCount, configNumber } from "./config.ts";
 import * as kv from "./kv_cache.ts";
 import type { LayerNorm, Linear, Module } from "./modules.ts";
@@ -79,11 +80,11 @@ interface BertLayer {
 export interface BertDecoderWeights extends Module {
   config: BertDecoderConfig;
   act: Activation;
-  wordEmb: Tensor; // [vocab, h]
+  wordEmb: Weight; // [vocab, h]
   posEmb: Tensor; // [positions, h]
   embLn: LayerNorm;
   layers: BertLayer[];
-  head: { transform: Linear; ln: LayerNorm; decoder: Tensor; bias: Tensor }; // decoder [vocab, h]
+  head: { transform: Linear; ln: LayerNorm; decoder: Weight; bias: Tensor }; // decoder [vocab, h]
 }
 
 async function loadLayer(p: ParamLoader, cfg: BertDecoderConfig, l: string): Promise<BertLayer> {
@@ -124,7 +125,7 @@ export function loadBertDecoder(
     ? `${pred}bias`
     : `${pred}decoder.bias`;
   return p.owning(async () => {
-    const wordEmb = await p.matrix(`${bert}embeddings.word_embeddings.weight`, [V, h]);
+    const wordEmb = await p.weight(`${bert}embeddings.word_embeddings.weight`, [V, h]);
     const posEmb = await p.f32(`${bert}embeddings.position_embeddings.weight`, [
       cfg.max_position_embeddings,
       h,
@@ -144,7 +145,7 @@ export function loadBertDecoder(
       head: {
         transform: await loadLinear(p, `${pred}transform.dense`, h, h),
         ln: await loadLayerNorm(p, `${pred}transform.LayerNorm`, h, eps),
-        decoder: has(decoderName) ? await p.matrix(decoderName, [V, h]) : wordEmb,
+        decoder: has(decoderName) ? await p.weight(decoderName, [V, h]) : wordEmb,
         bias: await p.f32(biasName, [V]),
       },
     };

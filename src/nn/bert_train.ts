@@ -20,6 +20,7 @@ import { embedding, embeddingBackward } from "../shaders/embedding.ts";
 import type { SavedNorm } from "../shaders/layernorm.ts";
 import { matmul, matmulBackward } from "../shaders/matmul.ts";
 import type { BertDecoderWeights } from "./bert_decoder.ts";
+import { floatWeight } from "../shaders/quant/qmatrix.ts";
 import { type Gradients, linearBackward, normBackward, normTrain } from "./grads.ts";
 import { linear } from "./modules.ts";
 
@@ -221,8 +222,9 @@ export function bertTrainBackward(
   encoderGrad = true,
 ): Tensor | undefined {
   const hd = w.head;
-  const dhn = matmulBackward(rec, sv.hn.y, hd.decoder, dLogits, {
-    dW: g.of(hd.decoder),
+  const decoder = floatWeight(hd.decoder, "bert backward");
+  const dhn = matmulBackward(rec, sv.hn.y, decoder, dLogits, {
+    dW: g.of(decoder),
     db: g.of(hd.bias),
   }, { transposeW: true })!;
   const dt = normBackward(rec, sv.hn, hd.ln, dhn, g);
@@ -235,7 +237,7 @@ export function bertTrainBackward(
     dx = layerBackward(rec, w, w.layers[i], sv.layers[i], sv, dx, g, dEnc);
   }
   const de = normBackward(rec, sv.emb, w.embLn, dx, g);
-  const [dWord, dPos] = [g.of(w.wordEmb), g.of(w.posEmb)];
+  const [dWord, dPos] = [g.of(floatWeight(w.wordEmb, "bert backward")), g.of(w.posEmb)];
   if (dWord) embeddingBackward(rec, de, sv.ids, dWord);
   if (dPos) embeddingBackward(rec, de, sv.posIds, dPos);
   return dEnc;

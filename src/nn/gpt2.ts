@@ -11,6 +11,7 @@ import type { Tensor } from "../gpu/tensor.ts";
 import { type Activation, activationFromConfig } from "../shaders/activations.ts";
 import { embedding } from "../shaders/embedding.ts";
 import { matmul } from "../shaders/matmul.ts";
+import type { Weight } from "../shaders/quant/qmatrix.ts";
 import { configCount, configNumber } from "./config.ts";
 import * as kv from "./kv_cache.ts";
 import type { LayerNorm, Linear, Module } from "./modules.ts";
@@ -74,8 +75,8 @@ interface Gpt2Layer {
 export interface Gpt2Weights extends Module {
   config: Gpt2Config;
   act: Activation;
-  wte: Tensor; // [vocab, h]
-  lmHead: Tensor; // [vocab, h] (out×in): wte itself when tied
+  wte: Weight; // [vocab, h]
+  lmHead: Weight; // [vocab, h] (out×in): wte itself when tied
   wpe: Tensor; // [positions, h]
   layers: Gpt2Layer[];
   lnF: LayerNorm;
@@ -119,14 +120,14 @@ export function loadGpt2(
   return p.owning(async () => {
     const layers: Gpt2Layer[] = [];
     for (let i = 0; i < cfg.n_layer; i++) layers.push(await loadLayer(p, cfg, `${prefix}h.${i}.`));
-    const wte = await p.matrix(`${prefix}wte.weight`, [cfg.vocab_size, h]);
+    const wte = await p.weight(`${prefix}wte.weight`, [cfg.vocab_size, h]);
     return {
       config: cfg,
       act: activationFromConfig(cfg.activation_function, where),
       wte,
       lmHead: cfg.tie_word_embeddings || !headName
         ? wte
-        : await p.matrix(headName, [cfg.vocab_size, h]),
+        : await p.weight(headName, [cfg.vocab_size, h]),
       wpe: await p.f32(`${prefix}wpe.weight`, [cfg.n_positions, h]),
       layers,
       lnF: await loadLayerNorm(p, `${prefix}ln_f`, h, cfg.layer_norm_epsilon),

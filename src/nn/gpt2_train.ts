@@ -13,6 +13,7 @@ import { accumulate, unary, unaryBackward } from "../shaders/elementwise.ts";
 import { embedding, embeddingBackward } from "../shaders/embedding.ts";
 import type { SavedNorm } from "../shaders/layernorm.ts";
 import { matmul, matmulBackward } from "../shaders/matmul.ts";
+import { floatWeight } from "../shaders/quant/qmatrix.ts";
 import type { Gpt2Weights } from "./gpt2.ts";
 import { type Gradients, linearBackward, normBackward, normTrain } from "./grads.ts";
 import { linear } from "./modules.ts";
@@ -298,7 +299,8 @@ export function gpt2TrainBackward(
     );
   }
   const h = w.config.n_embd;
-  const dnf = matmulBackward(rec, sv.nf.y, w.lmHead, dLogits, { dW: g.of(w.lmHead) }, {
+  const lmHead = floatWeight(w.lmHead, "gpt2 backward");
+  const dnf = matmulBackward(rec, sv.nf.y, lmHead, dLogits, { dW: g.of(lmHead) }, {
     transposeW: true,
   })!;
   let dx = normBackward(rec, sv.nf, w.lnF, dnf, g);
@@ -311,7 +313,7 @@ export function gpt2TrainBackward(
     rec.releaseAfterSubmit(dx);
     dx = next;
   }
-  const dWte = g.of(w.wte), dWpe = g.of(w.wpe);
+  const dWte = g.of(floatWeight(w.wte, "gpt2 backward")), dWpe = g.of(w.wpe);
   if (!sv.ids) accumulate(rec, dEmbeds!, dx);
   else if (dWte) embeddingBackward(rec, dx, sv.ids, dWte);
   if (dWpe) embeddingBackward(rec, dx, sv.posIds, dWpe);

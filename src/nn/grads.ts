@@ -14,15 +14,17 @@ import { numel, ownedTensor, type Tensor } from "../gpu/tensor.ts";
 import { layerNormBackward, layerNormTrain, type SavedNorm } from "../shaders/layernorm.ts";
 import { matmulBackward } from "../shaders/matmul.ts";
 import { bindWindow, fill, windows } from "../shaders/optim.ts";
+import { floatWeight } from "../shaders/quant/qmatrix.ts";
 import type { LayerNorm, Linear } from "./modules.ts";
 import type { Param } from "./params.ts";
 
-/** f16 parameters cannot be trained: there is no f32 master copy to accumulate small updates. */
+/** f16 and quantized parameters cannot be trained: there is no f32 master copy to accumulate small updates. */
 export function checkTrainable(p: Param): void {
-  if (p.tensor.dtype !== "f32") {
+  if (p.tensor.dtype !== "f32" || p.quant) {
+    const stored = p.quant ? `quantized to ${p.quant.scheme}` : `stored in ${p.tensor.dtype}`;
     throw new WebcapError(
       "BAD_DTYPE",
-      `cannot train "${p.name}": it is stored in ${p.tensor.dtype}; training updates f32 master ` +
+      `cannot train "${p.name}": it is ${stored}; training updates f32 master ` +
         `weights: load the model with dtype f32, or freeze it`,
     );
   }
@@ -99,8 +101,9 @@ export function linearBackward(
   g: Gradients,
   opts: { residual?: Tensor; noDx?: boolean } = {},
 ): Tensor | undefined {
-  const grads = { dW: g.of(l.w), db: l.b && g.of(l.b) };
-  return matmulBackward(rec, x, l.w, dy, grads, { transposeW: !l.inOut, ...opts });
+  const w = floatWeight(l.w, "linear backward");
+  const grads = { dW: g.of(w), db: l.b && g.of(l.b) };
+  return matmulBackward(rec, x, w, dy, grads, { transposeW: !l.inOut, ...opts });
 }
 
 /** The LayerNorm of `x [rows, d]`, keeping what {@link normBackward} needs. */

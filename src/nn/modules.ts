@@ -2,8 +2,9 @@
  * The layers every tower is built from, each loaded by one function that checks every tensor
  * by name and records it as a {@link Param}: Linear (out×in as `nn.Linear`, or in×out as GPT-2's
  * `Conv1D`; q, k, v stacked into one), LayerNorm, Conv2d (ResNet's, with its BatchNorm). Each
- * module keeps the parameters it loaded in `params`. Embedding tables are plain tensors
- * (`ParamLoader.matrix` / `f32`), read by the `embedding` kernel.
+ * module keeps the parameters it loaded in `params`. Embedding tables are weights
+ * (`ParamLoader.weight`: float or quantized), read by the `embedding` kernel. A quantized Linear
+ * is out×in whatever the checkpoint stores (a Conv1D weight is transposed at quantization).
  * @module
  */
 import type { Recorder } from "../gpu/recorder.ts";
@@ -11,6 +12,7 @@ import type { Tensor } from "../gpu/tensor.ts";
 import type { Activation } from "../shaders/activations.ts";
 import { layerNorm } from "../shaders/layernorm.ts";
 import { matmul } from "../shaders/matmul.ts";
+import type { Weight } from "../shaders/quant/qmatrix.ts";
 import type { Param, ParamLoader } from "./params.ts";
 
 /** What every loaded module has: the parameters it holds, by HF name. */
@@ -20,7 +22,7 @@ export interface Module {
 
 /** `y = x·Wᵀ + b`; `w` is `[out, in]`, or `[in, out]` when `inOut` (GPT-2's Conv1D). */
 export interface Linear extends Module {
-  w: Tensor;
+  w: Weight;
   b?: Tensor; // [out]
   inOut: boolean;
 }
@@ -43,9 +45,9 @@ export function loadLinear(
 ): Promise<Linear> {
   const inOut = opts.inOut ?? false;
   return p.owning(async () => ({
-    w: await p.matrix(`${name}.weight`, inOut ? [inp, out] : [out, inp]),
+    w: await p.weight(`${name}.weight`, [out, inp], inOut),
     b: opts.bias === false ? undefined : await p.f32(`${name}.bias`, [out]),
-    inOut,
+    inOut: inOut && !p.quantized,
   }));
 }
 
@@ -57,7 +59,7 @@ export function loadStackedLinear(
   inp: number,
 ): Promise<Linear> {
   return p.owning(async () => ({
-    w: await p.stacked(names.map((n) => `${n}.weight`), [out, inp], "matrix"),
+    w: await p.stackedWeight(names.map((n) => `${n}.weight`), [out, inp]),
     b: await p.stacked(names.map((n) => `${n}.bias`), [out], "f32"),
     inOut: false,
   }));

@@ -1,13 +1,36 @@
 /**
  * Moving checkpoint tensors onto the GPU one at a time, with shape checks that name the tensor,
- * and optional f16 storage for matrices. Every tensor loaded is remembered so a model frees
+ * and optional f16 storage for matrices, or q8 / q4 quantization of the weights of matmuls and
+ * embeddings (`weight`; made at load from float tensors, or read as stored by
+ * `deno task quantize`, see `quant.ts`). Every tensor loaded is remembered so a model frees
  * all of them with one `dispose`.
  * @module
  */
 import { WebcapError } from "../errors.ts";
 import type { Gpu } from "../gpu/device.ts";
-import { type DType, type Tensor, uploadTensor } from "../gpu/tensor.ts";
+import { type Tensor, uploadTensor } from "../gpu/tensor.ts";
 import type { WeightStore } from "../io/weights.ts";
+import { f16ToF32 } from "../io/dtype.ts";
+import type { QuantMatrix, QuantScheme, Weight } from "../shaders/quant/qmatrix.ts";
+import {
+  checkGroupSize,
+  DEFAULT_GROUP_SIZE,
+  type HostQuant,
+  quantize,
+  stackQuant,
+  transpose,
+  uploadQuant,
+} from "./quant.ts";
+
+/**
+ * How a model's weights are held on the GPU: matrices in f32 or f16, or the weights of matmuls
+ * and embeddings quantized to q8 / q4 (other matrices, convolutions, in f32). Norms, biases and
+ * position tables are f32 in every case.
+ */
+export type WeightDtype = "f32" | "f16" | QuantScheme;
+
+/** Suffixes of the tensors that hold a stored quantized matrix's scales and (q4) offsets. */
+export const QUANT_SUFFIX = { scale: ".qscale", offset: ".qoffset" } as const;
 
 const f32 = new Float32Array(1);
 const u32 = new Uint32Array(f32.buffer);
@@ -63,8 +86,12 @@ export interface Param {
   readonly name: string;
   /** Shape as the checkpoint stores it. */
   readonly shape: readonly number[];
-  /** The GPU tensor holding it (f32, or f16 for matrices loaded in f16). */
+  /** The GPU tensor holding it (f32, f16 for matrices loaded in f16, or `quant.data`). */
   readonly tensor: Tensor;
+  /** The quantized matrix holding it (out×in, rows from `offset / in` on). */
+  readonly quant?: QuantMatrix;
+  /** Quantized from the transpose of the checkpoint's tensor (a Conv1D `[in, out]` weight). */
+  readonly transposed?: boolean;
   /** First element of this parameter in `tensor`. */
   readonly offset: number;
   /** False for values an optimizer must not update (folded BatchNorms). */
@@ -110,7 +137,9 @@ export class ParamLoader {
     readonly gpu: Gpu,
     readonly store: WeightStore,
     /** Storage type of matrices (weights of matmuls, embeddings and convolutions). */
-    readonly matrixDtype: DType = "f32",
+    readonly matrixDtype: WeightDtype = "f32",
+    /** q4: elements of the input dimension per scale and offset. */
+    readonly groupSize: number = DEFAULT_GROUP_SIZE,
   ) {
     if (matrixDtype === "f16" && !gpu.hasF16) {
       throw new WebcapError(
@@ -121,6 +150,13 @@ export class ParamLoader {
   }
 
   #check(name: string, shape: readonly number[]): void {
+    if (this.store.has(name + QUANT_SUFFIX.scale)) {
+      throw new WebcapError(
+        "BAD_WEIGHTS",
+        `${this.store.source}: tensor "${name}" is stored quantized; load the model with the ` +
+          `dtype it was quantized to (q8 or q4)`,
+      );
+    }
     if (!this.store.has(name)) {
       throw new WebcapError(
         "BAD_WEIGHTS",
@@ -158,7 +194,7 @@ export class ParamLoader {
   ): Tensor {
     const label = names.join("+");
     let t: Tensor;
-    if (storage === "matrix" && this.matrixDtype === "f16") {
+    if (storage === "matrix" && this.matrixDtype === "f16") { // q8 / q4: other matrices in f32
       const bits = f32ToF16(data);
       checkF16Range(bits, data, label, this.store.source);
       t = uploadTensor(this.gpu, bits, shape, "f16", label);
@@ -196,6 +232,112 @@ export class ParamLoader {
       o += p.length;
     }
     return this.upload(all, [shape[0] * names.length, ...shape.slice(1)], names, storage);
+  }
+
+  /** Whether matmul and embedding weights are quantized. */
+  get quantized(): boolean {
+    return this.matrixDtype === "q8" || this.matrixDtype === "q4";
+  }
+
+  /**
+   * The weight of a matmul or embedding, `[out, in]` as stored (`inOut`: `[in, out]`, GPT-2's
+   * Conv1D): quantized (out×in) when the loader's dtype is q8 / q4, else a matrix.
+   */
+  async weight(name: string, shape: readonly [number, number], inOut = false): Promise<Weight> {
+    const stored = inOut ? [shape[1], shape[0]] : shape;
+    if (!this.quantized) return this.matrix(name, stored);
+    const h = await this.#hostQuant(name, shape, inOut);
+    return this.#uploadQuant(h, stored, [name], inOut);
+  }
+
+  /** Weights `names`, each `[out, in]`, stacked on out (`[k·out, in]`), quantized or not. */
+  async stackedWeight(names: string[], shape: readonly [number, number]): Promise<Weight> {
+    if (!this.quantized) return this.stacked(names, shape, "matrix");
+    const parts: HostQuant[] = [];
+    for (const n of names) parts.push(await this.#hostQuant(n, shape, false));
+    return this.#uploadQuant(stackQuant(parts), shape, names);
+  }
+
+  #uploadQuant(
+    h: HostQuant,
+    stored: readonly number[],
+    names: readonly string[],
+    transposed = false,
+  ): QuantMatrix {
+    const q = uploadQuant(this.gpu, h, names.join("+"));
+    this.#tensors.push(q.data, q.scales);
+    const each = (h.shape[0] * h.shape[1]) / names.length;
+    names.forEach((name, i) => {
+      this.params.push({
+        name,
+        shape: stored,
+        tensor: q.data,
+        quant: q,
+        transposed,
+        offset: i * each,
+        trainable: true,
+      });
+    });
+    return q;
+  }
+
+  /** `name` `[out, in]` quantized on the host: as stored, or made from a float tensor now. */
+  async #hostQuant(name: string, shape: readonly [number, number], inOut: boolean) {
+    const scheme = this.matrixDtype as QuantScheme;
+    if (this.store.has(name + QUANT_SUFFIX.scale)) return this.#storedQuant(name, shape, scheme);
+    if (scheme === "q4") checkGroupSize(this.groupSize, shape[1], name);
+    const data = await this.read(name, inOut ? [shape[1], shape[0]] : shape);
+    const w = inOut ? transpose(data, shape[1], shape[0]) : data;
+    return quantize(w, shape, scheme, this.groupSize, name);
+  }
+
+  /** A quantized matrix as `deno task quantize` stores it, every part checked against `shape`. */
+  async #storedQuant(name: string, shape: readonly [number, number], scheme: QuantScheme) {
+    const [N, K] = shape;
+    const { store } = this;
+    const bad = (what: string) =>
+      new WebcapError("BAD_WEIGHTS", `${store.source}: quantized tensor "${name}": ${what}`);
+    const q = store.info(name);
+    const stored = q.dtype === "I8" ? "q8" : q.dtype === "U8" ? "q4" : undefined;
+    if (stored !== scheme) {
+      throw bad(`stored as ${stored ?? q.dtype}, but the model is loaded as ${scheme}`);
+    }
+    const qShape = scheme === "q8" ? [N, K] : [N, K / 2];
+    const scaleName = name + QUANT_SUFFIX.scale;
+    const s = store.info(scaleName);
+    const groups = scheme === "q8" ? 1 : s.shape[1];
+    const G = K / groups;
+    const sShape = scheme === "q8" ? [N] : [N, groups];
+    const same = (a: readonly number[], b: readonly number[]) =>
+      a.length === b.length && a.every((d, i) => d === b[i]);
+    if (!same(q.shape, qShape)) throw bad(`shape [${q.shape}], the config implies [${qShape}]`);
+    if (s.dtype !== "F16" || !same(s.shape, sShape) || !Number.isInteger(G)) {
+      throw bad(`${scaleName} is ${s.dtype} [${s.shape}]; the layout wants F16 [${sShape}]`);
+    }
+    if (scheme === "q4") checkGroupSize(G, K, name);
+    const f16 = async (n: string) => new Uint16Array((await store.read(n)).slice().buffer);
+    const scale = await f16(scaleName);
+    const offset = scheme === "q4"
+      ? await this.#storedOffset(name, sShape, bad)
+      : new Uint16Array(N);
+    for (const [what, bits] of [["scale", scale], ["offset", offset]] as const) {
+      const i = f16ToF32(bits).findIndex((v) => !Number.isFinite(v));
+      if (i >= 0) throw bad(`${what} ${i} is not finite`);
+    }
+    const bytes = (await store.read(name)).slice();
+    return { scheme, shape: [N, K], groupSize: G, q: bytes, scale, offset } as HostQuant;
+  }
+
+  async #storedOffset(name: string, shape: number[], bad: (what: string) => Error) {
+    const n = name + QUANT_SUFFIX.offset;
+    const info = this.store.has(n) ? this.store.info(n) : undefined;
+    const ok = info?.dtype === "F16" && info.shape.join() === shape.join();
+    if (!ok) {
+      throw bad(
+        `${n} is ${info ? `${info.dtype} [${info.shape}]` : "missing"}; wants F16 [${shape}]`,
+      );
+    }
+    return new Uint16Array((await this.store.read(n)).slice().buffer);
   }
 
   /** Run `load` and give what it returns the parameters it loaded, as `params`. */

@@ -2,27 +2,47 @@
  * Row gather: `out[r, :] = table[ids[r], :] (+ pos[posStart + r % posPeriod, :])`. Serves token
  * embeddings (GPT-2 `wte` + `wpe`, BERT word + position embeddings) and cache reordering for
  * beams (`table` = cache, `ids` = parent rows). Tables larger than one storage binding are bound
- * in windows of rows; each window writes only the rows whose id falls in it.
+ * in windows of rows; each window writes only the rows whose id falls in it. A quantized table
+ * (`QuantMatrix`, rows = ids) is read through the `quant` variant, dequantized in registers.
  * @module
  */
 import { WebcapError } from "../errors.ts";
 import { Kernel, optional, read, readWrite } from "../gpu/kernel.ts";
 import { type Recorder, tensorWindow } from "../gpu/recorder.ts";
 import { dtypeBytes, type Tensor } from "../gpu/tensor.ts";
+import {
+  dequantWgsl,
+  isQuant,
+  QUANT_BITS,
+  quantRows,
+  type QuantScheme,
+  type Weight,
+} from "./quant/qmatrix.ts";
 
 const EMBEDDING = new Kernel({
   name: "embedding",
-  uniforms: { D: "u32", row0: "u32", nrows: "u32", posStart: "u32", posPeriod: "u32" },
-  storage: { T: read(), ids: read("i32"), Y: readWrite(), PT: optional(read()) },
+  uniforms: { D: "u32", row0: "u32", nrows: "u32", posStart: "u32", posPeriod: "u32", G: "u32" },
+  storage: {
+    T: optional(read()),
+    TQ: optional(read("u32")),
+    TS: optional(read("u32")),
+    ids: read("i32"),
+    Y: readWrite(),
+    PT: optional(read()),
+  },
   workgroupSize: [64],
-  body: (_, has) => `
+  body: (v: { quant?: QuantScheme }, has) => `
+${
+    v.quant
+      ? dequantWgsl(v.quant, { fn: "t_at", data: "TQ", scales: "TS", K: "p.D", G: "p.G" })
+      : "fn t_at(r: u32, d: u32) -> f32 { return f32(T[r * p.D + d]); }"
+  }
 fn kernel(wg: vec3u, lid: vec3u) {
   let r = wg.x;
   let id = u32(ids[r]);
   if (id < p.row0 || id >= p.row0 + p.nrows) { return; }
-  let src = (id - p.row0) * p.D;
   for (var d = lid.x; d < p.D; d += WG_X) {
-    var v = f32(T[src + d]);
+    var v = t_at(id - p.row0, d);
     ${has.PT ? "v += f32(PT[(p.posStart + r % p.posPeriod) * p.D + d]);" : ""}
     Y[r * p.D + d] = Y_t(v);
   }
@@ -32,10 +52,26 @@ fn kernel(wg: vec3u, lid: vec3u) {
 /**
  * Rows per window of a table larger than one binding: as many as `maxBinding` holds, in a
  * multiple of the rows that keep each window's byte offset 256-aligned (0: not even that fits).
+ * `rowBytes` are the bytes per row of each binding the table takes (a quantized one: two).
  */
-function windowRows(maxBinding: number, rowBytes: number): number {
-  const align = 256 / Math.min(rowBytes & -rowBytes, 256);
-  return Math.floor(maxBinding / rowBytes / align) * align;
+function windowRows(maxBinding: number, rowBytes: readonly number[]): number {
+  const align = 256 / Math.min(...rowBytes.map((b) => b & -b), 256);
+  return Math.floor(maxBinding / Math.max(...rowBytes) / align) * align;
+}
+
+/** Bytes per row of each binding of `table [V, D]`. */
+function bytesPerRow(table: Weight, D: number): number[] {
+  if (!isQuant(table)) return [D * dtypeBytes(table.dtype)];
+  return [(D * QUANT_BITS[table.scheme]) / 8, (D / table.groupSize) * 4];
+}
+
+/** The table bindings of rows `[row0, row0 + n)` of `table [V, …]` (or all of it). */
+function tableBindings(table: Weight, row0: number, n: number, V: number, D: number) {
+  if (isQuant(table)) {
+    const { data, scales } = quantRows(table, row0, n);
+    return { TQ: data, TS: scales };
+  }
+  return { T: n === V ? table : tensorWindow(table, row0 * D, n * D) };
 }
 
 /** Options of {@link embedding}. */
@@ -45,10 +81,10 @@ export interface EmbeddingOptions {
   out?: Tensor;
 }
 
-/** Gather rows of `table [V, D]` (f32 or f16) by `ids [R]` (i32) into `[R, D]` f32. */
+/** Gather rows of `table [V, D]` (f32, f16 or quantized) by `ids [R]` (i32) into `[R, D]` f32. */
 export function embedding(
   rec: Recorder,
-  table: Tensor,
+  table: Weight,
   ids: Tensor,
   opts: EmbeddingOptions = {},
 ): Tensor {
@@ -56,14 +92,17 @@ export function embedding(
     throw new WebcapError("BAD_DTYPE", `embedding ids must be i32, got ${ids.dtype}`);
   }
   const V = table.shape[0];
-  const D = table.size / V;
+  const D = table.shape.slice(1).reduce((a, b) => a * b, 1);
   const R = ids.size;
-  const rowBytes = D * dtypeBytes(table.dtype);
-  const step = table.byteSize <= rec.gpu.maxBinding ? V : windowRows(rec.gpu.maxBinding, rowBytes);
+  const rowBytes = bytesPerRow(table, D);
+  const fits = V * Math.max(...rowBytes) <= rec.gpu.maxBinding;
+  const step = fits ? V : windowRows(rec.gpu.maxBinding, rowBytes);
   if (step === 0) {
     throw new WebcapError(
       "BAD_SHAPE",
-      `embedding: rows of [${table.shape}] (${rowBytes} B each) cannot be bound in windows of ` +
+      `embedding: rows of [${table.shape}] (${
+        Math.max(...rowBytes)
+      } B each) cannot be bound in windows of ` +
         `${rec.gpu.maxBinding} B`,
     );
   }
@@ -80,9 +119,11 @@ export function embedding(
         nrows: n,
         posStart: opts.pos?.start ?? 0,
         posPeriod: opts.pos?.period ?? 1,
+        G: isQuant(table) ? table.groupSize : 0,
       },
+      variant: { quant: isQuant(table) ? table.scheme : undefined },
       bind: {
-        T: n === V ? table : tensorWindow(table, row0 * D, n * D),
+        ...tableBindings(table, row0, n, V, D),
         ids,
         Y: y,
         PT: opts.pos?.table,

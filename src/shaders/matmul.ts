@@ -1,17 +1,27 @@
 /**
  * Matrix multiply `C[M, N] = act(A[M, K] · W + bias) + residual` with the weight either
  * in×out (`W[K, N]`, GPT-2 `Conv1D`) or out×in (`W[N, K]`, `nn.Linear`: `transposeW`).
- * W may be f32 or f16 (with `shader-f16`); A, C, bias and residual are f32; accumulation is f32.
+ * W may be f32 or f16 (with `shader-f16`), or a quantized out×in {@link QuantMatrix} (q8, q4)
+ * that each kernel unpacks and dequantizes in registers (the `quant` variant: same kernels, the
+ * weight read through `dequantWgsl`); A, C, bias and residual are f32; accumulation is f32.
  * Two kernels: a 64×64-tiled one, and a row-batched GEMV for decode steps (M ≤ 8).
  * An out×in weight larger than one storage binding is bound in windows of output columns.
  * @module
  */
 import { WebcapError } from "../errors.ts";
 import { Kernel, optional, read, readWrite } from "../gpu/kernel.ts";
-import { type Binding, type Recorder, tensorWindow } from "../gpu/recorder.ts";
+import { type Recorder, tensorWindow } from "../gpu/recorder.ts";
 import { dtypeBytes, type Tensor } from "../gpu/tensor.ts";
 import { type Activation, activationWgsl } from "./activations.ts";
 import { stageRowsWgsl, TILE_WGSL } from "./tile_wgsl.ts";
+import {
+  dequantWgsl,
+  isQuant,
+  QUANT_BITS,
+  quantRows,
+  type QuantScheme,
+  type Weight,
+} from "./quant/qmatrix.ts";
 
 /** Options of {@link matmul}. */
 export interface MatmulOptions {
@@ -29,19 +39,35 @@ export interface MatmulOptions {
 interface Variant {
   transposeW: boolean;
   act: Activation;
+  /** W is a quantized matrix bound as WQ (packed) and WS (scales) instead of W. */
+  quant?: QuantScheme;
 }
 
 /** What the tiled and the GEMV kernel share: `C[m, ldc·m + col0 + n]` for the window `[col0, col0 + N)`. */
 const MATMUL_IO = {
-  uniforms: { M: "u32", N: "u32", K: "u32", ldc: "u32", col0: "u32" },
+  uniforms: { M: "u32", N: "u32", K: "u32", ldc: "u32", col0: "u32", G: "u32" },
   storage: {
     A: read(),
-    W: read(),
+    W: optional(read()),
+    WQ: optional(read("u32")),
+    WS: optional(read("u32")),
     C: readWrite(),
     bias: optional(read()),
     R: optional(read()),
   },
 } as const;
+
+/** `w_at(k, n)`: element `[k, n]` of the logical in×out weight, from W or dequantized. */
+function weightWgsl(v: Variant): string {
+  if (v.quant) {
+    const names = { fn: "dq", data: "WQ", scales: "WS", K: "p.K", G: "p.G" };
+    return `${dequantWgsl(v.quant, names)}fn w_at(k: u32, n: u32) -> f32 { return dq(n, k); }`;
+  }
+  return `
+fn w_at(k: u32, n: u32) -> f32 {
+  return f32(W[${v.transposeW ? "n * p.K + k" : "k * p.N + n"}]);
+}`;
+}
 
 function helpers(v: Variant, has: { bias: boolean; R: boolean }): string {
   return `
@@ -54,9 +80,7 @@ fn epilogue(m: u32, n: u32, x: f32) {
   ${has.R ? "v += f32(R[o]);" : ""}
   C[o] = C_t(v);
 }
-fn w_at(k: u32, n: u32) -> f32 {
-  return f32(W[${v.transposeW ? "n * p.K + k" : "k * p.N + n"}]);
-}
+${weightWgsl(v)}
 `;
 }
 
@@ -159,17 +183,23 @@ fn kernel(wg: vec3u, lid: vec3u) {
   },
 });
 
-function checkShapes(a: Tensor, w: Tensor, o: MatmulOptions): { M: number; N: number; K: number } {
+function checkShapes(a: Tensor, w: Weight, o: MatmulOptions): { M: number; N: number; K: number } {
   if (a.shape.length !== 2 || w.shape.length !== 2) {
     throw new WebcapError(
       "BAD_SHAPE",
       `matmul wants 2-D A and W, got [${a.shape}] and [${w.shape}]`,
     );
   }
-  if (a.dtype !== "f32" || (w.dtype !== "f32" && w.dtype !== "f16")) {
+  if (isQuant(w) && !o.transposeW) {
+    throw new WebcapError(
+      "BAD_SHAPE",
+      `matmul: a quantized W [${w.shape}] is out×in; call with transposeW`,
+    );
+  }
+  if (a.dtype !== "f32" || (!isQuant(w) && w.dtype !== "f32" && w.dtype !== "f16")) {
     throw new WebcapError(
       "BAD_DTYPE",
-      `matmul wants f32 A and f32/f16 W, got ${a.dtype}, ${w.dtype}`,
+      `matmul wants f32 A and f32/f16/quantized W, got ${a.dtype}, ${isQuant(w) ? "" : w.dtype}`,
     );
   }
   const [M, K] = a.shape;
@@ -195,15 +225,21 @@ function checkShapes(a: Tensor, w: Tensor, o: MatmulOptions): { M: number; N: nu
   return { M, N, K };
 }
 
+/** Bytes one output column of W takes in bindings (a quantized one: packed elements + scales). */
+function bytesPerColumn(w: Weight, K: number): number {
+  if (!isQuant(w)) return K * dtypeBytes(w.dtype);
+  return Math.max((K * QUANT_BITS[w.scheme]) / 8, (K / w.groupSize) * 4);
+}
+
 /** Column windows of W so that each fits one binding (only out×in weights can be windowed). */
 function columnWindows(
   rec: Recorder,
-  w: Tensor,
+  w: Weight,
   N: number,
   K: number,
   transposeW: boolean,
 ): [number, number][] {
-  const bytesPerCol = K * dtypeBytes(w.dtype);
+  const bytesPerCol = bytesPerColumn(w, K);
   if (N * bytesPerCol <= rec.gpu.maxBinding) return [[0, N]];
   if (!transposeW) {
     throw new WebcapError(
@@ -221,18 +257,28 @@ function columnWindows(
   return out;
 }
 
+/** The weight bindings of columns `[col0, col0 + n)` of an out×in W `[N, K]` (or all of W). */
+function weightBindings(w: Weight, col0: number, n: number, N: number, K: number) {
+  if (isQuant(w)) {
+    const { data, scales } = quantRows(w, col0, n);
+    return { WQ: data, WS: scales };
+  }
+  return { W: col0 === 0 && n === N ? w : tensorWindow(w, col0 * K, n * K) };
+}
+
 /** Record `act(A·W + bias) + residual` into `rec`; returns `[M, N]`. */
-export function matmul(rec: Recorder, a: Tensor, w: Tensor, opts: MatmulOptions = {}): Tensor {
+export function matmul(rec: Recorder, a: Tensor, w: Weight, opts: MatmulOptions = {}): Tensor {
   const { M, N, K } = checkShapes(a, w, opts);
-  const v: Variant = { transposeW: !!opts.transposeW, act: opts.act ?? "none" };
+  const quant = isQuant(w) ? w.scheme : undefined;
+  const v: Variant = { transposeW: !!opts.transposeW, act: opts.act ?? "none", quant };
+  const G = isQuant(w) ? w.groupSize : 0;
   const out = opts.out ?? rec.output([M, N]);
   for (const [col0, n] of columnWindows(rec, w, N, K, v.transposeW)) {
     const whole = col0 === 0 && n === N;
-    const wBind: Binding = whole ? w : tensorWindow(w, col0 * K, n * K);
     const bias = whole || !opts.bias ? opts.bias : tensorWindow(opts.bias, col0, n);
     const call = {
-      uniforms: { M, N: n, K, ldc: N, col0 },
-      bind: { A: a, W: wBind, C: out, bias, R: opts.residual },
+      uniforms: { M, N: n, K, ldc: N, col0, G },
+      bind: { A: a, ...weightBindings(w, col0, n, N, K), C: out, bias, R: opts.residual },
     };
     if (M <= 8) {
       const groups = Math.ceil(n / (v.transposeW ? 8 : 32));

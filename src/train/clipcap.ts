@@ -29,6 +29,7 @@ import {
 } from "../nn/clip_vision.ts";
 import { type Gpt2Weights, loadGpt2 } from "../nn/gpt2.ts";
 import { gpt2TrainBackward, gpt2TrainForward } from "../nn/gpt2_train.ts";
+import { floatWeight } from "../shaders/quant/qmatrix.ts";
 import { Gradients, linearBackward } from "../nn/grads.ts";
 import { type Linear, linear } from "../nn/modules.ts";
 import { type Param, ParamLoader } from "../nn/params.ts";
@@ -205,7 +206,7 @@ export async function clipCapLossAndGrads(
     const ce = crossEntropy(rec, dec.logits, up(batch.targets, "i32"), up(batch.weights, "f32"));
     const dEmbeds = uploadTensor(gpu, new Float32Array(R * T * h), [R * T, h], "f32", "d-embeds");
     gpt2TrainBackward(rec, m.gpt2, dec.saved, ce.dLogits, g, false, dEmbeds);
-    const dWte = g.of(m.gpt2.wte);
+    const dWte = g.of(floatWeight(m.gpt2.wte, "clipcap backward"));
     if (dWte) embeddingBackward(rec, dEmbeds, ids, dWte); // prefix ids −1 add nothing
     const dPrefix = rec.temp([N, L * h]);
     copy2d(rec, dEmbeds, dPrefix, { ...prefixRows, srcStride: T * h, dstOuter: L * h });
