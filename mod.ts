@@ -88,6 +88,7 @@ export { BufferPool } from "./src/gpu/pool.ts";
 export { PipelineCache } from "./src/gpu/pipeline.ts";
 export type { CompiledKernel } from "./src/gpu/pipeline.ts";
 export { BindGroupCache } from "./src/gpu/bind_groups.ts";
+export { GpuCounters } from "./src/gpu/counters.ts";
 export type { BufferRange } from "./src/gpu/bind_groups.ts";
 /** Hub downloads: `resolveModel("org/name")` → a local model directory in the HF cache. */
 export { hubCacheDir, resolveModel } from "./src/io/hub.ts";

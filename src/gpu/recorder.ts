@@ -221,6 +221,7 @@ export class Recorder {
     pass.dispatchWorkgroups(groups[0], groups[1], groups[2]);
     this.#kernels.push({ label: k.label, groups: [groups[0], groups[1], groups[2]] });
     this.dispatches++;
+    this.gpu.counters.dispatches++;
   }
 
   /** Copy bytes between buffers (ends the open pass). */
@@ -237,6 +238,7 @@ export class Recorder {
       usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST,
       label: "readback",
     });
+    this.gpu.counters.stagingCreated++;
     this.copy(src, srcOffset, staging, 0, size);
     return handled(
       new Promise((resolve, reject) => this.#reads.push({ staging, bytes, resolve, reject })),
@@ -367,6 +369,10 @@ export class Recorder {
     const reads = this.#reads;
     this.#reads = [];
     const maps = reads.map((r) => r.staging.mapAsync(GPUMapMode.READ));
+    const counters = this.gpu.counters;
+    counters.submits++;
+    if (maps.length) counters.hostWaits++;
+    counters.bytesRead += reads.reduce((s, r) => s + r.bytes, 0);
     const timed = q && q.passes > 0 ? q : undefined;
     if (timed) maps.push(timed.read.mapAsync(GPUMapMode.READ));
     const [errors, mapped] = await Promise.all([scopes, Promise.allSettled(maps)]);
