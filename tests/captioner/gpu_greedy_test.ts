@@ -1,8 +1,9 @@
 /**
- * The GPU decoder's greedy fast path (`greedySteps`: chunks of GPU-resident steps) gives exactly
- * what its one-step-per-round-trip path gives, on real architectures, with images that finish
- * at different steps (finished rows keep running inside a chunk on one path, leave at once on
- * the other).
+ * The GPU decoder's loop (`runLoop`: processors, selection or draws on the GPU, chunks of
+ * GPU-resident steps) gives exactly what its one-step-per-round-trip path gives, on real
+ * architectures, with images that finish at different steps (finished rows keep running inside
+ * a chunk on one path, leave at once on the other), for greedy search with every processor and
+ * for sampling with every warper.
  */
 import assert from "node:assert/strict";
 import { Captioner } from "../../src/captioner/captioner.ts";
@@ -16,7 +17,7 @@ import type { EncoderState } from "../../src/arch/caption_model.ts";
 import { GpuDecoder } from "../../src/captioner/gpu_decoder.ts";
 import { fixture, rng } from "../util.ts";
 
-/** Decoders over `enc`; `chunked` false hides `greedySteps`, so greedy search steps one by one. */
+/** Decoders over `enc`; `chunked` false hides `runLoop`, so the search steps one by one. */
 function factoryOf(c: Captioner, enc: EncoderState, maxLength: number, chunked: boolean) {
   const made: GpuDecoder[] = [];
   const d = c.model.decoder;
@@ -82,16 +83,44 @@ for (const name of ["vit-gpt2", "blip", "clipcap"]) {
       const free = await run(c, enc, { maxNewTokens: 19 }, true);
       // eos tokens taken from the free run so that images end at different steps
       const eos = [...new Set([free[0][0].tokens[2], free[1][0].tokens[9]])];
-      for (
-        const opts of [
-          { maxNewTokens: 19 },
-          { maxNewTokens: 19, eosTokenId: eos },
-          { maxNewTokens: 19, eosTokenId: eos, minNewTokens: 10, badWordsIds: [[7]] },
-        ] as GenerateOptions[]
-      ) {
+      const cases: GenerateOptions[] = [
+        { maxNewTokens: 19 },
+        { maxNewTokens: 19, eosTokenId: eos },
+        { maxNewTokens: 19, eosTokenId: eos, minNewTokens: 10, badWordsIds: [[7]] },
+        { maxNewTokens: 19, eosTokenId: eos, repetitionPenalty: 1.5, noRepeatNgramSize: 2 },
+        {
+          maxNewTokens: 12,
+          eosTokenId: eos,
+          encoderNoRepeatNgramSize: 1,
+          badWordsIds: [[free[0][0].tokens[0], free[0][0].tokens[1]], [5]],
+        },
+        { maxNewTokens: 12, eosTokenId: eos, doSample: true, seed: 3, numReturnSequences: 2 },
+        {
+          maxNewTokens: 12,
+          eosTokenId: eos,
+          doSample: true,
+          seed: 2 ** 40 + 7,
+          temperature: 0.7,
+          topK: 20,
+          topP: 0.8,
+          repetitionPenalty: 1.2,
+        },
+        { maxNewTokens: 12, doSample: true, seed: 5, topK: 0, typicalP: 0.6, temperature: 1.5 },
+      ];
+      for (const opts of cases) {
         const chunked = await run(c, enc, opts, true);
-        assert.deepEqual(await run(c, enc, opts, false), chunked, JSON.stringify(opts));
-        if (opts.eosTokenId !== undefined && opts.minNewTokens === undefined) {
+        const stepped = await run(c, enc, opts, false);
+        if (!opts.doSample) assert.deepEqual(stepped, chunked, JSON.stringify(opts));
+        else { // the same draws; log-probabilities summed in float32 on the GPU, float64 on the host
+          const tokens = (r: GeneratedSequence[][]) => r.map((seqs) => seqs.map((q) => q.tokens));
+          assert.deepEqual(tokens(stepped), tokens(chunked), JSON.stringify(opts));
+          stepped.flat().forEach((q, i) =>
+            q.logprobs.forEach((l, j) =>
+              assert.ok(Math.abs(l - chunked.flat()[i].logprobs[j]) < 1e-4, JSON.stringify(opts))
+            )
+          );
+        }
+        if (opts === cases[1]) {
           const lengths = new Set(chunked.map(([s]) => s.tokens.length));
           assert.ok(lengths.size > 1, `images should end at different steps: ${[...lengths]}`);
         }
