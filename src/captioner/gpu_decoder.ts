@@ -209,7 +209,7 @@ export class GpuDecoder implements DecoderStep {
     let recorded = 0;
     const submitChunk = (rec: Recorder) => {
       const from = recorded, n = Math.min(chunk, plan.maxSteps - from);
-      for (let i = from; i < from + n; i++) rec.scope(() => this.#loopStep(rec, lp, plan, i));
+      for (let i = from; i < from + n; i++) rec.recycle(() => this.#loopStep(rec, lp, plan, i));
       recorded += n;
       const read = rec.read(lp.out.buffer, n * 8 * R, from * 8 * R);
       return { n, read, done: rec.submit() };
