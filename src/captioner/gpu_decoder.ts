@@ -65,7 +65,7 @@ interface StepReads {
 }
 
 /** Steps per submission of {@link GpuDecoder.runLoop} at most (it also splits a run in two). */
-export const LOOP_CHUNK = 16;
+const LOOP_CHUNK = 16;
 
 /** A loop's GPU state: histories, the ids fed next, the packed lists, the chosen tokens. */
 interface LoopTensors {
