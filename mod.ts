@@ -92,6 +92,7 @@ export { BufferPool } from "./src/gpu/pool.ts";
 export { PipelineCache } from "./src/gpu/pipeline.ts";
 export type { CompiledKernel } from "./src/gpu/pipeline.ts";
 export { BindGroupCache } from "./src/gpu/bind_groups.ts";
+export { GpuCounters } from "./src/gpu/counters.ts";
 export type { BufferRange } from "./src/gpu/bind_groups.ts";
 /** Hub downloads: `resolveModel("org/name")` → a local model directory in the HF cache. */
 export { hubCacheDir, resolveModel } from "./src/io/hub.ts";
@@ -157,13 +158,22 @@ export type {
 /** Decoding over any {@link DecoderStep}: greedy, sampling, beam, diverse and constrained beam search. */
 export { generate } from "./src/decode/generate.ts";
 export type { DecoderFactory } from "./src/decode/generate.ts";
-export type { DecoderStep, RowProcessing, StepOut, StepWant } from "./src/decode/step.ts";
+export type {
+  DecoderStep,
+  LoopOut,
+  LoopPlan,
+  RowProcessing,
+  StepOut,
+  StepWant,
+} from "./src/decode/step.ts";
 export type { ForceWord, GenerateOptions } from "./src/decode/options.ts";
 export type { GeneratedSequence } from "./src/decode/search.ts";
 /** transformers `generate` kwargs (snake_case) to {@link GenerateOptions}. */
 export { optionsFromHF } from "./src/decode/hf_kwargs.ts";
 /** CPU reference of the step contract, and a DecoderStep over any CPU language model. */
 export { processRows } from "./src/decode/processors.ts";
+export type { ProcessorRules } from "./src/decode/processors.ts";
+export type { WarpSettings } from "./src/decode/warpers.ts";
 export { CpuDecoder, cpuDecoderFactory } from "./src/decode/cpu_decoder.ts";
 export type { CpuDecoderFactory, CpuLanguageModel } from "./src/decode/cpu_decoder.ts";
 /** Controllable captions: n-best reranking (sentiment lexicon) and length control. */

@@ -1,5 +1,6 @@
 /**
- * `deno task bench [--kernels] [--strategies] [--eval] [--train [--train-real]] [--json FILE] [--reps N]`
+ * `deno task bench [--kernels] [--strategies] [--caption] [--eval] [--train [--train-real]]
+ *   [--json FILE] [--reps N]`
  * Prints a table per group and writes all rows as JSON. With no group flag, runs them all.
  * @module
  */
@@ -25,14 +26,16 @@ function table(title: string, rows: Row[]): void {
   for (const r of rows) console.log(cols.map((c, i) => fmt(r[c]).padEnd(widths[i])).join("  "));
 }
 
-const USAGE = `usage: deno task bench [--kernels] [--strategies] [--eval] [--train [--train-real]]
-                       [--json FILE] [--reps N]
+const USAGE = `usage: deno task bench [--kernels] [--strategies] [--caption] [--eval]
+                       [--train [--train-real]] [--json FILE] [--reps N]
 
 Time webcap on this machine's WebGPU adapter and print a table per group (all groups when none
 is chosen).
 
   --kernels      per-kernel timings at ViT-B/16 and GPT-2 small shapes
   --strategies   every decoding strategy on one model, encoder included
+  --caption      per fixture model and strategy, 20 tokens: wall ms, submits, host waits,
+                 dispatches, bind groups, pipelines and buffers created, bytes read, peak bytes
   --eval         COCO caption metrics on a synthetic 5,000-image set
   --train        training steps of the fixture ViT-GPT2 (AdamW, batch 8): step time, samples/s,
                  peak GPU bytes, whole model and frozen encoder
@@ -50,6 +53,7 @@ function parseFlags() {
       options: {
         kernels: { type: "boolean" },
         strategies: { type: "boolean" },
+        caption: { type: "boolean" },
         eval: { type: "boolean" },
         train: { type: "boolean" },
         "train-real": { type: "boolean" },
@@ -76,7 +80,8 @@ if (!(Number.isSafeInteger(reps) && reps >= 1)) {
   console.error(`error BAD_OPTION: --reps must be a whole number ≥ 1, got "${values.reps}"`);
   Deno.exit(2);
 }
-const all = !values.kernels && !values.strategies && !values.eval && !values.train;
+const all = !values.kernels && !values.strategies && !values.caption && !values.eval &&
+  !values.train;
 const out: Record<string, unknown> = {};
 const gpu = await getGpu();
 out.adapter = gpu.adapterName;
@@ -91,6 +96,12 @@ if (values.strategies || all) {
   const rows = await benchStrategies(values.model, reps);
   table("decoding strategies", rows as unknown as Row[]);
   out.strategies = rows;
+}
+if (values.caption || all) {
+  const { benchCaption } = await import("./caption.ts");
+  const rows = await benchCaption(reps);
+  table("caption speed (20 tokens)", rows as unknown as Row[]);
+  out.caption = rows;
 }
 if (values.eval || all) {
   const { benchEval } = await import("./eval.ts");

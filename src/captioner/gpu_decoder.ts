@@ -9,9 +9,18 @@ import { WebcapError } from "../errors.ts";
 import type { Gpu } from "../gpu/device.ts";
 import { Recorder } from "../gpu/recorder.ts";
 import type { Tensor } from "../gpu/tensor.ts";
-import type { DecoderStep, RowProcessing, StepOut, StepWant } from "../decode/step.ts";
-import { processLogits } from "../shaders/logits_process.ts";
-import { gatherValues, topk } from "../shaders/topk.ts";
+import type {
+  DecoderStep,
+  LoopOut,
+  LoopPlan,
+  RowProcessing,
+  StepOut,
+  StepWant,
+} from "../decode/step.ts";
+import { allEnded } from "../decode/loop.ts";
+import { packWords, processHistory, processLogits } from "../shaders/logits_process.ts";
+import { sampleRows } from "../shaders/sample/sample.ts";
+import { gatherValues, recordTokens, topk } from "../shaders/topk.ts";
 import type { CaptionModel, DecodeState, EncoderState } from "../arch/caption_model.ts";
 import { type DecoderFactory, generate } from "../decode/generate.ts";
 import { type GenerateOptions, resolveOptions } from "../decode/options.ts";
@@ -53,6 +62,31 @@ interface StepReads {
   values?: Read;
   ids?: Read;
   gathered?: Read;
+}
+
+/** Steps per submission of {@link GpuDecoder.runLoop} at most (it also splits a run in two). */
+const LOOP_CHUNK = 16;
+
+/** A loop's GPU state: histories, the ids fed next, the packed lists, the chosen tokens. */
+interface LoopTensors {
+  hist: Tensor;
+  next: Tensor;
+  lists: Tensor;
+  out: Tensor;
+}
+
+/** The arrays joined into one. */
+function concat<T extends Int32Array | Float32Array>(
+  parts: T[],
+  Type: { new (n: number): T },
+): T {
+  const out = new Type(parts.reduce((n, p) => n + p.length, 0));
+  let o = 0;
+  for (const p of parts) {
+    out.set(p as never, o);
+    o += p.length;
+  }
+  return out;
 }
 
 /** A model's decoder over live rows, driven by a search strategy. */
@@ -159,33 +193,81 @@ export class GpuDecoder implements DecoderStep {
     return reads;
   }
 
-  /** `steps` greedy steps in one submission: each step's top-1 ids feed the next step on the GPU. */
-  async greedySteps(
-    tokens: Int32Array,
-    steps: number,
-    procAt: (i: number) => RowProcessing,
-  ): Promise<{ ids: Int32Array; values: Float32Array }> {
-    const R = this.state.rows;
+  /**
+   * Greedy search or sampling run on the GPU: processors from the histories, selection or draw,
+   * and the chosen tokens fed back, {@link LOOP_CHUNK} steps or fewer per submission; each
+   * chunk's tokens are read back once, the next chunk queued before they are read; stops once
+   * every row has produced an eos.
+   */
+  async runLoop(tokens: Int32Array, plan: LoopPlan): Promise<LoopOut> {
     this.#checkTokens(tokens);
-    const rec = this.#pending ?? new Recorder(this.gpu);
+    const first = this.#pending ?? new Recorder(this.gpu);
     this.#pending = undefined;
-    const reads = rec.scope(() => {
-      let ids: Tensor = rec.upload(tokens, [R], "i32");
-      return Array.from({ length: steps }, (_, i) => {
-        const logits = this.model.step(rec, this.state, ids, 1);
-        this.#process(rec, logits, procAt(i));
-        const sel = topk(rec, logits, 1);
-        ids = sel.ids.view([R]);
-        return [rec.readTensor(sel.ids), rec.readTensor(sel.values)];
-      });
-    });
-    await rec.submit();
-    const outIds = new Int32Array(steps * R), outValues = new Float32Array(steps * R);
-    for (const [i, [pi, pv]] of reads.entries()) {
-      outIds.set((await pi) as Int32Array, i * R);
-      outValues.set((await pv) as Float32Array, i * R);
+    const lp = this.#loopTensors(first, tokens, plan);
+    const R = tokens.length;
+    const chunk = Math.min(LOOP_CHUNK, Math.ceil(plan.maxSteps / 2));
+    let recorded = 0;
+    const submitChunk = (rec: Recorder) => {
+      const from = recorded, n = Math.min(chunk, plan.maxSteps - from);
+      for (let i = from; i < from + n; i++) rec.recycle(() => this.#loopStep(rec, lp, plan, i));
+      recorded += n;
+      const read = rec.read(lp.out.buffer, n * 8 * R, from * 8 * R);
+      return { n, read, done: rec.submit() };
+    };
+    const inflight = [submitChunk(first)];
+    const ids: Int32Array[] = [], values: Float32Array[] = [];
+    let steps = 0;
+    try {
+      while (inflight.length > 0) {
+        if (recorded < plan.maxSteps) inflight.push(submitChunk(new Recorder(this.gpu)));
+        const c = inflight.shift()!;
+        await c.done;
+        const words = new Uint32Array(await c.read);
+        for (let i = 0; i < c.n; i++) {
+          ids.push(new Int32Array(words.buffer, i * 8 * R, R));
+          values.push(new Float32Array(words.buffer, (i * 2 + 1) * 4 * R, R));
+        }
+        steps += c.n;
+        if (allEnded(concat(ids, Int32Array), R, plan.rules.eos)) break;
+      }
+    } finally {
+      await Promise.allSettled(inflight.map((c) => c.done)); // a chunk queued past the end
+      for (const t of [lp.hist, lp.next, lp.lists, lp.out]) t.release();
     }
-    return { ids: outIds, values: outValues };
+    return { ids: concat(ids, Int32Array), values: concat(values, Float32Array), steps };
+  }
+
+  /** The loop's state: histories `[R, promptLen + maxSteps]`, the fed ids, lists, the output. */
+  #loopTensors(rec: Recorder, tokens: Int32Array, plan: LoopPlan): LoopTensors {
+    const R = tokens.length, P = plan.histories[0].length, maxLen = P + plan.maxSteps;
+    const h = new Int32Array(R * maxLen);
+    plan.histories.forEach((row, r) => h.set(row, r * maxLen));
+    const lists = packWords(plan.rules.badWords, plan.rules.eos);
+    return {
+      hist: rec.keep(rec.upload(h, [R, maxLen], "i32")),
+      next: rec.keep(rec.upload(tokens, [R], "i32")),
+      lists: rec.keep(rec.upload(lists, [lists.length], "u32")),
+      out: rec.output([plan.maxSteps, 2, R], "u32"),
+    };
+  }
+
+  /** Record step `i` of a loop: the model, the processors, the choice, the bookkeeping. */
+  #loopStep(rec: Recorder, lp: LoopTensors, plan: LoopPlan, i: number): void {
+    const P = plan.histories[0].length, r = plan.rules;
+    const logits = this.model.step(rec, this.state, lp.next, 1);
+    processHistory(rec, logits, lp.hist, lp.lists, {
+      ...r,
+      promptLen: P,
+      len: P + i,
+      words: r.badWords.length,
+      eosCount: r.eos.length,
+      logSoftmax: !plan.sample,
+    });
+    const s = plan.sample;
+    const sel = s
+      ? sampleRows(rec, logits, { ...s.warp, seed: s.seed, step: i })
+      : topk(rec, logits, 1);
+    recordTokens(rec, sel, lp.next, lp.hist, lp.out, { pos: P + i, outAt: i * 2 * lp.next.size });
   }
 
   reorder(parents: Int32Array): void {

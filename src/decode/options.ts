@@ -52,7 +52,10 @@ export interface GenerateOptions {
   topP?: number;
   /** Typical sampling mass in (0, 1]. Default 1 (off). */
   typicalP?: number;
-  /** Seed of the sampling generator; the same seed gives the same samples. Default: random. */
+  /**
+   * Seed of the sampling generator (Philox 4x32-10 keyed by the seed, the sequence's row and its
+   * step): the same seed gives the same samples on every host and adapter. Default: random.
+   */
   seed?: number;
   /** Diverse beam search groups (must divide numBeams). Default 1. */
   numBeamGroups?: number;

@@ -19,14 +19,19 @@ import { topK } from "./topk.ts";
 
 /** The processor settings of one generate call, compiled once. */
 export interface ProcessorRules {
+  /** Scores of tokens in the history: x < 0 ? x·p : x/p; 1 = off. */
   repetitionPenalty: number;
+  /** No n-gram of this size repeats in a history; 0 = off. */
   noRepeatNgramSize: number;
+  /** No n-gram of this size of the image's prompt is generated; 0 = off. */
   encoderNoRepeatNgramSize: number;
   /** Per image: (n-1)-gram key → tokens that complete an n-gram of the image's prompt. */
   encoderNgrams: Map<string, number[]>[];
   /** Bad words with eos-only entries removed. */
   badWords: number[][];
+  /** Eos is banned until this many tokens follow the prompt. */
   minNewTokens: number;
+  /** End-of-sequence ids. */
   eos: number[];
 }
 

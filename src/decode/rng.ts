@@ -65,15 +65,63 @@ function rotl(x: number, k: number): number {
   return (x << k) | (x >>> (32 - k));
 }
 
+/** The high 32 bits of the 64-bit product of two u32 (16-bit halves: exact in doubles). */
+function mulhi32(a: number, b: number): number {
+  const al = a & 0xffff, ah = a >>> 16, bl = b & 0xffff, bh = b >>> 16;
+  const m1 = ah * bl, m2 = al * bh;
+  const mid = ((al * bl) >>> 16) + (m1 & 0xffff) + (m2 & 0xffff);
+  return (ah * bh + (m1 >>> 16) + (m2 >>> 16) + Math.floor(mid / 65536)) >>> 0;
+}
+
+/**
+ * Philox 4x32-10 (Salmon et al., "Parallel random numbers: as easy as 1, 2, 3", SC 2011): the
+ * counter-based generator the GPU sampler runs too (src/shaders/sample/sample.ts), so draws
+ * depend on (key, counter) only, never on the host or the adapter.
+ * @param counter four u32; @param key two u32. Returns four u32.
+ */
+export function philox4x32(counter: readonly number[], key: readonly number[]): number[] {
+  let [c0, c1, c2, c3] = counter.map((c) => c >>> 0);
+  let [k0, k1] = key.map((k) => k >>> 0);
+  for (let r = 0; r < 10; r++) {
+    const hi0 = mulhi32(0xd2511f53, c0), lo0 = Math.imul(0xd2511f53, c0) >>> 0;
+    const hi1 = mulhi32(0xcd9e8d57, c2), lo1 = Math.imul(0xcd9e8d57, c2) >>> 0;
+    [c0, c1, c2, c3] = [(hi1 ^ c1 ^ k0) >>> 0, lo1, (hi0 ^ c3 ^ k1) >>> 0, lo0];
+    k0 = (k0 + 0x9e3779b9) >>> 0;
+    k1 = (k1 + 0xbb67ae85) >>> 0;
+  }
+  return [c0, c1, c2, c3];
+}
+
+/**
+ * The uniform in [0, 1) (24 bits, exact in float32) that sampling draws for `stream` (the row of
+ * a sequence) at `step` (tokens it generated before) under `seed`: Philox 4x32-10 with key
+ * (seed mod 2^32, seed / 2^32) and counter (stream, step, 0, 0).
+ */
+export function sampleUniform(seed: number, stream: number, step: number): number {
+  if (!Number.isSafeInteger(seed) || seed < 0) {
+    throw new WebcapError(
+      "BAD_OPTION",
+      `seed must be a non-negative safe integer, got ${seed}; pass e.g. seed: 42`,
+    );
+  }
+  const [x] = philox4x32([stream, step, 0, 0], [seed >>> 0, Math.floor(seed / TWO_POW_32)]);
+  return (x >>> 8) / 16777216;
+}
+
 /**
  * Draw an index with probability proportional to `weights[i]` (non-negative; zero weights are
  * never drawn). Returns -1 when every weight is zero.
  */
 export function sampleIndex(weights: ArrayLike<number>, rng: Rng): number {
+  return sampleIndexAt(weights, rng.nextFloat());
+}
+
+/** {@link sampleIndex} with the uniform `u` in [0, 1) given: the first index whose cumulative weight passes u · total. */
+export function sampleIndexAt(weights: ArrayLike<number>, uniform: number): number {
   let total = 0;
   for (let i = 0; i < weights.length; i++) total += weights[i];
   if (!(total > 0)) return -1;
-  const u = rng.nextFloat() * total;
+  const u = uniform * total;
   let acc = 0;
   let last = -1;
   for (let i = 0; i < weights.length; i++) {

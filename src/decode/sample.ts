@@ -1,15 +1,19 @@
 /**
  * Multinomial sampling (transformers `_sample` with do_sample=True): processors on the raw
- * logits, then the warpers, softmax and one draw per row from a seeded {@link Rng}.
- * numReturnSequences rows per image are sampled independently; the prompt is fed once per image
- * and the first draws fan out from it. Warpers need whole rows, so each step reads back full
- * processed rows; finished rows are dropped from the decoder at once.
+ * logits, then the warpers, softmax and one draw per row. numReturnSequences rows per image are
+ * sampled independently; the prompt is fed once per image and the first draws fan out from it.
+ *
+ * Draws depend on the seed only, never on the host or the adapter: the uniform of sequence h's
+ * t-th token is `sampleUniform(seed, h, t)` (Philox 4x32-10, src/decode/rng.ts), the same on the
+ * GPU. A decoder with `runLoop` (the GPU decoder) warps and draws where the logits live
+ * (src/decode/loop.ts); otherwise each step reads back full processed rows, and finished rows are
+ * dropped from the decoder at once.
  * @module
  */
 
-import { WebcapError } from "../errors.ts";
+import { everyTokenForbidden, loopSearch } from "./loop.ts";
 import { logSoftmaxInPlace } from "./processors.ts";
-import { Rng, sampleIndex } from "./rng.ts";
+import { sampleIndexAt, sampleUniform } from "./rng.ts";
 import {
   appendToken,
   type GeneratedSequence,
@@ -21,22 +25,20 @@ import {
 import type { DecoderStep } from "./step.ts";
 import { warpRow, type WarpSettings } from "./warpers.ts";
 
-/** Warp a processed row and draw a token; returns it with its log-probability. */
+/**
+ * Warp a processed row and draw a token with the uniform `u` in [0, 1); returns it with its
+ * log-probability.
+ */
 export function drawToken(
   processed: Float32Array,
   warp: WarpSettings,
-  rng: Rng,
+  u: number,
 ): { token: number; logprob: number } {
   const row = processed.slice();
   warpRow(row, warp);
   logSoftmaxInPlace(row);
-  const token = sampleIndex(row.map(Math.exp), rng);
-  if (token < 0) {
-    throw new WebcapError(
-      "BAD_OPTION",
-      "every token is forbidden at this step (badWordsIds, noRepeatNgramSize or minNewTokens leave nothing to sample); relax them",
-    );
-  }
+  const token = sampleIndexAt(row.map(Math.exp), u);
+  if (token < 0) throw everyTokenForbidden();
   return { token, logprob: row[token] };
 }
 
@@ -47,8 +49,10 @@ export async function sampleSearch(
 ): Promise<GeneratedSequence[][]> {
   const { prompts, opts, vocabSize } = setup;
   const n = opts.numReturnSequences;
-  const rng = new Rng(opts.seed);
   const warp: WarpSettings = { ...opts, minTokensToKeep: 1 };
+  if (dec.runLoop) {
+    return loopSearch(dec as Required<DecoderStep>, setup, n, { warp, seed: opts.seed });
+  }
   const hyps = Array.from({ length: prompts.length * n }, () => ({
     tokens: [] as number[],
     logprobs: [] as number[],
@@ -69,7 +73,8 @@ export async function sampleSearch(
     rowHyps.forEach((hs, r) => {
       const processed = out.values.subarray(r * vocabSize, (r + 1) * vocabSize);
       for (const h of hs) {
-        const { token, logprob } = drawToken(processed, warp, rng);
+        const u = sampleUniform(opts.seed, h, hyps[h].tokens.length);
+        const { token, logprob } = drawToken(processed, warp, u);
         if (appendToken(setup, hyps[h], token, logprob)) continue;
         parents.push(r);
         next.push([h]);

@@ -4,6 +4,8 @@
  * next to its logits (on the GPU for GPU models) and returns only what the strategy asked for.
  * @module
  */
+import type { ProcessorRules } from "./processors.ts";
+import type { WarpSettings } from "./warpers.ts";
 
 /**
  * Per-row processing applied to the logits of one step, in this order:
@@ -59,14 +61,37 @@ export interface DecoderStep {
    */
   reorder(parents: Int32Array): void;
   /**
-   * Optional fast path of greedy search: run `steps` steps with no read-back in between, each
-   * row's top-1 processed token feeding that row's next step where the logits live (on the GPU
-   * for GPU models). `procAt(i)` is the processing of step i; it must not depend on tokens
-   * chosen inside the chunk. Returns the chosen ids and their processed values, `[steps, rows]`.
+   * Optional fast path of greedy search and sampling: run up to `plan.maxSteps` steps with the
+   * processors (and warpers and draws) applied where the logits live, each row's chosen token
+   * feeding its next step, and only a few read-backs; stop once every row has produced an eos.
+   * Rows are never dropped; tokens after a row's eos are computed and ignored.
    */
-  greedySteps?(
-    tokens: Int32Array,
-    steps: number,
-    procAt: (i: number) => RowProcessing,
-  ): Promise<{ ids: Int32Array; values: Float32Array }>;
+  runLoop?(tokens: Int32Array, plan: LoopPlan): Promise<LoopOut>;
+}
+
+/** What a decoder needs to run greedy search or sampling by itself ({@link DecoderStep.runLoop}). */
+export interface LoopPlan {
+  /** Each row's tokens so far, prompt first; all of the prompt's length. [rows][promptLen] */
+  histories: readonly (readonly number[])[];
+  /** Each row's image (its prompt's n-gram table). [rows] */
+  rowImages: readonly number[];
+  /** The processors, in transformers' order (repetition penalty, then bans). */
+  rules: ProcessorRules;
+  /**
+   * Sampling: warp the processed row and draw with `sampleUniform(seed, row, step)` (rng.ts);
+   * absent: greedy (argmax of the log-softmax of the processed row).
+   */
+  sample?: { warp: WarpSettings; seed: number };
+  /** Most steps to run (the caches hold this many more positions). */
+  maxSteps: number;
+}
+
+/** The tokens a loop chose and their log-probabilities, `[steps, rows]`. */
+export interface LoopOut {
+  /** The chosen token of every row at every step. [steps, rows] */
+  ids: Int32Array;
+  /** Their processed (greedy) or warped (sampling) log-probabilities. [steps, rows] */
+  values: Float32Array;
+  /** Steps run (≤ maxSteps; fewer when every row ended early). */
+  steps: number;
 }

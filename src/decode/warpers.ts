@@ -10,9 +10,13 @@ import { logSoftmaxInPlace } from "./processors.ts";
 
 /** Warper settings; a value of 1 (temperature, topP, typicalP) or 0 (topK) is off. */
 export interface WarpSettings {
+  /** Scores are divided by it. */
   temperature: number;
+  /** Keep the k most likely (ties with the k-th survive). */
   topK: number;
+  /** Keep the smallest most-likely set of at least this mass (nucleus). */
   topP: number;
+  /** Keep the tokens closest to the entropy up to this mass. */
   typicalP: number;
   /** 1 for sampling; transformers keeps max(2, eos count + 1) for beam sampling. */
   minTokensToKeep: number;

@@ -5,6 +5,7 @@
  */
 import { WebcapError } from "../errors.ts";
 import { BindGroupCache } from "./bind_groups.ts";
+import { GpuCounters } from "./counters.ts";
 import { BufferPool } from "./pool.ts";
 import { PipelineCache } from "./pipeline.ts";
 
@@ -28,6 +29,8 @@ export interface Gpu {
   readonly pipelines: PipelineCache;
   /** The shared bind group cache (the pool tells it of destroyed buffers). */
   readonly bindGroups: BindGroupCache;
+  /** Work counters (submits, host waits, dispatches, bytes read back). */
+  readonly counters: GpuCounters;
   /** Why the device was lost (set when `device.lost` resolves); `undefined` while it is usable. */
   lost: GPUDeviceLostInfo | undefined;
   /**
@@ -88,6 +91,7 @@ export async function requestGpu(opts: GpuOptions = {}): Promise<Gpu> {
     pool: new BufferPool(device, (buf) => bindGroups.forget(buf)),
     pipelines: new PipelineCache(device),
     bindGroups,
+    counters: new GpuCounters(),
     lost: undefined,
     uncaptured: undefined,
   };

@@ -22,6 +22,9 @@ export class BufferPool {
   #owned = new Set<GPUBuffer>();
   #bytesOwned = 0;
   #taken: GPUBuffer[] | undefined;
+  #peak = 0;
+  /** Buffers created (pooled and dedicated) since the pool was made. */
+  created = 0;
 
   /**
    * An empty pool allocating on `device`; `onDestroy` hears of each buffer before it is
@@ -38,9 +41,13 @@ export class BufferPool {
     const list = this.#free.get(size);
     let buf = list?.pop();
     if (buf) this.#bytesFree -= size;
-    else buf = this.device.createBuffer({ size, usage: USAGE, label: `pool-${size}` });
+    else {
+      buf = this.device.createBuffer({ size, usage: USAGE, label: `pool-${size}` });
+      this.created++;
+    }
     this.#live.add(buf);
     this.#bytesLive += size;
+    this.#notePeak();
     this.#taken?.push(buf);
     return buf;
   }
@@ -59,8 +66,10 @@ export class BufferPool {
   allocate(bytes: number, label: string): GPUBuffer {
     const size = Math.max(4, Math.ceil(bytes / 4) * 4);
     const buf = this.device.createBuffer({ size, usage: USAGE, label });
+    this.created++;
     this.#owned.add(buf);
     this.#bytesOwned += size;
+    this.#notePeak();
     this.#taken?.push(buf);
     return buf;
   }
@@ -105,6 +114,20 @@ export class BufferPool {
     }
     this.#free.clear();
     this.#bytesFree = 0;
+  }
+
+  #notePeak(): void {
+    this.#peak = Math.max(this.#peak, this.#bytesLive + this.#bytesOwned);
+  }
+
+  /** Most bytes held by live and dedicated buffers at once since the last {@link resetPeak}. */
+  get peakBytes(): number {
+    return this.#peak;
+  }
+
+  /** Start measuring {@link peakBytes} from the bytes held now. */
+  resetPeak(): void {
+    this.#peak = this.#bytesLive + this.#bytesOwned;
   }
 
   /** Bytes held by live (acquired, not released) buffers. */

@@ -16,11 +16,13 @@ import { WebcapError } from "../errors.ts";
 import type { BufferRange } from "./bind_groups.ts";
 import { type Gpu, gpuLostError } from "./device.ts";
 import type { CompiledKernel } from "./pipeline.ts";
+import { bucketSize } from "./pool.ts";
 import {
   type DType,
   dtypeBytes,
   emptyTensor,
   type HostData,
+  numel,
   Tensor,
   writeTensor,
 } from "./tensor.ts";
@@ -71,6 +73,30 @@ function takeArena(device: GPUDevice): Arena {
   return a;
 }
 
+/** Unmapped readback buffers of each device by size (powers of two from 256 B): the staging ring. */
+const stagingFree = new WeakMap<GPUDevice, Map<number, GPUBuffer[]>>();
+
+function takeStaging(gpu: Gpu, bytes: number): GPUBuffer {
+  const size = Math.max(256, 2 ** Math.ceil(Math.log2(bytes)));
+  const free = stagingFree.get(gpu.device)?.get(size);
+  const reused = free?.pop();
+  if (reused) return reused;
+  gpu.counters.stagingCreated++;
+  return gpu.device.createBuffer({
+    size,
+    usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST,
+    label: "readback",
+  });
+}
+
+function giveStaging(device: GPUDevice, buf: GPUBuffer): void {
+  const bySize = stagingFree.get(device) ?? new Map<number, GPUBuffer[]>();
+  stagingFree.set(device, bySize);
+  const list = bySize.get(buf.size) ?? [];
+  list.push(buf);
+  bySize.set(buf.size, list);
+}
+
 /**
  * A tensor the recorder may release: owned by the scope at `depth` (0: released after the
  * submit), or given away (`depth` -1) to a caller or a keeper.
@@ -78,6 +104,8 @@ function takeArena(device: GPUDevice): Arena {
 interface Tracked {
   t: Tensor;
   depth: number;
+  /** A pooled output or temporary, which {@link Recorder.recycle} may reuse (not an upload). */
+  recyclable?: boolean;
 }
 
 /** The tensors in a scope's result: a tensor, or arrays and plain objects holding tensors. */
@@ -108,6 +136,12 @@ export class Recorder {
   #tracked: Tracked[] = [];
   #byBuffer = new Map<GPUBuffer, Tracked>();
   #depth = 0;
+  /**
+   * Buffers of {@link recycle}d scopes by size, handed to later outputs and temporaries of this
+   * recording (never to uploads, whose host writes precede the whole submission) and released
+   * to the pool after the submit.
+   */
+  #spare = new Map<number, GPUBuffer[]>();
   #query: { set: GPUQuerySet; resolve: GPUBuffer; read: GPUBuffer; passes: number } | undefined;
   #submitted = false;
   /** Dispatches recorded so far. */
@@ -221,6 +255,7 @@ export class Recorder {
     pass.dispatchWorkgroups(groups[0], groups[1], groups[2]);
     this.#kernels.push({ label: k.label, groups: [groups[0], groups[1], groups[2]] });
     this.dispatches++;
+    this.gpu.counters.dispatches++;
   }
 
   /** Copy bytes between buffers (ends the open pass). */
@@ -229,14 +264,13 @@ export class Recorder {
     this.encoder.copyBufferToBuffer(src, srcOffset, dst, dstOffset, bytes);
   }
 
-  /** Schedule a readback of `bytes` bytes of `src`; the promise resolves after `submit`. */
+  /**
+   * Schedule a readback of `bytes` bytes of `src` through a staging buffer of the device's ring;
+   * the promise resolves after `submit`.
+   */
   read(src: GPUBuffer, bytes: number, srcOffset = 0): Promise<ArrayBuffer> {
     const size = Math.ceil(bytes / 4) * 4;
-    const staging = this.gpu.device.createBuffer({
-      size,
-      usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST,
-      label: "readback",
-    });
+    const staging = takeStaging(this.gpu, size);
     this.copy(src, srcOffset, staging, 0, size);
     return handled(
       new Promise((resolve, reject) => this.#reads.push({ staging, bytes, resolve, reject })),
@@ -255,8 +289,8 @@ export class Recorder {
     );
   }
 
-  #track(t: Tensor, depth: number): Tensor {
-    const r = { t, depth };
+  #track(t: Tensor, depth: number, recyclable = false): Tensor {
+    const r = { t, depth, recyclable };
     this.#tracked.push(r);
     this.#byBuffer.set(t.buffer, r);
     return t;
@@ -272,8 +306,16 @@ export class Recorder {
    * any scope.
    */
   output(shape: readonly number[], dtype: DType = "f32"): Tensor {
-    const t = emptyTensor(this.gpu, shape, dtype);
-    return this.#depth > 0 ? this.#track(t, this.#depth) : t;
+    const t = this.#fresh(shape, dtype);
+    return this.#depth > 0 ? this.#track(t, this.#depth, true) : t;
+  }
+
+  /** A pooled tensor: a spare buffer of a recycled scope when one of its size is free. */
+  #fresh(shape: readonly number[], dtype: DType): Tensor {
+    const buf = this.#spare.get(bucketSize(numel(shape) * dtypeBytes(dtype)))?.pop();
+    return buf
+      ? new Tensor(this.gpu, buf, shape, dtype, "pooled")
+      : emptyTensor(this.gpu, shape, dtype);
   }
 
   /**
@@ -281,14 +323,33 @@ export class Recorder {
    * outside any scope.
    */
   temp(shape: readonly number[], dtype: DType = "f32"): Tensor {
-    return this.#track(emptyTensor(this.gpu, shape, dtype), this.#depth);
+    return this.#track(this.#fresh(shape, dtype), this.#depth, true);
   }
 
-  /** A {@link temp} holding `data`. */
+  /** A {@link temp} holding `data` (never a recycled buffer: the write precedes the submission). */
   upload(data: HostData, shape: readonly number[], dtype: DType): Tensor {
-    const t = this.temp(shape, dtype);
+    const t = this.#track(emptyTensor(this.gpu, shape, dtype), this.#depth);
     writeTensor(t, data);
     return t;
+  }
+
+  /**
+   * {@link scope}, whose dead tensors are reused at once by the outputs and temporaries recorded
+   * after it in this submission (dispatches run in order), not only after the submit: a loop of
+   * steps in one submission then binds the same buffers at every step, and its bind groups are
+   * built once. Nothing recorded later may read what `fn` did not return.
+   */
+  recycle<T>(fn: () => T): T {
+    const first = this.#tracked.length;
+    const result = this.scope(fn);
+    const dead = this.#tracked.slice(first).filter((r) => r.depth === 0 && r.recyclable);
+    for (const r of dead.reverse()) { // popped in allocation order: the same roles next time
+      this.#untrack(r);
+      const list = this.#spare.get(r.t.buffer.size) ?? [];
+      list.push(r.t.buffer);
+      this.#spare.set(r.t.buffer.size, list);
+    }
+    return result;
   }
 
   /**
@@ -363,19 +424,30 @@ export class Recorder {
     // buffers in the same roles and its bind groups are cached
     for (const r of this.#tracked.reverse()) if (r.depth === 0) r.t.release();
     this.#tracked = [];
+    for (const list of this.#spare.values()) for (const b of list) this.gpu.pool.release(b);
+    this.#spare.clear();
     this.#byBuffer.clear();
     const reads = this.#reads;
     this.#reads = [];
     const maps = reads.map((r) => r.staging.mapAsync(GPUMapMode.READ));
+    const counters = this.gpu.counters;
+    counters.submits++;
+    if (maps.length) counters.hostWaits++;
+    counters.bytesRead += reads.reduce((s, r) => s + r.bytes, 0);
     const timed = q && q.passes > 0 ? q : undefined;
     if (timed) maps.push(timed.read.mapAsync(GPUMapMode.READ));
     const [errors, mapped] = await Promise.all([scopes, Promise.allSettled(maps)]);
     const mapError = mapped.find((m) => m.status === "rejected")?.reason;
     const failure = await this.#failure(errors, mapError);
-    for (const r of reads) {
-      if (failure) r.reject(failure);
-      else r.resolve(r.staging.getMappedRange().slice(0, r.bytes));
-      r.staging.destroy();
+    for (const r of reads) { // a mapped buffer goes back to the ring, a failed one is dropped
+      if (failure) {
+        r.reject(failure);
+        r.staging.destroy();
+      } else {
+        r.resolve(r.staging.getMappedRange().slice(0, r.bytes));
+        r.staging.unmap();
+        giveStaging(device, r.staging);
+      }
     }
     const ns = timed && !failure
       ? new BigInt64Array(timed.read.getMappedRange().slice(0, timed.passes * 16))

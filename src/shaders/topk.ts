@@ -110,3 +110,47 @@ export function gatherValues(rec: Recorder, x: Tensor, pairs: Tensor): Tensor {
   });
   return y;
 }
+
+const RECORD_TOKENS = new Kernel({
+  name: "record_tokens",
+  uniforms: { R: "u32", maxLen: "u32", pos: "u32", outAt: "u32" },
+  storage: {
+    ids: read("i32"),
+    vals: read(),
+    next: readWrite("i32"),
+    H: readWrite("i32"),
+    out: readWrite("u32"),
+  },
+  workgroupSize: [64],
+  body: () => `
+fn kernel(wg: vec3u, lid: vec3u) {
+  let r = wg.x * WG_X + lid.x;
+  if (r >= p.R) { return; }
+  let id = ids[r];
+  next[r] = id;
+  H[r * p.maxLen + p.pos] = id;
+  out[p.outAt + r] = bitcast<u32>(id);
+  out[p.outAt + p.R + r] = bitcast<u32>(f32(vals[r]));
+}`,
+});
+
+/**
+ * A decoding loop's bookkeeping after a selection of `ids [R]` with `values [R]`: the ids become
+ * the next step's input `next [R]` and column `pos` of the histories `hist [R, maxLen]`, and
+ * both are written to `out` (u32) at `outAt`: `[R ids | R value bits]`.
+ */
+export function recordTokens(
+  rec: Recorder,
+  sel: { ids: Tensor; values: Tensor },
+  next: Tensor,
+  hist: Tensor,
+  out: Tensor,
+  at: { pos: number; outAt: number },
+): void {
+  const R = next.size;
+  RECORD_TOKENS.record(rec, {
+    uniforms: { R, maxLen: hist.shape[1], pos: at.pos, outAt: at.outAt },
+    bind: { ids: sel.ids, vals: sel.values, next, H: hist, out },
+    groups: Math.ceil(R / 64),
+  });
+}

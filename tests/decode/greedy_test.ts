@@ -1,36 +1,24 @@
-/** Greedy search's chunked path (`greedySteps`) against its step-by-step path. */
+/** Greedy search's and sampling's loop path (`runLoop`) against their step-by-step paths. */
 import assert from "node:assert/strict";
 import { CpuDecoder, type CpuLanguageModel } from "../../src/decode/cpu_decoder.ts";
 import { type DecoderFactory, generate } from "../../src/decode/generate.ts";
 import type { GenerateOptions } from "../../src/decode/options.ts";
-import type { RowProcessing } from "../../src/decode/step.ts";
+import { runLoopByStep } from "../../src/decode/loop.ts";
+import type { LoopOut, LoopPlan } from "../../src/decode/step.ts";
 import { toyModel } from "./helpers.ts";
 
 const V = 20;
 const prompts = [[1, 2], [3, 4], [5, 6], [7, 8]];
 
 /**
- * A CPU decoder with the fast path: each row's top-1 token feeds its next step without a
- * round trip to the search, as the GPU decoder does (rows that hit an eos keep running).
+ * A CPU decoder with the loop: each row's token feeds its next step without a round trip to the
+ * search, as the GPU decoder does (rows that hit an eos keep running).
  */
 class ChunkedCpuDecoder extends CpuDecoder {
   chunks = 0;
-  async greedySteps(
-    tokens: Int32Array,
-    steps: number,
-    procAt: (i: number) => RowProcessing,
-  ): Promise<{ ids: Int32Array; values: Float32Array }> {
+  runLoop(tokens: Int32Array, plan: LoopPlan): Promise<LoopOut> {
     this.chunks++;
-    const R = this.rows;
-    const ids = new Int32Array(steps * R), values = new Float32Array(steps * R);
-    let feed = tokens;
-    for (let i = 0; i < steps; i++) {
-      const out = await this.step(feed, procAt(i), { kind: "topk", k: 1 });
-      ids.set(out.ids, i * R);
-      values.set(out.values, i * R);
-      feed = out.ids;
-    }
-    return { ids, values };
+    return runLoopByStep(this, tokens, plan);
   }
 }
 
@@ -75,12 +63,15 @@ Deno.test("greedy: chunked steps give exactly the step-by-step result", async ()
   }
 });
 
-Deno.test("greedy: processors that depend on the chosen tokens keep the step-by-step path", async () => {
+Deno.test("greedy and sampling: every processor runs in the loop, as step by step", async () => {
   const cases: GenerateOptions[] = [
     { repetitionPenalty: 1.3 },
     { noRepeatNgramSize: 2 },
-    { encoderNoRepeatNgramSize: 2 },
+    { encoderNoRepeatNgramSize: 2, promptIds: [4, 5] },
     { badWordsIds: [[3], [4, 5]] },
+    { doSample: true, seed: 7, numReturnSequences: 3 },
+    { doSample: true, seed: 8, topK: 4, topP: 0.8, temperature: 0.7, repetitionPenalty: 1.2 },
+    { doSample: true, seed: 9, topK: 0, typicalP: 0.5, noRepeatNgramSize: 2 },
   ];
   for (const opts of cases) {
     const { stepwise, chunked, chunks } = await both(5, {
@@ -89,6 +80,6 @@ Deno.test("greedy: processors that depend on the chosen tokens keep the step-by-
       ...opts,
     });
     assert.deepEqual(chunked, stepwise, JSON.stringify(opts));
-    assert.equal(chunks, 0, JSON.stringify(opts));
+    assert.equal(chunks, 1, JSON.stringify(opts));
   }
 });

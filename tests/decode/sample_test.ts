@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { cpuDecoderFactory } from "../../src/decode/cpu_decoder.ts";
 import { generate } from "../../src/decode/generate.ts";
-import { Rng, sampleIndex } from "../../src/decode/rng.ts";
+import { philox4x32, Rng, sampleIndex, sampleUniform } from "../../src/decode/rng.ts";
 import { drawToken } from "../../src/decode/sample.ts";
 import { topKWarp, topPWarp, typicalWarp, type WarpSettings } from "../../src/decode/warpers.ts";
 import { sum, tokensOf, toyModel } from "./helpers.ts";
@@ -21,6 +21,30 @@ Deno.test("rng: a seed reproduces its stream; floats lie in [0, 1)", () => {
   assert.notDeepEqual(xs, Array.from({ length: 1000 }, () => c.nextFloat()));
   assert.ok(xs.every((x) => x >= 0 && x < 1));
   assert.ok(Math.abs(sum(xs) / xs.length - 0.5) < 0.05);
+});
+
+Deno.test("philox 4x32-10: Random123's known-answer vectors", () => {
+  const hex = (a: number[]) => a.map((x) => x.toString(16).padStart(8, "0")).join(" ");
+  const ones = 0xffffffff;
+  assert.equal(hex(philox4x32([0, 0, 0, 0], [0, 0])), "6627e8d5 e169c58d bc57ac4c 9b00dbd8");
+  assert.equal(
+    hex(philox4x32([ones, ones, ones, ones], [ones, ones])),
+    "408f276d 41c83b0e a20bc7c6 6d5451fd",
+  );
+  assert.equal(
+    hex(philox4x32([0x243f6a88, 0x85a308d3, 0x13198a2e, 0x03707344], [0xa4093822, 0x299f31d0])),
+    "d16cfe09 94fdcceb 5001e420 24126ea1",
+  );
+});
+
+Deno.test("sampleUniform: keyed by seed, stream and step; uniform in [0, 1)", () => {
+  const us = Array.from({ length: 2000 }, (_, i) => sampleUniform(2 ** 40 + 3, i % 7, i));
+  assert.ok(us.every((u) => u >= 0 && u < 1 && Number.isInteger(u * 2 ** 24)));
+  assert.ok(Math.abs(sum(us) / us.length - 0.5) < 0.05);
+  assert.equal(sampleUniform(5, 1, 2), sampleUniform(5, 1, 2));
+  const others = [sampleUniform(6, 1, 2), sampleUniform(5, 2, 2), sampleUniform(5, 1, 3)];
+  assert.ok(others.every((u) => u !== sampleUniform(5, 1, 2)));
+  assert.throws(() => sampleUniform(-1, 0, 0), /seed must be a non-negative safe integer/);
 });
 
 Deno.test("rng: draws follow the weights", () => {
@@ -75,7 +99,7 @@ Deno.test("sample: top-p never draws outside the nucleus", () => {
   const rng = new Rng(8);
   const seen = new Set<number>();
   for (let i = 0; i < 3000; i++) {
-    const { token, logprob } = drawToken(row, { ...OFF, topP: 0.75 }, rng);
+    const { token, logprob } = drawToken(row, { ...OFF, topP: 0.75 }, rng.nextFloat());
     assert.ok(token === 0 || token === 1, `drew ${token} outside the nucleus`);
     seen.add(token);
     const renormalized = token === 0 ? 0.5 / 0.8 : 0.3 / 0.8;

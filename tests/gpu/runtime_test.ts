@@ -4,7 +4,7 @@ import { Recorder } from "../../src/gpu/recorder.ts";
 import { bucketSize } from "../../src/gpu/pool.ts";
 import { emptyTensor, type Tensor, uploadTensor, writeTensor } from "../../src/gpu/tensor.ts";
 import { WebcapError } from "../../src/errors.ts";
-import { unary } from "../../src/shaders/elementwise.ts";
+import { binary, unary } from "../../src/shaders/elementwise.ts";
 import { matmul } from "../../src/shaders/matmul.ts";
 import { requestGpu } from "../../src/gpu/device.ts";
 import { assertCode, getGpu, randomF32 } from "../util.ts";
@@ -233,4 +233,27 @@ Deno.test("recorder scopes: a throwing scope still releases its tensors; releasi
   outside.release();
   x.release();
   assert.equal(gpu.pool.liveBytes, live);
+});
+
+Deno.test("recorder: recycle hands a scope's dead buffers to the next outputs of the submission, never to uploads", async () => {
+  const gpu = await getGpu();
+  const rec = new Recorder(gpu);
+  const acc = rec.upload(Float32Array.of(1, 2, 3, 4), [4], "f32");
+  const seen: { up: GPUBuffer; t1: GPUBuffer; t2: GPUBuffer }[] = [];
+  const reads = Array.from({ length: 3 }, (_, i) =>
+    rec.recycle(() => {
+      const up = rec.upload(Float32Array.of(i, i, i, i), [4], "f32");
+      const t1 = binary(rec, acc, up, "add");
+      const t2 = binary(rec, t1, t1, "add"); // (acc + i) · 2, dead after its readback is recorded
+      seen.push({ up: up.buffer, t1: t1.buffer, t2: t2.buffer });
+      return rec.readTensor(t2);
+    }));
+  await rec.submit();
+  for (const [i, r] of reads.entries()) {
+    assert.deepEqual([...(await r) as Float32Array], [1, 2, 3, 4].map((x) => (x + i) * 2));
+  }
+  assert.equal(seen[1].t1, seen[0].t1, "the second step reuses the first step's output buffer");
+  assert.equal(seen[2].t2, seen[0].t2);
+  const recycled = new Set(seen.flatMap((s) => [s.t1, s.t2]));
+  assert.ok(seen.every((s) => !recycled.has(s.up)), "an upload got a recycled buffer");
 });
