@@ -30,7 +30,7 @@ import { columnSum } from "../shaders/matmul.ts";
 import { IGNORE_INDEX } from "../shaders/softmax.ts";
 import type { Param } from "../nn/params.ts";
 import type { Tokenizer } from "../text/tokenizer.ts";
-import { teacherForcing } from "./batch.ts";
+import { teacherForcing, type TokenBatch } from "./batch.ts";
 import { loadOptimizerState, saveCheckpoint } from "./checkpoint.ts";
 import { Optimizer, type OptimizerOptions } from "./optim.ts";
 import { type ParamGroups, paramGroups } from "./param_groups.ts";
@@ -147,6 +147,11 @@ export class Trainer {
     }
   }
 
+  /** The model being trained: its live f32 weights (e.g. to sample captions between steps). */
+  get model(): VitGpt2 {
+    return this.#model;
+  }
+
   /** Whether the whole encoder is frozen (then it runs without its backward, outputs cached). */
   get encoderFrozen(): boolean {
     return !this.groups.trainable.some((p) => p.name.startsWith("encoder."));
@@ -181,7 +186,7 @@ export class Trainer {
   }
 
   /** What the encoder gives this batch: pixels to train it on, or (frozen) its outputs. */
-  #encoderInput(rec: Recorder, batch: TrainBatch): EncoderInput {
+  #encoderInput(rec: Recorder, batch: Omit<TrainBatch, "labels">): EncoderInput {
     const N = batch.images.length, all = batch.images.map((_, i) => i);
     if (!this.encoderFrozen) {
       const pixels = this.#pixels(batch.images, all);
@@ -242,15 +247,36 @@ export class Trainer {
    */
   async step(batch: TrainBatch): Promise<StepReport | undefined> {
     this.#checkBatch(batch);
-    const m = this.#model, opt = this.optimizer;
+    const m = this.#model;
     const tokens = teacherForcing(batch.labels, batch.images.length, {
       startId: m.startId,
       padId: m.padId,
       vocab: m.vocab,
     });
+    return await this.#run(batch, tokens, this.options.labelSmoothing ?? 0);
+  }
+
+  /**
+   * One micro-batch of per-position weighted tokens over `batch.images` (its `labels` unused),
+   * as {@link step}: the loss is Σ weight·(−log p(target)), e.g. SCST's `scstBatch`, whose rows
+   * name their image in `tokens.rowImage`. No label smoothing.
+   */
+  async stepTokens(
+    batch: Omit<TrainBatch, "labels">,
+    tokens: TokenBatch,
+  ): Promise<StepReport | undefined> {
+    this.#checkBatch({ ...batch, labels: new Int32Array(batch.images?.length ?? 0) });
+    return await this.#run(batch, tokens, 0);
+  }
+
+  async #run(
+    batch: Omit<TrainBatch, "labels">,
+    tokens: TokenBatch,
+    eps: number,
+  ): Promise<StepReport | undefined> {
+    const m = this.#model, opt = this.optimizer;
     const stepNo = opt.steps + 1, lr = opt.lr;
     const rec = new Recorder(this.gpu);
-    const eps = this.options.labelSmoothing ?? 0;
     const out = recordLossAndGrads(rec, m, this.#encoderInput(rec, batch), tokens, opt.grads, eps);
     const lossSums = rec.temp([2]); // [Σ log p, Σ weight·loss]
     columnSum(rec, out.rows, lossSums, false);
