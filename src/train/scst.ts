@@ -13,6 +13,7 @@ import { EncoderDecoderModel, hiddenState, kvStepDecoder } from "../arch/encoder
 import type { CaptionModel } from "../arch/caption_model.ts";
 import { generateOnGpu } from "../captioner/gpu_decoder.ts";
 import type { GenerateOptions } from "../decode/options.ts";
+import type { GeneratedSequence } from "../decode/search.ts";
 import { Recorder } from "../gpu/recorder.ts";
 import { uploadTensor } from "../gpu/tensor.ts";
 import type { RgbImage } from "../image/decode.ts";
@@ -99,6 +100,10 @@ export interface ScstReport {
   rewards: Float32Array;
   /** `[N·K]` their baselines. */
   baselines: Float32Array;
+  /** `[N·K]` each sample's Σ of the log-probabilities it was drawn with (end token included). */
+  logprobs: number[];
+  /** `[N·K]` each sample's token count (end token included): its mask's sum. */
+  lengths: number[];
 }
 
 /** A caption model over the trainer's live weights (nothing is owned: dispose does nothing). */
@@ -125,12 +130,12 @@ export function liveCaptionModel(m: VitGpt2): CaptionModel {
   );
 }
 
-/** Generated token ids per image of `images` from the trainer's current weights. */
+/** Generated sequences per image of `images` from the trainer's current weights. */
 export async function generateFromTrainer(
   trainer: Trainer,
   images: readonly RgbImage[],
   options: GenerateOptions,
-): Promise<number[][][]> {
+): Promise<GeneratedSequence[][]> {
   const model = liveCaptionModel(trainer.model), { height: H, width: W } = trainer.preprocessor;
   const data = new Float32Array(images.length * 3 * H * W);
   images.forEach((img, i) => data.set(trainer.preprocessor.apply(img), i * 3 * H * W));
@@ -142,12 +147,11 @@ export async function generateFromTrainer(
   try {
     const d = model.decoder;
     const start = [d.decoderStartTokenId];
-    const seqs = await generateOnGpu(trainer.gpu, model, enc, images.map(() => start), {
+    return await generateOnGpu(trainer.gpu, model, enc, images.map(() => start), {
       ...options,
       eosTokenId: d.eosTokenId,
       padTokenId: d.padTokenId,
     });
-    return seqs.map((s) => s.map((q) => q.tokens));
   } finally {
     enc.dispose();
   }
@@ -207,21 +211,24 @@ export async function scstStep(
     maxNewTokens,
     seed: opts.seed,
   });
-  const seqs = drawn.flat();
+  const seqs = drawn.flat().map((q) => q.tokens);
   const samples = seqs.map((s) => textOf(trainer, s));
   const perSample = samples.map((_, i) => references[Math.floor(i / K)]);
   const rewards = Float32Array.from(opts.reward(samples, perSample));
   let greedy: Float32Array | undefined;
   if (baseline === greedyBaseline) {
     const g = await generateFromTrainer(trainer, batch.images, { maxNewTokens });
-    greedy = Float32Array.from(opts.reward(g.map((s) => textOf(trainer, s[0])), references));
+    greedy = Float32Array.from(
+      opts.reward(g.map((s) => textOf(trainer, s[0].tokens)), references),
+    );
   }
   const baselines = baseline(rewards, K, greedy);
   const m = trainer.model;
   const rows = sampleRows(seqs, m.startId, m.padId);
   const tokens = scstBatch({ ...rows, rewards, baselines, N, K }, m.vocab);
   const step = await trainer.stepTokens(batch, tokens);
-  return { step, samples, rewards, baselines };
+  const logprobs = drawn.flat().map((q) => q.logprobs.reduce((a, b) => a + b, 0));
+  return { step, samples, rewards, baselines, logprobs, lengths: seqs.map((s) => s.length) };
 }
 
 /** Greedy captions of `images` (in chunks of `batchSize`) from the trainer's current weights. */
@@ -236,7 +243,7 @@ export async function greedyCaptions(
     const seqs = await generateFromTrainer(trainer, images.slice(i, i + batchSize), {
       maxNewTokens,
     });
-    out.push(...seqs.map((s) => textOf(trainer, s[0])));
+    out.push(...seqs.map((s) => textOf(trainer, s[0].tokens)));
   }
   return out;
 }
