@@ -9,23 +9,18 @@
  * @module
  */
 import { WebcapError } from "../errors.ts";
-import { EncoderDecoderModel, hiddenState, kvStepDecoder } from "../arch/encoder_decoder.ts";
-import type { CaptionModel } from "../arch/caption_model.ts";
 import { generateOnGpu } from "../captioner/gpu_decoder.ts";
 import type { GenerateOptions } from "../decode/options.ts";
 import type { GeneratedSequence } from "../decode/search.ts";
 import { Recorder } from "../gpu/recorder.ts";
 import { uploadTensor } from "../gpu/tensor.ts";
 import type { RgbImage } from "../image/decode.ts";
-import { gpt2BeginDecode, gpt2Forward } from "../nn/gpt2.ts";
-import { vitEncode } from "../nn/vit.ts";
 import { CiderD, documentFrequency } from "../eval/cider.ts";
 import { evaluatePaired } from "../eval/coco.ts";
 import { ptbTokenize } from "../eval/ptb/tokenizer.ts";
 import { meanOfOthersBaseline, scstBatch } from "./batch.ts";
 import type { CaptionEntry } from "./data.ts";
 import type { StepReport, Trainer } from "./trainer.ts";
-import type { VitGpt2 } from "./vit_gpt2.ts";
 
 /** Rewards of `samples[i]` against `references[i]` (the captions of its image). */
 export type RewardFn = (samples: string[], references: string[][]) => number[];
@@ -106,37 +101,13 @@ export interface ScstReport {
   lengths: number[];
 }
 
-/** A caption model over the trainer's live weights (nothing is owned: dispose does nothing). */
-export function liveCaptionModel(m: VitGpt2): CaptionModel {
-  const gc = m.gpt2.config;
-  return new EncoderDecoderModel(
-    "VisionEncoderDecoderModel",
-    {
-      decoderStartTokenId: m.startId,
-      eosTokenId: m.eosId,
-      padTokenId: m.padId,
-      vocabSize: m.vocab,
-      maxPositions: gc.n_positions,
-    },
-    {
-      encode: (rec, pixels) => hiddenState(rec.keep(vitEncode(rec, m.vit, pixels))),
-      text: kvStepDecoder(m.gpt2, { layers: gc.n_layer, heads: gc.n_head }, {
-        begin: gpt2BeginDecode,
-        forward: (rec, w, cache, ids, S, probs) => gpt2Forward(rec, w, cache, { ids }, S, probs),
-      }),
-      params: m.params,
-      dispose: () => {},
-    },
-  );
-}
-
 /** Generated sequences per image of `images` from the trainer's current weights. */
 export async function generateFromTrainer(
   trainer: Trainer,
   images: readonly RgbImage[],
   options: GenerateOptions,
 ): Promise<GeneratedSequence[][]> {
-  const model = liveCaptionModel(trainer.model), { height: H, width: W } = trainer.preprocessor;
+  const model = trainer.captionModel(), { height: H, width: W } = trainer.preprocessor;
   const data = new Float32Array(images.length * 3 * H * W);
   images.forEach((img, i) => data.set(trainer.preprocessor.apply(img), i * 3 * H * W));
   const rec = new Recorder(trainer.gpu);
@@ -223,9 +194,9 @@ export async function scstStep(
     );
   }
   const baselines = baseline(rewards, K, greedy);
-  const m = trainer.model;
-  const rows = sampleRows(seqs, m.startId, m.padId);
-  const tokens = scstBatch({ ...rows, rewards, baselines, N, K }, m.vocab);
+  const d = trainer.captionModel().decoder;
+  const rows = sampleRows(seqs, d.decoderStartTokenId, d.padTokenId);
+  const tokens = scstBatch({ ...rows, rewards, baselines, N, K }, d.vocabSize);
   const step = await trainer.stepTokens(batch, tokens);
   const logprobs = drawn.flat().map((q) => q.logprobs.reduce((a, b) => a + b, 0));
   return { step, samples, rewards, baselines, logprobs, lengths: seqs.map((s) => s.length) };

@@ -19,6 +19,9 @@
  * @module
  */
 import { WebcapError } from "../errors.ts";
+import { EncoderDecoderModel, hiddenState, kvStepDecoder } from "../arch/encoder_decoder.ts";
+import type { CaptionModel } from "../arch/caption_model.ts";
+import { gpt2BeginDecode, gpt2Forward } from "../nn/gpt2.ts";
 import { loadPreprocessor, loadTokenizer } from "../arch/load.ts";
 import { getGpu, type Gpu } from "../gpu/device.ts";
 import { Recorder } from "../gpu/recorder.ts";
@@ -97,6 +100,30 @@ function checkSmoothing(eps: number): number {
   return eps;
 }
 
+/** A caption model over the trainer's live weights (nothing is owned: dispose does nothing). */
+function liveCaptionModel(m: VitGpt2): CaptionModel {
+  const gc = m.gpt2.config;
+  return new EncoderDecoderModel(
+    "VisionEncoderDecoderModel",
+    {
+      decoderStartTokenId: m.startId,
+      eosTokenId: m.eosId,
+      padTokenId: m.padId,
+      vocabSize: m.vocab,
+      maxPositions: gc.n_positions,
+    },
+    {
+      encode: (rec, pixels) => hiddenState(rec.keep(vitEncode(rec, m.vit, pixels))),
+      text: kvStepDecoder(m.gpt2, { layers: gc.n_layer, heads: gc.n_head }, {
+        begin: gpt2BeginDecode,
+        forward: (rec, w, cache, ids, S, probs) => gpt2Forward(rec, w, cache, { ids }, S, probs),
+      }),
+      params: m.params,
+      dispose: () => {},
+    },
+  );
+}
+
 /** Fine-tunes a ViT-GPT2 checkpoint with cross-entropy on the GPU. */
 export class Trainer {
   /** Cached encoder outputs `[S, h]` by image key (frozen encoder only). */
@@ -147,9 +174,12 @@ export class Trainer {
     }
   }
 
-  /** The model being trained: its live f32 weights (e.g. to sample captions between steps). */
-  get model(): VitGpt2 {
-    return this.#model;
+  /**
+   * The model being trained as a caption model over its live f32 weights (e.g. to sample
+   * captions between steps); it owns nothing: its dispose does nothing.
+   */
+  captionModel(): CaptionModel {
+    return liveCaptionModel(this.#model);
   }
 
   /** Whether the whole encoder is frozen (then it runs without its backward, outputs cached). */
