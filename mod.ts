@@ -65,6 +65,7 @@ export { loadOptimizerState, saveCheckpoint } from "./src/train/checkpoint.ts";
 export type { Saved, SaveOptions, TrainerState } from "./src/train/checkpoint.ts";
 export { Trainer } from "./src/train/trainer.ts";
 export type { FitOptions, StepReport, TrainBatch, TrainerOptions } from "./src/train/trainer.ts";
+export type { TokenBatch } from "./src/train/batch.ts";
 export { writeSafetensors } from "./src/io/safetensors_write.ts";
 export type { TensorToWrite } from "./src/io/safetensors_write.ts";
 export { generateOnGpu, GpuDecoder } from "./src/captioner/gpu_decoder.ts";

@@ -10,7 +10,9 @@ import { IGNORE_INDEX } from "../shaders/softmax.ts";
 
 /** One batch as the loss kernel takes it: R rows of T positions. */
 export interface TokenBatch {
+  /** Rows. */
   R: number;
+  /** Positions per row. */
   T: number;
   /** `[R·T]` decoder inputs. */
   ids: Int32Array;

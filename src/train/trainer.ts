@@ -19,6 +19,9 @@
  * @module
  */
 import { WebcapError } from "../errors.ts";
+import { EncoderDecoderModel, hiddenState, kvStepDecoder } from "../arch/encoder_decoder.ts";
+import type { CaptionModel } from "../arch/caption_model.ts";
+import { gpt2BeginDecode, gpt2Forward } from "../nn/gpt2.ts";
 import { loadPreprocessor, loadTokenizer } from "../arch/load.ts";
 import { getGpu, type Gpu } from "../gpu/device.ts";
 import { Recorder } from "../gpu/recorder.ts";
@@ -30,7 +33,7 @@ import { columnSum } from "../shaders/matmul.ts";
 import { IGNORE_INDEX } from "../shaders/softmax.ts";
 import type { Param } from "../nn/params.ts";
 import type { Tokenizer } from "../text/tokenizer.ts";
-import { teacherForcing } from "./batch.ts";
+import { teacherForcing, type TokenBatch } from "./batch.ts";
 import { loadOptimizerState, saveCheckpoint } from "./checkpoint.ts";
 import { Optimizer, type OptimizerOptions } from "./optim.ts";
 import { type ParamGroups, paramGroups } from "./param_groups.ts";
@@ -97,6 +100,30 @@ function checkSmoothing(eps: number): number {
   return eps;
 }
 
+/** A caption model over the trainer's live weights (nothing is owned: dispose does nothing). */
+function liveCaptionModel(m: VitGpt2): CaptionModel {
+  const gc = m.gpt2.config;
+  return new EncoderDecoderModel(
+    "VisionEncoderDecoderModel",
+    {
+      decoderStartTokenId: m.startId,
+      eosTokenId: m.eosId,
+      padTokenId: m.padId,
+      vocabSize: m.vocab,
+      maxPositions: gc.n_positions,
+    },
+    {
+      encode: (rec, pixels) => hiddenState(rec.keep(vitEncode(rec, m.vit, pixels))),
+      text: kvStepDecoder(m.gpt2, { layers: gc.n_layer, heads: gc.n_head }, {
+        begin: gpt2BeginDecode,
+        forward: (rec, w, cache, ids, S, probs) => gpt2Forward(rec, w, cache, { ids }, S, probs),
+      }),
+      params: m.params,
+      dispose: () => {},
+    },
+  );
+}
+
 /** Fine-tunes a ViT-GPT2 checkpoint with cross-entropy on the GPU. */
 export class Trainer {
   /** Cached encoder outputs `[S, h]` by image key (frozen encoder only). */
@@ -147,6 +174,14 @@ export class Trainer {
     }
   }
 
+  /**
+   * The model being trained as a caption model over its live f32 weights (e.g. to sample
+   * captions between steps); it owns nothing: its dispose does nothing.
+   */
+  captionModel(): CaptionModel {
+    return liveCaptionModel(this.#model);
+  }
+
   /** Whether the whole encoder is frozen (then it runs without its backward, outputs cached). */
   get encoderFrozen(): boolean {
     return !this.groups.trainable.some((p) => p.name.startsWith("encoder."));
@@ -181,7 +216,7 @@ export class Trainer {
   }
 
   /** What the encoder gives this batch: pixels to train it on, or (frozen) its outputs. */
-  #encoderInput(rec: Recorder, batch: TrainBatch): EncoderInput {
+  #encoderInput(rec: Recorder, batch: Omit<TrainBatch, "labels">): EncoderInput {
     const N = batch.images.length, all = batch.images.map((_, i) => i);
     if (!this.encoderFrozen) {
       const pixels = this.#pixels(batch.images, all);
@@ -242,15 +277,36 @@ export class Trainer {
    */
   async step(batch: TrainBatch): Promise<StepReport | undefined> {
     this.#checkBatch(batch);
-    const m = this.#model, opt = this.optimizer;
+    const m = this.#model;
     const tokens = teacherForcing(batch.labels, batch.images.length, {
       startId: m.startId,
       padId: m.padId,
       vocab: m.vocab,
     });
+    return await this.#run(batch, tokens, this.options.labelSmoothing ?? 0);
+  }
+
+  /**
+   * One micro-batch of per-position weighted tokens over `batch.images` (its `labels` unused),
+   * as {@link step}: the loss is Σ weight·(−log p(target)), e.g. SCST's `scstBatch`, whose rows
+   * name their image in `tokens.rowImage`. No label smoothing.
+   */
+  async stepTokens(
+    batch: Omit<TrainBatch, "labels">,
+    tokens: TokenBatch,
+  ): Promise<StepReport | undefined> {
+    this.#checkBatch({ ...batch, labels: new Int32Array(batch.images?.length ?? 0) });
+    return await this.#run(batch, tokens, 0);
+  }
+
+  async #run(
+    batch: Omit<TrainBatch, "labels">,
+    tokens: TokenBatch,
+    eps: number,
+  ): Promise<StepReport | undefined> {
+    const m = this.#model, opt = this.optimizer;
     const stepNo = opt.steps + 1, lr = opt.lr;
     const rec = new Recorder(this.gpu);
-    const eps = this.options.labelSmoothing ?? 0;
     const out = recordLossAndGrads(rec, m, this.#encoderInput(rec, batch), tokens, opt.grads, eps);
     const lossSums = rec.temp([2]); // [Σ log p, Σ weight·loss]
     columnSum(rec, out.rows, lossSums, false);

@@ -1,0 +1,345 @@
+/**
+ * Self-critical sequence training (Rennie et al. 2017, as ruotianluo/self-critical.pytorch): K
+ * captions per image sampled on the GPU from the {@link Trainer}'s live weights, rewarded with
+ * CIDEr-D whose document frequencies come from the TRAINING references, a greedy baseline
+ * (decoded without gradients) or the mean of the other samples, and the loss
+ * −Σ (r − b)·log p·mask / Σ mask (mask up to and including the end token) through the trainer's
+ * weighted-token step. {@link trainCaptioner} runs cross-entropy or SCST steps over data splits
+ * with validation by the COCO metrics and `onStep` / `onEval` hooks.
+ * @module
+ */
+import { WebcapError } from "../errors.ts";
+import { generateOnGpu } from "../captioner/gpu_decoder.ts";
+import type { GenerateOptions } from "../decode/options.ts";
+import type { GeneratedSequence } from "../decode/search.ts";
+import { Recorder } from "../gpu/recorder.ts";
+import { uploadTensor } from "../gpu/tensor.ts";
+import type { RgbImage } from "../image/decode.ts";
+import { CiderD, documentFrequency } from "../eval/cider.ts";
+import { evaluatePaired } from "../eval/coco.ts";
+import { ptbTokenize } from "../eval/ptb/tokenizer.ts";
+import { meanOfOthersBaseline, scstBatch } from "./batch.ts";
+import type { CaptionEntry } from "./data.ts";
+import type { StepReport, Trainer } from "./trainer.ts";
+
+/** Rewards of `samples[i]` against `references[i]` (the captions of its image). */
+export type RewardFn = (samples: string[], references: string[][]) => number[];
+
+/**
+ * Baselines `[N·K]` of rewards `[N·K]` (K per image, image-major); `greedy[n]` is the reward of
+ * image n's greedy caption when the baseline asked for one.
+ */
+export type BaselineFn = (rewards: Float32Array, K: number, greedy?: Float32Array) => Float32Array;
+
+/** The greedy baseline: each image's greedy-caption reward for all its K samples. */
+export const greedyBaseline: BaselineFn = (rewards, K, greedy) => {
+  if (!greedy || greedy.length * K !== rewards.length) {
+    throw new WebcapError("BAD_SHAPE", "the greedy baseline needs one greedy reward per image");
+  }
+  return Float32Array.from(rewards, (_, i) => greedy[Math.floor(i / K)]);
+};
+
+/** The "new SCST" baseline: the mean reward of the image's other K − 1 samples. */
+export const meanBaseline: BaselineFn = (rewards, K) => meanOfOthersBaseline(rewards, K);
+
+/**
+ * CIDEr-D rewards with document frequencies of the training references (`trainRefs[i]`: the
+ * captions of training image i), PTB-tokenized as the COCO evaluation tokenizes them.
+ */
+export function ciderReward(trainRefs: readonly (readonly string[])[]): RewardFn {
+  const df = documentFrequency(tokenizeRefs(trainRefs));
+  return (samples, references) => {
+    const cider = new CiderD(tokenizeRefs(references), { df });
+    return ptbTokenize(samples).map((s, i) => cider.scoreOne(i, s));
+  };
+}
+
+function tokenizeRefs(refs: readonly (readonly string[])[]): string[][] {
+  const flat = ptbTokenize(refs.flat());
+  let at = 0;
+  return refs.map((r) => flat.slice(at, at += r.length));
+}
+
+/** Options of {@link scstStep}. */
+export interface ScstOptions {
+  /** Samples per image, K (default 5). */
+  samples?: number;
+  /** "greedy" (default) or "mean" (of the other samples), or a baseline function. */
+  baseline?: "greedy" | "mean" | BaselineFn;
+  /** Rewards of the samples (default: CIDEr-D; {@link ciderReward}). */
+  reward: RewardFn;
+  /** Sampling temperature (default 1). */
+  temperature?: number;
+  /** Sample among the k most likely tokens; 0: all (default 0). */
+  topK?: number;
+  /** Longest sample, in tokens (default 20). */
+  maxNewTokens?: number;
+  /** Seed of this step's sampling. */
+  seed?: number;
+}
+
+/** The configuration of an SCST run as one line. */
+export function scstSignature(o: Omit<ScstOptions, "reward"> & { rewardName?: string }): string {
+  const b = typeof o.baseline === "function" ? "custom" : o.baseline ?? "greedy";
+  return `SCST K=${o.samples ?? 5} baseline=${b} reward=${o.rewardName ?? "CIDEr-D(train-df)"} ` +
+    "eos=kept";
+}
+
+/** What one SCST step did. */
+export interface ScstReport {
+  /** The optimizer step (absent while gradients accumulate). */
+  step?: StepReport;
+  /** `[N·K]` sampled captions, image-major. */
+  samples: string[];
+  /** `[N·K]` their rewards. */
+  rewards: Float32Array;
+  /** `[N·K]` their baselines. */
+  baselines: Float32Array;
+  /** `[N·K]` each sample's Σ of the log-probabilities it was drawn with (end token included). */
+  logprobs: number[];
+  /** `[N·K]` each sample's token count (end token included): its mask's sum. */
+  lengths: number[];
+}
+
+/** Generated sequences per image of `images` from the trainer's current weights. */
+export async function generateFromTrainer(
+  trainer: Trainer,
+  images: readonly RgbImage[],
+  options: GenerateOptions,
+): Promise<GeneratedSequence[][]> {
+  const model = trainer.captionModel(), { height: H, width: W } = trainer.preprocessor;
+  const data = new Float32Array(images.length * 3 * H * W);
+  images.forEach((img, i) => data.set(trainer.preprocessor.apply(img), i * 3 * H * W));
+  const rec = new Recorder(trainer.gpu);
+  const pixels = uploadTensor(trainer.gpu, data, [images.length, 3, H, W], "f32", "pixel_values");
+  rec.releaseAfterSubmit(pixels);
+  const enc = model.encode(rec, pixels);
+  await rec.submit();
+  try {
+    const d = model.decoder;
+    const start = [d.decoderStartTokenId];
+    return await generateOnGpu(trainer.gpu, model, enc, images.map(() => start), {
+      ...options,
+      eosTokenId: d.eosTokenId,
+      padTokenId: d.padTokenId,
+    });
+  } finally {
+    enc.dispose();
+  }
+}
+
+function textOf(trainer: Trainer, tokens: number[]): string {
+  return trainer.tokenizer.decode(tokens, { skipSpecialTokens: true }).trim();
+}
+
+/**
+ * `[R, T + 1]` sample rows (start token, tokens, end-token padding) and their `[R, T]` mask: 1
+ * up to and including the end token (all generated tokens when the sample did not end).
+ */
+export function sampleRows(
+  seqs: readonly number[][],
+  startId: number,
+  padId: number,
+): { samples: Int32Array; mask: Float32Array } {
+  const T = Math.max(...seqs.map((s) => s.length)), R = seqs.length;
+  const samples = new Int32Array(R * (T + 1)).fill(padId), mask = new Float32Array(R * T);
+  seqs.forEach((s, r) => {
+    samples[r * (T + 1)] = startId;
+    samples.set(s, r * (T + 1) + 1);
+    mask.fill(1, r * T, r * T + s.length);
+  });
+  return { samples, mask };
+}
+
+/**
+ * One SCST micro-batch: sample K captions per image, reward them against `references[n]` (the
+ * captions of image n), subtract the baseline, and step the trainer on the weighted samples.
+ */
+export async function scstStep(
+  trainer: Trainer,
+  batch: { images: readonly RgbImage[]; keys?: readonly string[] },
+  references: string[][],
+  opts: ScstOptions,
+): Promise<ScstReport> {
+  const K = opts.samples ?? 5, N = batch.images.length;
+  if (!Number.isInteger(K) || K < 1 || references.length !== N) {
+    throw new WebcapError(
+      "BAD_OPTION",
+      `SCST: samples must be an integer ≥ 1 (got ${K}) with references for each of the ${N} images`,
+    );
+  }
+  const baseline = opts.baseline === "mean"
+    ? meanBaseline
+    : opts.baseline === undefined || opts.baseline === "greedy"
+    ? greedyBaseline
+    : opts.baseline;
+  const maxNewTokens = opts.maxNewTokens ?? 20;
+  const drawn = await generateFromTrainer(trainer, batch.images, {
+    doSample: true,
+    numReturnSequences: K,
+    temperature: opts.temperature ?? 1,
+    topK: opts.topK ?? 0,
+    maxNewTokens,
+    seed: opts.seed,
+  });
+  const seqs = drawn.flat().map((q) => q.tokens);
+  const samples = seqs.map((s) => textOf(trainer, s));
+  const perSample = samples.map((_, i) => references[Math.floor(i / K)]);
+  const rewards = Float32Array.from(opts.reward(samples, perSample));
+  let greedy: Float32Array | undefined;
+  if (baseline === greedyBaseline) {
+    const g = await generateFromTrainer(trainer, batch.images, { maxNewTokens });
+    greedy = Float32Array.from(
+      opts.reward(g.map((s) => textOf(trainer, s[0].tokens)), references),
+    );
+  }
+  const baselines = baseline(rewards, K, greedy);
+  const d = trainer.captionModel().decoder;
+  const rows = sampleRows(seqs, d.decoderStartTokenId, d.padTokenId);
+  const tokens = scstBatch({ ...rows, rewards, baselines, N, K }, d.vocabSize);
+  const step = await trainer.stepTokens(batch, tokens);
+  const logprobs = drawn.flat().map((q) => q.logprobs.reduce((a, b) => a + b, 0));
+  return { step, samples, rewards, baselines, logprobs, lengths: seqs.map((s) => s.length) };
+}
+
+/** Greedy captions of `images` (in chunks of `batchSize`) from the trainer's current weights. */
+export async function greedyCaptions(
+  trainer: Trainer,
+  images: readonly RgbImage[],
+  batchSize = 8,
+  maxNewTokens = 20,
+): Promise<string[]> {
+  const out: string[] = [];
+  for (let i = 0; i < images.length; i += batchSize) {
+    const seqs = await generateFromTrainer(trainer, images.slice(i, i + batchSize), {
+      maxNewTokens,
+    });
+    out.push(...seqs.map((s) => textOf(trainer, s[0].tokens)));
+  }
+  return out;
+}
+
+/**
+ * COCO metrics (BLEU, METEOR, ROUGE-L, CIDEr-D; the names `deno task eval` prints) of the
+ * greedy captions of `entries` (their decoded `images`).
+ */
+export async function validate(
+  trainer: Trainer,
+  entries: readonly CaptionEntry[],
+  images: readonly RgbImage[],
+  batchSize = 8,
+): Promise<{ metrics: Record<string, number>; captions: string[] }> {
+  const captions = await greedyCaptions(trainer, images, batchSize);
+  const r = await evaluatePaired({
+    ids: entries.map((e) => e.path),
+    refs: entries.map((e) => e.captions),
+    candidates: captions,
+  }, { metrics: ["BLEU", "METEOR", "ROUGE_L", "CIDEr"] });
+  return { metrics: r.metrics, captions };
+}
+
+/** A split with its images decoded. */
+export interface LoadedSplit {
+  entries: readonly CaptionEntry[];
+  images: readonly RgbImage[];
+}
+
+/** What {@link trainCaptioner}'s `onStep` sees. */
+export interface LoopStep extends StepReport {
+  /** Mean reward of the step's samples (SCST). */
+  reward?: number;
+}
+
+/** Options of {@link trainCaptioner}. */
+export interface TrainLoopOptions {
+  /** "xe": cross-entropy on a reference caption per image; "scst": self-critical. */
+  mode: "xe" | "scst";
+  /** Optimizer steps to take in this call. */
+  steps: number;
+  /** Images per step. */
+  batchSize: number;
+  /** The SCST options (reward default: CIDEr-D with the training split's df). */
+  scst?: Partial<ScstOptions>;
+  /** Validate every this many steps (and always at the end). */
+  valEvery?: number;
+  /** Seed of the batch order and of the samples (default 0). */
+  seed?: number;
+  /** Called after every step. */
+  onStep?: (r: LoopStep) => void;
+  /** Called after every validation with the metrics. */
+  onEval?: (step: number, metrics: Record<string, number>, captions: string[]) => void;
+}
+
+/** A permutation of 0..n−1 from `seed` (xorshift; the same seed gives the same order). */
+function permutation(n: number, seed: number): number[] {
+  let x = (seed ^ 0x9e3779b9) >>> 0 || 1;
+  const order = Array.from({ length: n }, (_, i) => i);
+  for (let i = n - 1; i > 0; i--) {
+    x ^= x << 13, x >>>= 0, x ^= x >>> 17, x ^= x << 5, x >>>= 0;
+    const j = x % (i + 1);
+    [order[i], order[j]] = [order[j], order[i]];
+  }
+  return order;
+}
+
+/** `[N, T]` labels from one tokenized row per caption (−100 past each). */
+function joinLabels(rows: readonly Int32Array[]): Int32Array {
+  const T = Math.max(...rows.map((r) => r.length));
+  const out = new Int32Array(rows.length * T).fill(-100);
+  rows.forEach((r, i) => out.set(r, i * T));
+  return out;
+}
+
+/**
+ * Train with cross-entropy or SCST for `opts.steps` steps over `train`, validating on `val`
+ * (greedy captions, COCO metrics) every `valEvery` steps and at the end. Batch `s` (counted
+ * over the optimizer's steps, so a resumed run continues the same order) takes the next
+ * `batchSize` images of a seeded permutation; captions are tokenized once. Returns the last
+ * validation's metrics.
+ */
+export async function trainCaptioner(
+  trainer: Trainer,
+  train: LoadedSplit,
+  val: LoadedSplit,
+  opts: TrainLoopOptions,
+): Promise<Record<string, number>> {
+  const { steps, batchSize: B, seed = 0 } = opts, n = train.entries.length;
+  if (!(Number.isInteger(steps) && steps >= 1 && Number.isInteger(B) && B >= 1)) {
+    throw new WebcapError(
+      "BAD_OPTION",
+      `steps (${steps}) and batch size (${B}) must be integers ≥ 1`,
+    );
+  }
+  const labels = opts.mode === "xe"
+    ? train.entries.map((e) => e.captions.map((c) => trainer.labels([c])))
+    : [];
+  const reward = opts.scst?.reward ?? ciderReward(train.entries.map((e) => e.captions));
+  let metrics: Record<string, number> = {};
+  for (let k = 0; k < steps; k++) {
+    const s = trainer.optimizer.steps, epoch = Math.floor(s * B / n);
+    const order = permutation(n, seed + epoch);
+    const idx = Array.from({ length: B }, (_, j) => order[(s * B + j) % n]);
+    const batch = {
+      images: idx.map((i) => train.images[i]),
+      keys: idx.map((i) => train.entries[i].path),
+    };
+    let report: LoopStep | undefined;
+    if (opts.mode === "xe") {
+      const rows = idx.map((i) => labels[i][s % labels[i].length]);
+      report = await trainer.step({ ...batch, labels: joinLabels(rows) });
+    } else {
+      const refs = idx.map((i) => train.entries[i].captions);
+      const r = await scstStep(trainer, batch, refs, { ...opts.scst, reward, seed: seed + s });
+      const mean = r.rewards.reduce((a, b) => a + b, 0) / r.rewards.length;
+      report = r.step && { ...r.step, reward: mean };
+    }
+    if (report) opts.onStep?.(report);
+    const last = k === steps - 1;
+    if (last || (opts.valEvery && trainer.optimizer.steps % opts.valEvery === 0)) {
+      const v = await validate(trainer, val.entries, val.images, B);
+      metrics = v.metrics;
+      opts.onEval?.(trainer.optimizer.steps, v.metrics, v.captions);
+    }
+  }
+  return metrics;
+}
