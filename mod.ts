@@ -65,6 +65,27 @@ export { loadOptimizerState, saveCheckpoint } from "./src/train/checkpoint.ts";
 export type { Saved, SaveOptions, TrainerState } from "./src/train/checkpoint.ts";
 export { Trainer } from "./src/train/trainer.ts";
 export type { FitOptions, StepReport, TrainBatch, TrainerOptions } from "./src/train/trainer.ts";
+/** SCST and cross-entropy training over a caption data set (what `deno task train` runs). */
+export {
+  ciderReward,
+  greedyBaseline,
+  meanBaseline,
+  scstSignature,
+  scstStep,
+  trainCaptioner,
+  validate,
+} from "./src/train/scst.ts";
+export type {
+  BaselineFn,
+  LoadedSplit,
+  LoopStep,
+  RewardFn,
+  ScstOptions,
+  ScstReport,
+  TrainLoopOptions,
+} from "./src/train/scst.ts";
+export { loadSplitImages, readCaptionData } from "./src/train/data.ts";
+export type { CaptionEntry, CaptionSplits, ReadDataOptions, SplitName } from "./src/train/data.ts";
 export type { TokenBatch } from "./src/train/batch.ts";
 export { writeSafetensors } from "./src/io/safetensors_write.ts";
 export type { TensorToWrite } from "./src/io/safetensors_write.ts";

@@ -32,7 +32,11 @@ export type RewardFn = (samples: string[], references: string[][]) => number[];
 export type BaselineFn = (rewards: Float32Array, K: number, greedy?: Float32Array) => Float32Array;
 
 /** The greedy baseline: each image's greedy-caption reward for all its K samples. */
-export const greedyBaseline: BaselineFn = (rewards, K, greedy) => {
+export const greedyBaseline: BaselineFn = (
+  rewards: Float32Array,
+  K: number,
+  greedy?: Float32Array,
+): Float32Array => {
   if (!greedy || greedy.length * K !== rewards.length) {
     throw new WebcapError("BAD_SHAPE", "the greedy baseline needs one greedy reward per image");
   }
@@ -40,7 +44,8 @@ export const greedyBaseline: BaselineFn = (rewards, K, greedy) => {
 };
 
 /** The "new SCST" baseline: the mean reward of the image's other K − 1 samples. */
-export const meanBaseline: BaselineFn = (rewards, K) => meanOfOthersBaseline(rewards, K);
+export const meanBaseline: BaselineFn = (rewards: Float32Array, K: number): Float32Array =>
+  meanOfOthersBaseline(rewards, K);
 
 /**
  * CIDEr-D rewards with document frequencies of the training references (`trainRefs[i]`: the
@@ -240,7 +245,9 @@ export async function validate(
 
 /** A split with its images decoded. */
 export interface LoadedSplit {
+  /** The split's images and their references. */
   entries: readonly CaptionEntry[];
+  /** `entries[i]`'s image, decoded. */
   images: readonly RgbImage[];
 }
 
