@@ -25,6 +25,8 @@ export interface BlipTrain extends VisionTextModel {
   text: BertDecoderWeights;
   /** `text_config.bos_token_id`: the first token of every caption and sample. */
   startId: number;
+  /** `text_config.sep_token_id`: the end of every caption. */
+  eosId: number;
   padId: number;
   vocab: number;
   /** `text_config.label_smoothing` of the caption loss. */
@@ -71,6 +73,7 @@ export async function loadBlipTrain(gpu: Gpu, dir: string): Promise<BlipTrain> {
       decoder: bertDecoder(text),
       params: p.params,
       startId: ids.decoderStartTokenId,
+      eosId: ids.eosTokenId,
       padId: ids.padTokenId,
       vocab: text.config.vocab_size,
       labelSmoothing: eps,

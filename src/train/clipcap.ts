@@ -175,6 +175,46 @@ function projectBackward(
 }
 
 /**
+ * Record the loss and the gradient of every trainable parameter (mapping network, GPT-2) for
+ * `batch` (from {@link clipCapBatch}) over `imageEmbeds [N, prefix_size]` into `g`. Every tensor
+ * it makes, `rows [R·T, 2]` and `logits` included, is released after the submit.
+ */
+export function recordClipCapLoss(
+  rec: Recorder,
+  m: ClipCapTrain,
+  imageEmbeds: Tensor,
+  batch: TokenBatch,
+  g: Gradients,
+): { rows: Tensor; logits: Tensor } {
+  const N = imageEmbeds.shape[0], { R, T } = batch, L = m.config.prefixLength;
+  const h = m.gpt2.config.n_embd;
+  if (R !== N || batch.ids.length !== R * T || imageEmbeds.size !== N * m.config.prefixSize) {
+    throw new WebcapError(
+      "BAD_SHAPE",
+      `batch sizes disagree: ${R} captions of ${T} positions for image embeddings [${imageEmbeds.shape}]`,
+    );
+  }
+  const up = <A extends Int32Array | Float32Array>(a: A, dtype: "i32" | "f32") =>
+    rec.upload(a, [a.length], dtype);
+  const ids = up(batch.ids, "i32");
+  const proj = projectForward(rec, m, imageEmbeds);
+  const embeds = embedding(rec, m.gpt2.wte, ids); // [R·T, h]; prefix rows are written next
+  const prefixRows = { n: N, width: L * h, srcOff: 0, group: 1, dstOff: 0, dstInner: 0 };
+  copy2d(rec, proj.prefix, embeds, { ...prefixRows, srcStride: L * h, dstOuter: T * h });
+  const dec = gpt2TrainForward(rec, m.gpt2, { embeds }, R, T);
+  const ce = crossEntropy(rec, dec.logits, up(batch.targets, "i32"), up(batch.weights, "f32"));
+  const dEmbeds = uploadTensor(rec.gpu, new Float32Array(R * T * h), [R * T, h], "f32", "d-embeds");
+  gpt2TrainBackward(rec, m.gpt2, dec.saved, ce.dLogits, g, false, dEmbeds);
+  const dWte = g.of(floatWeight(m.gpt2.wte, "clipcap backward"));
+  if (dWte) embeddingBackward(rec, dEmbeds, ids, dWte); // prefix ids −1 add nothing
+  const dPrefix = rec.temp([N, L * h]);
+  copy2d(rec, dEmbeds, dPrefix, { ...prefixRows, srcStride: T * h, dstOuter: L * h });
+  projectBackward(rec, m, proj, dPrefix, g);
+  rec.releaseAfterSubmit(embeds, dEmbeds, proj.prefix, dec.logits, ce.rows, ce.dLogits);
+  return { rows: ce.rows, logits: dec.logits };
+}
+
+/**
  * Loss and the gradient of every trainable parameter (mapping network, GPT-2) for `batch`
  * (from {@link clipCapBatch}) over `imageEmbeds [N, prefix_size]`, in one submit.
  */
@@ -184,35 +224,11 @@ export async function clipCapLossAndGrads(
   imageEmbeds: Tensor,
   batch: TokenBatch,
 ): Promise<LossAndGrads> {
-  const N = imageEmbeds.shape[0], { R, T } = batch, L = m.config.prefixLength;
-  const h = m.gpt2.config.n_embd;
-  if (R !== N || batch.ids.length !== R * T || imageEmbeds.size !== N * m.config.prefixSize) {
-    throw new WebcapError(
-      "BAD_SHAPE",
-      `batch sizes disagree: ${R} captions of ${T} positions for image embeddings [${imageEmbeds.shape}]`,
-    );
-  }
   const g = new Gradients(gpu, m.params);
   try {
     const rec = new Recorder(gpu);
-    const up = <A extends Int32Array | Float32Array>(a: A, dtype: "i32" | "f32") =>
-      rec.upload(a, [a.length], dtype);
-    const ids = up(batch.ids, "i32");
-    const proj = projectForward(rec, m, imageEmbeds);
-    const embeds = embedding(rec, m.gpt2.wte, ids); // [R·T, h]; prefix rows are written next
-    const prefixRows = { n: N, width: L * h, srcOff: 0, group: 1, dstOff: 0, dstInner: 0 };
-    copy2d(rec, proj.prefix, embeds, { ...prefixRows, srcStride: L * h, dstOuter: T * h });
-    const dec = gpt2TrainForward(rec, m.gpt2, { embeds }, R, T);
-    const ce = crossEntropy(rec, dec.logits, up(batch.targets, "i32"), up(batch.weights, "f32"));
-    const dEmbeds = uploadTensor(gpu, new Float32Array(R * T * h), [R * T, h], "f32", "d-embeds");
-    gpt2TrainBackward(rec, m.gpt2, dec.saved, ce.dLogits, g, false, dEmbeds);
-    const dWte = g.of(floatWeight(m.gpt2.wte, "clipcap backward"));
-    if (dWte) embeddingBackward(rec, dEmbeds, ids, dWte); // prefix ids −1 add nothing
-    const dPrefix = rec.temp([N, L * h]);
-    copy2d(rec, dEmbeds, dPrefix, { ...prefixRows, srcStride: T * h, dstOuter: L * h });
-    projectBackward(rec, m, proj, dPrefix, g);
-    rec.releaseAfterSubmit(embeds, dEmbeds, proj.prefix, dec.logits, ce.rows, ce.dLogits);
-    const rows = rec.readTensor(ce.rows), logits = rec.readTensor(dec.logits);
+    const out = recordClipCapLoss(rec, m, imageEmbeds, batch, g);
+    const rows = rec.readTensor(out.rows), logits = rec.readTensor(out.logits);
     const grads = g.read(rec);
     await rec.submit();
     return {

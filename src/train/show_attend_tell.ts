@@ -252,15 +252,18 @@ function initStateBackward(
 }
 
 /**
- * Loss and the gradient of every decoder parameter for `batch` (from {@link satBatch}) over
- * encoder `features [N, pixels, C]` (from {@link satFeatures}), in one submit.
+ * Record the loss and the gradient of every decoder parameter for `batch` (from {@link satBatch})
+ * over encoder `features [N, pixels, C]` (from {@link satFeatures}) into `g`. Returns `rows
+ * [R·T, 2]` (log p, weight·loss), the attention `terms [R, P]` (to sum) and `logits`, all
+ * released after the submit.
  */
-export async function satLossAndGrads(
-  gpu: Gpu,
+export function recordSatLoss(
+  rec: Recorder,
   m: SatTrain,
   features: Tensor,
   batch: TokenBatch,
-): Promise<SatLossAndGrads> {
+  g: Gradients,
+): { rows: Tensor; terms: Tensor; logits: Tensor } {
   const [N, , C] = features.shape, { R, T } = batch, cfg = m.config;
   if (features.shape.length !== 3 || C !== cfg.encoderDim) {
     throw new WebcapError(
@@ -274,14 +277,28 @@ export async function satLossAndGrads(
       `batch sizes disagree: ${R} captions (rows naming images ${batch.rowImage}) for ${N} images`,
     );
   }
+  const res = rec.scope(() => record(rec, m, features, batch, g));
+  rec.releaseAfterSubmit(res.rows, res.terms, res.logits);
+  return res;
+}
+
+/**
+ * Loss and the gradient of every decoder parameter for `batch` (from {@link satBatch}) over
+ * encoder `features [N, pixels, C]` (from {@link satFeatures}), in one submit.
+ */
+export async function satLossAndGrads(
+  gpu: Gpu,
+  m: SatTrain,
+  features: Tensor,
+  batch: TokenBatch,
+): Promise<SatLossAndGrads> {
   const g = new Gradients(gpu, m.params);
   try {
     const rec = new Recorder(gpu);
-    const res = rec.scope(() => record(rec, m, features, batch, g));
+    const res = recordSatLoss(rec, m, features, batch, g);
     const rows = rec.readTensor(res.rows), terms = rec.readTensor(res.terms);
     const logits = rec.readTensor(res.logits);
     const grads = g.read(rec);
-    rec.releaseAfterSubmit(res.rows, res.terms, res.logits);
     await rec.submit();
     const { loss: ce, logprobs } = lossOfRows((await rows) as Float32Array);
     const attention = ((await terms) as Float32Array).reduce((a, b) => a + b, 0);
