@@ -37,10 +37,10 @@ export interface BlipTrain extends VisionTextModel {
 /** The BERT decoder as the decoder of `lossAndGrads`; `batch.keyLengths` mask padded keys. */
 function bertDecoder(text: BertDecoderWeights): TrainDecoder {
   return {
-    forward(rec, ids, batch, enc) {
+    forward(rec, ids, batch, enc, dropout) {
       const { R, T } = batch, lengths = batch.keyLengths;
       const keyLengths = lengths && rec.upload(lengths, [R], "i32");
-      const shape = { R, T, enc: enc.states, E: enc.E, keyLengths };
+      const shape = { R, T, enc: enc.states, E: enc.E, keyLengths, dropout };
       const { logits, saved } = bertTrainForward(rec, text, ids, shape);
       return {
         logits,

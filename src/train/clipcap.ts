@@ -30,7 +30,7 @@ import {
 import { type Gpt2Weights, loadGpt2 } from "../nn/gpt2.ts";
 import { gpt2TrainBackward, gpt2TrainForward } from "../nn/gpt2_train.ts";
 import { floatWeight } from "../shaders/quant/qmatrix.ts";
-import { Gradients, linearBackward } from "../nn/grads.ts";
+import { Gradients, linearBackward, type TrainDropout } from "../nn/grads.ts";
 import { type Linear, linear } from "../nn/modules.ts";
 import { type Param, ParamLoader } from "../nn/params.ts";
 import { copy2d } from "../shaders/copy.ts";
@@ -176,7 +176,8 @@ function projectBackward(
 
 /**
  * Record the loss and the gradient of every trainable parameter (mapping network, GPT-2) for
- * `batch` (from {@link clipCapBatch}) over `imageEmbeds [N, prefix_size]` into `g`. Every tensor
+ * `batch` (from {@link clipCapBatch}) over `imageEmbeds [N, prefix_size]` into `g`, GPT-2's
+ * dropouts applied when `dropout` is given. Every tensor
  * it makes, `rows [R·T, 2]` and `logits` included, is released after the submit.
  */
 export function recordClipCapLoss(
@@ -185,6 +186,7 @@ export function recordClipCapLoss(
   imageEmbeds: Tensor,
   batch: TokenBatch,
   g: Gradients,
+  dropout?: TrainDropout,
 ): { rows: Tensor; logits: Tensor } {
   const N = imageEmbeds.shape[0], { R, T } = batch, L = m.config.prefixLength;
   const h = m.gpt2.config.n_embd;
@@ -201,7 +203,7 @@ export function recordClipCapLoss(
   const embeds = embedding(rec, m.gpt2.wte, ids); // [R·T, h]; prefix rows are written next
   const prefixRows = { n: N, width: L * h, srcOff: 0, group: 1, dstOff: 0, dstInner: 0 };
   copy2d(rec, proj.prefix, embeds, { ...prefixRows, srcStride: L * h, dstOuter: T * h });
-  const dec = gpt2TrainForward(rec, m.gpt2, { embeds }, R, T);
+  const dec = gpt2TrainForward(rec, m.gpt2, { embeds }, R, T, undefined, dropout);
   const ce = crossEntropy(rec, dec.logits, up(batch.targets, "i32"), up(batch.weights, "f32"));
   const dEmbeds = uploadTensor(rec.gpu, new Float32Array(R * T * h), [R * T, h], "f32", "d-embeds");
   gpt2TrainBackward(rec, m.gpt2, dec.saved, ce.dLogits, g, false, dEmbeds);

@@ -22,7 +22,7 @@ import type { Recorder } from "../gpu/recorder.ts";
 import type { Tensor } from "../gpu/tensor.ts";
 import { asModelFiles } from "../io/model_files.ts";
 import { clipVisionEncode } from "../nn/clip_vision.ts";
-import type { Gradients } from "../nn/grads.ts";
+import type { Gradients, TrainDropout } from "../nn/grads.ts";
 import type { Param } from "../nn/params.ts";
 import { resnetEncode } from "../nn/resnet.ts";
 import { vitEncode } from "../nn/vit.ts";
@@ -56,8 +56,8 @@ export interface TrainModel {
   /** The frozen encoder's outputs `[n, …]` of `pixels [n, 3, H, W]`. */
   encode(rec: Recorder, pixels: Tensor): Tensor;
   /**
-   * Record the loss of `batch` and its backward into `g`; returns `[2]`: Σ log p(target) and the
-   * loss (released after the submit).
+   * Record the loss of `batch` and its backward into `g`, the configs' dropouts applied with
+   * `dropout`; returns `[2]`: Σ log p(target) and the loss (released after the submit).
    */
   record(
     rec: Recorder,
@@ -65,6 +65,7 @@ export interface TrainModel {
     batch: TokenBatch,
     g: Gradients,
     eps: number,
+    dropout?: TrainDropout,
   ): Tensor;
   /** Free the weights. */
   dispose(): void;
@@ -107,8 +108,8 @@ function visionText(
     layout: HF_LAYOUT,
     batch: (labels, N) => teacherForcing(labels, N, o),
     encode: (rec, pixels) => vitEncode(rec, m.vit, pixels),
-    record: (rec, input, batch, g, eps) =>
-      lossSums(rec, recordLossAndGrads(rec, m, input, batch, g, eps).rows),
+    record: (rec, input, batch, g, eps, dropout) =>
+      lossSums(rec, recordLossAndGrads(rec, m, input, batch, g, eps, dropout).rows),
     dispose: () => m.dispose(),
   };
 }
@@ -146,8 +147,10 @@ export const TRAIN_MODELS: Record<string, (gpu: Gpu, dir: string) => Promise<Tra
         rec.releaseAfterSubmit(out.hidden);
         return out.imageEmbeds;
       },
-      record: (rec, input, batch, g) =>
-        lossSums(rec, recordClipCapLoss(rec, m, frozenStates(input, "CLIP"), batch, g).rows),
+      record(rec, input, batch, g, _eps, dropout) {
+        const embeds = frozenStates(input, "CLIP");
+        return lossSums(rec, recordClipCapLoss(rec, m, embeds, batch, g, dropout).rows);
+      },
       dispose: () => m.dispose(),
     };
   },
@@ -160,8 +163,9 @@ export const TRAIN_MODELS: Record<string, (gpu: Gpu, dir: string) => Promise<Tra
       layout: HF_LAYOUT,
       batch: (labels, N) => satBatch(labels, N, m),
       encode: (rec, pixels) => resnetEncode(rec, m.resnet, pixels),
-      record(rec, input, batch, g) {
-        const out = recordSatLoss(rec, m, frozenStates(input, "the ResNet"), batch, g);
+      record(rec, input, batch, g, _eps, dropout) {
+        const features = frozenStates(input, "the ResNet");
+        const out = recordSatLoss(rec, m, features, batch, g, dropout);
         return lossSums(rec, out.rows, out.terms);
       },
       dispose: () => m.dispose(),

@@ -35,6 +35,7 @@ import { Optimizer, type OptimizerOptions } from "./optim.ts";
 import { type ParamGroups, paramGroups } from "./param_groups.ts";
 import { loadTrainModel, type TrainModel } from "./train_model.ts";
 import type { EncoderInput } from "./vision_text.ts";
+import type { TrainDropout } from "../nn/grads.ts";
 
 /** Options of {@link Trainer.fromPretrained}. */
 export interface TrainerOptions {
@@ -47,6 +48,14 @@ export interface TrainerOptions {
   frozen?: readonly string[];
   /** Label smoothing of the cross-entropy, in [0, 1) (default: the model's, BLIP's config; else 0). */
   labelSmoothing?: number;
+  /**
+   * Dropout as each config sets it (GPT-2's `resid_pdrop`/`embd_pdrop`, ViT's and BERT's
+   * `hidden_dropout_prob`, Show-Attend-Tell's `dropout`), masks drawn from {@link seed}; false:
+   * none (default true).
+   */
+  dropout?: boolean;
+  /** Seed of the dropout masks (default 0): a seed gives the same masks on every adapter. */
+  seed?: number;
   /** Called after every optimizer step. */
   onStep?: (report: StepReport) => void;
   /** Restore the optimizer's state and step from the checkpoint folder being loaded. */
@@ -97,6 +106,12 @@ function checkSmoothing(eps: number): number {
   return eps;
 }
 
+function checkSeed(seed: number): void {
+  if (!(Number.isInteger(seed) && seed >= 0 && seed < 2 ** 53)) {
+    throw new WebcapError("BAD_OPTION", `seed must be an integer in [0, 2^53), got ${seed}`);
+  }
+}
+
 /** Fine-tunes a captioner checkpoint with cross-entropy on the GPU. */
 export class Trainer {
   /** Cached encoder outputs of one image (ViT `[S, h]`) by image key (frozen encoder only). */
@@ -133,6 +148,7 @@ export class Trainer {
    */
   static async fromPretrained(dir: string, opts: TrainerOptions): Promise<Trainer> {
     checkSmoothing(opts.labelSmoothing ?? 0);
+    checkSeed(opts.seed ?? 0);
     const gpu = opts.gpu ?? await getGpu();
     const preprocessor = await loadPreprocessor(dir);
     const tokenizer = await loadTokenizer(dir);
@@ -252,7 +268,7 @@ export class Trainer {
     const rec = new Recorder(this.gpu);
     const eps = this.options.labelSmoothing ?? m.labelSmoothing;
     const input = this.#encoderInput(rec, batch);
-    const lossSums = m.record(rec, input, tokens, opt.grads, eps); // [Σ log p, loss]
+    const lossSums = m.record(rec, input, tokens, opt.grads, eps, this.#dropout());
     const stepped = opt.step(rec, lossSums);
     const stats = rec.temp([5]); // lossSums, then the optimizer's [norm, factor, skipped]
     rec.copy(lossSums.buffer, 0, stats.buffer, 0, 8);
@@ -271,6 +287,13 @@ export class Trainer {
     this.#microLoss = this.#micro = 0;
     this.options.onStep?.(report);
     return report;
+  }
+
+  /** The dropout key of the next micro-batch: the seed, and micro-batches trained so far. */
+  #dropout(): TrainDropout | undefined {
+    if (this.options.dropout === false) return undefined;
+    const opt = this.optimizer;
+    return { seed: this.options.seed ?? 0, step: opt.steps * opt.config.accumulate + opt.pending };
   }
 
   /** Forget the failed step and its micro-batches (the GPU did not apply it). */
