@@ -218,18 +218,20 @@ export function recordClipCapLoss(
 
 /**
  * Loss and the gradient of every trainable parameter (mapping network, GPT-2) for `batch`
- * (from {@link clipCapBatch}) over `imageEmbeds [N, prefix_size]`, in one submit.
+ * (from {@link clipCapBatch}) over `imageEmbeds [N, prefix_size]`, in one submit (GPT-2's
+ * dropouts with `dropout`).
  */
 export async function clipCapLossAndGrads(
   gpu: Gpu,
   m: ClipCapTrain,
   imageEmbeds: Tensor,
   batch: TokenBatch,
+  dropout?: TrainDropout,
 ): Promise<LossAndGrads> {
   const g = new Gradients(gpu, m.params);
   try {
     const rec = new Recorder(gpu);
-    const out = recordClipCapLoss(rec, m, imageEmbeds, batch, g);
+    const out = recordClipCapLoss(rec, m, imageEmbeds, batch, g, dropout);
     const rows = rec.readTensor(out.rows), logits = rec.readTensor(out.logits);
     const grads = g.read(rec);
     await rec.submit();

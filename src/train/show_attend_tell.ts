@@ -292,18 +292,20 @@ export function recordSatLoss(
 
 /**
  * Loss and the gradient of every decoder parameter for `batch` (from {@link satBatch}) over
- * encoder `features [N, pixels, C]` (from {@link satFeatures}), in one submit.
+ * encoder `features [N, pixels, C]` (from {@link satFeatures}), in one submit (dropout before
+ * `fc` with `dropout`).
  */
 export async function satLossAndGrads(
   gpu: Gpu,
   m: SatTrain,
   features: Tensor,
   batch: TokenBatch,
+  dropout?: TrainDropout,
 ): Promise<SatLossAndGrads> {
   const g = new Gradients(gpu, m.params);
   try {
     const rec = new Recorder(gpu);
-    const res = recordSatLoss(rec, m, features, batch, g);
+    const res = recordSatLoss(rec, m, features, batch, g, dropout);
     const rows = rec.readTensor(res.rows), terms = rec.readTensor(res.terms);
     const logits = rec.readTensor(res.logits);
     const grads = g.read(rec);

@@ -116,7 +116,8 @@ export function recordLossAndGrads(
 
 /**
  * Loss and the gradient of every parameter for `batch` over `pixels [N, C, H, W]`, label
- * smoothing `eps`. Gradients are fresh each call (zero, then accumulated over every use).
+ * smoothing `eps`, the configs' dropouts with `dropout`. Gradients are fresh each call (zero,
+ * then accumulated over every use).
  */
 export async function lossAndGrads(
   gpu: Gpu,
@@ -124,12 +125,13 @@ export async function lossAndGrads(
   pixels: Tensor,
   batch: TokenBatch,
   eps = 0,
+  dropout?: TrainDropout,
 ): Promise<LossAndGrads> {
   const { R, T } = batch;
   const g = new Gradients(gpu, m.params);
   try {
     const rec = new Recorder(gpu);
-    const out = recordLossAndGrads(rec, m, { pixels }, batch, g, eps);
+    const out = recordLossAndGrads(rec, m, { pixels }, batch, g, eps, dropout);
     const rows = rec.readTensor(out.rows), logits = rec.readTensor(out.logits);
     const grads = g.read(rec);
     await rec.submit();
