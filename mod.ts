@@ -61,8 +61,8 @@ export { constantSchedule, cosineSchedule, linearSchedule } from "./src/train/sc
 export type { Schedule, ScheduleConfig } from "./src/train/schedule.ts";
 export { planMemory } from "./src/train/memory.ts";
 export type { MemoryPlan, MemoryPlanOptions } from "./src/train/memory.ts";
-export { loadOptimizerState, saveCheckpoint } from "./src/train/checkpoint.ts";
-export type { Saved, SaveOptions, TrainerState } from "./src/train/checkpoint.ts";
+export { HF_LAYOUT, loadOptimizerState, saveCheckpoint } from "./src/train/checkpoint.ts";
+export type { CheckpointLayout, Saved, SaveOptions, TrainerState } from "./src/train/checkpoint.ts";
 export { Trainer } from "./src/train/trainer.ts";
 export type { FitOptions, StepReport, TrainBatch, TrainerOptions } from "./src/train/trainer.ts";
 /** SCST and cross-entropy training over a caption data set (what `deno task train` runs). */

@@ -14,7 +14,7 @@ import { type Activation, activationFromConfig } from "../shaders/activations.ts
 import { embedding } from "../shaders/embedding.ts";
 import { matmul } from "../shaders/matmul.ts";
 import type { Weight } from "../shaders/quant/qmatrix.ts";
-import { configCount, configNumber } from "./config.ts";
+import { configCount, configNumber, configRate } from "./config.ts";
 import * as kv from "./kv_cache.ts";
 import type { LayerNorm, Linear, Module } from "./modules.ts";
 import { linear, loadLayerNorm, loadLinear, loadStackedLinear, norm } from "./modules.ts";
@@ -32,6 +32,8 @@ export interface BertDecoderConfig {
   encoder_hidden_size: number;
   layer_norm_eps: number;
   hidden_act: string;
+  /** Dropout (training only) of the embeddings and each block's three projections (BLIP default 0). */
+  hidden_dropout_prob: number;
 }
 
 /** Read and check a BERT decoder config; `defaults` fill absent keys (the HF class defaults). */
@@ -53,6 +55,12 @@ export function bertDecoderConfig(
     encoder_hidden_size: count("encoder_hidden_size", h),
     layer_norm_eps: configNumber(c, "layer_norm_eps", where, fallback("layer_norm_eps")),
     hidden_act: String(c.hidden_act ?? defaults.hidden_act ?? "gelu"),
+    hidden_dropout_prob: configRate(
+      c,
+      "hidden_dropout_prob",
+      where,
+      fallback("hidden_dropout_prob", 0)!,
+    ),
   };
   if (!cfg.num_attention_heads || cfg.hidden_size % cfg.num_attention_heads) {
     throw new WebcapError(

@@ -21,10 +21,17 @@ import type { SavedNorm } from "../shaders/layernorm.ts";
 import { matmul, matmulBackward } from "../shaders/matmul.ts";
 import type { BertDecoderWeights } from "./bert_decoder.ts";
 import { floatWeight } from "../shaders/quant/qmatrix.ts";
-import { type Gradients, linearBackward, normBackward, normTrain } from "./grads.ts";
+import {
+  drop,
+  type DropSite,
+  type Gradients,
+  linearBackward,
+  linearDrop,
+  normBackward,
+  normTrain,
+  type TrainDropout,
+} from "./grads.ts";
 import { linear } from "./modules.ts";
-
-type Layer = BertDecoderWeights["layers"][number];
 
 interface SavedLayer {
   x: Tensor; // [R·T, h] block input
@@ -57,6 +64,15 @@ export interface BertSaved {
   tpre: Tensor; // [R·T, h] head transform before the activation
   t: Tensor;
   hn: SavedNorm; // head transform LayerNorm
+  dropout?: TrainDropout; // the dropout masks' key (none: dropout off)
+}
+
+/** BERT's dropout sites: the embeddings (k 0), then per block its three output projections. */
+const SITES = 3 << 20;
+type Proj = "attn" | "cross" | "out";
+function site(w: BertDecoderWeights, d: TrainDropout | undefined, i: number, k?: Proj): DropSite {
+  const j = k === undefined ? 0 : 1 + 3 * i + ["attn", "cross", "out"].indexOf(k);
+  return { d, p: w.config.hidden_dropout_prob, site: SITES + j };
 }
 
 /** The shapes and options one attention call of the decoder shares with its backward. */
@@ -98,25 +114,26 @@ interface Shape {
 function layerForward(
   rec: Recorder,
   w: BertDecoderWeights,
-  l: Layer,
+  i: number,
   x: Tensor,
-  sv: Shape & { enc: Tensor; keyLengths?: Tensor },
+  sv: Shape & { enc: Tensor; keyLengths?: Tensor; dropout?: TrainDropout },
 ): SavedLayer {
+  const l = w.layers[i], at = (k: Proj) => site(w, sv.dropout, i, k);
   const { R, T, E } = sv, H = w.config.num_attention_heads;
   const qkv = linear(rec, x, l.qkv);
   const probs = rec.temp([R, H, T, T]);
   const self = selfArgs(w, qkv, R, T);
   const a = attention(rec, { ...self, causal: { past: 0 }, keyLengths: sv.keyLengths, probs })
     .view([R * T, self.heads * self.headDim]);
-  const n1 = normTrain(rec, linear(rec, a, l.attnOut, { residual: x }), l.attnLn);
+  const n1 = normTrain(rec, linearDrop(rec, a, l.attnOut, at("attn"), x), l.attnLn);
   const q = linear(rec, n1.y, l.crossQ);
   const ckv = linear(rec, sv.enc, l.crossKv);
   const cprobs = rec.temp([R, H, T, E]);
   const ca = attention(rec, { ...crossArgs(w, q, ckv, sv), probs: cprobs }).view(a.shape);
-  const n2 = normTrain(rec, linear(rec, ca, l.crossOut, { residual: n1.y }), l.crossLn);
+  const n2 = normTrain(rec, linearDrop(rec, ca, l.crossOut, at("cross"), n1.y), l.crossLn);
   const pre = linear(rec, n2.y, l.inter);
   const f = unary(rec, pre, w.act);
-  const n3 = normTrain(rec, linear(rec, f, l.out, { residual: n2.y }), l.outLn);
+  const n3 = normTrain(rec, linearDrop(rec, f, l.out, at("out"), n2.y), l.outLn);
   return { x, qkv, probs, a, n1, q, ckv, cprobs, ca, n2, pre, f, n3 };
 }
 
@@ -124,13 +141,21 @@ function layerForward(
  * Teacher-forced forward of `ids [R·T]` (i32; row r holds positions 0..T−1) with
  * cross-attention over `enc [R·E, encHidden]`; `keyLengths [R]` (i32, optional) masks each
  * row's self-attention keys past its length (a right-padded attention mask). Returns logits
- * `[R·T, vocab]` and what the backward needs.
+ * `[R·T, vocab]` and what the backward needs. With `shape.dropout`, `hidden_dropout_prob`
+ * applies to the embeddings and every block's projections.
  */
 export function bertTrainForward(
   rec: Recorder,
   w: BertDecoderWeights,
   ids: Tensor,
-  shape: { R: number; T: number; enc: Tensor; E: number; keyLengths?: Tensor },
+  shape: {
+    R: number;
+    T: number;
+    enc: Tensor;
+    E: number;
+    keyLengths?: Tensor;
+    dropout?: TrainDropout;
+  },
 ): { logits: Tensor; saved: BertSaved } {
   const c = w.config, { R, T, E, enc } = shape;
   if (T > c.max_position_embeddings) {
@@ -149,9 +174,9 @@ export function bertTrainForward(
   const posIds = rec.upload(Int32Array.from({ length: R * T }, (_, i) => i % T), [R * T], "i32");
   const e = embedding(rec, w.wordEmb, ids, { pos: { table: w.posEmb, start: 0, period: T } });
   const emb = normTrain(rec, e, w.embLn);
-  let x = emb.y;
-  const layers = w.layers.map((l) => {
-    const s = layerForward(rec, w, l, x, shape);
+  let x = drop(rec, site(w, shape.dropout, 0), emb.y);
+  const layers = w.layers.map((_, i) => {
+    const s = layerForward(rec, w, i, x, shape);
     x = s.n3.y;
     return s;
   });
@@ -160,7 +185,7 @@ export function bertTrainForward(
   const hn = normTrain(rec, t, w.head.ln);
   const logits = matmul(rec, hn.y, w.head.decoder, { transposeW: true, bias: w.head.bias });
   const saved = { R, T, E, ids, posIds, enc, keyLengths: shape.keyLengths, emb, layers, xL: x };
-  return { logits, saved: { ...saved, tpre, t, hn } };
+  return { logits, saved: { ...saved, tpre, t, hn, dropout: shape.dropout } };
 }
 
 /**
@@ -170,7 +195,7 @@ export function bertTrainForward(
 function layerBackward(
   rec: Recorder,
   w: BertDecoderWeights,
-  l: Layer,
+  i: number,
   s: SavedLayer,
   sv: BertSaved,
   dOut: Tensor,
@@ -178,12 +203,13 @@ function layerBackward(
   dEnc: Tensor | undefined,
 ): Tensor {
   const { R, T, E } = sv, h = w.config.hidden_size;
+  const l = w.layers[i], at = (k: Proj) => site(w, sv.dropout, i, k);
   const dr3 = normBackward(rec, s.n3, l.outLn, dOut, g);
-  const df = linearBackward(rec, s.f, l.out, dr3, g)!;
+  const df = linearBackward(rec, s.f, l.out, drop(rec, at("out"), dr3), g)!;
   const dpre = unaryBackward(rec, s.pre, df, w.act);
   const dx2 = linearBackward(rec, s.n2.y, l.inter, dpre, g, { residual: dr3 })!;
   const dr2 = normBackward(rec, s.n2, l.crossLn, dx2, g);
-  const dca = linearBackward(rec, s.ca, l.crossOut, dr2, g)!;
+  const dca = linearBackward(rec, s.ca, l.crossOut, drop(rec, at("cross"), dr2), g)!;
   const dq = rec.temp([R * T, h]), dckv = rec.temp([R * E, 2 * h]);
   attentionBackward(rec, {
     ...crossArgs(w, s.q, s.ckv, sv),
@@ -196,7 +222,7 @@ function layerBackward(
   if (dEnc) accumulate(rec, dEnc, dEncL!);
   const dx1 = linearBackward(rec, s.n1.y, l.crossQ, dq, g, { residual: dr2 })!;
   const dr1 = normBackward(rec, s.n1, l.attnLn, dx1, g);
-  const da = linearBackward(rec, s.a, l.attnOut, dr1, g)!;
+  const da = linearBackward(rec, s.a, l.attnOut, drop(rec, at("attn"), dr1), g)!;
   const dqkv = rec.temp([R * T, 3 * h]);
   attentionBackward(rec, {
     ...selfArgs(w, s.qkv, R, T),
@@ -234,9 +260,9 @@ export function bertTrainBackward(
     ? rec.upload(new Float32Array(sv.enc.size), sv.enc.shape, "f32")
     : undefined;
   for (let i = w.layers.length - 1; i >= 0; i--) {
-    dx = layerBackward(rec, w, w.layers[i], sv.layers[i], sv, dx, g, dEnc);
+    dx = layerBackward(rec, w, i, sv.layers[i], sv, dx, g, dEnc);
   }
-  const de = normBackward(rec, sv.emb, w.embLn, dx, g);
+  const de = normBackward(rec, sv.emb, w.embLn, drop(rec, site(w, sv.dropout, 0), dx), g);
   const [dWord, dPos] = [g.of(floatWeight(w.wordEmb, "bert backward")), g.of(w.posEmb)];
   if (dWord) embeddingBackward(rec, de, sv.ids, dWord);
   if (dPos) embeddingBackward(rec, de, sv.posIds, dPos);

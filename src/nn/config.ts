@@ -40,3 +40,15 @@ export function configCount(
   }
   return v;
 }
+
+/** A probability `key` in [0, 1) (a dropout rate): `fallback` when absent, else a named BAD_CONFIG. */
+export function configRate(
+  c: Record<string, unknown>,
+  key: string,
+  where: string,
+  fallback: number,
+): number {
+  const v = configNumber(c, key, where, fallback);
+  if (v >= 1) throw new WebcapError("BAD_CONFIG", `${where}: "${key}" must be below 1, got ${v}`);
+  return v;
+}

@@ -12,7 +12,7 @@ import { type Activation, activationFromConfig } from "../shaders/activations.ts
 import { embedding } from "../shaders/embedding.ts";
 import { matmul } from "../shaders/matmul.ts";
 import type { Weight } from "../shaders/quant/qmatrix.ts";
-import { configCount, configNumber } from "./config.ts";
+import { configCount, configNumber, configRate } from "./config.ts";
 import * as kv from "./kv_cache.ts";
 import type { LayerNorm, Linear, Module } from "./modules.ts";
 import { linear, loadLayerNorm, loadLinear, norm } from "./modules.ts";
@@ -33,6 +33,10 @@ export interface Gpt2Config {
   scale_attn_by_inverse_layer_idx: boolean;
   /** The LM head is `wte` (HF default true); false reads a stored `lm_head.weight`. */
   tie_word_embeddings: boolean;
+  /** Dropout (training only) after each block's attention and MLP projections (HF default 0.1). */
+  resid_pdrop: number;
+  /** Dropout (training only) of the input embeddings (HF default 0.1). */
+  embd_pdrop: number;
 }
 
 /** Read and check a GPT-2 config object. */
@@ -51,6 +55,8 @@ export function gpt2Config(c: Record<string, unknown>, where: string): Gpt2Confi
     scale_attn_weights: c.scale_attn_weights !== false,
     scale_attn_by_inverse_layer_idx: c.scale_attn_by_inverse_layer_idx === true,
     tie_word_embeddings: c.tie_word_embeddings !== false,
+    resid_pdrop: configRate(c, "resid_pdrop", where, 0.1),
+    embd_pdrop: configRate(c, "embd_pdrop", where, 0.1),
   };
   if (!cfg.n_head || cfg.n_embd % cfg.n_head) {
     throw new WebcapError(

@@ -15,7 +15,16 @@ import type { SavedNorm } from "../shaders/layernorm.ts";
 import { matmul, matmulBackward } from "../shaders/matmul.ts";
 import { floatWeight } from "../shaders/quant/qmatrix.ts";
 import type { Gpt2Weights } from "./gpt2.ts";
-import { type Gradients, linearBackward, normBackward, normTrain } from "./grads.ts";
+import {
+  drop,
+  type DropSite,
+  type Gradients,
+  linearBackward,
+  linearDrop,
+  normBackward,
+  normTrain,
+  type TrainDropout,
+} from "./grads.ts";
 import { linear } from "./modules.ts";
 
 type Layer = Gpt2Weights["layers"][number];
@@ -54,8 +63,24 @@ export interface Gpt2Saved {
   layers: SavedLayer[];
   xL: Tensor;
   nf: SavedNorm;
+  /** The dropout masks' key (none: dropout off). */
+  dropout?: TrainDropout;
   /** Everything to release once the step is submitted. */
   keep: Tensor[];
+}
+
+/** GPT-2's dropout sites: the embeddings, then per block its attention, cross-attention, MLP. */
+const SITES = 1 << 20;
+type Resid = "attn" | "cross" | "mlp";
+function residSite(w: Gpt2Weights, d: TrainDropout | undefined, i: number, k: Resid): DropSite {
+  return {
+    d,
+    p: w.config.resid_pdrop,
+    site: SITES + 1 + 3 * i + ["attn", "cross", "mlp"].indexOf(k),
+  };
+}
+function embdSite(w: Gpt2Weights, d: TrainDropout | undefined): DropSite {
+  return { d, p: w.config.embd_pdrop, site: SITES };
 }
 
 function scaleOf(w: Gpt2Weights, i: number): number {
@@ -85,7 +110,7 @@ function crossForward(
   l: Layer,
   i: number,
   x1: Tensor,
-  s: { R: number; T: number; E: number; enc: Tensor; keep: Tensor[] },
+  s: { R: number; T: number; E: number; enc: Tensor; keep: Tensor[]; dropout?: TrainDropout },
 ): SavedCross {
   const c = w.config, h = c.n_embd, H = c.n_head, cl = l.cross!;
   const nc = saveNorm(s.keep, normTrain(rec, x1, cl.ln));
@@ -105,7 +130,7 @@ function crossForward(
     scale: scaleOf(w, i),
     probs,
   }).view([s.R * s.T, h]);
-  const x2 = linear(rec, ca, cl.proj, { residual: x1 });
+  const x2 = linearDrop(rec, ca, cl.proj, residSite(w, s.dropout, i, "cross"), x1);
   s.keep.push(q, ckv, ca, x2);
   return { nc, q, ckv, probs, ca, x2 };
 }
@@ -113,7 +138,8 @@ function crossForward(
 /**
  * Teacher-forced forward of `ids [R·T]` (i32; row r holds T positions from 0), or of input
  * embeddings `{ embeds: [R·T, h] }`, with cross-attention over `enc [R·E, h]`. Returns logits
- * `[R·T, vocab]` and what the backward needs.
+ * `[R·T, vocab]` and what the backward needs. With `dropout`, the embeddings and every block's
+ * projections are dropped out at the config's rates (`embd_pdrop`, `resid_pdrop`).
  */
 export function gpt2TrainForward(
   rec: Recorder,
@@ -122,6 +148,7 @@ export function gpt2TrainForward(
   R: number,
   T: number,
   enc?: { states: Tensor; E: number },
+  dropout?: TrainDropout,
 ): { logits: Tensor; saved: Gpt2Saved } {
   const c = w.config, h = c.n_embd, H = c.n_head;
   if (T > c.n_positions) {
@@ -151,6 +178,10 @@ export function gpt2TrainForward(
     ? embedding(rec, w.wte, ids, { pos })
     : embedFromInput(rec, input as { embeds: Tensor }, R * T, pos);
   keep.push(x);
+  if (dropout && w.config.embd_pdrop > 0) {
+    x = drop(rec, embdSite(w, dropout), x);
+    keep.push(x);
+  }
   const E = enc?.E ?? 0;
   const layers = w.layers.map((l, i): SavedLayer => {
     const n1 = saveNorm(keep, normTrain(rec, x, l.ln1));
@@ -170,16 +201,16 @@ export function gpt2TrainForward(
       scale: scaleOf(w, i),
       probs,
     }).view([R * T, h]);
-    const x1 = linear(rec, a, l.attnProj, { residual: x });
+    const x1 = linearDrop(rec, a, l.attnProj, residSite(w, dropout, i, "attn"), x);
     keep.push(qkv, a, x1);
     const cross = l.cross
-      ? crossForward(rec, w, l, i, x1, { R, T, E, enc: enc!.states, keep })
+      ? crossForward(rec, w, l, i, x1, { R, T, E, enc: enc!.states, keep, dropout })
       : undefined;
     const xc = cross?.x2 ?? x1;
     const n2 = saveNorm(keep, normTrain(rec, xc, l.ln2));
     const pre = linear(rec, n2.y, l.fc);
     const f = unary(rec, pre, w.act);
-    const out = linear(rec, f, l.proj, { residual: xc });
+    const out = linearDrop(rec, f, l.proj, residSite(w, dropout, i, "mlp"), xc);
     keep.push(pre, f, out);
     const saved = { x, n1, qkv, probs, a, x1, cross, n2, pre, f };
     x = out;
@@ -187,7 +218,8 @@ export function gpt2TrainForward(
   });
   const nf = saveNorm(keep, normTrain(rec, x, w.lnF));
   const logits = matmul(rec, nf.y, w.lmHead, { transposeW: true });
-  return { logits, saved: { R, T, E, ids, posIds, enc: enc?.states, layers, xL: x, nf, keep } };
+  const saved = { R, T, E, ids, posIds, enc: enc?.states, layers, xL: x, nf, dropout, keep };
+  return { logits, saved };
 }
 
 /** `embeds [n, h]` plus the position rows: a gather by ids `0 .. n-1`. */
@@ -222,13 +254,17 @@ function layerBackward(
   const c = w.config, h = c.n_embd, H = c.n_head, { R, T, E } = sv;
   const tmp: Tensor[] = [];
   const t = <X extends Tensor | undefined>(x: X): X => (x && tmp.push(x), x);
-  const df = t(linearBackward(rec, s.f, l.proj, dOut, g))!;
+  const through = (k: Resid, dy: Tensor) => { // the gradient through a projection's dropout
+    const d = drop(rec, residSite(w, sv.dropout, i, k), dy);
+    return d === dy ? dy : t(d);
+  };
+  const df = t(linearBackward(rec, s.f, l.proj, through("mlp", dOut), g))!;
   const dpre = t(unaryBackward(rec, s.pre, df, w.act));
   const dn2 = t(linearBackward(rec, s.n2.y, l.fc, dpre, g))!;
   let dx1 = t(normBackward(rec, s.n2, l.ln2, dn2, g, dOut));
   if (l.cross && s.cross) {
     const sc = s.cross, cl = l.cross;
-    const dca = t(linearBackward(rec, sc.ca, cl.proj, dx1, g))!;
+    const dca = t(linearBackward(rec, sc.ca, cl.proj, through("cross", dx1), g))!;
     const dq = rec.temp([R * T, h]);
     const dckv = rec.temp([R * E, 2 * h]);
     const [qo, ko, vo] = crossOps(sc.q, sc.ckv, T, E, h);
@@ -252,7 +288,7 @@ function layerBackward(
     if (dEnc) accumulate(rec, dEnc, dEncL!);
     dx1 = t(normBackward(rec, sc.nc, cl.ln, dnc, g, dx1));
   }
-  const da = t(linearBackward(rec, s.a, l.attnProj, dx1, g))!;
+  const da = t(linearBackward(rec, s.a, l.attnProj, through("attn", dx1), g))!;
   const dqkv = rec.temp([R * T, 3 * h]);
   const [q, k, v] = selfOps(s.qkv, T, h);
   attentionBackward(rec, {
@@ -312,6 +348,11 @@ export function gpt2TrainBackward(
     const next = layerBackward(rec, w, w.layers[i], i, sv.layers[i], sv, dx, g, dEnc);
     rec.releaseAfterSubmit(dx);
     dx = next;
+  }
+  if (sv.dropout && w.config.embd_pdrop > 0) {
+    const dEmb = drop(rec, embdSite(w, sv.dropout), dx);
+    rec.releaseAfterSubmit(dx);
+    dx = dEmb;
   }
   const dWte = g.of(floatWeight(w.wte, "gpt2 backward")), dWpe = g.of(w.wpe);
   if (!sv.ids) accumulate(rec, dEmbeds!, dx);

@@ -4,18 +4,20 @@
  * distinct parameter tensor, in its layout (stacked q/k/v share one, each part at its `Param`'s
  * offset; a tied table gets one that both uses accumulate into); frozen tensors get none, and the
  * backward skips their gradients. Every backward op accumulates, so a gradient holds the sum over
- * all uses until {@link Gradients.zero}.
+ * all uses until {@link Gradients.zero}. Dropout while training ({@link TrainDropout}): each
+ * dropout a site whose mask its backward recomputes from the same key.
  * @module
  */
 import { WebcapError } from "../errors.ts";
 import type { Gpu } from "../gpu/device.ts";
 import type { Recorder } from "../gpu/recorder.ts";
 import { numel, ownedTensor, type Tensor } from "../gpu/tensor.ts";
+import { dropout } from "../shaders/elementwise.ts";
 import { layerNormBackward, layerNormTrain, type SavedNorm } from "../shaders/layernorm.ts";
 import { matmulBackward } from "../shaders/matmul.ts";
 import { bindWindow, fill, windows } from "../shaders/optim.ts";
 import { floatWeight } from "../shaders/quant/qmatrix.ts";
-import type { LayerNorm, Linear } from "./modules.ts";
+import { type LayerNorm, type Linear, linear } from "./modules.ts";
 import type { Param } from "./params.ts";
 
 /** f16 and quantized parameters cannot be trained: there is no f32 master copy to accumulate small updates. */
@@ -121,4 +123,45 @@ export function normBackward(
   residual?: Tensor,
 ): Tensor {
   return layerNormBackward(rec, s, ln.w, dy, { dGamma: g.of(ln.w), dBeta: g.of(ln.b) }, residual);
+}
+
+/** Dropout while training: the seed and the step (each micro-batch its own) of every mask. */
+export interface TrainDropout {
+  /** An integer in [0, 2^53). */
+  seed: number;
+  /** An integer in [0, 2^32). */
+  step: number;
+}
+
+/** One dropout of a model: rate `p` at `site` (its mask id), off without `d` or at p = 0. */
+export interface DropSite {
+  d: TrainDropout | undefined;
+  p: number;
+  site: number;
+}
+
+function dropOn(s: DropSite): s is DropSite & { d: TrainDropout } {
+  return s.d !== undefined && s.p > 0;
+}
+
+/**
+ * `dropout(x)` at site `s` (x itself when off). Dropout is linear: this same call on the output's
+ * gradient is its backward (and that of the dropout in {@link linearDrop}).
+ */
+export function drop(rec: Recorder, s: DropSite, x: Tensor): Tensor {
+  return dropOn(s) ? dropout(rec, x, s.p, { ...s.d, site: s.site }) : x;
+}
+
+/** `residual + dropout(linear(x))` at site `s` (the plain fused linear when off). */
+export function linearDrop(
+  rec: Recorder,
+  x: Tensor,
+  l: Linear,
+  s: DropSite,
+  residual?: Tensor,
+): Tensor {
+  if (!dropOn(s)) return linear(rec, x, l, { residual });
+  const y = linear(rec, x, l);
+  rec.releaseAfterSubmit(y);
+  return dropout(rec, y, s.p, { ...s.d, site: s.site }, residual);
 }

@@ -13,7 +13,7 @@ import { attention } from "../shaders/attention.ts";
 import { prependRow } from "../shaders/copy.ts";
 import { binary } from "../shaders/elementwise.ts";
 import { patchify } from "../shaders/patchify.ts";
-import { configCount, configNumber } from "./config.ts";
+import { configCount, configNumber, configRate } from "./config.ts";
 import type { LayerNorm, Linear, Module } from "./modules.ts";
 import { linear, loadLayerNorm, loadLinear, loadStackedLinear, norm } from "./modules.ts";
 import type { ParamLoader } from "./params.ts";
@@ -30,6 +30,8 @@ export interface VitConfig {
   num_channels: number;
   layer_norm_eps: number;
   hidden_act: string;
+  /** Dropout (training only) of the embeddings and each block's two projections (HF default 0). */
+  hidden_dropout_prob: number;
 }
 
 /** Read and check a ViT config object. */
@@ -45,6 +47,7 @@ export function vitConfig(c: Record<string, unknown>, where: string): VitConfig 
     num_channels: count("num_channels", 3),
     layer_norm_eps: configNumber(c, "layer_norm_eps", where, 1e-12),
     hidden_act: String(c.hidden_act ?? "gelu"),
+    hidden_dropout_prob: configRate(c, "hidden_dropout_prob", where, 0),
   };
   if (!cfg.num_attention_heads || cfg.hidden_size % cfg.num_attention_heads) {
     throw new WebcapError(

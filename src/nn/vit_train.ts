@@ -13,7 +13,16 @@ import { binary, unary, unaryBackward } from "../shaders/elementwise.ts";
 import { embedding, embeddingBackward } from "../shaders/embedding.ts";
 import type { SavedNorm } from "../shaders/layernorm.ts";
 import { patchify } from "../shaders/patchify.ts";
-import { type Gradients, linearBackward, normBackward, normTrain } from "./grads.ts";
+import {
+  drop,
+  type DropSite,
+  type Gradients,
+  linearBackward,
+  linearDrop,
+  normBackward,
+  normTrain,
+  type TrainDropout,
+} from "./grads.ts";
 import { linear } from "./modules.ts";
 import type { VitWeights } from "./vit.ts";
 
@@ -35,19 +44,32 @@ export interface VitSaved {
   pre?: SavedNorm;
   layers: SavedLayer[];
   final?: SavedNorm;
+  /** The dropout masks' key (none: dropout off). */
+  dropout?: TrainDropout;
   keep: Tensor[];
 }
+
+/** ViT's dropout sites: the embeddings (k 0), then per block its attention output and MLP. */
+const SITES = 2 << 20;
+function site(w: VitWeights, d: TrainDropout | undefined, k: number): DropSite {
+  return { d, p: w.config.hidden_dropout_prob, site: SITES + k };
+}
+const attnSite = (i: number) => 1 + 2 * i, mlpSite = (i: number) => 2 + 2 * i;
 
 function qkvOps(qkv: Tensor, S: number, h: number): [AttnOperand, AttnOperand, AttnOperand] {
   const op = (offset: number) => ({ t: qkv, offset, posStride: 3 * h, rowStride: S * 3 * h });
   return [op(0), op(h), op(2 * h)];
 }
 
-/** `pixels [N, C, H, W]` → last hidden state `[N·S, h]` and what the backward needs. */
+/**
+ * `pixels [N, C, H, W]` → last hidden state `[N·S, h]` and what the backward needs; with
+ * `dropout`, `hidden_dropout_prob` applies to the embeddings and every block's projections.
+ */
 export function vitTrainForward(
   rec: Recorder,
   w: VitWeights,
   pixels: Tensor,
+  dropout?: TrainDropout,
 ): { hidden: Tensor; saved: VitSaved } {
   const c = w.config, h = c.hidden_size, H = c.num_attention_heads;
   const [N, C, Hh, Ww] = pixels.shape;
@@ -69,9 +91,11 @@ export function vitTrainForward(
   const withCls = prependRow(rec, emb, w.cls);
   let x = binary(rec, withCls, w.pos, "add").view([N * S, h]);
   keep.push(patches, emb, withCls, x);
+  const xd = drop(rec, site(w, dropout, 0), x);
+  if (xd !== x) keep.push(x = xd);
   const pre = w.preNorm ? norm(x, w.preNorm) : undefined;
   if (pre) x = pre.y;
-  const layers = w.layers.map((l): SavedLayer => {
+  const layers = w.layers.map((l, i): SavedLayer => {
     const n1 = norm(x, l.ln1);
     const qkv = linear(rec, n1.y, l.qkv);
     const probs = rec.temp([N, H, S, S]);
@@ -88,33 +112,36 @@ export function vitTrainForward(
       scale: 1 / Math.sqrt(h / H),
       probs,
     }).view([N * S, h]);
-    const x1 = linear(rec, a, l.attnOut, { residual: x });
+    const x1 = linearDrop(rec, a, l.attnOut, site(w, dropout, attnSite(i)), x);
     const n2 = norm(x1, l.ln2);
     const pre = linear(rec, n2.y, l.fc1);
     const f = unary(rec, pre, w.act);
-    x = linear(rec, f, l.fc2, { residual: x1 });
+    x = linearDrop(rec, f, l.fc2, site(w, dropout, mlpSite(i)), x1);
     keep.push(qkv, a, x1, pre, f, x);
     return { n1, qkv, probs, a, n2, pre, f };
   });
   const final = w.finalNorm ? norm(x, w.finalNorm) : undefined;
-  return { hidden: final?.y ?? x, saved: { N, S, patches, pre, layers, final, keep } };
+  return { hidden: final?.y ?? x, saved: { N, S, patches, pre, layers, final, dropout, keep } };
 }
 
 function layerBackward(
   rec: Recorder,
   w: VitWeights,
-  l: VitWeights["layers"][number],
+  i: number,
   s: SavedLayer,
   sv: VitSaved,
   dOut: Tensor,
   g: Gradients,
 ): Tensor {
   const h = w.config.hidden_size, H = w.config.num_attention_heads, { N, S } = sv;
-  const df = linearBackward(rec, s.f, l.fc2, dOut, g)!;
+  const l = w.layers[i];
+  const dy2 = drop(rec, site(w, sv.dropout, mlpSite(i)), dOut);
+  const df = linearBackward(rec, s.f, l.fc2, dy2, g)!;
   const dpre = unaryBackward(rec, s.pre, df, w.act);
   const dn2 = linearBackward(rec, s.n2.y, l.fc1, dpre, g)!;
   const dx1 = normBackward(rec, s.n2, l.ln2, dn2, g, dOut);
-  const da = linearBackward(rec, s.a, l.attnOut, dx1, g)!;
+  const dy1 = drop(rec, site(w, sv.dropout, attnSite(i)), dx1);
+  const da = linearBackward(rec, s.a, l.attnOut, dy1, g)!;
   const dqkv = rec.temp([N * S, 3 * h]);
   const [q, k, v] = qkvOps(s.qkv, S, h);
   attentionBackward(rec, {
@@ -135,6 +162,8 @@ function layerBackward(
   const dn1 = linearBackward(rec, s.n1.y, l.qkv, dqkv, g)!;
   const dx = normBackward(rec, s.n1, l.ln1, dn1, g, dx1);
   rec.releaseAfterSubmit(df, dpre, dn2, dx1, da, dn1);
+  if (dy2 !== dOut) rec.releaseAfterSubmit(dy2);
+  if (dy1 !== dx1) rec.releaseAfterSubmit(dy1);
   return dx;
 }
 
@@ -157,7 +186,7 @@ export function vitTrainBackward(
   const h = w.config.hidden_size, { N, S } = sv;
   let dx = sv.final ? normBackward(rec, sv.final, w.finalNorm!, dHidden, g) : dHidden;
   for (let i = w.layers.length - 1; i >= 0; i--) {
-    const next = layerBackward(rec, w, w.layers[i], sv.layers[i], sv, dx, g);
+    const next = layerBackward(rec, w, i, sv.layers[i], sv, dx, g);
     if (dx !== dHidden) rec.releaseAfterSubmit(dx);
     dx = next;
   }
@@ -165,6 +194,11 @@ export function vitTrainBackward(
     const next = normBackward(rec, sv.pre, w.preNorm!, dx, g);
     rec.releaseAfterSubmit(dx);
     dx = next;
+  }
+  const dEmbDrop = drop(rec, site(w, sv.dropout, 0), dx);
+  if (dEmbDrop !== dx) {
+    if (dx !== dHidden) rec.releaseAfterSubmit(dx);
+    dx = dEmbDrop;
   }
   const dPos = g.of(w.pos), dCls = g.of(w.cls);
   if (dPos) embeddingBackward(rec, dx, positionIds(rec, N, S, (s) => s), dPos);

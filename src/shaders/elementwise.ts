@@ -1,11 +1,12 @@
 /**
  * Elementwise ops: an activation (`gelu`, `gelu_new`, `quick_gelu`, `relu`, `tanh`,
  * `sigmoid`), and `a ⊕ b` (add, mul) where `b` repeats over `a` (`b.size` divides `a.size`:
- * a bias `[D]` or position table `[S, D]` broadcast over leading dimensions).
+ * a bias `[D]` or position table `[S, D]` broadcast over leading dimensions); dropout with
+ * counter-based masks (Philox4x32-10), recomputed in the backward from the same key.
  * @module
  */
 import { WebcapError } from "../errors.ts";
-import { Kernel, read, readWrite } from "../gpu/kernel.ts";
+import { Kernel, optional, read, readWrite } from "../gpu/kernel.ts";
 import type { Recorder } from "../gpu/recorder.ts";
 import type { Tensor } from "../gpu/tensor.ts";
 import { type Activation, activationGradWgsl, activationWgsl } from "./activations.ts";
@@ -118,4 +119,108 @@ export function accumulate(rec: Recorder, y: Tensor, x: Tensor): void {
     bind: { X: x, Y: y },
     groups: Math.ceil(x.size / 256),
   });
+}
+
+// ---- dropout ----
+
+/**
+ * Where a dropout mask comes from: Philox4x32-10 keyed by `seed`, counter `(element, site, step,
+ * 0)`. The same key gives the same mask on every adapter, so the backward recomputes it instead
+ * of storing it (a few integer ops per element against a tensor-sized buffer per dropout).
+ */
+export interface DropoutKey {
+  /** The seed, an integer in [0, 2^53). */
+  seed: number;
+  /** The training step (each micro-batch its own), an integer in [0, 2^32). */
+  step: number;
+  /** Which dropout of the model (the same in its forward and backward), in [0, 2^32). */
+  site: number;
+}
+
+/** Philox4x32-10's first output word for `counter` under `key` (WGSL; `mulhi` by 16-bit halves). */
+const PHILOX_WGSL = `
+fn mulhi(a: u32, b: u32) -> u32 {
+  let al = a & 0xffffu; let ah = a >> 16u; let bl = b & 0xffffu; let bh = b >> 16u;
+  let lh = al * bh; let hl = ah * bl;
+  let mid = ((al * bl) >> 16u) + (lh & 0xffffu) + (hl & 0xffffu);
+  return ah * bh + (lh >> 16u) + (hl >> 16u) + (mid >> 16u);
+}
+fn philox(counter: vec4u, key: vec2u) -> u32 {
+  var c = counter; var k = key;
+  for (var r = 0u; r < 10u; r++) {
+    let lo0 = 0xD2511F53u * c.x; let hi0 = mulhi(0xD2511F53u, c.x);
+    let lo1 = 0xCD9E8D57u * c.z; let hi1 = mulhi(0xCD9E8D57u, c.z);
+    c = vec4u(hi1 ^ c.y ^ k.x, lo1, hi0 ^ c.w ^ k.y, lo0);
+    k = k + vec2u(0x9E3779B9u, 0xBB67AE85u);
+  }
+  return c.x;
+}`;
+
+const DROPOUT = new Kernel({
+  name: "dropout",
+  uniforms: {
+    n: "u32",
+    below: "u32",
+    scale: "f32",
+    k0: "u32",
+    k1: "u32",
+    step: "u32",
+    site: "u32",
+  },
+  storage: { X: read(), Res: optional(read()), Y: readWrite() },
+  workgroupSize: [256],
+  body: (_, has) => `
+${PHILOX_WGSL}
+fn kernel(wg: vec3u, lid: vec3u) {
+  let i = wg.x * WG_X + lid.x;
+  if (i >= p.n) { return; }
+  let kept = philox(vec4u(i, p.site, p.step, 0u), vec2u(p.k0, p.k1)) >= p.below;
+  let y = select(0.0, f32(X[i]) * p.scale, kept);
+  Y[i] = Y_t(${has.Res ? "f32(Res[i]) + y" : "y"});
+}`,
+});
+
+/** The Philox key words and the drop threshold of `p` (drop when the draw is below it). */
+function dropoutWords(p: number, key: DropoutKey) {
+  const ok = (v: number, top: number) => Number.isInteger(v) && v >= 0 && v < top;
+  if (
+    !(p >= 0 && p < 1) || !ok(key.seed, 2 ** 53) || !ok(key.step, 2 ** 32) || !ok(key.site, 2 ** 32)
+  ) {
+    throw new WebcapError(
+      "BAD_OPTION",
+      `dropout: p ${p} must be in [0, 1), seed ${key.seed} an integer in [0, 2^53), step ` +
+        `${key.step} and site ${key.site} integers in [0, 2^32)`,
+    );
+  }
+  return {
+    below: Math.min(Math.round(p * 2 ** 32), 2 ** 32 - 1),
+    scale: 1 / (1 - p),
+    k0: key.seed % 2 ** 32,
+    k1: Math.floor(key.seed / 2 ** 32),
+  };
+}
+
+/**
+ * `y = residual + x · mask / (1 − p)` elementwise (no residual: 0), the mask keeping each element
+ * with probability 1 − p as drawn for `key`. Linear in x: its backward is the same call on `dY`
+ * with the same key (the residual's gradient is `dY` itself).
+ */
+export function dropout(
+  rec: Recorder,
+  x: Tensor,
+  p: number,
+  key: DropoutKey,
+  residual?: Tensor,
+): Tensor {
+  if (residual && residual.size !== x.size) {
+    throw new WebcapError("BAD_SHAPE", `dropout: residual [${residual.shape}] is not [${x.shape}]`);
+  }
+  const words = dropoutWords(p, key);
+  const y = rec.output(x.shape);
+  DROPOUT.record(rec, {
+    uniforms: { n: x.size, ...words, step: key.step, site: key.site },
+    bind: residual ? { X: x, Res: residual, Y: y } : { X: x, Y: y },
+    groups: Math.ceil(x.size / 256),
+  });
+  return y;
 }

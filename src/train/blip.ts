@@ -25,6 +25,8 @@ export interface BlipTrain extends VisionTextModel {
   text: BertDecoderWeights;
   /** `text_config.bos_token_id`: the first token of every caption and sample. */
   startId: number;
+  /** `text_config.sep_token_id`: the end of every caption. */
+  eosId: number;
   padId: number;
   vocab: number;
   /** `text_config.label_smoothing` of the caption loss. */
@@ -35,10 +37,10 @@ export interface BlipTrain extends VisionTextModel {
 /** The BERT decoder as the decoder of `lossAndGrads`; `batch.keyLengths` mask padded keys. */
 function bertDecoder(text: BertDecoderWeights): TrainDecoder {
   return {
-    forward(rec, ids, batch, enc) {
+    forward(rec, ids, batch, enc, dropout) {
       const { R, T } = batch, lengths = batch.keyLengths;
       const keyLengths = lengths && rec.upload(lengths, [R], "i32");
-      const shape = { R, T, enc: enc.states, E: enc.E, keyLengths };
+      const shape = { R, T, enc: enc.states, E: enc.E, keyLengths, dropout };
       const { logits, saved } = bertTrainForward(rec, text, ids, shape);
       return {
         logits,
@@ -71,6 +73,7 @@ export async function loadBlipTrain(gpu: Gpu, dir: string): Promise<BlipTrain> {
       decoder: bertDecoder(text),
       params: p.params,
       startId: ids.decoderStartTokenId,
+      eosId: ids.eosTokenId,
       padId: ids.padTokenId,
       vocab: text.config.vocab_size,
       labelSmoothing: eps,

@@ -16,7 +16,7 @@ import { WebcapError } from "../errors.ts";
 import type { CaptionModel } from "../arch/caption_model.ts";
 import { Recorder } from "../gpu/recorder.ts";
 import { numel } from "../gpu/tensor.ts";
-import { asModelFiles, type ModelFiles } from "../io/model_files.ts";
+import { asModelFiles, type ModelFiles, subFolder } from "../io/model_files.ts";
 import { openSafetensors } from "../io/safetensors.ts";
 import { type TensorToWrite, writeSafetensors } from "../io/safetensors_write.ts";
 import { openWeights, type WeightStore } from "../io/weights.ts";
@@ -41,6 +41,29 @@ const COPIED = [
   "word_map.json",
 ];
 
+/** The weight files a copied sub-folder may hold. */
+const WEIGHT_FILES = ["model.safetensors", "pytorch_model.bin"];
+
+/** Where a checkpoint's files go: the Hugging Face layout, or an architecture's own. */
+export interface CheckpointLayout {
+  /** The config file the source must have (copied). */
+  config: string;
+  /** The weights file written. */
+  weights: string;
+  /** The source's weights. */
+  open(files: ModelFiles): Promise<WeightStore>;
+  /** Sub-folders of frozen parts copied as stored (their config, weights and processor files). */
+  folders: readonly string[];
+}
+
+/** `config.json` and `model.safetensors` (ViT-GPT2, BLIP, Show-Attend-Tell). */
+export const HF_LAYOUT: CheckpointLayout = {
+  config: "config.json",
+  weights: "model.safetensors",
+  open: openWeights,
+  folders: [],
+};
+
 /** What a checkpoint saves of a model: its parameters (a `CaptionModel`, or a model held for training). */
 export type Saved = Pick<CaptionModel, "params">;
 
@@ -52,6 +75,8 @@ export interface SaveOptions {
   optimizer?: Optimizer;
   /** More fields for `trainer_state.json` (epoch, losses, …). */
   state?: Record<string, unknown>;
+  /** The folder layout (default {@link HF_LAYOUT}). */
+  layout?: CheckpointLayout;
 }
 
 /** `trainer_state.json` as written. */
@@ -148,6 +173,14 @@ async function optimizerTensors(opt: Optimizer): Promise<TensorToWrite[]> {
   }));
 }
 
+/** Copy the files of `names` that `files` has into the folder `to`. */
+async function copyFiles(files: ModelFiles, to: string, names: Iterable<string>): Promise<void> {
+  for (const name of names) {
+    const bytes = await files.bytes(name);
+    if (bytes) await Deno.writeFile(`${to}/${name}`, bytes);
+  }
+}
+
 /** Write every file of the checkpoint into `tmp`. */
 async function writeFolder(
   tmp: string,
@@ -155,18 +188,19 @@ async function writeFolder(
   model: Saved,
   opts: SaveOptions,
 ): Promise<void> {
-  const store = await openWeights(files);
+  const layout = opts.layout ?? HF_LAYOUT;
+  const store = await layout.open(files);
   try {
     const fromGpu = await readTrainable(model.params);
-    await writeSafetensors(`${tmp}/model.safetensors`, modelTensors(store, model.params, fromGpu), {
-      format: "pt",
-    });
+    const tensors = modelTensors(store, model.params, fromGpu);
+    await writeSafetensors(`${tmp}/${layout.weights}`, tensors, { format: "pt" });
   } finally {
     store.close();
   }
-  for (const name of COPIED) {
-    const bytes = await files.bytes(name);
-    if (bytes) await Deno.writeFile(`${tmp}/${name}`, bytes);
+  await copyFiles(files, tmp, new Set([layout.config, ...COPIED]));
+  for (const folder of layout.folders) {
+    await Deno.mkdir(`${tmp}/${folder}`);
+    await copyFiles(subFolder(files, folder), `${tmp}/${folder}`, [...COPIED, ...WEIGHT_FILES]);
   }
   const opt = opts.optimizer;
   if (opt) {
@@ -186,7 +220,7 @@ async function writeFolder(
  * Save `model` (loaded from `opts.source`) and the optimizer's state as a checkpoint folder
  * `dir`, replacing an earlier checkpoint there atomically.
  * @throws WebcapError BAD_OPTION when `dir` exists and is not a checkpoint, the source has no
- *   `config.json`, or the optimizer is between micro-batches of a step.
+ *   config file of the layout, or the optimizer is between micro-batches of a step.
  */
 export async function saveCheckpoint(
   dir: string,
@@ -201,11 +235,11 @@ export async function saveCheckpoint(
         "applied; save right after a step",
     );
   }
-  if ((await files.text("config.json")) === undefined) {
+  const config = (opts.layout ?? HF_LAYOUT).config;
+  if ((await files.text(config)) === undefined) {
     throw new WebcapError(
       "BAD_OPTION",
-      `save: ${files.source} has no config.json; checkpoints are written in the layout of ` +
-        "config.json models (ViT-GPT2, BLIP, Show-Attend-Tell), not ClipCap's two-folder one",
+      `save: ${files.source} has no ${config}; a checkpoint is written in the layout of its source`,
     );
   }
   await checkTarget(dir);

@@ -30,7 +30,7 @@ import {
 import { type Gpt2Weights, loadGpt2 } from "../nn/gpt2.ts";
 import { gpt2TrainBackward, gpt2TrainForward } from "../nn/gpt2_train.ts";
 import { floatWeight } from "../shaders/quant/qmatrix.ts";
-import { Gradients, linearBackward } from "../nn/grads.ts";
+import { Gradients, linearBackward, type TrainDropout } from "../nn/grads.ts";
 import { type Linear, linear } from "../nn/modules.ts";
 import { type Param, ParamLoader } from "../nn/params.ts";
 import { copy2d } from "../shaders/copy.ts";
@@ -175,15 +175,19 @@ function projectBackward(
 }
 
 /**
- * Loss and the gradient of every trainable parameter (mapping network, GPT-2) for `batch`
- * (from {@link clipCapBatch}) over `imageEmbeds [N, prefix_size]`, in one submit.
+ * Record the loss and the gradient of every trainable parameter (mapping network, GPT-2) for
+ * `batch` (from {@link clipCapBatch}) over `imageEmbeds [N, prefix_size]` into `g`, GPT-2's
+ * dropouts applied when `dropout` is given. Every tensor
+ * it makes, `rows [R·T, 2]` and `logits` included, is released after the submit.
  */
-export async function clipCapLossAndGrads(
-  gpu: Gpu,
+export function recordClipCapLoss(
+  rec: Recorder,
   m: ClipCapTrain,
   imageEmbeds: Tensor,
   batch: TokenBatch,
-): Promise<LossAndGrads> {
+  g: Gradients,
+  dropout?: TrainDropout,
+): { rows: Tensor; logits: Tensor } {
   const N = imageEmbeds.shape[0], { R, T } = batch, L = m.config.prefixLength;
   const h = m.gpt2.config.n_embd;
   if (R !== N || batch.ids.length !== R * T || imageEmbeds.size !== N * m.config.prefixSize) {
@@ -192,27 +196,43 @@ export async function clipCapLossAndGrads(
       `batch sizes disagree: ${R} captions of ${T} positions for image embeddings [${imageEmbeds.shape}]`,
     );
   }
+  const up = <A extends Int32Array | Float32Array>(a: A, dtype: "i32" | "f32") =>
+    rec.upload(a, [a.length], dtype);
+  const ids = up(batch.ids, "i32");
+  const proj = projectForward(rec, m, imageEmbeds);
+  const embeds = embedding(rec, m.gpt2.wte, ids); // [R·T, h]; prefix rows are written next
+  const prefixRows = { n: N, width: L * h, srcOff: 0, group: 1, dstOff: 0, dstInner: 0 };
+  copy2d(rec, proj.prefix, embeds, { ...prefixRows, srcStride: L * h, dstOuter: T * h });
+  const dec = gpt2TrainForward(rec, m.gpt2, { embeds }, R, T, undefined, dropout);
+  const ce = crossEntropy(rec, dec.logits, up(batch.targets, "i32"), up(batch.weights, "f32"));
+  const dEmbeds = uploadTensor(rec.gpu, new Float32Array(R * T * h), [R * T, h], "f32", "d-embeds");
+  gpt2TrainBackward(rec, m.gpt2, dec.saved, ce.dLogits, g, false, dEmbeds);
+  const dWte = g.of(floatWeight(m.gpt2.wte, "clipcap backward"));
+  if (dWte) embeddingBackward(rec, dEmbeds, ids, dWte); // prefix ids −1 add nothing
+  const dPrefix = rec.temp([N, L * h]);
+  copy2d(rec, dEmbeds, dPrefix, { ...prefixRows, srcStride: T * h, dstOuter: L * h });
+  projectBackward(rec, m, proj, dPrefix, g);
+  rec.releaseAfterSubmit(embeds, dEmbeds, proj.prefix, dec.logits, ce.rows, ce.dLogits);
+  return { rows: ce.rows, logits: dec.logits };
+}
+
+/**
+ * Loss and the gradient of every trainable parameter (mapping network, GPT-2) for `batch`
+ * (from {@link clipCapBatch}) over `imageEmbeds [N, prefix_size]`, in one submit (GPT-2's
+ * dropouts with `dropout`).
+ */
+export async function clipCapLossAndGrads(
+  gpu: Gpu,
+  m: ClipCapTrain,
+  imageEmbeds: Tensor,
+  batch: TokenBatch,
+  dropout?: TrainDropout,
+): Promise<LossAndGrads> {
   const g = new Gradients(gpu, m.params);
   try {
     const rec = new Recorder(gpu);
-    const up = <A extends Int32Array | Float32Array>(a: A, dtype: "i32" | "f32") =>
-      rec.upload(a, [a.length], dtype);
-    const ids = up(batch.ids, "i32");
-    const proj = projectForward(rec, m, imageEmbeds);
-    const embeds = embedding(rec, m.gpt2.wte, ids); // [R·T, h]; prefix rows are written next
-    const prefixRows = { n: N, width: L * h, srcOff: 0, group: 1, dstOff: 0, dstInner: 0 };
-    copy2d(rec, proj.prefix, embeds, { ...prefixRows, srcStride: L * h, dstOuter: T * h });
-    const dec = gpt2TrainForward(rec, m.gpt2, { embeds }, R, T);
-    const ce = crossEntropy(rec, dec.logits, up(batch.targets, "i32"), up(batch.weights, "f32"));
-    const dEmbeds = uploadTensor(gpu, new Float32Array(R * T * h), [R * T, h], "f32", "d-embeds");
-    gpt2TrainBackward(rec, m.gpt2, dec.saved, ce.dLogits, g, false, dEmbeds);
-    const dWte = g.of(floatWeight(m.gpt2.wte, "clipcap backward"));
-    if (dWte) embeddingBackward(rec, dEmbeds, ids, dWte); // prefix ids −1 add nothing
-    const dPrefix = rec.temp([N, L * h]);
-    copy2d(rec, dEmbeds, dPrefix, { ...prefixRows, srcStride: T * h, dstOuter: L * h });
-    projectBackward(rec, m, proj, dPrefix, g);
-    rec.releaseAfterSubmit(embeds, dEmbeds, proj.prefix, dec.logits, ce.rows, ce.dLogits);
-    const rows = rec.readTensor(ce.rows), logits = rec.readTensor(dec.logits);
+    const out = recordClipCapLoss(rec, m, imageEmbeds, batch, g, dropout);
+    const rows = rec.readTensor(out.rows), logits = rec.readTensor(out.logits);
     const grads = g.read(rec);
     await rec.submit();
     return {

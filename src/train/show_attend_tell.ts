@@ -3,11 +3,13 @@
  * computed once per image): teacher forcing over `[start; caption]`, the LSTM run for the longest
  * caption with each row's steps past its own length masked (what sorting by length and
  * `batch_size_t` do), loss = mean next-word cross-entropy over the caption tokens +
- * `alpha_c·((1 − Σ_t α)²).mean()` over rows and pixels. No dropout (the check is deterministic).
+ * `alpha_c·((1 − Σ_t α)²).mean()` over rows and pixels. Dropout (`dropout` in config.json, default
+ * 0.5 as `DecoderWithAttention`) of h before `fc` when a dropout key is given.
  * @module
  */
 import { WebcapError } from "../errors.ts";
 import { readModelJson } from "../arch/model_json.ts";
+import { configRate } from "../nn/config.ts";
 import {
   loadSatDecoder,
   type SatDecoderWeights,
@@ -19,7 +21,7 @@ import { Recorder } from "../gpu/recorder.ts";
 import type { Tensor } from "../gpu/tensor.ts";
 import { asModelFiles, fileLocation } from "../io/model_files.ts";
 import { openWeights } from "../io/weights.ts";
-import { Gradients, linearBackward } from "../nn/grads.ts";
+import { drop, Gradients, linearBackward, type TrainDropout } from "../nn/grads.ts";
 import { linear } from "../nn/modules.ts";
 import { type Param, ParamLoader } from "../nn/params.ts";
 import { loadResNet, resnetEncode, type ResNetWeights } from "../nn/resnet.ts";
@@ -44,6 +46,8 @@ export interface SatTrain {
   config: ShowAttendTellConfig;
   /** Weight λ of the doubly stochastic attention term (`alpha_c` in config.json, default 1). */
   alphaC: number;
+  /** Dropout rate of h before `fc` while training (`dropout`, default 0.5). */
+  dropout: number;
   /** Frozen: only run once per image by {@link satFeatures}. */
   resnet: ResNetWeights;
   decoder: SatDecoderWeights;
@@ -64,6 +68,7 @@ export async function loadSatTrain(gpu: Gpu, dir: string): Promise<SatTrain> {
   if (typeof alphaC !== "number" || !(alphaC >= 0) || !Number.isFinite(alphaC)) {
     throw new WebcapError("BAD_CONFIG", `${where}: "alpha_c" must be a number ≥ 0`);
   }
+  const dropout = configRate(json, "dropout", where, 0.5);
   const store = await openWeights(files);
   const p = new ParamLoader(gpu, store, "f32");
   try {
@@ -73,6 +78,7 @@ export async function loadSatTrain(gpu: Gpu, dir: string): Promise<SatTrain> {
     return {
       config,
       alphaC,
+      dropout,
       resnet,
       decoder,
       params: p.params.filter(mine),
@@ -252,15 +258,20 @@ function initStateBackward(
 }
 
 /**
- * Loss and the gradient of every decoder parameter for `batch` (from {@link satBatch}) over
- * encoder `features [N, pixels, C]` (from {@link satFeatures}), in one submit.
+ * Record the loss and the gradient of every decoder parameter for `batch` (from {@link satBatch})
+ * over encoder `features [N, pixels, C]` (from {@link satFeatures}) into `g`, with dropout
+ * before `fc` when `dropout` is given. Returns `rows
+ * [R·T, 2]` (log p, weight·loss), the attention `terms [R, P]` (to sum) and `logits`, all
+ * released after the submit.
  */
-export async function satLossAndGrads(
-  gpu: Gpu,
+export function recordSatLoss(
+  rec: Recorder,
   m: SatTrain,
   features: Tensor,
   batch: TokenBatch,
-): Promise<SatLossAndGrads> {
+  g: Gradients,
+  dropout?: TrainDropout,
+): { rows: Tensor; terms: Tensor; logits: Tensor } {
   const [N, , C] = features.shape, { R, T } = batch, cfg = m.config;
   if (features.shape.length !== 3 || C !== cfg.encoderDim) {
     throw new WebcapError(
@@ -274,14 +285,30 @@ export async function satLossAndGrads(
       `batch sizes disagree: ${R} captions (rows naming images ${batch.rowImage}) for ${N} images`,
     );
   }
+  const res = rec.scope(() => record(rec, m, features, batch, g, dropout));
+  rec.releaseAfterSubmit(res.rows, res.terms, res.logits);
+  return res;
+}
+
+/**
+ * Loss and the gradient of every decoder parameter for `batch` (from {@link satBatch}) over
+ * encoder `features [N, pixels, C]` (from {@link satFeatures}), in one submit (dropout before
+ * `fc` with `dropout`).
+ */
+export async function satLossAndGrads(
+  gpu: Gpu,
+  m: SatTrain,
+  features: Tensor,
+  batch: TokenBatch,
+  dropout?: TrainDropout,
+): Promise<SatLossAndGrads> {
   const g = new Gradients(gpu, m.params);
   try {
     const rec = new Recorder(gpu);
-    const res = rec.scope(() => record(rec, m, features, batch, g));
+    const res = recordSatLoss(rec, m, features, batch, g, dropout);
     const rows = rec.readTensor(res.rows), terms = rec.readTensor(res.terms);
     const logits = rec.readTensor(res.logits);
     const grads = g.read(rec);
-    rec.releaseAfterSubmit(res.rows, res.terms, res.logits);
     await rec.submit();
     const { loss: ce, logprobs } = lossOfRows((await rows) as Float32Array);
     const attention = ((await terms) as Float32Array).reduce((a, b) => a + b, 0);
@@ -299,7 +326,14 @@ export async function satLossAndGrads(
 }
 
 /** Forward and backward, recorded in one scope; returns what is read back. */
-function record(rec: Recorder, m: SatTrain, features: Tensor, batch: TokenBatch, g: Gradients) {
+function record(
+  rec: Recorder,
+  m: SatTrain,
+  features: Tensor,
+  batch: TokenBatch,
+  g: Gradients,
+  dropout?: TrainDropout,
+) {
   const [N, P, C] = features.shape, { R, T } = batch, w = m.decoder;
   const { embedDim: E, decoderDim: H, attentionDim: A } = m.config;
   const enc = features.view([N * P, C]);
@@ -326,10 +360,12 @@ function record(rec: Recorder, m: SatTrain, features: Tensor, batch: TokenBatch,
     steps.push(s);
     state = next;
   }
-  const logits = linear(rec, hs, w.fc); // [R·T, V]
+  const fcSite = { d: dropout, p: m.dropout, site: 4 << 20 };
+  const hsDrop = drop(rec, fcSite, hs);
+  const logits = linear(rec, hsDrop, w.fc); // [R·T, V]
   const ce = crossEntropy(rec, logits, targets, rec.upload(batch.weights, [R * T], "f32"));
   const cov = attentionCoverage(rec, c.alpha, targets, m.alphaC / (R * P));
-  const dhs = linearBackward(rec, hs, w.fc, ce.dLogits, g)!; // [R·T, Hd]
+  const dhs = drop(rec, fcSite, linearBackward(rec, hsDrop, w.fc, ce.dLogits, g)!); // [R·T, Hd]
   const rowOf = (t: number) => {
     const d = rec.output([R, H]);
     copy2d(rec, dhs, d, rowsOf(R, H, t * H, T * H, 0, H));

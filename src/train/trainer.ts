@@ -1,8 +1,10 @@
 /**
- * Cross-entropy fine-tuning of ViT-GPT2: a {@link Trainer} takes a batch of images and tokenized
+ * Cross-entropy fine-tuning of every architecture (ViT-GPT2, BLIP, ClipCap, Show-Attend-Tell;
+ * the per-architecture part is a `TrainModel` of `train_model.ts`): a {@link Trainer} takes a batch of images and tokenized
  * captions and records the forward, the loss, the backward and the optimizer step on ONE submit
- * with ONE readback (the loss and the gradient norm). A frozen encoder (`frozen: ["encoder."]`)
- * is not back-propagated, and its outputs are computed once per image key and cached on the GPU;
+ * with ONE readback (the loss and the gradient norm). A frozen encoder (`frozen: ["encoder."]`;
+ * always for ClipCap's CLIP and Show-Attend-Tell's ResNet) is not back-propagated, and its
+ * outputs are computed once per image key and cached on the GPU;
  * gradients accumulate over micro-batches; a loss or gradient norm that becomes NaN or infinite
  * stops with `NON_FINITE_LOSS` naming the step, whose update the GPU skipped (weights, optimizer
  * state and the last checkpoint stay as they were).
@@ -19,25 +21,23 @@
  * @module
  */
 import { WebcapError } from "../errors.ts";
-import { EncoderDecoderModel, hiddenState, kvStepDecoder } from "../arch/encoder_decoder.ts";
 import type { CaptionModel } from "../arch/caption_model.ts";
-import { gpt2BeginDecode, gpt2Forward } from "../nn/gpt2.ts";
 import { loadPreprocessor, loadTokenizer } from "../arch/load.ts";
 import { getGpu, type Gpu } from "../gpu/device.ts";
 import { Recorder } from "../gpu/recorder.ts";
 import { ownedTensor, type Tensor, uploadTensor } from "../gpu/tensor.ts";
 import type { RgbImage } from "../image/decode.ts";
 import type { Preprocessor } from "../image/preprocess.ts";
-import { vitEncode } from "../nn/vit.ts";
-import { columnSum } from "../shaders/matmul.ts";
 import { IGNORE_INDEX } from "../shaders/softmax.ts";
 import type { Param } from "../nn/params.ts";
 import type { Tokenizer } from "../text/tokenizer.ts";
-import { teacherForcing, type TokenBatch } from "./batch.ts";
+import type { TokenBatch } from "./batch.ts";
 import { loadOptimizerState, saveCheckpoint } from "./checkpoint.ts";
 import { Optimizer, type OptimizerOptions } from "./optim.ts";
 import { type ParamGroups, paramGroups } from "./param_groups.ts";
-import { type EncoderInput, loadVitGpt2, recordLossAndGrads, type VitGpt2 } from "./vit_gpt2.ts";
+import { loadTrainModel, type TrainModel } from "./train_model.ts";
+import type { EncoderInput } from "./vision_text.ts";
+import type { TrainDropout } from "../nn/grads.ts";
 
 /** Options of {@link Trainer.fromPretrained}. */
 export interface TrainerOptions {
@@ -48,8 +48,16 @@ export interface TrainerOptions {
    * back-propagated, and its outputs are cached per image key ({@link TrainBatch.keys}).
    */
   frozen?: readonly string[];
-  /** Label smoothing of the cross-entropy, in [0, 1) (default 0). */
+  /** Label smoothing of the cross-entropy, in [0, 1) (default: the model's, BLIP's config; else 0). */
   labelSmoothing?: number;
+  /**
+   * Dropout as each config sets it (GPT-2's `resid_pdrop`/`embd_pdrop`, ViT's and BERT's
+   * `hidden_dropout_prob`, Show-Attend-Tell's `dropout`), masks drawn from {@link seed}; false:
+   * none (default true).
+   */
+  dropout?: boolean;
+  /** Seed of the dropout masks (default 0): a seed gives the same masks on every adapter. */
+  seed?: number;
   /** Called after every optimizer step. */
   onStep?: (report: StepReport) => void;
   /** Restore the optimizer's state and step from the checkpoint folder being loaded. */
@@ -64,7 +72,7 @@ export interface TrainBatch {
   images: readonly RgbImage[];
   /**
    * A key per image (e.g. its path): with a frozen encoder its output is computed once per key
-   * and kept on the GPU (about `(1 + patches) · hidden · 4` bytes each) until {@link Trainer.dispose}.
+   * and kept on the GPU (ViT: `(1 + patches) · hidden · 4` bytes each) until {@link Trainer.dispose}.
    */
   keys?: readonly string[];
   /** `[N, T]` token ids, each caption ending with the end token, −100 after it ({@link Trainer.labels}). */
@@ -100,44 +108,26 @@ function checkSmoothing(eps: number): number {
   return eps;
 }
 
-/** A caption model over the trainer's live weights (nothing is owned: dispose does nothing). */
-function liveCaptionModel(m: VitGpt2): CaptionModel {
-  const gc = m.gpt2.config;
-  return new EncoderDecoderModel(
-    "VisionEncoderDecoderModel",
-    {
-      decoderStartTokenId: m.startId,
-      eosTokenId: m.eosId,
-      padTokenId: m.padId,
-      vocabSize: m.vocab,
-      maxPositions: gc.n_positions,
-    },
-    {
-      encode: (rec, pixels) => hiddenState(rec.keep(vitEncode(rec, m.vit, pixels))),
-      text: kvStepDecoder(m.gpt2, { layers: gc.n_layer, heads: gc.n_head }, {
-        begin: gpt2BeginDecode,
-        forward: (rec, w, cache, ids, S, probs) => gpt2Forward(rec, w, cache, { ids }, S, probs),
-      }),
-      params: m.params,
-      dispose: () => {},
-    },
-  );
+function checkSeed(seed: number): void {
+  if (!(Number.isInteger(seed) && seed >= 0 && seed < 2 ** 53)) {
+    throw new WebcapError("BAD_OPTION", `seed must be an integer in [0, 2^53), got ${seed}`);
+  }
 }
 
-/** Fine-tunes a ViT-GPT2 checkpoint with cross-entropy on the GPU. */
+/** Fine-tunes a captioner checkpoint with cross-entropy on the GPU. */
 export class Trainer {
-  /** Cached encoder outputs `[S, h]` by image key (frozen encoder only). */
+  /** Cached encoder outputs of one image (ViT `[S, h]`) by image key (frozen encoder only). */
   readonly #cache = new Map<string, Tensor>();
   #microLoss = 0;
   #micro = 0;
   #saved: { dir: string; step: number } | undefined;
-  readonly #model: VitGpt2;
+  readonly #model: TrainModel;
 
   private constructor(
     readonly gpu: Gpu,
     /** The folder the model was loaded from (its config and tokenizer files go into checkpoints). */
     readonly source: string,
-    model: VitGpt2,
+    model: TrainModel,
     /** Trainable and frozen parameters. */
     readonly groups: ParamGroups,
     /** The optimizer; its `grads` are what the backward accumulates into. */
@@ -154,13 +144,17 @@ export class Trainer {
     return this.#model.params;
   }
 
-  /** Load a ViT-GPT2 folder (or a checkpoint, with `resume` its optimizer state too) for training. */
+  /**
+   * Load a model folder of any architecture (or a checkpoint, with `resume` its optimizer state
+   * too) for training.
+   */
   static async fromPretrained(dir: string, opts: TrainerOptions): Promise<Trainer> {
     checkSmoothing(opts.labelSmoothing ?? 0);
+    checkSeed(opts.seed ?? 0);
     const gpu = opts.gpu ?? await getGpu();
     const preprocessor = await loadPreprocessor(dir);
     const tokenizer = await loadTokenizer(dir);
-    const model = await loadVitGpt2(gpu, dir);
+    const model = await loadTrainModel(gpu, dir);
     let optimizer: Optimizer | undefined;
     try {
       const groups = paramGroups(model.params, { frozen: opts.frozen });
@@ -179,12 +173,20 @@ export class Trainer {
    * captions between steps); it owns nothing: its dispose does nothing.
    */
   captionModel(): CaptionModel {
-    return liveCaptionModel(this.#model);
+    const live = this.#model.captionModel;
+    if (!live) {
+      throw new WebcapError(
+        "UNSUPPORTED_ARCH",
+        "decoding from the live weights while training is built for ViT-GPT2 only",
+      );
+    }
+    return live();
   }
 
   /** Whether the whole encoder is frozen (then it runs without its backward, outputs cached). */
   get encoderFrozen(): boolean {
-    return !this.groups.trainable.some((p) => p.name.startsWith("encoder."));
+    const prefix = this.#model.encoder;
+    return prefix === undefined || !this.groups.trainable.some((p) => p.name.startsWith(prefix));
   }
 
   /**
@@ -227,25 +229,25 @@ export class Trainer {
     const missing = keys ? all.filter((i) => !this.#cache.has(keys[i])) : all;
     const fresh = missing.length ? this.#encode(rec, batch.images, missing) : undefined;
     if (!keys) return { states: fresh!, N };
-    const [S, h] = [fresh?.shape[1], fresh?.shape[2]];
+    const one = fresh?.shape.slice(1);
     missing.forEach((i, j) => {
       if (this.#cache.has(keys[i])) return; // a key twice in one batch
-      const t = ownedTensor(this.gpu, [S!, h!], "f32", `encoder:${keys[i]}`);
+      const t = ownedTensor(this.gpu, one!, "f32", `encoder:${keys[i]}`);
       rec.copy(fresh!.buffer, j * t.byteSize, t.buffer, 0, t.byteSize);
       this.#cache.set(keys[i], t);
     });
-    const one = this.#cache.get(keys[0])!;
-    const states = rec.temp([N * one.shape[0], one.shape[1]]);
+    const first = this.#cache.get(keys[0])!;
+    const states = rec.temp([N, ...first.shape]);
     keys.forEach((k, i) =>
-      rec.copy(this.#cache.get(k)!.buffer, 0, states.buffer, i * one.byteSize, one.byteSize)
+      rec.copy(this.#cache.get(k)!.buffer, 0, states.buffer, i * first.byteSize, first.byteSize)
     );
     return { states, N };
   }
 
-  /** ViT outputs `[n, S, h]` of the images at `which` (released after the submit). */
+  /** Frozen encoder outputs `[n, …]` of the images at `which` (released after the submit). */
   #encode(rec: Recorder, images: readonly RgbImage[], which: number[]): Tensor {
     const pixels = this.#pixels(images, which);
-    const states = vitEncode(rec, this.#model.vit, pixels);
+    const states = this.#model.encode(rec, pixels);
     rec.releaseAfterSubmit(pixels, states);
     return states;
   }
@@ -277,13 +279,12 @@ export class Trainer {
    */
   async step(batch: TrainBatch): Promise<StepReport | undefined> {
     this.#checkBatch(batch);
-    const m = this.#model;
-    const tokens = teacherForcing(batch.labels, batch.images.length, {
-      startId: m.startId,
-      padId: m.padId,
-      vocab: m.vocab,
-    });
-    return await this.#run(batch, tokens, this.options.labelSmoothing ?? 0);
+    const tokens = this.#model.batch(batch.labels, batch.images.length);
+    return await this.#run(
+      batch,
+      tokens,
+      this.options.labelSmoothing ?? this.#model.labelSmoothing,
+    );
   }
 
   /**
@@ -307,9 +308,8 @@ export class Trainer {
     const m = this.#model, opt = this.optimizer;
     const stepNo = opt.steps + 1, lr = opt.lr;
     const rec = new Recorder(this.gpu);
-    const out = recordLossAndGrads(rec, m, this.#encoderInput(rec, batch), tokens, opt.grads, eps);
-    const lossSums = rec.temp([2]); // [Σ log p, Σ weight·loss]
-    columnSum(rec, out.rows, lossSums, false);
+    const input = this.#encoderInput(rec, batch);
+    const lossSums = m.record(rec, input, tokens, opt.grads, eps, this.#dropout());
     const stepped = opt.step(rec, lossSums);
     const stats = rec.temp([5]); // lossSums, then the optimizer's [norm, factor, skipped]
     rec.copy(lossSums.buffer, 0, stats.buffer, 0, 8);
@@ -328,6 +328,13 @@ export class Trainer {
     this.#microLoss = this.#micro = 0;
     this.options.onStep?.(report);
     return report;
+  }
+
+  /** The dropout key of the next micro-batch: the seed, and micro-batches trained so far. */
+  #dropout(): TrainDropout | undefined {
+    if (this.options.dropout === false) return undefined;
+    const opt = this.optimizer;
+    return { seed: this.options.seed ?? 0, step: opt.steps * opt.config.accumulate + opt.pending };
   }
 
   /** Forget the failed step and its micro-batches (the GPU did not apply it). */
@@ -388,6 +395,7 @@ export class Trainer {
       source: this.source,
       optimizer: this.optimizer,
       state,
+      layout: this.#model.layout,
     });
     this.#saved = { dir, step: this.optimizer.steps };
   }

@@ -9,7 +9,7 @@ import { WebcapError } from "../errors.ts";
 import type { Gpu } from "../gpu/device.ts";
 import { Recorder } from "../gpu/recorder.ts";
 import type { Tensor } from "../gpu/tensor.ts";
-import { Gradients } from "../nn/grads.ts";
+import { Gradients, type TrainDropout } from "../nn/grads.ts";
 import type { Param } from "../nn/params.ts";
 import type { VitWeights } from "../nn/vit.ts";
 import { vitTrainBackward, vitTrainForward } from "../nn/vit_train.ts";
@@ -22,13 +22,14 @@ export interface TrainDecoder {
   /**
    * Logits `[R·T, vocab]` of `ids [R·T]` (i32) over per-row encoder states `[R·E, h]`, and the
    * backward from their gradient: accumulates into `g`, returns the states' gradient `[R·E, h]`
-   * when `encoderGrad` (a frozen encoder needs none).
+   * when `encoderGrad` (a frozen encoder needs none). With `dropout`, the config's dropouts apply.
    */
   forward(
     rec: Recorder,
     ids: Tensor,
     batch: TokenBatch,
     enc: { states: Tensor; E: number },
+    dropout?: TrainDropout,
   ): {
     logits: Tensor;
     backward(dLogits: Tensor, g: Gradients, encoderGrad: boolean): Tensor | undefined;
@@ -73,8 +74,8 @@ export interface LossAndGrads {
 
 /**
  * Record the forward of `batch`, the fused cross-entropy (label smoothing `eps`) and the backward
- * into `g` (frozen parameters skipped). Every tensor it makes, `rows` and `logits` included, is
- * released after the submit.
+ * into `g` (frozen parameters skipped); with `dropout`, every dropout of the configs applies.
+ * Every tensor it makes, `rows` and `logits` included, is released after the submit.
  */
 export function recordLossAndGrads(
   rec: Recorder,
@@ -83,6 +84,7 @@ export function recordLossAndGrads(
   batch: TokenBatch,
   g: Gradients,
   eps = 0,
+  dropout?: TrainDropout,
 ): RecordedLoss {
   const N = "pixels" in input ? input.pixels.shape[0] : input.N, { R, T } = batch;
   if (batch.rowImage.some((i) => i < 0 || i >= N)) {
@@ -90,13 +92,13 @@ export function recordLossAndGrads(
   }
   const out = rec.scope(() => {
     const rowImage = rec.upload(batch.rowImage, [R], "i32");
-    const vit = "pixels" in input ? vitTrainForward(rec, m.vit, input.pixels) : undefined;
+    const vit = "pixels" in input ? vitTrainForward(rec, m.vit, input.pixels, dropout) : undefined;
     const h = m.vit.config.hidden_size;
     const hidden = vit?.hidden ?? (input as { states: Tensor }).states;
     const S = hidden.size / (N * h);
     const states = embedding(rec, hidden.view([N, S * h]), rowImage).view([R * S, h]);
     const ids = rec.upload(batch.ids, [R * T], "i32");
-    const dec = m.decoder.forward(rec, ids, batch, { states, E: S });
+    const dec = m.decoder.forward(rec, ids, batch, { states, E: S }, dropout);
     const targets = rec.upload(batch.targets, [R * T], "i32");
     const weights = rec.upload(batch.weights, [R * T], "f32");
     const ce = crossEntropy(rec, dec.logits, targets, weights, eps);
@@ -114,7 +116,8 @@ export function recordLossAndGrads(
 
 /**
  * Loss and the gradient of every parameter for `batch` over `pixels [N, C, H, W]`, label
- * smoothing `eps`. Gradients are fresh each call (zero, then accumulated over every use).
+ * smoothing `eps`, the configs' dropouts with `dropout`. Gradients are fresh each call (zero,
+ * then accumulated over every use).
  */
 export async function lossAndGrads(
   gpu: Gpu,
@@ -122,12 +125,13 @@ export async function lossAndGrads(
   pixels: Tensor,
   batch: TokenBatch,
   eps = 0,
+  dropout?: TrainDropout,
 ): Promise<LossAndGrads> {
   const { R, T } = batch;
   const g = new Gradients(gpu, m.params);
   try {
     const rec = new Recorder(gpu);
-    const out = recordLossAndGrads(rec, m, { pixels }, batch, g, eps);
+    const out = recordLossAndGrads(rec, m, { pixels }, batch, g, eps, dropout);
     const rows = rec.readTensor(out.rows), logits = rec.readTensor(out.logits);
     const grads = g.read(rec);
     await rec.submit();

@@ -92,11 +92,11 @@ export {
 /** GPT-2 as the decoder of {@link lossAndGrads} (no attention mask: rows are not padded). */
 function gpt2Decoder(gpt2: Gpt2Weights): TrainDecoder {
   return {
-    forward(rec, ids, batch, enc) {
+    forward(rec, ids, batch, enc, dropout) {
       if (batch.keyLengths) {
         throw new WebcapError("BAD_OPTION", "GPT-2 training takes no attention mask (keyLengths)");
       }
-      const { logits, saved } = gpt2TrainForward(rec, gpt2, ids, batch.R, batch.T, enc);
+      const { logits, saved } = gpt2TrainForward(rec, gpt2, ids, batch.R, batch.T, enc, dropout);
       return {
         logits,
         backward: (dLogits, g, encoderGrad) =>

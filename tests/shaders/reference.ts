@@ -60,3 +60,25 @@ export function fd(f: (x: Float64Array) => number, x: ArrayLike<number>, h = 1e-
   }
   return g;
 }
+
+/** The high 32 bits of the 64-bit product of two u32 (exact: 16-bit halves). */
+function mulhi32(a: number, b: number): number {
+  const al = a & 0xffff, ah = a >>> 16, bl = b & 0xffff, bh = b >>> 16;
+  const lh = al * bh, hl = ah * bl;
+  const mid = ((al * bl) >>> 16) + (lh & 0xffff) + (hl & 0xffff);
+  return (ah * bh + (lh >>> 16) + (hl >>> 16) + Math.floor(mid / 65536)) >>> 0;
+}
+
+/** Philox4x32-10 (Salmon et al., Random123) of `counter` under `key`: four u32 words. */
+export function philox4x32(counter: readonly number[], key: readonly number[]): number[] {
+  let [c0, c1, c2, c3] = counter.map((v) => v >>> 0);
+  let [k0, k1] = key.map((v) => v >>> 0);
+  for (let r = 0; r < 10; r++) {
+    const lo0 = Math.imul(0xD2511F53, c0) >>> 0, hi0 = mulhi32(0xD2511F53, c0);
+    const lo1 = Math.imul(0xCD9E8D57, c2) >>> 0, hi1 = mulhi32(0xCD9E8D57, c2);
+    [c0, c1, c2, c3] = [(hi1 ^ c1 ^ k0) >>> 0, lo1, (hi0 ^ c3 ^ k1) >>> 0, lo0];
+    k0 = (k0 + 0x9E3779B9) >>> 0;
+    k1 = (k1 + 0xBB67AE85) >>> 0;
+  }
+  return [c0, c1, c2, c3];
+}

@@ -1,6 +1,10 @@
 import assert from "node:assert/strict";
 import { openSafetensors } from "../../src/io/safetensors.ts";
+import { uploadTensor } from "../../src/gpu/tensor.ts";
+import { teacherForcing } from "../../src/train/batch.ts";
 import { blipCaptionBatch, loadBlipTrain } from "../../src/train/blip.ts";
+import { lossAndGrads } from "../../src/train/vision_text.ts";
+import { directional } from "./gradcheck.ts";
 import { runTrainParity } from "../../src/train/parity_train.ts";
 import { WebcapError } from "../../src/errors.ts";
 import { assertCode, fixture, getGpu } from "../util.ts";
@@ -82,4 +86,33 @@ Deno.test("BLIP training reads text_config.label_smoothing and refuses one outsi
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
+});
+
+Deno.test("BLIP with ViT and BERT hidden dropout (0.2) at a fixed mask: gradient check along random directions", async () => {
+  const gpu = await getGpu();
+  const m = await loadBlipTrain(gpu, DIR);
+  m.vit.config.hidden_dropout_prob = 0.2; // the fixture's are 0
+  m.text.config.hidden_dropout_prob = 0.2;
+  const ref = await openSafetensors(`${DIR}/reference.safetensors`);
+  const [N, ...chw] = ref.info("pixel_values").shape;
+  const pixels = uploadTensor(gpu, await ref.readF32("pixel_values"), [N, ...chw], "f32");
+  ref.close();
+  const labels = Int32Array.from({ length: N * 4 }, (_, i) => i % 4 === 3 ? m.eosId : 10 + 7 * i);
+  const batch = teacherForcing(labels, N, m);
+  const key = { seed: 9, step: 1 };
+  const f = () => lossAndGrads(gpu, m, pixels, batch, 0, key);
+  const [on, off] = [(await f()).loss, (await lossAndGrads(gpu, m, pixels, batch)).loss];
+  assert.notEqual(on, off, "the masks change the loss");
+  const groups: [string, (n: string) => boolean][] = [
+    ["ViT", (n) => n.startsWith("vision_model.")],
+    ["BERT decoder", (n) => n.startsWith("text_decoder.")],
+  ];
+  for (const [i, [what, which]] of groups.entries()) {
+    // ±1e-4 per parameter: at 1e-3 the whole-model step leaves the linear regime (also without dropout)
+    const { analytic, numeric } = await directional(gpu, m.params, f, which, 1e-4, 50 + i);
+    const rel = Math.abs(analytic - numeric) / Math.abs(numeric);
+    assert.ok(rel < 1e-2, `${what}: analytic ${analytic} vs finite differences ${numeric}`);
+  }
+  pixels.release();
+  m.dispose();
 });

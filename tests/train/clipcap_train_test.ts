@@ -64,6 +64,20 @@ Deno.test("ClipCap training: whole-model gradient check along random directions 
   }
 });
 
+Deno.test("ClipCap training with GPT-2's dropout (0.1) at a fixed mask: gradient check along random directions", async () => {
+  using s = await setup();
+  assert.ok(s.m.gpt2.config.resid_pdrop > 0 && s.m.gpt2.config.embd_pdrop > 0);
+  const key = { seed: 3, step: 0 };
+  const f = () => clipCapLossAndGrads(gpu, s.m, s.embeds, s.batch, key);
+  const [on, off] = [(await f()).loss, (await s.f()).loss];
+  assert.notEqual(on, off, "the masks change the loss");
+  assert.equal((await f()).loss, on, "the same key, the same loss");
+  const which = (n: string) => n.startsWith("gpt.") || n.startsWith("clip_project.");
+  const { analytic, numeric } = await directional(gpu, s.m.params, f, which, 1e-3, 30);
+  const rel = Math.abs(analytic - numeric) / Math.abs(numeric);
+  assert.ok(rel < 1e-2, `analytic ${analytic} vs finite differences ${numeric}`);
+});
+
 Deno.test("ClipCap training: SGD steps lower the loss", async () => {
   using s = await setup();
   const losses = await sgdLosses(gpu, s.m.params, s.f, 0.1, 3);

@@ -71,6 +71,20 @@ Deno.test("Show-Attend-Tell training: whole-model gradient check along random di
   ], 30);
 });
 
+Deno.test("Show-Attend-Tell training with dropout (0.5) before fc at a fixed mask: gradient check", async () => {
+  using s = await setup();
+  assert.equal(s.m.dropout, 0.5, "DecoderWithAttention's default");
+  const key = { seed: 4, step: 2 };
+  const f = () => satLossAndGrads(gpu, s.m, s.features, s.batch, key);
+  const [on, off] = [(await f()).loss, (await s.f()).loss];
+  assert.notEqual(on, off, "the mask changes the loss");
+  assert.equal((await f()).loss, on, "the same key, the same loss");
+  const which = (n: string) => /\.fc\.|decode_step|init_h/.test(n);
+  const { analytic, numeric } = await directional(gpu, s.m.params, f, which, 1e-3, 40);
+  const rel = Math.abs(analytic - numeric) / Math.abs(numeric);
+  assert.ok(rel < 1e-2, `analytic ${analytic} vs finite differences ${numeric}`);
+});
+
 Deno.test("Show-Attend-Tell training: SGD steps lower the loss", async () => {
   using s = await setup();
   const losses = await sgdLosses(gpu, s.m.params, s.f, 0.5, 3);

@@ -24,6 +24,7 @@ Deno.test("an SCST step's loss is −Σ(r − b)·log p·mask / Σ mask of its s
   const images = await loadSplitImages(entries);
   const trainer = await Trainer.fromPretrained(MODEL, {
     optimizer: { kind: "adamw", lr: 1e-3 },
+    dropout: false, // the loss is compared with the sampling pass's log-probabilities (no dropout)
     gpu: await getGpu(),
   });
   const lengthReward = (samples: string[]) => samples.map((s, i) => s.length / 10 + i % 2);

@@ -81,7 +81,10 @@ Deno.test("ten steps on a fixed batch lower the loss (whole model trained); onSt
 });
 
 Deno.test("overfit: 8 image–caption pairs until greedy decoding of the saved checkpoint returns them exactly", async () => {
-  const t = await trainer({ optimizer: { kind: "adamw", lr: 2e-2, weightDecay: 0 } });
+  const t = await trainer({
+    optimizer: { kind: "adamw", lr: 2e-2, weightDecay: 0 },
+    dropout: false,
+  });
   const b = batch(t);
   const reports = await t.fit(Array.from({ length: 25 }, () => b));
   const tmp = await Deno.makeTempDir({ prefix: "webcap-train-" });
@@ -121,7 +124,8 @@ Deno.test("accumulation: two micro-batches make the step of the batch they split
   const gpu = await getGpu();
   const captions = ["a cat", "the sea", "a cat", "the sea"];
   const make = async (accumulate: number) => {
-    const t = await trainer({ optimizer: { kind: "sgd", lr: 0.1, accumulate } });
+    // Without dropout: a micro-batch's masks are not the big batch's.
+    const t = await trainer({ optimizer: { kind: "sgd", lr: 0.1, accumulate }, dropout: false });
     const labels = t.labels(captions);
     const whole = { images: IMAGES.slice(0, 4), labels };
     const half = (k: number) => ({
@@ -138,6 +142,23 @@ Deno.test("accumulation: two micro-batches make the step of the batch they split
   assert.ok(Math.abs(two.reports[0].loss - one.reports[0].loss) < 1e-5 * one.reports[0].loss);
   assert.ok(Math.abs(two.reports[0].gradNorm - one.reports[0].gradNorm) < 1e-4);
   for (const [name, w] of one.params) assert.ok(relL2(two.params.get(name)!, w) < 1e-6, name);
+});
+
+Deno.test("dropout (GPT-2's 0.1 rates): the same seed gives the same losses bit for bit, another seed others", async () => {
+  const run = async (opts: { seed?: number; dropout?: boolean }) => {
+    const t = await trainer({ frozen: [], optimizer: { kind: "sgd", lr: 0.1 }, ...opts });
+    const b = batch(t, 4, false);
+    const losses = (await t.fit([b, b, b])).map((r) => r.loss);
+    t.dispose();
+    return new Float32Array(losses);
+  };
+  const a = await run({ seed: 1 }), again = await run({ seed: 1 });
+  assert.deepEqual(bits(again), bits(a));
+  const other = await run({ seed: 2 }), off = await run({ dropout: false });
+  assert.ok(other.every((v, i) => v !== a[i]), `seed 2 gives ${other}, seed 1 ${a}`);
+  assert.ok(off.every((v, i) => v !== a[i] && v !== other[i]), "dropout: false is another loss");
+  assert.deepEqual(bits(await run({ dropout: false })), bits(off), "no dropout: deterministic");
+  await assert.rejects(() => trainer({ seed: -1 }), /seed must be an integer/);
 });
 
 Deno.test("resume: the step after loading a checkpoint equals the step of a run that did not stop", async () => {
