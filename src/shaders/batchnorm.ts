@@ -10,6 +10,7 @@ import { Kernel, optional, read, readWrite } from "../gpu/kernel.ts";
 import type { Recorder } from "../gpu/recorder.ts";
 import type { Tensor } from "../gpu/tensor.ts";
 import { type Activation, activationWgsl } from "./activations.ts";
+import { rowKernel } from "./reduce_wgsl.ts";
 
 /** The parameters of one BatchNorm2d on the GPU, each `[C]`. */
 export interface BatchNormWeights {
@@ -151,4 +152,103 @@ export function foldBatchNorm(
     b[c] = ((convBias?.[c] ?? 0) - bn.runningMean[c]) * s + bn.bias[c];
   }
   return { weight: w, bias: b };
+}
+
+/**
+ * Backward of eval-mode BatchNorm (a per-channel affine `y = x̂·γ + β`, `x̂ = (x − mean)/√(var + eps)`):
+ * one workgroup per channel writes `dX = dY·γ/√(var + eps)` and reduces `dγ += Σ dY·x̂`,
+ * `dβ += Σ dY` over `(n, pixel)` in a fixed order (deterministic).
+ */
+const BATCHNORM_BACKWARD = rowKernel({
+  name: "batchnorm2d_backward",
+  uniforms: { N: "u32", C: "u32", HW: "u32", eps: "f32" },
+  storage: {
+    X: read(),
+    dY: read(),
+    gamma: read(),
+    mean: read(),
+    variance: read(),
+    dX: readWrite(),
+    dGamma: optional(readWrite()),
+    dBeta: optional(readWrite()),
+  },
+  workgroupSize: [64],
+  body: (_v, has) => `
+fn kernel(wg: vec3u, lid: vec3u) {
+  let c = wg.x;
+  let inv = 1.0 / sqrt(f32(variance[c]) + p.eps);
+  let s = f32(gamma[c]) * inv;
+  var sg = 0.0;
+  var sb = 0.0;
+  for (var q = lid.x; q < p.N * p.HW; q += WG_X) {
+    let i = ((q / p.HW) * p.C + c) * p.HW + q % p.HW;
+    let dy = f32(dY[i]);
+    dX[i] = dX_t(dy * s);
+    sg = fma(dy, (f32(X[i]) - f32(mean[c])) * inv, sg);
+    sb += dy;
+  }
+  let tg = reduce(lid.x, sg, false);
+  let tb = reduce(lid.x, sb, false);
+  if (lid.x == 0u) {
+    ${has.dGamma ? "dGamma[c] = dGamma_t(f32(dGamma[c]) + tg);" : ""}
+    ${has.dBeta ? "dBeta[c] = dBeta_t(f32(dBeta[c]) + tb);" : ""}
+  }
+}`,
+});
+
+/** Where {@link batchNorm2dBackward} accumulates; an absent one (frozen) is skipped. */
+export interface BatchNormGrads {
+  /** `[C]`, f32. */
+  dGamma?: Tensor;
+  /** `[C]`, f32. */
+  dBeta?: Tensor;
+}
+
+/**
+ * Backward of {@link batchNorm2d} without its activation and residual (take their backward
+ * first), the running statistics frozen: input `x [N, C, ...]`, output gradient `dy` of its
+ * shape. Accumulates dγ and dβ into `grads`; returns dX.
+ */
+export function batchNorm2dBackward(
+  rec: Recorder,
+  x: Tensor,
+  bn: BatchNormWeights,
+  dy: Tensor,
+  grads: BatchNormGrads,
+): Tensor {
+  const C = x.shape[1];
+  for (
+    const [name, t, size] of [
+      ["x", x, x.size],
+      ["dy", dy, x.size],
+      ["dGamma", grads.dGamma, C],
+      ["dBeta", grads.dBeta, C],
+      ["weight", bn.weight, C],
+      ["runningMean", bn.runningMean, C],
+      ["runningVar", bn.runningVar, C],
+    ] as const
+  ) {
+    if (t && (x.shape.length < 2 || t.size !== size || t.dtype !== "f32")) {
+      throw new WebcapError(
+        "BAD_SHAPE",
+        `batchNorm2dBackward: ${name} is ${t.dtype} [${t.shape}], want f32 of ${size} values for x [${x.shape}]`,
+      );
+    }
+  }
+  const dx = rec.output(x.shape);
+  BATCHNORM_BACKWARD.record(rec, {
+    uniforms: { N: x.shape[0], C, HW: x.size / (x.shape[0] * C), eps: bn.eps },
+    bind: {
+      X: x,
+      dY: dy,
+      gamma: bn.weight,
+      mean: bn.runningMean,
+      variance: bn.runningVar,
+      dX: dx,
+      dGamma: grads.dGamma,
+      dBeta: grads.dBeta,
+    },
+    groups: C,
+  });
+  return dx;
 }

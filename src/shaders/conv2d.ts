@@ -18,6 +18,7 @@ import { Kernel, optional, read, readWrite } from "../gpu/kernel.ts";
 import type { Recorder } from "../gpu/recorder.ts";
 import { dtypeBytes, type Tensor } from "../gpu/tensor.ts";
 import { type Activation, activationWgsl } from "./activations.ts";
+import { rowKernel } from "./reduce_wgsl.ts";
 import { stageRowsWgsl, TILE_WGSL } from "./tile_wgsl.ts";
 
 /** A size given once for both axes, or as `[height, width]`. */
@@ -231,4 +232,196 @@ export function conv2d(rec: Recorder, x: Tensor, w: Tensor, opts: Conv2dOptions 
     groups: pixTiles * coTiles * g.groups,
   });
   return out;
+}
+
+/** The geometry constants of the backward kernels (the forward's, as WGSL). */
+function geometryWgsl(v: Pick<Variant, "kh" | "kw" | "stride" | "padding" | "dilation">): string {
+  return `
+const KH = ${v.kh}u; const KW = ${v.kw}u;
+const SH = ${v.stride[0]}; const SW = ${v.stride[1]};
+const PH = ${v.padding[0]}; const PW = ${v.padding[1]};
+const DH = ${v.dilation[0]}; const DW = ${v.dilation[1]};`;
+}
+
+const SIZES = {
+  N: "u32",
+  Cin: "u32",
+  H: "u32",
+  W: "u32",
+  Cout: "u32",
+  Ho: "u32",
+  Wo: "u32",
+  cinG: "u32",
+  coutG: "u32",
+} as const;
+
+/**
+ * dX of a convolution (the transposed convolution of dY): one invocation per input element
+ * `(n, ci, iy, ix)` sums `dY[n, co, oy, ox] · W[co, ci, ky, kx]` over its group's output channels
+ * and the taps with `oy·s − p + ky·d = iy`; `R` (optional) is added.
+ */
+const CONV2D_DX = new Kernel({
+  name: "conv2d_dx",
+  uniforms: { ...SIZES, total: "u32" },
+  storage: { dY: read(), Wt: read(), dX: readWrite(), R: optional(read()) },
+  workgroupSize: [64],
+  body: (v: Variant, has) => `
+${geometryWgsl(v)}
+fn kernel(wg: vec3u, lid: vec3u) {
+  let i = wg.x * WG_X + lid.x;
+  if (i >= p.total) { return; }
+  let ix = i32(i % p.W);
+  let iy = i32((i / p.W) % p.H);
+  let ci = (i / (p.H * p.W)) % p.Cin;
+  let n = i / (p.Cin * p.H * p.W);
+  let g = ci / p.cinG;
+  let hwo = p.Ho * p.Wo;
+  var s = 0.0;
+  for (var ky = 0u; ky < KH; ky++) {
+    let ty = iy + PH - i32(ky) * DH;
+    if (ty < 0 || ty % SH != 0 || u32(ty / SH) >= p.Ho) { continue; }
+    for (var kx = 0u; kx < KW; kx++) {
+      let tx = ix + PW - i32(kx) * DW;
+      if (tx < 0 || tx % SW != 0 || u32(tx / SW) >= p.Wo) { continue; }
+      let o = u32(ty / SH) * p.Wo + u32(tx / SW);
+      for (var co = 0u; co < p.coutG; co++) {
+        let c = g * p.coutG + co;
+        let w = f32(Wt[((c * p.cinG + ci % p.cinG) * KH + ky) * KW + kx]);
+        s = fma(f32(dY[(n * p.Cout + c) * hwo + o]), w, s);
+      }
+    }
+  }
+  ${has.R ? "s += f32(R[i]);" : ""}
+  dX[i] = dX_t(s);
+}`,
+});
+
+/**
+ * dW of a convolution, accumulated: one workgroup per weight element `(co, ci, ky, kx)` reduces
+ * `dY[n, co, oy, ox] · X[n, ci, oy·s − p + ky·d, ox·s − p + kx·d]` over `(n, oy, ox)` in a fixed
+ * order (deterministic).
+ */
+const CONV2D_DW = rowKernel({
+  name: "conv2d_dw",
+  uniforms: SIZES,
+  storage: { dY: read(), X: read(), dW: readWrite() },
+  workgroupSize: [64],
+  body: (v: Variant) => `
+${geometryWgsl(v)}
+fn kernel(wg: vec3u, lid: vec3u) {
+  let e = wg.x;
+  let kx = e % KW;
+  let ky = (e / KW) % KH;
+  let ci = (e / (KH * KW)) % p.cinG;
+  let c = e / (KH * KW * p.cinG);
+  let xc = (c / p.coutG) * p.cinG + ci;
+  let hwo = p.Ho * p.Wo;
+  var s = 0.0;
+  for (var q = lid.x; q < p.N * hwo; q += WG_X) {
+    let n = q / hwo;
+    let iy = i32((q % hwo) / p.Wo) * SH - PH + i32(ky) * DH;
+    let ix = i32(q % p.Wo) * SW - PW + i32(kx) * DW;
+    if (iy < 0 || iy >= i32(p.H) || ix < 0 || ix >= i32(p.W)) { continue; }
+    let xv = f32(X[((n * p.Cin + xc) * p.H + u32(iy)) * p.W + u32(ix)]);
+    s = fma(f32(dY[(n * p.Cout + c) * hwo + q % hwo]), xv, s);
+  }
+  let t = reduce(lid.x, s, false);
+  if (lid.x == 0u) { dW[e] = dW_t(f32(dW[e]) + t); }
+}`,
+});
+
+/** db of a convolution, accumulated: one workgroup per output channel reduces dY over `(n, pixel)`. */
+const CONV2D_DB = rowKernel({
+  name: "conv2d_db",
+  uniforms: { N: "u32", C: "u32", HW: "u32" },
+  storage: { dY: read(), db: readWrite() },
+  workgroupSize: [64],
+  body: () => `
+fn kernel(wg: vec3u, lid: vec3u) {
+  let c = wg.x;
+  var s = 0.0;
+  for (var q = lid.x; q < p.N * p.HW; q += WG_X) {
+    s += f32(dY[((q / p.HW) * p.C + c) * p.HW + q % p.HW]);
+  }
+  let t = reduce(lid.x, s, false);
+  if (lid.x == 0u) { db[c] = db_t(f32(db[c]) + t); }
+}`,
+});
+
+/** Where {@link conv2dBackward} accumulates; an absent one (a frozen parameter) is skipped. */
+export interface Conv2dGrads {
+  /** `[Cout, Cin/groups, kh, kw]`, f32. */
+  dW?: Tensor;
+  /** `[Cout]`, f32. */
+  db?: Tensor;
+}
+
+/** Options of {@link conv2dBackward}: the forward's geometry, and what to do with dX. */
+export interface Conv2dBackwardOptions
+  extends Pick<Conv2dOptions, "stride" | "padding" | "dilation" | "groups"> {
+  /** `[N, Cin, H, W]` added to dX (a gradient arriving by another path). */
+  residual?: Tensor;
+  /** Skip dX (the input needs no gradient); returns undefined. */
+  noDx?: boolean;
+}
+
+/**
+ * Backward of {@link conv2d} without its activation and residual (take their backward first):
+ * input `x [N, Cin, H, W]`, weight `w`, output gradient `dy [N, Cout, Ho, Wo]`. Accumulates dW and
+ * db into `grads`; returns `dX (+ residual)` `[N, Cin, H, W]` unless `noDx`. No atomics: the same
+ * inputs give the same bits.
+ */
+export function conv2dBackward(
+  rec: Recorder,
+  x: Tensor,
+  w: Tensor,
+  dy: Tensor,
+  grads: Conv2dGrads,
+  opts: Conv2dBackwardOptions = {},
+): Tensor | undefined {
+  const { stride: s, padding, dilation, groups } = opts;
+  const g = conv2dGeometry(x, w, { stride: s, padding, dilation, groups });
+  const { N, Cin, H, W, Cout, Ho, Wo, kh, kw, stride } = g;
+  const want = (name: string, t: Tensor | undefined, size: number) => {
+    if (t && (t.size !== size || t.dtype !== "f32")) {
+      throw bad(`${name} is ${t.dtype} [${t.shape}], want f32 of ${size} values`);
+    }
+  };
+  want("dy", dy, N * Cout * Ho * Wo);
+  want("dW", grads.dW, w.size);
+  want("db", grads.db, Cout);
+  want("residual", opts.residual, x.size);
+  const variant = {
+    kh,
+    kw,
+    stride,
+    padding: g.padding,
+    dilation: g.dilation,
+    act: "none" as const,
+  };
+  const sizes = { N, Cin, H, W, Cout, Ho, Wo, cinG: Cin / g.groups, coutG: Cout / g.groups };
+  if (grads.dW) {
+    CONV2D_DW.record(rec, {
+      variant,
+      uniforms: sizes,
+      bind: { dY: dy, X: x, dW: grads.dW },
+      groups: w.size,
+    });
+  }
+  if (grads.db) {
+    CONV2D_DB.record(rec, {
+      uniforms: { N, C: Cout, HW: Ho * Wo },
+      bind: { dY: dy, db: grads.db },
+      groups: Cout,
+    });
+  }
+  if (opts.noDx) return undefined;
+  const dx = rec.output(x.shape);
+  CONV2D_DX.record(rec, {
+    variant,
+    uniforms: { ...sizes, total: x.size },
+    bind: { dY: dy, Wt: w, dX: dx, R: opts.residual },
+    groups: Math.ceil(x.size / 64),
+  });
+  return dx;
 }

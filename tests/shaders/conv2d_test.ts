@@ -1,68 +1,15 @@
 import assert from "node:assert/strict";
-import { conv2d, type Conv2dOptions, pair } from "../../src/shaders/conv2d.ts";
-import type { Activation } from "../../src/shaders/activations.ts";
+import { conv2d, type Conv2dOptions } from "../../src/shaders/conv2d.ts";
 import { uploadTensor } from "../../src/gpu/tensor.ts";
 import { firstNonFinite, getGpu, poisoned, randomF32, relL2, runAndRead } from "../util.ts";
-import { actRef, f16BitsToF32, f32ToF16Bits } from "./reference.ts";
+import { convRef, type ConvRefOptions, f16BitsToF32, f32ToF16Bits } from "./reference.ts";
 
-interface Case {
+interface Case extends ConvRefOptions {
   name: string;
   x: [number, number, number, number];
   w: [number, number, number, number];
-  stride?: number | [number, number];
-  padding?: number | [number, number];
-  dilation?: number | [number, number];
-  groups?: number;
   bias?: boolean;
   residual?: boolean;
-  act?: Activation;
-}
-
-/** Direct float64 convolution, PyTorch semantics. */
-function convRef(
-  x: Float32Array,
-  xs: number[],
-  w: Float32Array,
-  ws: number[],
-  c: Case,
-  bias?: Float32Array,
-  res?: Float32Array,
-): { out: Float64Array; shape: number[] } {
-  const [N, Cin, H, W] = xs;
-  const [Cout, cinG, kh, kw] = ws;
-  const [sh, sw] = pair(c.stride ?? 1),
-    [ph, pw] = pair(c.padding ?? 0),
-    [dh, dw] = pair(c.dilation ?? 1);
-  const groups = c.groups ?? 1, coutG = Cout / groups;
-  const Ho = Math.floor((H + 2 * ph - dh * (kh - 1) - 1) / sh) + 1;
-  const Wo = Math.floor((W + 2 * pw - dw * (kw - 1) - 1) / sw) + 1;
-  const out = new Float64Array(N * Cout * Ho * Wo);
-  for (let n = 0; n < N; n++) {
-    for (let co = 0; co < Cout; co++) {
-      const g = Math.floor(co / coutG);
-      for (let oy = 0; oy < Ho; oy++) {
-        for (let ox = 0; ox < Wo; ox++) {
-          let s = bias ? bias[co] : 0;
-          for (let ci = 0; ci < cinG; ci++) {
-            for (let ky = 0; ky < kh; ky++) {
-              const iy = oy * sh - ph + ky * dh;
-              if (iy < 0 || iy >= H) continue;
-              for (let kx = 0; kx < kw; kx++) {
-                const ix = ox * sw - pw + kx * dw;
-                if (ix < 0 || ix >= W) continue;
-                s += x[((n * Cin + g * cinG + ci) * H + iy) * W + ix] *
-                  w[((co * cinG + ci) * kh + ky) * kw + kx];
-              }
-            }
-          }
-          const o = ((n * Cout + co) * Ho + oy) * Wo + ox;
-          if (res) s += res[o];
-          out[o] = actRef(c.act ?? "none", s);
-        }
-      }
-    }
-  }
-  return { out, shape: [N, Cout, Ho, Wo] };
 }
 
 const cases: Case[] = [

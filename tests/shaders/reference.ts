@@ -1,5 +1,6 @@
 /** Float64 CPU references shared by the kernel tests. */
 import type { Activation } from "../../src/shaders/activations.ts";
+import { pair } from "../../src/shaders/conv2d.ts";
 
 /** erf by its Taylor/continued series in float64 (|error| < 1e-14 for the ranges tested). */
 export function erf(x: number): number {
@@ -81,4 +82,60 @@ export function philox4x32(counter: readonly number[], key: readonly number[]): 
     k1 = (k1 + 0xBB67AE85) >>> 0;
   }
   return [c0, c1, c2, c3];
+}
+
+/** The geometry, residual and activation of {@link convRef}. */
+export interface ConvRefOptions {
+  stride?: number | [number, number];
+  padding?: number | [number, number];
+  dilation?: number | [number, number];
+  groups?: number;
+  act?: Activation;
+}
+
+/** Direct float64 convolution, PyTorch semantics. */
+export function convRef(
+  x: Float32Array,
+  xs: number[],
+  w: Float32Array,
+  ws: number[],
+  c: ConvRefOptions,
+  bias?: Float32Array,
+  res?: Float32Array,
+): { out: Float64Array; shape: number[] } {
+  const [N, Cin, H, W] = xs;
+  const [Cout, cinG, kh, kw] = ws;
+  const [sh, sw] = pair(c.stride ?? 1),
+    [ph, pw] = pair(c.padding ?? 0),
+    [dh, dw] = pair(c.dilation ?? 1);
+  const groups = c.groups ?? 1, coutG = Cout / groups;
+  const Ho = Math.floor((H + 2 * ph - dh * (kh - 1) - 1) / sh) + 1;
+  const Wo = Math.floor((W + 2 * pw - dw * (kw - 1) - 1) / sw) + 1;
+  const out = new Float64Array(N * Cout * Ho * Wo);
+  for (let n = 0; n < N; n++) {
+    for (let co = 0; co < Cout; co++) {
+      const g = Math.floor(co / coutG);
+      for (let oy = 0; oy < Ho; oy++) {
+        for (let ox = 0; ox < Wo; ox++) {
+          let s = bias ? bias[co] : 0;
+          for (let ci = 0; ci < cinG; ci++) {
+            for (let ky = 0; ky < kh; ky++) {
+              const iy = oy * sh - ph + ky * dh;
+              if (iy < 0 || iy >= H) continue;
+              for (let kx = 0; kx < kw; kx++) {
+                const ix = ox * sw - pw + kx * dw;
+                if (ix < 0 || ix >= W) continue;
+                s += x[((n * Cin + g * cinG + ci) * H + iy) * W + ix] *
+                  w[((co * cinG + ci) * kh + ky) * kw + kx];
+              }
+            }
+          }
+          const o = ((n * Cout + co) * Ho + oy) * Wo + ox;
+          if (res) s += res[o];
+          out[o] = actRef(c.act ?? "none", s);
+        }
+      }
+    }
+  }
+  return { out, shape: [N, Cout, Ho, Wo] };
 }
