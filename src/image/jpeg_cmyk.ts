@@ -142,8 +142,8 @@ function blockDecoder(scan: Scan, progressive: boolean) {
       } else if (r.bit()) b[o] |= 1 << al;
       return;
     }
-    if (ah === 0) eobrun = acFirst(r, scan.ac[ci], b, o, ss, se, al, eobrun);
-    else eobrun = acRefine(r, scan.ac[ci], b, o, ss, se, al, eobrun);
+    const band = { r, ac: scan.ac[ci], b, o, ss, se, al };
+    eobrun = ah === 0 ? acFirst(band, eobrun) : acRefine(band, eobrun);
   };
   const reset = () => {
     preds.fill(0);
@@ -175,16 +175,22 @@ function sequential(
   }
 }
 
-function acFirst(
-  r: BitReader,
-  ac: HuffTable | undefined,
-  b: Int32Array,
-  o: number,
-  ss: number,
-  se: number,
-  al: number,
-  eobrun: number,
-): number {
+/**
+ * One block's AC coefficients `ss..se` of a progressive scan, at bit `al`: the Huffman table, the
+ * block's coefficients (`b` from `o`) and the spectral band.
+ */
+interface AcBand {
+  r: BitReader;
+  ac: HuffTable | undefined;
+  b: Int32Array;
+  o: number;
+  ss: number;
+  se: number;
+  al: number;
+}
+
+/** jdphuff.c `decode_mcu_AC_first`: returns the end-of-band run left. */
+function acFirst({ r, ac, b, o, ss, se, al }: AcBand, eobrun: number): number {
   if (eobrun > 0) return eobrun - 1;
   for (let k = ss; k <= se;) {
     const rs = r.decode(ac), run = rs >> 4, s = rs & 15;
@@ -198,17 +204,8 @@ function acFirst(
   return 0;
 }
 
-/** jdphuff.c `decode_mcu_AC_refine`. */
-function acRefine(
-  r: BitReader,
-  ac: HuffTable | undefined,
-  b: Int32Array,
-  o: number,
-  ss: number,
-  se: number,
-  al: number,
-  eobrun: number,
-): number {
+/** jdphuff.c `decode_mcu_AC_refine`: returns the end-of-band run left. */
+function acRefine({ r, ac, b, o, ss, se, al }: AcBand, eobrun: number): number {
   const p1 = 1 << al, m1 = -1 << al;
   const refine = (z: number) => {
     if (r.bit() && (b[z] & p1) === 0) b[z] += b[z] >= 0 ? p1 : m1;

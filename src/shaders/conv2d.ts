@@ -71,22 +71,22 @@ export function pair(v: Pair): [number, number] {
   return typeof v === "number" ? [v, v] : [v[0], v[1]];
 }
 
+/** Sizes of a convolution: batch, channels in and out (and per group), input and output size. */
+const SIZES = {
+  N: "u32",
+  Cin: "u32",
+  H: "u32",
+  W: "u32",
+  Cout: "u32",
+  Ho: "u32",
+  Wo: "u32",
+  cinG: "u32",
+  coutG: "u32",
+} as const;
+
 const CONV2D = new Kernel({
   name: "conv2d",
-  uniforms: {
-    N: "u32",
-    Cin: "u32",
-    H: "u32",
-    W: "u32",
-    Cout: "u32",
-    Ho: "u32",
-    Wo: "u32",
-    cinG: "u32",
-    coutG: "u32",
-    K: "u32",
-    pixTiles: "u32",
-    coTiles: "u32",
-  },
+  uniforms: { ...SIZES, K: "u32", pixTiles: "u32", coTiles: "u32" },
   storage: { X: read(), Wt: read(), Y: readWrite(), bias: optional(read()), R: optional(read()) },
   workgroupSize: [16, 16],
   body: (v: Variant, has) => `
@@ -242,18 +242,6 @@ const SH = ${v.stride[0]}; const SW = ${v.stride[1]};
 const PH = ${v.padding[0]}; const PW = ${v.padding[1]};
 const DH = ${v.dilation[0]}; const DW = ${v.dilation[1]};`;
 }
-
-const SIZES = {
-  N: "u32",
-  Cin: "u32",
-  H: "u32",
-  W: "u32",
-  Cout: "u32",
-  Ho: "u32",
-  Wo: "u32",
-  cinG: "u32",
-  coutG: "u32",
-} as const;
 
 /**
  * dX of a convolution (the transposed convolution of dY): one invocation per input element

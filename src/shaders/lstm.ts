@@ -19,13 +19,11 @@ export interface LstmCellOptions {
   cOut?: Tensor;
 }
 
-const LSTM_CELL = new Kernel({
-  name: "lstm_cell",
-  uniforms: { rows: "u32", H: "u32" },
-  storage: { G: read(), C: read(), Hn: readWrite(), Cn: readWrite() },
-  workgroupSize: [256],
-  body: () => `
-${activationWgsl("none")}
+/**
+ * The start of both cell kernels: element `i` of `[rows, H]`, its gate offset `g` in
+ * `G [rows, 4·H]` and the activated gates `ig`, `fg`, `gg`, `og`.
+ */
+const GATES_WGSL = `${activationWgsl("none")}
 fn kernel(wg: vec3u, lid: vec3u) {
   let i = wg.x * WG_X + lid.x;
   if (i >= p.rows * p.H) { return; }
@@ -34,7 +32,15 @@ fn kernel(wg: vec3u, lid: vec3u) {
   let ig = sigmoid_f32(f32(G[g]));
   let fg = sigmoid_f32(f32(G[g + p.H]));
   let gg = tanh_f32(f32(G[g + 2u * p.H]));
-  let og = sigmoid_f32(f32(G[g + 3u * p.H]));
+  let og = sigmoid_f32(f32(G[g + 3u * p.H]));`;
+
+const LSTM_CELL = new Kernel({
+  name: "lstm_cell",
+  uniforms: { rows: "u32", H: "u32" },
+  storage: { G: read(), C: read(), Hn: readWrite(), Cn: readWrite() },
+  workgroupSize: [256],
+  body: () => `
+${GATES_WGSL}
   let c = fg * f32(C[i]) + ig * gg;
   Cn[i] = Cn_t(c);
   Hn[i] = Hn_t(og * tanh_f32(c));
@@ -108,16 +114,7 @@ const LSTM_CELL_BACKWARD = new Kernel({
   },
   workgroupSize: [256],
   body: (_, has) => `
-${activationWgsl("none")}
-fn kernel(wg: vec3u, lid: vec3u) {
-  let i = wg.x * WG_X + lid.x;
-  if (i >= p.rows * p.H) { return; }
-  let j = i % p.H;
-  let g = (i / p.H) * 4u * p.H + j;
-  let ig = sigmoid_f32(f32(G[g]));
-  let fg = sigmoid_f32(f32(G[g + p.H]));
-  let gg = tanh_f32(f32(G[g + 2u * p.H]));
-  let og = sigmoid_f32(f32(G[g + 3u * p.H]));
+${GATES_WGSL}
   let c0 = f32(C[i]);
   let tc = tanh_f32(fg * c0 + ig * gg);
   let dh = f32(dH[i]);
