@@ -7,15 +7,14 @@
  * @module
  */
 import { WebcapError } from "../errors.ts";
+import { loadWithParams } from "../arch/architecture.ts";
 import { loadBlipTowers } from "../arch/blip.ts";
 import { readModelJson } from "../arch/load.ts";
 import type { Gpu } from "../gpu/device.ts";
 import { asModelFiles, fileLocation } from "../io/model_files.ts";
-import { openWeights } from "../io/weights.ts";
 import type { BertDecoderWeights } from "../nn/bert_decoder.ts";
 import { bertTrainBackward, bertTrainForward } from "../nn/bert_train.ts";
 import { configNumber } from "../nn/config.ts";
-import { ParamLoader } from "../nn/params.ts";
 import { IGNORE_INDEX } from "../shaders/softmax.ts";
 import { teacherForcing, type TokenBatch } from "./batch.ts";
 import type { TrainDecoder, VisionTextModel } from "./vision_text.ts";
@@ -56,9 +55,7 @@ export async function loadBlipTrain(gpu: Gpu, dir: string): Promise<BlipTrain> {
   const files = asModelFiles(dir);
   const where = fileLocation(files, "config.json");
   const config = await readModelJson(files, "config.json");
-  const store = await openWeights(files);
-  const p = new ParamLoader(gpu, store, "f32");
-  try {
+  return await loadWithParams({ gpu, files, dtype: "f32", config, where }, async (p) => {
     const { vit, text, ids, textConfig } = await loadBlipTowers(p, config, where);
     const eps = configNumber(textConfig, "label_smoothing", `${where} text_config`, 0);
     if (!(eps >= 0 && eps <= 1)) {
@@ -79,12 +76,7 @@ export async function loadBlipTrain(gpu: Gpu, dir: string): Promise<BlipTrain> {
       labelSmoothing: eps,
       dispose: () => p.dispose(),
     };
-  } catch (e) {
-    p.dispose();
-    throw e;
-  } finally {
-    store.close();
-  }
+  });
 }
 
 /**

@@ -4,14 +4,14 @@
  * @module
  */
 import { WebcapError } from "../errors.ts";
+import { loadWithParams } from "../arch/architecture.ts";
 import { decoderIds } from "../arch/vision_encoder_decoder.ts";
 import { readModelJson } from "../arch/load.ts";
 import type { Gpu } from "../gpu/device.ts";
 import { asModelFiles, fileLocation } from "../io/model_files.ts";
-import { openWeights } from "../io/weights.ts";
 import { gpt2Config, type Gpt2Weights, loadGpt2 } from "../nn/gpt2.ts";
 import { gpt2TrainBackward, gpt2TrainForward } from "../nn/gpt2_train.ts";
-import { type Param, ParamLoader } from "../nn/params.ts";
+import type { Param } from "../nn/params.ts";
 import { hfVitNames, loadVit, vitConfig, type VitWeights } from "../nn/vit.ts";
 import type { TrainDecoder, VisionTextModel } from "./vision_text.ts";
 
@@ -57,10 +57,9 @@ export async function loadVitGpt2(gpu: Gpu, dir: string): Promise<VitGpt2> {
       `${where}: training needs decoder cross-attention and equal encoder/decoder widths`,
     );
   }
-  const store = await openWeights(files);
-  const p = new ParamLoader(gpu, store, "f32");
-  try {
-    const vit = await loadVit(p, vc, hfVitNames("encoder.", store), where);
+  const ctx = { gpu, files, dtype: "f32" as const, config, where };
+  return await loadWithParams(ctx, async (p) => {
+    const vit = await loadVit(p, vc, hfVitNames("encoder.", p.store), where);
     const gpt2 = await loadGpt2(p, gc, "decoder.transformer.", where, "decoder.lm_head.weight");
     const ids = decoderIds(config, generation, dec);
     return {
@@ -74,12 +73,7 @@ export async function loadVitGpt2(gpu: Gpu, dir: string): Promise<VitGpt2> {
       vocab: gc.vocab_size,
       dispose: () => p.dispose(),
     };
-  } catch (e) {
-    p.dispose();
-    throw e;
-  } finally {
-    store.close();
-  }
+  });
 }
 
 export {
