@@ -6,7 +6,7 @@
  * @module
  */
 import { WebcapError } from "../errors.ts";
-import { checkNotLost, getGpu, type Gpu } from "../gpu/device.ts";
+import { type AdapterClass, checkNotLost, getGpu, type Gpu } from "../gpu/device.ts";
 import { Recorder } from "../gpu/recorder.ts";
 import { uploadTensor } from "../gpu/tensor.ts";
 import type { CaptionModel, EncoderState } from "../arch/caption_model.ts";
@@ -342,6 +342,16 @@ export class Captioner {
   ): Promise<GeneratedSequence[][]> {
     const prompts = Array.from({ length: enc.images }, () => promptIds.slice());
     return generateOnGpu(this.gpu, this.model, enc, prompts, options);
+  }
+
+  /** The WebGPU adapter's name (e.g. "llvmpipe (LLVM 15.0.6, 256 bits)"). */
+  get adapterName(): string {
+    return this.gpu.adapterName;
+  }
+
+  /** `"cpu"` when the adapter is a software rasterizer (far slower than a GPU), else `"gpu"`. */
+  get adapterClass(): AdapterClass {
+    return this.gpu.adapterClass;
   }
 
   /** Free the model's GPU memory. */
