@@ -354,9 +354,15 @@ export class Captioner {
     return this.gpu.adapterClass;
   }
 
-  /** Free the model's GPU memory. */
-  dispose(): void {
+  /**
+   * Free the model's GPU memory (WebGPU keeps what submitted work still reads until it is done)
+   * and wait for the queue: the returned promise resolves when the work in flight is done, and
+   * until then it keeps the process alive, so a script that ends right after `dispose()` does
+   * not exit under work in flight (which panics inside Deno's WebGPU).
+   */
+  dispose(): Promise<void> {
     this.model.dispose();
+    return this.gpu.device.queue.onSubmittedWorkDone().catch(() => {});
   }
 }
 
