@@ -92,7 +92,7 @@ export type { TensorToWrite } from "./src/io/safetensors_write.ts";
 export { generateOnGpu, GpuDecoder } from "./src/captioner/gpu_decoder.ts";
 /** The WebGPU runtime: device, tensors, one-pass recording, readback and timing. */
 export { getGpu, requestGpu } from "./src/gpu/device.ts";
-export type { Gpu, GpuOptions } from "./src/gpu/device.ts";
+export type { AdapterClass, Gpu, GpuOptions } from "./src/gpu/device.ts";
 export { Recorder, tensorWindow } from "./src/gpu/recorder.ts";
 export type { Binding, TensorWindow } from "./src/gpu/recorder.ts";
 /** The kernel schema: declare a WGSL kernel once, record it with typed uniforms and bindings. */

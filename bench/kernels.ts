@@ -1,9 +1,12 @@
 /**
  * Per-kernel timings at the shapes of ViT-B/16 and GPT-2 small: GPU time from timestamp queries
- * where the adapter has them (else wall time of submit-and-wait), GFLOP/s or GB/s.
+ * where the adapter has them (else wall time of submit-and-wait), GFLOP/s or GB/s, with the
+ * adapter's name. Matmuls run at ViT-base's prefill shapes (M = 197) and GPT-2's decode shapes
+ * (M = 1…8, up to the 50,257-column LM head) with the variant {@link matmulPlan} chooses; on a
+ * CPU adapter also with the GPU kernels, side by side.
  * @module
  */
-import type { Gpu } from "../src/gpu/device.ts";
+import type { AdapterClass, Gpu } from "../src/gpu/device.ts";
 import { Recorder } from "../src/gpu/recorder.ts";
 import { type Tensor, uploadTensor } from "../src/gpu/tensor.ts";
 import { f32ToF16 } from "../src/nn/params.ts";
@@ -11,7 +14,7 @@ import { attention } from "../src/shaders/attention.ts";
 import { conv2d } from "../src/shaders/conv2d.ts";
 import { binary, unary } from "../src/shaders/elementwise.ts";
 import { layerNorm } from "../src/shaders/layernorm.ts";
-import { matmul } from "../src/shaders/matmul.ts";
+import { matmul, type MatmulPlan, matmulPlan } from "../src/shaders/matmul.ts";
 import { softmax } from "../src/shaders/softmax.ts";
 import { topk } from "../src/shaders/topk.ts";
 
@@ -19,10 +22,14 @@ import { topk } from "../src/shaders/topk.ts";
 export interface KernelRow {
   name: string;
   shape: string;
+  /** The kernel variant that ran (matmul: its plan and adapter class). */
+  variant?: string;
   ms: number;
   gflops?: number;
   gbps?: number;
   timer: "gpu-timestamp" | "wall";
+  /** The adapter that ran it. */
+  adapter: string;
 }
 
 function random(n: number, seed: number): Float32Array {
@@ -61,34 +68,13 @@ async function timeIt(
 
 /** Run the kernel benchmarks. `reps` per case (median reported). */
 export async function benchKernels(gpu: Gpu, reps = 3): Promise<KernelRow[]> {
-  const rows: KernelRow[] = [];
+  const rows: Timing[] = [];
   const dtypes: ("f32" | "f16")[] = gpu.hasF16 ? ["f32", "f16"] : ["f32"];
   const up = (n: number, shape: number[], seed: number, dtype: "f32" | "f16" = "f32") =>
     dtype === "f16"
       ? uploadTensor(gpu, f32ToF16(random(n, seed)), shape, "f16")
       : uploadTensor(gpu, random(n, seed), shape, "f32");
-  const matmuls: [string, number, number, number, boolean][] = [
-    ["matmul qkv (ViT/GPT-2)", 197, 768, 2304, false],
-    ["matmul mlp fc (ViT/GPT-2)", 197, 768, 3072, false],
-    ["matmul lm_head (GPT-2 decode step)", 1, 768, 50257, true],
-    ["matmul qkv (decode step, 5 beams)", 5, 768, 2304, false],
-  ];
-  for (const dtype of dtypes) {
-    for (const [name, M, K, N, transposeW] of matmuls) {
-      const a = up(M * K, [M, K], 1);
-      const w = up(K * N, transposeW ? [N, K] : [K, N], 2, dtype);
-      const { ms, timer } = await timeIt(gpu, (rec) => [matmul(rec, a, w, { transposeW })], reps);
-      rows.push({
-        name: `${name} ${dtype}`,
-        shape: `${M}x${K}x${N}`,
-        ms,
-        gflops: (2 * M * N * K) / ms / 1e6,
-        timer,
-      });
-      a.release();
-      w.release();
-    }
-  }
+  rows.push(...await benchMatmuls(gpu, up, dtypes, reps));
   {
     const [S, H, D] = [197, 12, 64];
     const qkv = up(S * 3 * H * D, [S, 3 * H * D], 3);
@@ -174,6 +160,71 @@ export async function benchKernels(gpu: Gpu, reps = 3): Promise<KernelRow[]> {
     for (const t of [x, w, b]) t.release();
   }
   rows.push(...await benchBindGroups(gpu, up, reps));
+  return rows.map((r) => ({ ...r, adapter: gpu.adapterName }));
+}
+
+/** A row before the adapter's name is added (the bind-group rows of {@link benchBindGroups}). */
+export type Timing = Omit<KernelRow, "adapter">;
+
+type Upload = (n: number, shape: number[], seed: number, dtype?: "f32" | "f16") => Tensor;
+
+/** `[name, M, K, N, transposeW]`: ViT-base prefill (197 tokens) and GPT-2 decode steps. */
+const MATMULS: [string, number, number, number, boolean][] = [
+  ["matmul qkv (ViT)", 197, 768, 2304, false],
+  ["matmul attn proj (ViT)", 197, 768, 768, false],
+  ["matmul mlp fc (ViT)", 197, 768, 3072, false],
+  ["matmul mlp proj (ViT)", 197, 3072, 768, false],
+  ...[1, 2, 5, 8].map((M): [string, number, number, number, boolean] => [
+    `matmul qkv (GPT-2 decode, ${M} rows)`,
+    M,
+    768,
+    2304,
+    false,
+  ]),
+  ["matmul mlp proj (GPT-2 decode, 5 rows)", 5, 3072, 768, false],
+  ["matmul lm_head (GPT-2 decode, 1 row)", 1, 768, 50257, true],
+  ["matmul lm_head (GPT-2 decode, 8 rows)", 8, 768, 50257, true],
+];
+
+function planName(cls: AdapterClass, p: MatmulPlan): string {
+  const kernel = p.kernel === "regs" ? `regs ${p.tm}x${p.tn}` : p.kernel;
+  return `${cls}: ${kernel}`;
+}
+
+/** Matmul GFLOP/s at {@link MATMULS}, per weight dtype, with this adapter's class (and the GPU one). */
+async function benchMatmuls(
+  gpu: Gpu,
+  up: Upload,
+  dtypes: ("f32" | "f16")[],
+  reps: number,
+): Promise<Timing[]> {
+  const rows: Timing[] = [];
+  const own = gpu.adapterClass;
+  const classes: AdapterClass[] = own === "cpu" ? ["gpu", "cpu"] : ["gpu"];
+  for (const dtype of dtypes) {
+    for (const [name, M, K, N, transposeW] of MATMULS) {
+      const a = up(M * K, [M, K], 1);
+      const w = up(K * N, transposeW ? [N, K] : [K, N], 2, dtype);
+      for (const cls of classes) {
+        gpu.adapterClass = cls;
+        try {
+          const r = await timeIt(gpu, (rec) => [matmul(rec, a, w, { transposeW })], reps);
+          rows.push({
+            name: `${name} ${dtype}`,
+            shape: `${M}x${K}x${N}`,
+            variant: planName(cls, matmulPlan(cls, M)),
+            ms: r.ms,
+            gflops: (2 * M * N * K) / r.ms / 1e6,
+            timer: r.timer,
+          });
+        } finally {
+          gpu.adapterClass = own;
+        }
+      }
+      a.release();
+      w.release();
+    }
+  }
   return rows;
 }
 
@@ -186,7 +237,7 @@ export async function benchBindGroups(
   gpu: Gpu,
   up: (n: number, shape: number[], seed: number) => Tensor,
   reps: number,
-): Promise<KernelRow[]> {
+): Promise<Timing[]> {
   const [R, Dm, layers] = [5, 768, 12];
   const x = up(R * Dm, [R, Dm], 11), w = up(Dm * Dm, [Dm, Dm], 12);
   const g = up(Dm, [Dm], 13), b = up(Dm, [Dm], 14);
@@ -199,7 +250,7 @@ export async function benchBindGroups(
       binary(rec, x, a, "add", y);
     }
   };
-  const rows: KernelRow[] = [];
+  const rows: Timing[] = [];
   for (const cached of [false, true]) {
     const times: number[] = [];
     let built = 0;

@@ -95,12 +95,50 @@ function resultSink(
   out: JobOutput | undefined,
   json: boolean,
   keep: CaptionResult[] | undefined,
+  seen: (n: number) => void,
 ): JobSink {
   return async (batch) => {
     if (Deno.stderr.isTerminal()) Deno.stderr.writeSync(new TextEncoder().encode("\r\x1b[K"));
     if (out) await out.append(batch.map(({ item, result }) => jobLine(item, result)));
     else for (const { result } of batch) printResult(result, json);
     keep?.push(...batch.map((b) => b.result));
+    seen(batch.filter((b) => !b.result.error).length);
+  };
+}
+
+/**
+ * On a CPU adapter, one note on stderr: which adapter it is, the measured seconds per caption
+ * after the first batch (which compiles the kernels), and that a GPU is far faster. `seen(n)`
+ * after each batch, `n` its captions; `end()` notes the first batch's time when no other came.
+ */
+function cpuNote(captioner: Captioner) {
+  const start = performance.now();
+  let first: { at: number; count: number } | undefined;
+  let count = 0;
+  let noted = captioner.adapterClass !== "cpu";
+  const note = (what: string) => {
+    noted = true;
+    console.error(
+      `note: the WebGPU adapter is ${captioner.adapterName}, which runs on the CPU: ${what}; ` +
+        "a GPU is far faster",
+    );
+  };
+  return {
+    seen(n: number) {
+      count += n;
+      if (noted || n === 0) return;
+      const now = performance.now();
+      if (!first) first = { at: now, count };
+      else {
+        const each = (now - first.at) / 1000 / (count - first.count);
+        note(`${each.toFixed(1)} s per caption after the first`);
+      }
+    },
+    end() {
+      if (noted || !first) return;
+      const each = (first.at - start) / 1000 / first.count;
+      note(`${each.toFixed(1)} s per caption, the first ones compiling the kernels`);
+    },
   };
 }
 
@@ -153,6 +191,7 @@ async function caption(args: string[]): Promise<number> {
     if (mapOut) checkAttentionMap(captioner);
     await captioner.caption([], options); // refuses bad options before any image is read
     const kept = mapOut ? [] : undefined;
+    const cpu = cpuNote(captioner);
     const summary = await runJob(
       captioner,
       {
@@ -165,15 +204,16 @@ async function caption(args: string[]): Promise<number> {
         progress: !!values.progress,
       },
       out?.done ?? new Set(),
-      resultSink(out, !!values.json, kept),
+      resultSink(out, !!values.json, kept, cpu.seen),
       (msg) => console.error(msg),
     );
     if (mapOut) await writeAttentionMaps(captioner, kept!, options, mapOut);
+    cpu.end();
     console.error(summaryLine(summary));
     return summary.failed || summary.badInputs ? 1 : 0;
   } finally {
     out?.close();
-    captioner?.dispose();
+    await captioner?.dispose();
   }
 }
 

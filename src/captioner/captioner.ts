@@ -6,7 +6,7 @@
  * @module
  */
 import { WebcapError } from "../errors.ts";
-import { checkNotLost, getGpu, type Gpu } from "../gpu/device.ts";
+import { type AdapterClass, checkNotLost, getGpu, type Gpu } from "../gpu/device.ts";
 import { Recorder } from "../gpu/recorder.ts";
 import { uploadTensor } from "../gpu/tensor.ts";
 import type { CaptionModel, EncoderState } from "../arch/caption_model.ts";
@@ -344,9 +344,25 @@ export class Captioner {
     return generateOnGpu(this.gpu, this.model, enc, prompts, options);
   }
 
-  /** Free the model's GPU memory. */
-  dispose(): void {
+  /** The WebGPU adapter's name (e.g. "llvmpipe (LLVM 15.0.6, 256 bits)"). */
+  get adapterName(): string {
+    return this.gpu.adapterName;
+  }
+
+  /** `"cpu"` when the adapter is a software rasterizer (far slower than a GPU), else `"gpu"`. */
+  get adapterClass(): AdapterClass {
+    return this.gpu.adapterClass;
+  }
+
+  /**
+   * Free the model's GPU memory (WebGPU keeps what submitted work still reads until it is done)
+   * and wait for the queue: the returned promise resolves when the work in flight is done, and
+   * until then it keeps the process alive, so a script that ends right after `dispose()` does
+   * not exit under work in flight (which panics inside Deno's WebGPU).
+   */
+  dispose(): Promise<void> {
     this.model.dispose();
+    return this.gpu.device.queue.onSubmittedWorkDone().catch(() => {});
   }
 }
 

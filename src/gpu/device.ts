@@ -15,6 +15,11 @@ export interface Gpu {
   readonly device: GPUDevice;
   /** The adapter's description (or vendor), for logs and bench reports. */
   readonly adapterName: string;
+  /**
+   * `"cpu"` for a software adapter (llvmpipe/lavapipe, SwiftShader, WARP, or any fallback
+   * adapter), else `"gpu"`. Kernels pick their variants by it. Changed only by tests.
+   */
+  adapterClass: AdapterClass;
   /** Whether `shader-f16` is enabled on the device. */
   readonly hasF16: boolean;
   /** Whether `timestamp-query` is enabled on the device. */
@@ -38,6 +43,18 @@ export interface Gpu {
    * since a failed submission last reported one: often the cause of that submission's error.
    */
   uncaptured: GPUError | undefined;
+}
+
+/** What kind of device runs the kernels: a software rasterizer on the CPU, or a GPU. */
+export type AdapterClass = "cpu" | "gpu";
+
+const CPU_ADAPTERS = /llvmpipe|lavapipe|swiftshader|\bwarp\b|microsoft basic render/i;
+
+/** The class of an adapter from its info (`isFallbackAdapter`, or a known software name). */
+export function adapterClassOf(info: Partial<GPUAdapterInfo> | undefined): AdapterClass {
+  if (info?.isFallbackAdapter) return "cpu";
+  const text = [info?.vendor, info?.architecture, info?.device, info?.description].join(" ");
+  return CPU_ADAPTERS.test(text) ? "cpu" : "gpu";
 }
 
 /** Options of {@link requestGpu}. */
@@ -84,6 +101,7 @@ export async function requestGpu(opts: GpuOptions = {}): Promise<Gpu> {
     device,
     adapterName: info?.description ||
       [info?.vendor, info?.architecture].filter(Boolean).join(" ") || "unknown adapter",
+    adapterClass: adapterClassOf(info),
     hasF16: device.features.has("shader-f16"),
     hasTimestamps: device.features.has("timestamp-query"),
     hasSubgroups: device.features.has("subgroups"),

@@ -4,11 +4,13 @@
  * W may be f32 or f16 (with `shader-f16`), or a quantized out×in {@link QuantMatrix} (q8, q4)
  * that each kernel unpacks and dequantizes in registers (the `quant` variant: same kernels, the
  * weight read through `dequantWgsl`); A, C, bias and residual are f32; accumulation is f32.
- * Two kernels: a 64×64-tiled one, and a row-batched GEMV for decode steps (M ≤ 8).
+ * On GPUs two kernels: a 64×64-tiled one, and a row-batched GEMV for decode steps (M ≤ 8); on
+ * CPU adapters (llvmpipe) a register-tiled one without workgroup memory ({@link matmulPlan}).
  * An out×in weight larger than one storage binding is bound in windows of output columns.
  * @module
  */
 import { WebcapError } from "../errors.ts";
+import type { AdapterClass } from "../gpu/device.ts";
 import { Kernel, optional, read, readWrite } from "../gpu/kernel.ts";
 import { type Recorder, tensorWindow } from "../gpu/recorder.ts";
 import { dtypeBytes, type Tensor } from "../gpu/tensor.ts";
@@ -183,6 +185,81 @@ fn kernel(wg: vec3u, lid: vec3u) {
   },
 });
 
+/** Register tile of one invocation of {@link MATMUL_REGS}: `tm` rows × `tn` columns (tn % 4 = 0). */
+interface RegTile {
+  tm: number;
+  tn: number;
+}
+
+/** `[r0, r0 + n)` as a list. */
+function range(n: number): number[] {
+  return Array.from({ length: n }, (_, i) => i);
+}
+
+/**
+ * WGSL of one k-step of {@link MATMUL_REGS}: A rows and W columns read as vec4 over `width` k
+ * (4 in the unrolled loop, 1 in the remainder), fma'd into the vec4 accumulators `acc_r_h`.
+ */
+function regStepWgsl(t: RegTile, width: number): string {
+  const lines: string[] = [];
+  for (const r of range(t.tm)) {
+    const a = range(4).map((j) => j < width ? `f32(A[ra${r} + k + ${j}u])` : "0.0");
+    lines.push(`let a${r} = vec4f(${a.join(", ")});`);
+  }
+  for (const j of range(width)) {
+    for (const h of range(t.tn / 4)) {
+      const w = range(4).map((c) => `w_at(k + ${j}u, c${4 * h + c})`);
+      lines.push(`let w${j}_${h} = vec4f(${w.join(", ")});`);
+      for (const r of range(t.tm)) {
+        lines.push(`acc${r}_${h} = fma(vec4f(a${r}[${j}]), w${j}_${h}, acc${r}_${h});`);
+      }
+    }
+  }
+  return lines.join("\n    ");
+}
+
+/**
+ * Register-tiled matmul for CPU adapters (llvmpipe runs invocations as SIMD lanes, so workgroup
+ * memory and barriers only cost): each invocation computes a `tm × tn` block of C in vec4
+ * accumulators, k unrolled by 4; no workgroup memory, no barriers. Edge rows and columns read
+ * clamped indices and are not written. The same kernel with `tm` = M serves decode steps.
+ */
+const MATMUL_REGS = new Kernel({
+  name: "matmul_regs",
+  ...MATMUL_IO,
+  workgroupSize: [64],
+  body: (v: Variant & RegTile, has) => {
+    const { tm, tn } = v;
+    const rows = range(tm).map((r) => `let ra${r} = min(m0 + ${r}u, p.M - 1u) * p.K;`).join("\n  ");
+    const cols = range(tn).map((c) => `let c${c} = min(n0 + ${c}u, p.N - 1u);`).join("\n  ");
+    const accs = range(tm).flatMap((r) => range(tn / 4).map((h) => `var acc${r}_${h} = vec4f();`));
+    const stores = range(tm).flatMap((r) =>
+      range(tn).map((c) =>
+        `if (m0 + ${r}u < p.M && n0 + ${c}u < p.N) { epilogue(m0 + ${r}u, n0 + ${c}u, acc${r}_${
+          c >> 2
+        }[${c & 3}]); }`
+      )
+    );
+    return helpers(v, has) + `
+fn kernel(wg: vec3u, lid: vec3u) {
+  let n0 = (wg.x * WG_X + lid.x) * ${tn}u;
+  let m0 = wg.y * ${tm}u;
+  if (n0 >= p.N) { return; }
+  ${rows}
+  ${cols}
+  ${accs.join("\n  ")}
+  var k = 0u;
+  for (; k + 4u <= p.K; k += 4u) {
+    ${regStepWgsl(v, 4)}
+  }
+  for (; k < p.K; k++) {
+    ${regStepWgsl(v, 1)}
+  }
+  ${stores.join("\n  ")}
+}`;
+  },
+});
+
 function checkShapes(a: Tensor, w: Weight, o: MatmulOptions): { M: number; N: number; K: number } {
   if (a.shape.length !== 2 || w.shape.length !== 2) {
     throw new WebcapError(
@@ -266,6 +343,28 @@ function weightBindings(w: Weight, col0: number, n: number, N: number, K: number
   return { W: col0 === 0 && n === N ? w : tensorWindow(w, col0 * K, n * K) };
 }
 
+/** The kernel (and register tile) a matmul takes. */
+export type MatmulPlan =
+  | { kernel: "tiled" }
+  | { kernel: "gemv" }
+  | { kernel: "regs"; tm: number; tn: number };
+
+/**
+ * The kernel of a matmul of `M` rows on an adapter class. GPUs: 64×64 tiles in workgroup memory,
+ * GEMV for decode steps (M ≤ 8). CPU adapters: {@link MATMUL_REGS} with tiles measured on
+ * llvmpipe (2 loaded cores, median GFLOP/s, BENCHMARKS.md): prefill 197×768×768 took 8×8
+ * (≈3.0 in×out and out×in) over 4×8 (1.6 / 2.5), 4×16 (2.3–2.7 / 1.4–2.3) and 8×16
+ * (2.9–3.2 / 2.2–2.8), the 64×64 tiles giving 0.4; decode rows took M × 8 (1×768×3072 out×in:
+ * 0.33 against 0.29 for M × 4, 0.26 for M × 16, 0.18 for the GEMV; wider tiles leave cores idle
+ * on narrow N). Every weight type (f32, f16, q8, q4) takes the same kernel through `w_at`.
+ */
+export function matmulPlan(cls: AdapterClass, M: number): MatmulPlan {
+  if (cls === "cpu") {
+    return M <= 8 ? { kernel: "regs", tm: M, tn: 8 } : { kernel: "regs", tm: 8, tn: 8 };
+  }
+  return M <= 8 ? { kernel: "gemv" } : { kernel: "tiled" };
+}
+
 /** Record `act(A·W + bias) + residual` into `rec`; returns `[M, N]`. */
 export function matmul(rec: Recorder, a: Tensor, w: Weight, opts: MatmulOptions = {}): Tensor {
   const { M, N, K } = checkShapes(a, w, opts);
@@ -280,7 +379,12 @@ export function matmul(rec: Recorder, a: Tensor, w: Weight, opts: MatmulOptions 
       uniforms: { M, N: n, K, ldc: N, col0, G },
       bind: { A: a, ...weightBindings(w, col0, n, N, K), C: out, bias, R: opts.residual },
     };
-    if (M <= 8) {
+    const plan = matmulPlan(rec.gpu.adapterClass, M);
+    if (plan.kernel === "regs") {
+      const { tm, tn } = plan;
+      const groups = [Math.ceil(n / tn / 64), Math.ceil(M / tm)] as const;
+      MATMUL_REGS.record(rec, { ...call, variant: { ...v, tm, tn }, groups });
+    } else if (plan.kernel === "gemv") {
       const groups = Math.ceil(n / (v.transposeW ? 8 : 32));
       MATMUL_GEMV.record(rec, { ...call, variant: { ...v, rows: M }, groups });
     } else {

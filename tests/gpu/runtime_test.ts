@@ -6,7 +6,7 @@ import { emptyTensor, type Tensor, uploadTensor, writeTensor } from "../../src/g
 import { WebcapError } from "../../src/errors.ts";
 import { binary, unary } from "../../src/shaders/elementwise.ts";
 import { matmul } from "../../src/shaders/matmul.ts";
-import { requestGpu } from "../../src/gpu/device.ts";
+import { adapterClassOf, requestGpu } from "../../src/gpu/device.ts";
 import { assertCode, getGpu, randomF32 } from "../util.ts";
 
 Deno.test("no adapter: a clear NO_ADAPTER error that says how to get one", async () => {
@@ -256,4 +256,17 @@ Deno.test("recorder: recycle hands a scope's dead buffers to the next outputs of
   assert.equal(seen[2].t2, seen[0].t2);
   const recycled = new Set(seen.flatMap((s) => [s.t1, s.t2]));
   assert.ok(seen.every((s) => !recycled.has(s.up)), "an upload got a recycled buffer");
+});
+
+Deno.test("adapterClassOf: software adapters are cpu, the rest gpu", () => {
+  const cls = (info: Partial<GPUAdapterInfo>) => adapterClassOf(info);
+  assert.equal(cls({ description: "llvmpipe (LLVM 15.0.6, 256 bits)" }), "cpu");
+  assert.equal(cls({ vendor: "google", architecture: "swiftshader" }), "cpu");
+  assert.equal(cls({ description: "Microsoft Basic Render Driver" }), "cpu");
+  assert.equal(
+    cls({ vendor: "nvidia", description: "NVIDIA H100", isFallbackAdapter: true }),
+    "cpu",
+  );
+  assert.equal(cls({ vendor: "nvidia", description: "NVIDIA H100 80GB HBM3" }), "gpu");
+  assert.equal(cls({ vendor: "amd", architecture: "rdna-3" }), "gpu");
 });

@@ -5,7 +5,16 @@ import { uploadTensor } from "../../src/gpu/tensor.ts";
 import { f16ToF32 } from "../../src/io/dtype.ts";
 import { dequantize, quantize, uploadQuant } from "../../src/nn/quant.ts";
 import type { QuantScheme } from "../../src/shaders/quant/qmatrix.ts";
-import { assertCode, getGpu, poisoned, randomF32, relL2, runAndRead } from "../util.ts";
+import {
+  ADAPTER_CLASSES,
+  asAdapterClass,
+  assertCode,
+  getGpu,
+  poisoned,
+  randomF32,
+  relL2,
+  runAndRead,
+} from "../util.ts";
 
 const SCHEMES: [QuantScheme, number][] = [["q8", 0], ["q4", 32], ["q4", 8]];
 
@@ -46,11 +55,14 @@ function ref(a: Float32Array, w: Float32Array, M: number, N: number, K: number):
   return out;
 }
 
+const QUANT_CASES = [[1, 300, 64, false], [3, 700, 96, true], [20, 600, 384, true]] as const;
 for (const [scheme, G] of SCHEMES) {
   for (
-    const [M, N, K, windowed] of [[1, 300, 64, false], [3, 700, 96, true], [20, 600, 384, true]]
+    const [cls, [M, N, K, windowed]] of ADAPTER_CLASSES.flatMap((c) =>
+      QUANT_CASES.map((x) => [c, x] as const)
+    )
   ) {
-    Deno.test(`matmul ${scheme}${G ? `/${G}` : ""} M=${M} N=${N} K=${K}${windowed ? " in windows" : ""} equals f32 on the dequantized weights`, async () => {
+    Deno.test(`matmul (${cls} kernels) ${scheme}${G ? `/${G}` : ""} M=${M} N=${N} K=${K}${windowed ? " in windows" : ""} equals f32 on the dequantized weights`, async () => {
       const gpu = await getGpu();
       const h = quantize(randomF32(+N * +K, +N), [+N, +K], scheme, G, "w");
       const a = randomF32(+M * +K, +M);
@@ -61,7 +73,11 @@ for (const [scheme, G] of SCHEMES) {
       // windows of 512 columns: the packed bytes of 512 columns fill one binding
       if (windowed) gpu.maxBinding = (512 * +K * (scheme === "q8" ? 8 : 4)) / 8;
       try {
-        const got = await runAndRead(gpu, (rec) => matmul(rec, ta, q, { transposeW: true, out }));
+        const got = await asAdapterClass(
+          gpu,
+          cls,
+          () => runAndRead(gpu, (rec) => matmul(rec, ta, q, { transposeW: true, out })),
+        );
         const err = relL2(got, ref(a, dequantize(h), +M, +N, +K));
         assert.ok(err < 1e-5, `rel L2 ${err}`);
       } finally {

@@ -1,7 +1,16 @@
 import assert from "node:assert/strict";
 import { matmul } from "../../src/shaders/matmul.ts";
 import { uploadTensor } from "../../src/gpu/tensor.ts";
-import { firstNonFinite, getGpu, poisoned, randomF32, relL2, runAndRead } from "../util.ts";
+import {
+  ADAPTER_CLASSES,
+  asAdapterClass,
+  firstNonFinite,
+  getGpu,
+  poisoned,
+  randomF32,
+  relL2,
+  runAndRead,
+} from "../util.ts";
 import type { Activation } from "../../src/shaders/activations.ts";
 import { actRef, f16BitsToF32, f32ToF16Bits } from "./reference.ts";
 
@@ -36,28 +45,32 @@ const cases: [number, number, number][] = [[1, 33, 70], [3, 130, 65], [8, 5, 17]
   40,
 ], [130, 65, 129]];
 
-for (const transposeW of [false, true]) {
-  for (const [M, N, K] of cases) {
-    Deno.test(`matmul f32 M=${M} N=${N} K=${K} transposeW=${transposeW} with bias, gelu_new, residual`, async () => {
-      const gpu = await getGpu();
-      const a = randomF32(M * K, M * 7 + K);
-      const w = randomF32(N * K, N * 13 + K);
-      const bias = randomF32(N, N + 1);
-      const res = randomF32(M * N, M + N);
-      const ta = uploadTensor(gpu, a, [M, K], "f32");
-      const tw = uploadTensor(gpu, w, transposeW ? [N, K] : [K, N], "f32");
-      const tb = uploadTensor(gpu, bias, [N], "f32");
-      const tr = uploadTensor(gpu, res, [M, N], "f32");
-      const out = poisoned(gpu, [M, N]);
-      const got = await runAndRead(
-        gpu,
-        (rec) => matmul(rec, ta, tw, { transposeW, bias: tb, act: "gelu_new", residual: tr, out }),
-      );
-      assert.equal(firstNonFinite(got), -1, "every output element written");
-      const err = relL2(got, matmulRef(a, w, M, N, K, transposeW, bias, "gelu_new", res));
-      assert.ok(err < 1e-5, `rel L2 ${err}`);
-      for (const t of [ta, tw, tb, tr, out]) t.release();
-    });
+for (const cls of ADAPTER_CLASSES) {
+  for (const transposeW of [false, true]) {
+    for (const [M, N, K] of cases) {
+      Deno.test(`matmul (${cls} kernels) f32 M=${M} N=${N} K=${K} transposeW=${transposeW} with bias, gelu_new, residual`, async () => {
+        const gpu = await getGpu();
+        const a = randomF32(M * K, M * 7 + K);
+        const w = randomF32(N * K, N * 13 + K);
+        const bias = randomF32(N, N + 1);
+        const res = randomF32(M * N, M + N);
+        const ta = uploadTensor(gpu, a, [M, K], "f32");
+        const tw = uploadTensor(gpu, w, transposeW ? [N, K] : [K, N], "f32");
+        const tb = uploadTensor(gpu, bias, [N], "f32");
+        const tr = uploadTensor(gpu, res, [M, N], "f32");
+        const out = poisoned(gpu, [M, N]);
+        const opts = { transposeW, bias: tb, act: "gelu_new" as const, residual: tr, out };
+        const got = await asAdapterClass(
+          gpu,
+          cls,
+          () => runAndRead(gpu, (rec) => matmul(rec, ta, tw, opts)),
+        );
+        assert.equal(firstNonFinite(got), -1, "every output element written");
+        const err = relL2(got, matmulRef(a, w, M, N, K, transposeW, bias, "gelu_new", res));
+        assert.ok(err < 1e-5, `rel L2 ${err}`);
+        for (const t of [ta, tw, tb, tr, out]) t.release();
+      });
+    }
   }
 }
 
@@ -67,14 +80,23 @@ Deno.test("matmul f16 weights (shader-f16) against the f16-rounded f32 reference
     console.log("skipped: adapter has no shader-f16");
     return;
   }
-  for (const [M, N, K, transposeW] of [[2, 77, 96, true], [65, 40, 50, false]] as const) {
-    await t.step(`M=${M} N=${N} K=${K} transposeW=${transposeW}`, async () => {
+  const cases = [[2, 77, 96, true], [65, 40, 50, false], [9, 21, 19, true]] as const;
+  for (
+    const [cls, [M, N, K, transposeW]] of ADAPTER_CLASSES.flatMap((c) =>
+      cases.map((x) => [c, x] as const)
+    )
+  ) {
+    await t.step(`${cls} kernels M=${M} N=${N} K=${K} transposeW=${transposeW}`, async () => {
       const a = randomF32(M * K, 5);
       const w16 = f32ToF16Bits(randomF32(N * K, 6));
       const ta = uploadTensor(gpu, a, [M, K], "f32");
       const tw = uploadTensor(gpu, w16, transposeW ? [N, K] : [K, N], "f16");
       const out = poisoned(gpu, [M, N]);
-      const got = await runAndRead(gpu, (rec) => matmul(rec, ta, tw, { transposeW, out }));
+      const got = await asAdapterClass(
+        gpu,
+        cls,
+        () => runAndRead(gpu, (rec) => matmul(rec, ta, tw, { transposeW, out })),
+      );
       assert.equal(firstNonFinite(got), -1);
       const err = relL2(got, matmulRef(a, f16BitsToF32(w16), M, N, K, transposeW));
       assert.ok(err < 1e-5, `rel L2 ${err}`);
