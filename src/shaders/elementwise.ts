@@ -9,6 +9,7 @@ import { WebcapError } from "../errors.ts";
 import { Kernel, optional, read, readWrite } from "../gpu/kernel.ts";
 import type { Recorder } from "../gpu/recorder.ts";
 import type { Tensor } from "../gpu/tensor.ts";
+import { PHILOX_WGSL } from "./sample/philox_wgsl.ts";
 import { type Activation, activationGradWgsl, activationWgsl } from "./activations.ts";
 
 const UNARY = new Kernel({
@@ -137,25 +138,6 @@ export interface DropoutKey {
   site: number;
 }
 
-/** Philox4x32-10's first output word for `counter` under `key` (WGSL; `mulhi` by 16-bit halves). */
-const PHILOX_WGSL = `
-fn mulhi(a: u32, b: u32) -> u32 {
-  let al = a & 0xffffu; let ah = a >> 16u; let bl = b & 0xffffu; let bh = b >> 16u;
-  let lh = al * bh; let hl = ah * bl;
-  let mid = ((al * bl) >> 16u) + (lh & 0xffffu) + (hl & 0xffffu);
-  return ah * bh + (lh >> 16u) + (hl >> 16u) + (mid >> 16u);
-}
-fn philox(counter: vec4u, key: vec2u) -> u32 {
-  var c = counter; var k = key;
-  for (var r = 0u; r < 10u; r++) {
-    let lo0 = 0xD2511F53u * c.x; let hi0 = mulhi(0xD2511F53u, c.x);
-    let lo1 = 0xCD9E8D57u * c.z; let hi1 = mulhi(0xCD9E8D57u, c.z);
-    c = vec4u(hi1 ^ c.y ^ k.x, lo1, hi0 ^ c.w ^ k.y, lo0);
-    k = k + vec2u(0x9E3779B9u, 0xBB67AE85u);
-  }
-  return c.x;
-}`;
-
 const DROPOUT = new Kernel({
   name: "dropout",
   uniforms: {
@@ -174,7 +156,7 @@ ${PHILOX_WGSL}
 fn kernel(wg: vec3u, lid: vec3u) {
   let i = wg.x * WG_X + lid.x;
   if (i >= p.n) { return; }
-  let kept = philox(vec4u(i, p.site, p.step, 0u), vec2u(p.k0, p.k1)) >= p.below;
+  let kept = philox(vec4u(i, p.site, p.step, 0u), vec2u(p.k0, p.k1)).x >= p.below;
   let y = select(0.0, f32(X[i]) * p.scale, kept);
   Y[i] = Y_t(${has.Res ? "f32(Res[i]) + y" : "y"});
 }`,

@@ -10,14 +10,7 @@ import { WebcapError } from "../errors.ts";
 import { Kernel, optional, read, readWrite } from "../gpu/kernel.ts";
 import { type Recorder, tensorWindow } from "../gpu/recorder.ts";
 import { dtypeBytes, type Tensor } from "../gpu/tensor.ts";
-import {
-  dequantWgsl,
-  isQuant,
-  QUANT_BITS,
-  quantRows,
-  type QuantScheme,
-  type Weight,
-} from "./quant/qmatrix.ts";
+import * as quant from "./quant/qmatrix.ts";
 
 const EMBEDDING = new Kernel({
   name: "embedding",
@@ -31,10 +24,10 @@ const EMBEDDING = new Kernel({
     PT: optional(read()),
   },
   workgroupSize: [64],
-  body: (v: { quant?: QuantScheme }, has) => `
+  body: (v: { quant?: quant.QuantScheme }, has) => `
 ${
     v.quant
-      ? dequantWgsl(v.quant, { fn: "t_at", data: "TQ", scales: "TS", K: "p.D", G: "p.G" })
+      ? quant.dequantWgsl(v.quant, { fn: "t_at", data: "TQ", scales: "TS", K: "p.D", G: "p.G" })
       : "fn t_at(r: u32, d: u32) -> f32 { return f32(T[r * p.D + d]); }"
   }
 fn kernel(wg: vec3u, lid: vec3u) {
@@ -60,15 +53,15 @@ function windowRows(maxBinding: number, rowBytes: readonly number[]): number {
 }
 
 /** Bytes per row of each binding of `table [V, D]`. */
-function bytesPerRow(table: Weight, D: number): number[] {
-  if (!isQuant(table)) return [D * dtypeBytes(table.dtype)];
-  return [(D * QUANT_BITS[table.scheme]) / 8, (D / table.groupSize) * 4];
+function bytesPerRow(table: quant.Weight, D: number): number[] {
+  if (!quant.isQuant(table)) return [D * dtypeBytes(table.dtype)];
+  return [(D * quant.QUANT_BITS[table.scheme]) / 8, (D / table.groupSize) * 4];
 }
 
 /** The table bindings of rows `[row0, row0 + n)` of `table [V, …]` (or all of it). */
-function tableBindings(table: Weight, row0: number, n: number, V: number, D: number) {
-  if (isQuant(table)) {
-    const { data, scales } = quantRows(table, row0, n);
+function tableBindings(table: quant.Weight, row0: number, n: number, V: number, D: number) {
+  if (quant.isQuant(table)) {
+    const { data, scales } = quant.quantRows(table, row0, n);
     return { TQ: data, TS: scales };
   }
   return { T: n === V ? table : tensorWindow(table, row0 * D, n * D) };
@@ -84,7 +77,7 @@ export interface EmbeddingOptions {
 /** Gather rows of `table [V, D]` (f32, f16 or quantized) by `ids [R]` (i32) into `[R, D]` f32. */
 export function embedding(
   rec: Recorder,
-  table: Weight,
+  table: quant.Weight,
   ids: Tensor,
   opts: EmbeddingOptions = {},
 ): Tensor {
@@ -119,9 +112,9 @@ export function embedding(
         nrows: n,
         posStart: opts.pos?.start ?? 0,
         posPeriod: opts.pos?.period ?? 1,
-        G: isQuant(table) ? table.groupSize : 0,
+        G: quant.isQuant(table) ? table.groupSize : 0,
       },
-      variant: { quant: isQuant(table) ? table.scheme : undefined },
+      variant: { quant: quant.isQuant(table) ? table.scheme : undefined },
       bind: {
         ...tableBindings(table, row0, n, V, D),
         ids,
