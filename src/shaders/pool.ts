@@ -218,3 +218,75 @@ export function adaptiveAvgPool2d(
   });
   return out;
 }
+
+// ---- backward ----
+
+/**
+ * Backward of {@link ADAPTIVE_AVG_POOL}, one thread per input element (a gather, no atomics):
+ * `dX[n, c, y, x] = Σ_{cells (oy, ox) whose window holds (y, x)} dY[cell] / |window|`.
+ */
+const ADAPTIVE_AVG_POOL_BACKWARD = new Kernel({
+  name: "adaptive_avg_pool2d_backward",
+  uniforms: { total: "u32", C: "u32", H: "u32", W: "u32", Ho: "u32", Wo: "u32" },
+  storage: { dY: read(), dX: readWrite() },
+  workgroupSize: [256],
+  body: (v: { channelsLast: boolean }) => `
+fn kernel(wg: vec3u, lid: vec3u) {
+  let i = wg.x * WG_X + lid.x;
+  if (i >= p.total) { return; }
+  let x = i % p.W;
+  let y = (i / p.W) % p.H;
+  let c = (i / (p.W * p.H)) % p.C;
+  let n = i / (p.W * p.H * p.C);
+  var s = 0.0;
+  for (var oy = y * p.Ho / p.H; oy < p.Ho; oy++) {
+    let y0 = oy * p.H / p.Ho;
+    let y1 = ((oy + 1u) * p.H + p.Ho - 1u) / p.Ho;
+    if (y0 > y) { break; }
+    if (y >= y1) { continue; }
+    for (var ox = x * p.Wo / p.W; ox < p.Wo; ox++) {
+      let x0 = ox * p.W / p.Wo;
+      let x1 = ((ox + 1u) * p.W + p.Wo - 1u) / p.Wo;
+      if (x0 > x) { break; }
+      if (x >= x1) { continue; }
+      let o = ${
+    v.channelsLast
+      ? "((n * p.Ho + oy) * p.Wo + ox) * p.C + c"
+      : "((n * p.C + c) * p.Ho + oy) * p.Wo + ox"
+  };
+      s += f32(dY[o]) / f32((y1 - y0) * (x1 - x0));
+    }
+  }
+  dX[i] = dX_t(s);
+}`,
+});
+
+/**
+ * Backward of {@link adaptiveAvgPool2d}: output gradient `dy` (`[N, C, Ho, Wo]`, or
+ * `[N, Ho·Wo, C]` with `channelsLast`) → dX `[N, C, H, W]` of the input's `shape`.
+ */
+export function adaptiveAvgPool2dBackward(
+  rec: Recorder,
+  dy: Tensor,
+  shape: readonly number[],
+  size: Pair,
+  opts: Pick<AdaptivePoolOptions, "channelsLast"> = {},
+): Tensor {
+  const [Ho, Wo] = pair(size);
+  const [N, C, H, W] = shape;
+  if (shape.length !== 4 || dy.dtype !== "f32" || dy.size !== N * C * Ho * Wo) {
+    throw new WebcapError(
+      "BAD_SHAPE",
+      `adaptiveAvgPool2dBackward: dY ${dy.dtype} [${dy.shape}] is not the f32 pooled [${shape}] ` +
+        `to ${Ho}×${Wo}`,
+    );
+  }
+  const dx = rec.output([N, C, H, W]);
+  ADAPTIVE_AVG_POOL_BACKWARD.record(rec, {
+    variant: { channelsLast: !!opts.channelsLast },
+    uniforms: { total: dx.size, C, H, W, Ho, Wo },
+    bind: { dY: dy, dX: dx },
+    groups: Math.ceil(dx.size / 256),
+  });
+  return dx;
+}

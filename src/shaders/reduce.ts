@@ -47,3 +47,33 @@ export function meanAxis1(
     groups: Math.ceil((A * B) / 64),
   });
 }
+
+const MEAN_AXIS1_BACKWARD = new Kernel({
+  name: "mean_axis1_backward",
+  uniforms: { A: "u32", H: "u32", B: "u32" },
+  storage: { dY: read(), dX: readWrite() },
+  workgroupSize: [64],
+  body: () => `
+fn kernel(wg: vec3u, lid: vec3u) {
+  let i = wg.x * WG_X + lid.x;
+  if (i >= p.A * p.H * p.B) { return; }
+  let a = i / (p.H * p.B);
+  dX[i] = dX_t(f32(dX[i]) + f32(dY[a * p.B + i % p.B]) / f32(p.H));
+}`,
+});
+
+/** Backward of {@link meanAxis1}: `dx [A, H, B] += dy [A, B] / H` broadcast over H. */
+export function meanAxis1Backward(rec: Recorder, dy: Tensor, dx: Tensor, H: number): void {
+  const B = dx.shape[dx.shape.length - 1], A = dy.size / B;
+  if (!Number.isInteger(A) || dx.size !== A * H * B || dx.dtype !== "f32") {
+    throw new WebcapError(
+      "BAD_SHAPE",
+      `meanAxis1Backward: dY [${dy.shape}] and dX ${dx.dtype} [${dx.shape}] are not [A, B] and f32 [A, ${H}, B]`,
+    );
+  }
+  MEAN_AXIS1_BACKWARD.record(rec, {
+    uniforms: { A, H, B },
+    bind: { dY: dy, dX: dx },
+    groups: Math.ceil(dx.size / 64),
+  });
+}

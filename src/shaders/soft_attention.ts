@@ -319,6 +319,76 @@ export function softAttentionBackward(
 }
 
 /**
+ * The encoder features' gradient through z of one step, one thread per element of
+ * `dE [images, P, C]`, accumulated in place (a gather over the rows, no atomics):
+ * `dE[n, p, c] += Σ_{rows r of image n} α[r, p]·dZ[r, c]·G[r, c]`.
+ */
+const SOFT_ATTENTION_DFEATURES = new Kernel({
+  name: "soft_attention_dfeatures",
+  uniforms: {
+    rows: "u32",
+    P: "u32",
+    C: "u32",
+    total: "u32",
+    aOff: "u32",
+    aStride: "u32",
+    zOff: "u32",
+    zStride: "u32",
+  },
+  storage: { G: read(), img: read("i32"), AL: read(), dZ: read(), dE: readWrite() },
+  workgroupSize: [64],
+  body: () => `
+fn kernel(wg: vec3u, lid: vec3u) {
+  let i = wg.x * WG_X + lid.x;
+  if (i >= p.total) { return; }
+  let c = i % p.C;
+  let px = (i / p.C) % p.P;
+  let n = i / (p.C * p.P);
+  var s = f32(dE[i]);
+  for (var r = 0u; r < p.rows; r++) {
+    if (u32(img[r]) != n) { continue; }
+    let g = f32(dZ[p.zOff + r * p.zStride + c]) * f32(G[r * p.C + c]);
+    s = fma(f32(AL[p.aOff + r * p.aStride + px]), g, s);
+  }
+  dE[i] = dE_t(s);
+}`,
+});
+
+/**
+ * Add one step's gradient of the encoder features through z (not through `encAtt`: take that
+ * from its linear's backward) to `dEnc` (f32, `enc`'s size), deterministically.
+ */
+export function softAttentionDFeatures(
+  rec: Recorder,
+  a: Omit<SoftAttentionBackwardArgs, "dAlpha">,
+  dEnc: Tensor,
+): void {
+  const rows = a.rowImage.size, P = a.pixels, C = a.enc.shape[a.enc.shape.length - 1];
+  checkArgs(a, rows, P, a.wFull.size, C);
+  if (!fits(a.dZ, rows, C) || dEnc.size !== a.enc.size || dEnc.dtype !== "f32") {
+    throw new WebcapError(
+      "BAD_SHAPE",
+      `softAttentionDFeatures: dZ does not hold every row or dEnc ${dEnc.dtype} [${dEnc.shape}] ` +
+        `is not f32 [${a.enc.shape}]`,
+    );
+  }
+  SOFT_ATTENTION_DFEATURES.record(rec, {
+    uniforms: {
+      rows,
+      P,
+      C,
+      total: dEnc.size,
+      aOff: a.alpha.offset,
+      aStride: a.alpha.rowStride,
+      zOff: a.dZ.offset,
+      zStride: a.dZ.rowStride,
+    },
+    bind: { G: a.gate, img: a.rowImage, AL: a.alpha.t, dZ: a.dZ.t, dE: dEnc },
+    groups: Math.ceil(dEnc.size / 64),
+  });
+}
+
+/**
  * Show-Attend-Tell's doubly stochastic attention term over α `[R, T, P]`: per (r, p),
  * `u = 1 − Σ_{t kept} α_rtp`, `Out = scale·u²`, and `dA_rtp = −2·scale·u` at kept steps
  * (target ≥ 0), 0 elsewhere.

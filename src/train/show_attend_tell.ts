@@ -30,13 +30,14 @@ import { unary, unaryBackward } from "../shaders/elementwise.ts";
 import { embedding, embeddingBackward } from "../shaders/embedding.ts";
 import { lstmCell, lstmCellBackward } from "../shaders/lstm.ts";
 import { columnSum } from "../shaders/matmul.ts";
-import { meanAxis1 } from "../shaders/reduce.ts";
+import { meanAxis1, meanAxis1Backward } from "../shaders/reduce.ts";
 import { crossEntropy } from "../shaders/softmax.ts";
 import {
   attentionCoverage,
   softAttention,
   type SoftAttentionArgs,
   softAttentionBackward,
+  softAttentionDFeatures,
 } from "../shaders/soft_attention.ts";
 import { lossOfRows, teacherForcing, type TokenBatch } from "./batch.ts";
 import type { LossAndGrads } from "./vit_gpt2.ts";
@@ -132,6 +133,8 @@ export interface SatLossAndGrads extends LossAndGrads {
   ce: number;
   /** `alpha_c·((1 − Σ_t α)²).mean()`. */
   attention: number;
+  /** The gradient of the features `[N, pixels, C]`, when asked. */
+  dFeatures?: Float32Array;
 }
 
 interface Ctx {
@@ -199,6 +202,7 @@ interface StepGrads {
   dEmb: Tensor; // [R·T, E], row r·T + t written by step t
   dEncAtt: Tensor; // [N, P·A], summed over rows and steps
   dAlpha: Tensor; // [R, T, P] from the attention term
+  dEnc?: Tensor; // [N, P, C] through z, summed over rows and steps (when the encoder trains)
 }
 
 /**
@@ -218,11 +222,9 @@ function stepBackward(
   const { dGates, dC } = lstmCellBackward(rec, s.gates, s.c, d.h, d.c);
   const dx = linearBackward(rec, s.x, w.wih, dGates, g)!; // [R, E + C]
   copy2d(rec, dx, out.dEmb, rowsOf(R, E, 0, E + C, t * E, T * E));
-  const ga = softAttentionBackward(rec, {
-    ...attnArgs(c, s, t),
-    dZ: { t: dx, offset: E, rowStride: E + C },
-    dAlpha: out.dAlpha,
-  });
+  const dZ = { t: dx, offset: E, rowStride: E + C };
+  const ga = softAttentionBackward(rec, { ...attnArgs(c, s, t), dZ, dAlpha: out.dAlpha });
+  if (out.dEnc) softAttentionDFeatures(rec, { ...attnArgs(c, s, t), dZ }, out.dEnc);
   embeddingBackward(rec, ga.dEncAtt, c.rowImage, out.dEncAtt);
   const dFull = g.of(w.fullAtt);
   if (dFull) columnSum(rec, ga.dWFull, dFull);
@@ -242,27 +244,45 @@ function initState(c: Ctx, features: Tensor) {
   return { mean, h: embedding(rec, h0, c.rowImage), c: embedding(rec, c0, c.rowImage) };
 }
 
-/** Backward of {@link initState} from the rows' dh and dc (no gradient for the frozen features). */
+/**
+ * Backward of {@link initState} from the rows' dh and dc; with `dEnc [N, P, C]` (the encoder
+ * trains) adds the features' share through the mean over pixels to it.
+ */
 function initStateBackward(
   c: Ctx,
   mean: Tensor,
   d: { h: Tensor; c: Tensor },
   g: Gradients,
+  dEnc?: Tensor,
 ): void {
   const { rec } = c, w = c.m.decoder, N = mean.shape[0], H = c.m.config.decoderDim;
+  let dMean: Tensor | undefined; // [N, C]
   for (const [dRows, l] of [[d.h, w.initH], [d.c, w.initC]] as const) {
     const dImg = rec.upload(new Float32Array(N * H), [N, H], "f32");
     embeddingBackward(rec, dRows, c.rowImage, dImg);
-    linearBackward(rec, mean, l, dImg, g, { noDx: true });
+    dMean = linearBackward(rec, mean, l, dImg, g, { noDx: !dEnc, residual: dMean });
   }
+  if (dEnc) meanAxis1Backward(rec, dMean!, dEnc, c.P);
+}
+
+/** What {@link recordSatLoss} leaves for reading and for the encoder's backward. */
+export interface RecordedSatLoss {
+  /** `[R·T, 2]`: log p(target) and weight·loss of each position. */
+  rows: Tensor;
+  /** `[R, P]`: the attention term's share of each row and pixel (to sum). */
+  terms: Tensor;
+  /** `[R·T, vocab]`. */
+  logits: Tensor;
+  /** `[N, P, C]`: the loss's gradient of the features (asked with `dFeatures`). */
+  dFeatures?: Tensor;
 }
 
 /**
  * Record the loss and the gradient of every decoder parameter for `batch` (from {@link satBatch})
  * over encoder `features [N, pixels, C]` (from {@link satFeatures}) into `g`, with dropout
- * before `fc` when `dropout` is given. Returns `rows
- * [R·T, 2]` (log p, weight·loss), the attention `terms [R, P]` (to sum) and `logits`, all
- * released after the submit.
+ * before `fc` when `dropout` is given, and with `dFeatures` the gradient of the features (through
+ * the attention's context, `encoder_att` and the mean that starts the LSTM). Everything returned
+ * is released after the submit.
  */
 export function recordSatLoss(
   rec: Recorder,
@@ -271,7 +291,8 @@ export function recordSatLoss(
   batch: TokenBatch,
   g: Gradients,
   dropout?: TrainDropout,
-): { rows: Tensor; terms: Tensor; logits: Tensor } {
+  dFeatures = false,
+): RecordedSatLoss {
   const [N, , C] = features.shape, { R, T } = batch, cfg = m.config;
   if (features.shape.length !== 3 || C !== cfg.encoderDim) {
     throw new WebcapError(
@@ -285,15 +306,16 @@ export function recordSatLoss(
       `batch sizes disagree: ${R} captions (rows naming images ${batch.rowImage}) for ${N} images`,
     );
   }
-  const res = rec.scope(() => record(rec, m, features, batch, g, dropout));
+  const res = rec.scope(() => record(rec, m, features, batch, g, dropout, dFeatures));
   rec.releaseAfterSubmit(res.rows, res.terms, res.logits);
+  if (res.dFeatures) rec.releaseAfterSubmit(res.dFeatures);
   return res;
 }
 
 /**
  * Loss and the gradient of every decoder parameter for `batch` (from {@link satBatch}) over
  * encoder `features [N, pixels, C]` (from {@link satFeatures}), in one submit (dropout before
- * `fc` with `dropout`).
+ * `fc` with `dropout`; the features' gradient too with `dFeatures`).
  */
 export async function satLossAndGrads(
   gpu: Gpu,
@@ -301,12 +323,14 @@ export async function satLossAndGrads(
   features: Tensor,
   batch: TokenBatch,
   dropout?: TrainDropout,
+  dFeatures = false,
 ): Promise<SatLossAndGrads> {
   const g = new Gradients(gpu, m.params);
   try {
     const rec = new Recorder(gpu);
-    const res = recordSatLoss(rec, m, features, batch, g, dropout);
+    const res = recordSatLoss(rec, m, features, batch, g, dropout, dFeatures);
     const rows = rec.readTensor(res.rows), terms = rec.readTensor(res.terms);
+    const dF = res.dFeatures && rec.readTensor(res.dFeatures);
     const logits = rec.readTensor(res.logits);
     const grads = g.read(rec);
     await rec.submit();
@@ -319,6 +343,7 @@ export async function satLossAndGrads(
       logprobs,
       logits: (await logits) as Float32Array,
       grads: await grads,
+      dFeatures: dF && (await dF) as Float32Array,
     };
   } finally {
     g.dispose();
@@ -333,7 +358,8 @@ function record(
   batch: TokenBatch,
   g: Gradients,
   dropout?: TrainDropout,
-) {
+  dFeatures = false,
+): RecordedSatLoss {
   const [N, P, C] = features.shape, { R, T } = batch, w = m.decoder;
   const { embedDim: E, decoderDim: H, attentionDim: A } = m.config;
   const enc = features.view([N * P, C]);
@@ -375,15 +401,19 @@ function record(
     dEmb: rec.output([R * T, E]),
     dEncAtt: rec.upload(new Float32Array(N * P * A), [N, P * A], "f32"),
     dAlpha: cov.dAlpha,
+    dEnc: dFeatures ? rec.upload(new Float32Array(N * P * C), [N, P, C], "f32") : undefined,
   };
   let d: { h: Tensor; c?: Tensor } = { h: rowOf(T - 1) };
   for (let t = T - 1; t >= 0; t--) {
     const below = t > 0 ? rowOf(t - 1) : undefined;
     d = stepBackward(c, steps[t], t, { ...d, below }, out, g);
   }
-  initStateBackward(c, init.mean, { h: d.h, c: d.c! }, g);
-  linearBackward(rec, enc, w.encAtt, out.dEncAtt.view([N * P, A]), g, { noDx: true });
+  initStateBackward(c, init.mean, { h: d.h, c: d.c! }, g, out.dEnc);
+  const dEnc = linearBackward(rec, enc, w.encAtt, out.dEncAtt.view([N * P, A]), g, {
+    noDx: !dFeatures,
+    residual: out.dEnc?.view([N * P, C]),
+  });
   const dEmb = g.of(w.embedding);
   if (dEmb) embeddingBackward(rec, out.dEmb, ids, dEmb);
-  return { rows: ce.rows, terms: cov.terms, logits };
+  return { rows: ce.rows, terms: cov.terms, logits, dFeatures: dEnc?.view([N, P, C]) };
 }

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import {
   adaptiveAvgPool2d,
+  adaptiveAvgPool2dBackward,
   maxPool2d,
   type MaxPoolOptions,
   pooledSize,
@@ -153,4 +154,39 @@ Deno.test("pool ops refuse bad options", async () => {
   assert.throws(() => maxPool2d(undefined as never, tx, { kernel: 3, padding: 2 }), /at most half/);
   assert.throws(() => adaptiveAvgPool2d(undefined as never, tx, 0), /positive integers/);
   tx.release();
+});
+
+Deno.test("adaptiveAvgPool2dBackward is the transpose of the pool (overlapping windows, both layouts)", async () => {
+  const gpu = await getGpu();
+  for (const [shape, Ho, Wo] of adaptiveCases) {
+    for (const channelsLast of [false, true]) {
+      const [N, C] = shape;
+      const outShape = channelsLast ? [N, Ho * Wo, C] : [N, C, Ho, Wo];
+      const x = randomF32(shape.reduce((a, b) => a * b), 5);
+      const dy = randomF32(N * C * Ho * Wo, 6);
+      // <pool(x), dy> = <x, dX> for a linear map: dX by the reference, one basis vector at a time
+      const ref = new Float64Array(x.length);
+      for (let j = 0; j < x.length; j++) {
+        const e = new Float32Array(x.length);
+        e[j] = 1;
+        const nchw = adaptiveRef(e, shape, Ho, Wo);
+        for (let n = 0; n < N; n++) {
+          for (let c = 0; c < C; c++) {
+            for (let q = 0; q < Ho * Wo; q++) {
+              const o = channelsLast ? (n * Ho * Wo + q) * C + c : (n * C + c) * Ho * Wo + q;
+              ref[j] += nchw[(n * C + c) * Ho * Wo + q] * dy[o];
+            }
+          }
+        }
+      }
+      const tdy = uploadTensor(gpu, dy, outShape, "f32");
+      const got = await runAndRead(
+        gpu,
+        (rec) => adaptiveAvgPool2dBackward(rec, tdy, shape, [Ho, Wo], { channelsLast }),
+      );
+      const err = relL2(got, ref);
+      assert.ok(err < 1e-6, `[${shape}] → ${Ho}×${Wo} channelsLast=${channelsLast}: rel L2 ${err}`);
+      tdy.release();
+    }
+  }
 });

@@ -5,9 +5,11 @@ import {
   attentionCoverage,
   softAttention,
   softAttentionBackward,
+  softAttentionDFeatures,
 } from "../../src/shaders/soft_attention.ts";
 import { firstNonFinite, getGpu, poisoned, randomF32, relL2 } from "../util.ts";
 import { fd } from "./reference.ts";
+import { meanAxis1Backward } from "../../src/shaders/reduce.ts";
 
 /** Float64 soft attention: α `[R, P]` and gated context z `[R, C]`. */
 function softAttentionRef(
@@ -186,16 +188,21 @@ Deno.test("softAttentionBackward: every input's gradient by float64 finite diffe
     dZ: { t: t.dZ, offset: 3, rowStride: 3 + C },
     dAlpha: t.dAlpha,
   });
-  const reads = [g.dGate, g.dDecAtt, g.dWFull, g.dEncAtt].map((x) => rec.readTensor(x));
+  const dEnc0 = randomF32(N * P * C, 18); // accumulated into
+  const dEnc = up(dEnc0, [N, P, C]);
+  softAttentionDFeatures(rec, { ...args, dZ: { t: t.dZ, offset: 3, rowStride: 3 + C } }, dEnc);
+  const reads = [g.dGate, g.dDecAtt, g.dWFull, g.dEncAtt, dEnc].map((x) => rec.readTensor(x));
   await rec.submit();
-  const [dGate, dDecAtt, dWRows, dEARows] = (await Promise.all(reads)) as Float32Array[];
+  const [dGate, dDecAtt, dWRows, dEARows, dEncSum] = (await Promise.all(reads)) as Float32Array[];
   // L = Σ dZ·z + Σ dα·α in float64, as a function of one input at a time
-  const loss = (x: Partial<Record<"encAtt" | "decAtt" | "w" | "gate", ArrayLike<number>>>) => {
+  const loss = (
+    x: Partial<Record<"encAtt" | "decAtt" | "w" | "gate" | "enc", ArrayLike<number>>>,
+  ) => {
     const r = softAttentionRef(
       x.encAtt ?? d.encAtt,
       x.decAtt ?? d.decAtt,
       x.w ?? d.w,
-      d.enc,
+      x.enc ?? d.enc,
       x.gate ?? d.gate,
       rowImage,
       P,
@@ -219,11 +226,12 @@ Deno.test("softAttentionBackward: every input's gradient by float64 finite diffe
     ["decAtt", dDecAtt, fd((x) => loss({ decAtt: x }), d.decAtt)],
     ["wFull", dW, fd((x) => loss({ w: x }), d.w)],
     ["encAtt", dEA, fd((x) => loss({ encAtt: x }), d.encAtt)],
+    ["enc (through z)", dEncSum.map((v, i) => v - dEnc0[i]), fd((x) => loss({ enc: x }), d.enc)],
   ];
   for (const [name, got, want] of checks) {
     assert.ok(relL2(got, want) < 1e-4, `${name}: rel L2 ${relL2(got, want)}`);
   }
-  for (const x of [...Object.values(t), ...Object.values(g)]) x.release();
+  for (const x of [...Object.values(t), ...Object.values(g), dEnc]) x.release();
 });
 
 Deno.test("attentionCoverage: terms and dα against float64, masked steps excluded", async () => {
@@ -255,4 +263,21 @@ Deno.test("attentionCoverage: terms and dα against float64, masked steps exclud
   assert.ok(relL2(dAlpha, fd(f, alpha)) < 1e-5, `dα rel L2 ${relL2(dAlpha, fd(f, alpha))}`);
   assert.equal(dAlpha[3 * P], 0, "a step past the caption gets no gradient");
   for (const x of [ta, tt, out.terms, out.dAlpha]) x.release();
+});
+
+Deno.test("meanAxis1Backward adds dY / H over the middle axis", async () => {
+  const gpu = await getGpu();
+  const [A, H, B] = [3, 5, 7];
+  const x0 = randomF32(A * H * B, 31), dy = randomF32(A * B, 32);
+  const dx = uploadTensor(gpu, x0, [A, H, B], "f32"), tdy = uploadTensor(gpu, dy, [A, B], "f32");
+  const rec = new Recorder(gpu);
+  meanAxis1Backward(rec, tdy, dx, H);
+  const read = rec.readTensor(dx);
+  await rec.submit();
+  const got = (await read) as Float32Array;
+  const want = Float64Array.from(x0, (v, i) => v + dy[Math.floor(i / (H * B)) * B + (i % B)] / H);
+  assert.ok(relL2(got, want) < 1e-6, `rel L2 ${relL2(got, want)}`);
+  assert.throws(() => meanAxis1Backward(rec, tdy, dx, 4), /meanAxis1Backward/);
+  dx.release();
+  tdy.release();
 });

@@ -7,7 +7,7 @@ import {
   satFeatures,
   satLossAndGrads,
 } from "../../src/train/show_attend_tell.ts";
-import { assertCode, fixture, getGpu, relL2 } from "../util.ts";
+import { assertCode, fixture, getGpu, relL2, rng, runAndRead } from "../util.ts";
 import { directional, sgdLosses } from "./gradcheck.ts";
 import { readParams } from "./synthetic.ts";
 
@@ -69,6 +69,26 @@ Deno.test("Show-Attend-Tell training: whole-model gradient check along random di
     ["encoder_att", (n) => n.includes("encoder_att"), 1e-3],
     ["full_att", (n) => n.includes("full_att"), 1e-1],
   ], 30);
+});
+
+Deno.test("Show-Attend-Tell training: the features' gradient (context, encoder_att, the mean starting the LSTM) by finite differences", async () => {
+  using s = await setup();
+  const base = await runAndRead(gpu, () => s.features);
+  const lossAt = async (x: Float32Array) => {
+    writeTensor(s.features, x);
+    return (await s.f()).loss;
+  };
+  const { dFeatures } = await satLossAndGrads(gpu, s.m, s.features, s.batch, undefined, true);
+  assert.equal(dFeatures!.length, base.length);
+  const r = rng(50), step = 1e-2;
+  const d = Float32Array.from(base, () => (r() < 0.5 ? -step : step));
+  const analytic = d.reduce((a, v, i) => a + v * dFeatures![i], 0);
+  const at = (k: number) => lossAt(base.map((v, i) => v + k * d[i]));
+  const [p1, m1, p2, m2] = [await at(1), await at(-1), await at(2), await at(-2)];
+  writeTensor(s.features, base);
+  const numeric = (8 * (p1 - m1) - (p2 - m2)) / 12;
+  const rel = Math.abs(analytic - numeric) / Math.abs(numeric);
+  assert.ok(rel < 1e-2, `analytic ${analytic} vs finite differences ${numeric}`);
 });
 
 Deno.test("Show-Attend-Tell training with dropout (0.5) before fc at a fixed mask: gradient check", async () => {
