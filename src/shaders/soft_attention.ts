@@ -13,24 +13,38 @@ import type { Recorder } from "../gpu/recorder.ts";
 import type { Tensor } from "../gpu/tensor.ts";
 import { rowKernel } from "./reduce_wgsl.ts";
 
+/**
+ * Sizes and row windows of the soft-attention kernels: pixels, attention and encoder widths, and
+ * where each row's α and context sit in their (strided) outputs.
+ */
+const ROW_UNIFORMS = {
+  P: "u32",
+  A: "u32",
+  C: "u32",
+  aOff: "u32",
+  aStride: "u32",
+  zOff: "u32",
+  zStride: "u32",
+} as const;
+
+/**
+ * Their shared inputs: encoder attention `EA`, decoder attention `DA`, `full_att` weights `WF`,
+ * encoder features `E`, gate `G`, each row's image `img`.
+ */
+const ROW_INPUTS = {
+  EA: read(),
+  DA: read(),
+  WF: read(),
+  E: read(),
+  G: read(),
+  img: read("i32"),
+};
+
 const SOFT_ATTENTION = rowKernel({
   name: "soft_attention",
-  uniforms: {
-    P: "u32",
-    A: "u32",
-    C: "u32",
-    aOff: "u32",
-    aStride: "u32",
-    zOff: "u32",
-    zStride: "u32",
-  },
+  uniforms: ROW_UNIFORMS,
   storage: {
-    EA: read(),
-    DA: read(),
-    WF: read(),
-    E: read(),
-    G: read(),
-    img: read("i32"),
+    ...ROW_INPUTS,
     AL: readWrite(),
     Z: readWrite(),
   },
@@ -174,22 +188,9 @@ export function softAttention(rec: Recorder, a: SoftAttentionArgs): void {
  */
 const SOFT_ATTENTION_BACKWARD = rowKernel({
   name: "soft_attention_backward",
-  uniforms: {
-    P: "u32",
-    A: "u32",
-    C: "u32",
-    aOff: "u32",
-    aStride: "u32",
-    zOff: "u32",
-    zStride: "u32",
-  },
+  uniforms: ROW_UNIFORMS,
   storage: {
-    EA: read(),
-    DA: read(),
-    WF: read(),
-    E: read(),
-    G: read(),
-    img: read("i32"),
+    ...ROW_INPUTS,
     AL: read(),
     dZ: read(),
     dAL: optional(read()),

@@ -306,7 +306,7 @@ export function recordSatLoss(
       `batch sizes disagree: ${R} captions (rows naming images ${batch.rowImage}) for ${N} images`,
     );
   }
-  const res = rec.scope(() => record(rec, m, features, batch, g, dropout, dFeatures));
+  const res = rec.scope(() => record({ rec, m, features, batch, g, dropout, dFeatures }));
   rec.releaseAfterSubmit(res.rows, res.terms, res.logits);
   if (res.dFeatures) rec.releaseAfterSubmit(res.dFeatures);
   return res;
@@ -350,16 +350,19 @@ export async function satLossAndGrads(
   }
 }
 
+/** The arguments of {@link recordSatLoss}, checked. */
+interface SatLossArgs {
+  rec: Recorder;
+  m: SatTrain;
+  features: Tensor;
+  batch: TokenBatch;
+  g: Gradients;
+  dropout?: TrainDropout;
+  dFeatures: boolean;
+}
+
 /** Forward and backward, recorded in one scope; returns what is read back. */
-function record(
-  rec: Recorder,
-  m: SatTrain,
-  features: Tensor,
-  batch: TokenBatch,
-  g: Gradients,
-  dropout?: TrainDropout,
-  dFeatures = false,
-): RecordedSatLoss {
+function record({ rec, m, features, batch, g, dropout, dFeatures }: SatLossArgs): RecordedSatLoss {
   const [N, P, C] = features.shape, { R, T } = batch, w = m.decoder;
   const { embedDim: E, decoderDim: H, attentionDim: A } = m.config;
   const enc = features.view([N * P, C]);
