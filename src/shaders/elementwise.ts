@@ -138,7 +138,7 @@ export interface DropoutKey {
 }
 
 /** Philox4x32-10's first output word for `counter` under `key` (WGSL; `mulhi` by 16-bit halves). */
-const PHILOX_WGSL = `
+export const PHILOX_WGSL = `
 fn mulhi(a: u32, b: u32) -> u32 {
   let al = a & 0xffffu; let ah = a >> 16u; let bl = b & 0xffffu; let bh = b >> 16u;
   let lh = al * bh; let hl = ah * bl;
@@ -181,7 +181,7 @@ fn kernel(wg: vec3u, lid: vec3u) {
 });
 
 /** The Philox key words and the drop threshold of `p` (drop when the draw is below it). */
-function dropoutWords(p: number, key: DropoutKey) {
+export function dropoutWords(p: number, key: DropoutKey) {
   const ok = (v: number, top: number) => Number.isInteger(v) && v >= 0 && v < top;
   if (
     !(p >= 0 && p < 1) || !ok(key.seed, 2 ** 53) || !ok(key.step, 2 ** 32) || !ok(key.site, 2 ** 32)
