@@ -34,6 +34,8 @@ export interface BertDecoderConfig {
   hidden_act: string;
   /** Dropout (training only) of the embeddings and each block's three projections (BLIP default 0). */
   hidden_dropout_prob: number;
+  /** Dropout (training only) of the attention probabilities (BLIP default 0). */
+  attention_probs_dropout_prob: number;
 }
 
 /** Read and check a BERT decoder config; `defaults` fill absent keys (the HF class defaults). */
@@ -60,6 +62,12 @@ export function bertDecoderConfig(
       "hidden_dropout_prob",
       where,
       fallback("hidden_dropout_prob", 0)!,
+    ),
+    attention_probs_dropout_prob: configRate(
+      c,
+      "attention_probs_dropout_prob",
+      where,
+      fallback("attention_probs_dropout_prob", 0)!,
     ),
   };
   if (!cfg.num_attention_heads || cfg.hidden_size % cfg.num_attention_heads) {

@@ -22,6 +22,7 @@ import { matmul, matmulBackward } from "../shaders/matmul.ts";
 import type { BertDecoderWeights } from "./bert_decoder.ts";
 import { floatWeight } from "../shaders/quant/qmatrix.ts";
 import {
+  attnDrop,
   drop,
   type DropSite,
   type Gradients,
@@ -75,6 +76,12 @@ function site(w: BertDecoderWeights, d: TrainDropout | undefined, i: number, k?:
   return { d, p: w.config.hidden_dropout_prob, site: SITES + j };
 }
 
+/** Block i's self- (k 0) and cross-attention (k 1) probabilities, from `SITES + 2^19`. */
+function probSite(w: BertDecoderWeights, d: TrainDropout | undefined, i: number, k: 0 | 1) {
+  const p = w.config.attention_probs_dropout_prob;
+  return attnDrop({ d, p, site: SITES + (1 << 19) + 2 * i + k });
+}
+
 /** The shapes and options one attention call of the decoder shares with its backward. */
 function selfArgs(w: BertDecoderWeights, qkv: Tensor, R: number, T: number) {
   const h = w.config.hidden_size, H = w.config.num_attention_heads;
@@ -123,13 +130,22 @@ function layerForward(
   const qkv = linear(rec, x, l.qkv);
   const probs = rec.temp([R, H, T, T]);
   const self = selfArgs(w, qkv, R, T);
-  const a = attention(rec, { ...self, causal: { past: 0 }, keyLengths: sv.keyLengths, probs })
-    .view([R * T, self.heads * self.headDim]);
+  const a = attention(rec, {
+    ...self,
+    causal: { past: 0 },
+    keyLengths: sv.keyLengths,
+    probs,
+    dropout: probSite(w, sv.dropout, i, 0),
+  }).view([R * T, self.heads * self.headDim]);
   const n1 = normTrain(rec, linearDrop(rec, a, l.attnOut, at("attn"), x), l.attnLn);
   const q = linear(rec, n1.y, l.crossQ);
   const ckv = linear(rec, sv.enc, l.crossKv);
   const cprobs = rec.temp([R, H, T, E]);
-  const ca = attention(rec, { ...crossArgs(w, q, ckv, sv), probs: cprobs }).view(a.shape);
+  const ca = attention(rec, {
+    ...crossArgs(w, q, ckv, sv),
+    probs: cprobs,
+    dropout: probSite(w, sv.dropout, i, 1),
+  }).view(a.shape);
   const n2 = normTrain(rec, linearDrop(rec, ca, l.crossOut, at("cross"), n1.y), l.crossLn);
   const pre = linear(rec, n2.y, l.inter);
   const f = unary(rec, pre, w.act);
@@ -142,7 +158,8 @@ function layerForward(
  * cross-attention over `enc [R·E, encHidden]`; `keyLengths [R]` (i32, optional) masks each
  * row's self-attention keys past its length (a right-padded attention mask). Returns logits
  * `[R·T, vocab]` and what the backward needs. With `shape.dropout`, `hidden_dropout_prob`
- * applies to the embeddings and every block's projections.
+ * applies to the embeddings and every block's projections and `attention_probs_dropout_prob` to
+ * its attention probabilities.
  */
 export function bertTrainForward(
   rec: Recorder,
@@ -214,6 +231,7 @@ function layerBackward(
   attentionBackward(rec, {
     ...crossArgs(w, s.q, s.ckv, sv),
     probs: s.cprobs,
+    dropout: probSite(w, sv.dropout, i, 1),
     dO: dca,
     dQ: dq,
     dKV: dckv,
@@ -227,6 +245,7 @@ function layerBackward(
   attentionBackward(rec, {
     ...selfArgs(w, s.qkv, R, T),
     probs: s.probs,
+    dropout: probSite(w, sv.dropout, i, 0),
     dO: da,
     dQ: dqkv,
     dKV: dqkv,

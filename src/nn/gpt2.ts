@@ -37,6 +37,8 @@ export interface Gpt2Config {
   resid_pdrop: number;
   /** Dropout (training only) of the input embeddings (HF default 0.1). */
   embd_pdrop: number;
+  /** Dropout (training only) of the attention probabilities (HF default 0.1). */
+  attn_pdrop: number;
 }
 
 /** Read and check a GPT-2 config object. */
@@ -57,6 +59,7 @@ export function gpt2Config(c: Record<string, unknown>, where: string): Gpt2Confi
     tie_word_embeddings: c.tie_word_embeddings !== false,
     resid_pdrop: configRate(c, "resid_pdrop", where, 0.1),
     embd_pdrop: configRate(c, "embd_pdrop", where, 0.1),
+    attn_pdrop: configRate(c, "attn_pdrop", where, 0.1),
   };
   if (!cfg.n_head || cfg.n_embd % cfg.n_head) {
     throw new WebcapError(

@@ -16,6 +16,7 @@ import { matmul, matmulBackward } from "../shaders/matmul.ts";
 import { floatWeight } from "../shaders/quant/qmatrix.ts";
 import type { Gpt2Weights } from "./gpt2.ts";
 import {
+  attnDrop,
   drop,
   type DropSite,
   type Gradients,
@@ -69,7 +70,10 @@ export interface Gpt2Saved {
   keep: Tensor[];
 }
 
-/** GPT-2's dropout sites: the embeddings, then per block its attention, cross-attention, MLP. */
+/**
+ * GPT-2's dropout sites: the embeddings, then per block its attention, cross-attention, MLP;
+ * from `SITES + 2^19` per block its self- and cross-attention probabilities.
+ */
 const SITES = 1 << 20;
 type Resid = "attn" | "cross" | "mlp";
 function residSite(w: Gpt2Weights, d: TrainDropout | undefined, i: number, k: Resid): DropSite {
@@ -81,6 +85,9 @@ function residSite(w: Gpt2Weights, d: TrainDropout | undefined, i: number, k: Re
 }
 function embdSite(w: Gpt2Weights, d: TrainDropout | undefined): DropSite {
   return { d, p: w.config.embd_pdrop, site: SITES };
+}
+function probSite(w: Gpt2Weights, d: TrainDropout | undefined, i: number, cross: boolean) {
+  return attnDrop({ d, p: w.config.attn_pdrop, site: SITES + (1 << 19) + 2 * i + +cross });
 }
 
 function scaleOf(w: Gpt2Weights, i: number): number {
@@ -129,6 +136,7 @@ function crossForward(
     keys: s.E,
     scale: scaleOf(w, i),
     probs,
+    dropout: probSite(w, s.dropout, i, true),
   }).view([s.R * s.T, h]);
   const x2 = linearDrop(rec, ca, cl.proj, residSite(w, s.dropout, i, "cross"), x1);
   s.keep.push(q, ckv, ca, x2);
@@ -138,8 +146,9 @@ function crossForward(
 /**
  * Teacher-forced forward of `ids [R·T]` (i32; row r holds T positions from 0), or of input
  * embeddings `{ embeds: [R·T, h] }`, with cross-attention over `enc [R·E, h]`. Returns logits
- * `[R·T, vocab]` and what the backward needs. With `dropout`, the embeddings and every block's
- * projections are dropped out at the config's rates (`embd_pdrop`, `resid_pdrop`).
+ * `[R·T, vocab]` and what the backward needs. With `dropout`, the embeddings, every block's
+ * projections and its attention probabilities are dropped out at the config's rates
+ * (`embd_pdrop`, `resid_pdrop`, `attn_pdrop`).
  */
 export function gpt2TrainForward(
   rec: Recorder,
@@ -200,6 +209,7 @@ export function gpt2TrainForward(
       causal: { past: 0 },
       scale: scaleOf(w, i),
       probs,
+      dropout: probSite(w, dropout, i, false),
     }).view([R * T, h]);
     const x1 = linearDrop(rec, a, l.attnProj, residSite(w, dropout, i, "attn"), x);
     keep.push(qkv, a, x1);
@@ -279,6 +289,7 @@ function layerBackward(
       keys: E,
       scale: scaleOf(w, i),
       probs: sc.probs,
+      dropout: probSite(w, sv.dropout, i, true),
       dO: dca,
       dQ: dq,
       dKV: dckv,
@@ -302,6 +313,7 @@ function layerBackward(
     keys: T,
     scale: scaleOf(w, i),
     probs: s.probs,
+    dropout: probSite(w, sv.dropout, i, false),
     dO: da,
     dQ: dqkv,
     dKV: dqkv,

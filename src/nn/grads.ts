@@ -12,6 +12,7 @@ import { WebcapError } from "../errors.ts";
 import type { Gpu } from "../gpu/device.ts";
 import type { Recorder } from "../gpu/recorder.ts";
 import { numel, ownedTensor, type Tensor } from "../gpu/tensor.ts";
+import type { AttnDropout } from "../shaders/attention.ts";
 import { dropout } from "../shaders/elementwise.ts";
 import { layerNormBackward, layerNormTrain, type SavedNorm } from "../shaders/layernorm.ts";
 import { matmulBackward } from "../shaders/matmul.ts";
@@ -150,6 +151,11 @@ function dropOn(s: DropSite): s is DropSite & { d: TrainDropout } {
  */
 export function drop(rec: Recorder, s: DropSite, x: Tensor): Tensor {
   return dropOn(s) ? dropout(rec, x, s.p, { ...s.d, site: s.site }) : x;
+}
+
+/** The attention-probability dropout of site `s` for `attention` and its backward (none when off). */
+export function attnDrop(s: DropSite): AttnDropout | undefined {
+  return dropOn(s) ? { p: s.p, key: { ...s.d, site: s.site } } : undefined;
 }
 
 /** `residual + dropout(linear(x))` at site `s` (the plain fused linear when off). */

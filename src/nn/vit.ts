@@ -32,6 +32,8 @@ export interface VitConfig {
   hidden_act: string;
   /** Dropout (training only) of the embeddings and each block's two projections (HF default 0). */
   hidden_dropout_prob: number;
+  /** Dropout (training only) of the attention probabilities (HF default 0). */
+  attention_probs_dropout_prob: number;
 }
 
 /** Read and check a ViT config object. */
@@ -48,6 +50,7 @@ export function vitConfig(c: Record<string, unknown>, where: string): VitConfig 
     layer_norm_eps: configNumber(c, "layer_norm_eps", where, 1e-12),
     hidden_act: String(c.hidden_act ?? "gelu"),
     hidden_dropout_prob: configRate(c, "hidden_dropout_prob", where, 0),
+    attention_probs_dropout_prob: configRate(c, "attention_probs_dropout_prob", where, 0),
   };
   if (!cfg.num_attention_heads || cfg.hidden_size % cfg.num_attention_heads) {
     throw new WebcapError(

@@ -14,6 +14,7 @@ import { embedding, embeddingBackward } from "../shaders/embedding.ts";
 import type { SavedNorm } from "../shaders/layernorm.ts";
 import { patchify } from "../shaders/patchify.ts";
 import {
+  attnDrop,
   drop,
   type DropSite,
   type Gradients,
@@ -55,6 +56,10 @@ function site(w: VitWeights, d: TrainDropout | undefined, k: number): DropSite {
   return { d, p: w.config.hidden_dropout_prob, site: SITES + k };
 }
 const attnSite = (i: number) => 1 + 2 * i, mlpSite = (i: number) => 2 + 2 * i;
+/** Block i's attention probabilities: `attention_probs_dropout_prob` at `SITES + 2^19 + i`. */
+function probSite(w: VitWeights, d: TrainDropout | undefined, i: number) {
+  return attnDrop({ d, p: w.config.attention_probs_dropout_prob, site: SITES + (1 << 19) + i });
+}
 
 function qkvOps(qkv: Tensor, S: number, h: number): [AttnOperand, AttnOperand, AttnOperand] {
   const op = (offset: number) => ({ t: qkv, offset, posStride: 3 * h, rowStride: S * 3 * h });
@@ -63,7 +68,8 @@ function qkvOps(qkv: Tensor, S: number, h: number): [AttnOperand, AttnOperand, A
 
 /**
  * `pixels [N, C, H, W]` → last hidden state `[N·S, h]` and what the backward needs; with
- * `dropout`, `hidden_dropout_prob` applies to the embeddings and every block's projections.
+ * `dropout`, `hidden_dropout_prob` applies to the embeddings and every block's projections and
+ * `attention_probs_dropout_prob` to its attention probabilities.
  */
 export function vitTrainForward(
   rec: Recorder,
@@ -111,6 +117,7 @@ export function vitTrainForward(
       keys: S,
       scale: 1 / Math.sqrt(h / H),
       probs,
+      dropout: probSite(w, dropout, i),
     }).view([N * S, h]);
     const x1 = linearDrop(rec, a, l.attnOut, site(w, dropout, attnSite(i)), x);
     const n2 = norm(x1, l.ln2);
@@ -155,6 +162,7 @@ function layerBackward(
     keys: S,
     scale: 1 / Math.sqrt(h / H),
     probs: s.probs,
+    dropout: probSite(w, sv.dropout, i),
     dO: da,
     dQ: dqkv,
     dKV: dqkv,

@@ -8,12 +8,18 @@
  * (`[B·S, 3·hidden]`), a key/value cache (`[rows, maxLen, hidden]`) or encoder states, and
  * `kvIndex` maps each query row to the key/value row it reads (beams of one image share the
  * image's cross-attention keys without copies).
+ *
+ * Training may drop out the probabilities (`dropout`): element (b, h, s, j) of `[B, H, S, L]`
+ * is kept as Philox draws it for the key and scaled by 1/(1 − p) before multiplying V; the
+ * saved probabilities stay the undropped softmax, and the backward recomputes the mask.
  * @module
  */
 import { WebcapError } from "../errors.ts";
 import { Kernel, optional, read, readWrite } from "../gpu/kernel.ts";
 import type { Recorder } from "../gpu/recorder.ts";
 import type { Tensor } from "../gpu/tensor.ts";
+import { type DropoutKey, dropoutWords } from "./elementwise.ts";
+import { PHILOX_WGSL } from "./sample/philox_wgsl.ts";
 import { rowKernel } from "./reduce_wgsl.ts";
 
 /** Where one operand lives: element offset of (row 0, pos 0, head 0), and strides in elements. */
@@ -48,6 +54,44 @@ export interface AttentionArgs {
   probs?: Tensor;
   /** `[B, S, H·D]`. */
   out?: Tensor;
+  /** Dropout of the probabilities (training; absent or p = 0: off). */
+  dropout?: AttnDropout;
+}
+
+/** Dropout of the attention probabilities at rate `p`, the mask drawn for `key`. */
+export interface AttnDropout {
+  p: number;
+  key: DropoutKey;
+}
+
+/** Uniforms of the probability mask (zeros when off). */
+const DROP = {
+  below: "u32",
+  dscale: "f32",
+  k0: "u32",
+  k1: "u32",
+  dstep: "u32",
+  dsite: "u32",
+} as const;
+
+/** Whether `d` drops anything, and its uniforms. */
+function dropUniforms(d: AttnDropout | undefined) {
+  if (!d || d.p === 0) {
+    return { on: false, u: { below: 0, dscale: 1, k0: 0, k1: 0, dstep: 0, dsite: 0 } };
+  }
+  const { below, scale, k0, k1 } = dropoutWords(d.p, d.key);
+  return { on: true, u: { below, dscale: scale, k0, k1, dstep: d.key.step, dsite: d.key.site } };
+}
+
+/** WGSL `kept(i)`: the factor of probability element i, 0 or 1/(1 − p) (1 without dropout). */
+function keptWgsl(on: boolean): string {
+  return on
+    ? `${PHILOX_WGSL}
+fn kept(i: u32) -> f32 {
+  let draw = philox(vec4u(i, p.dsite, p.dstep, 0u), vec2u(p.k0, p.k1)).x;
+  return select(0.0, p.dscale, draw >= p.below);
+}`
+    : "fn kept(i: u32) -> f32 { return 1.0; }";
 }
 
 const ATTENTION = rowKernel({
@@ -69,6 +113,7 @@ const ATTENTION = rowKernel({
     vPos: "u32",
     vRow: "u32",
     scale: "f32",
+    ...DROP,
   },
   storage: {
     Q: read(),
@@ -80,7 +125,8 @@ const ATTENTION = rowKernel({
     Pr: optional(readWrite()),
   },
   workgroupSize: [64],
-  body: (_, has) => `
+  body: (v: { drop: boolean }, has) => `
+${keptWgsl(v.drop)}
 const CH = 1024u;
 var<workgroup> qs: array<f32, 256>;
 var<workgroup> sc: array<f32, 1024>;
@@ -100,6 +146,7 @@ fn kernel(wg: vec3u, lid: vec3u) {
     has.keyLen ? "u32(keyLen[b])" : "p.L"
   });
   let kh = h * p.D;
+  let pbase = ((b * p.H + h) * p.S + s) * p.L;
   var m = -3.4e38;
   var l = 0.0;
   var acc: array<f32, 4>;
@@ -115,7 +162,11 @@ fn kernel(wg: vec3u, lid: vec3u) {
     let nm = max(m, cm);
     let corr = exp(m - nm);
     var ps = 0.0;
-    for (var j = t; j < n; j += WG_X) { let e = exp(sc[j] - nm); sc[j] = e; ps += e; }
+    for (var j = t; j < n; j += WG_X) {
+      let e = exp(sc[j] - nm);
+      sc[j] = e * kept(pbase + c0 + j); // dropped out after the (undropped) normalizer
+      ps += e;
+    }
     l = l * corr + reduce(t, ps, false);
     for (var i = 0u; i < 4u; i++) {
       let d = t + i * WG_X;
@@ -137,7 +188,6 @@ fn kernel(wg: vec3u, lid: vec3u) {
   ${
     has.Pr
       ? `
-  let pbase = ((b * p.H + h) * p.S + s) * p.L;
   for (var j = t; j < p.L; j += WG_X) {
     Pr[pbase + j] = Pr_t(select(0.0, exp(score(kb, j, kh) - m) / l, j < n_keys));
   }`
@@ -167,7 +217,9 @@ export function attention(rec: Recorder, a: AttentionArgs): Tensor {
   }
   const out = a.out ?? rec.output([B, S, H * D]);
   const [q, k, v] = [a.q, a.k, a.v];
+  const drop = dropUniforms(a.dropout);
   ATTENTION.record(rec, {
+    variant: { drop: drop.on },
     uniforms: {
       S,
       L,
@@ -185,6 +237,7 @@ export function attention(rec: Recorder, a: AttentionArgs): Tensor {
       vPos: v.posStride,
       vRow: v.rowStride,
       scale: a.scale,
+      ...drop.u,
     },
     bind: { Q: q.t, K: k.t, V: v.t, O: out, kvIndex: a.kvIndex, keyLen: a.keyLengths, Pr: a.probs },
     groups: [S, H, B],
@@ -209,19 +262,21 @@ const STRIDES = {
   vPos: "u32",
   vRow: "u32",
   scale: "f32",
+  ...DROP,
 } as const;
 
 /**
  * Per (query s, head h, row b): `dP_j = dO·v_j`, `dS_j = P_j (dP_j − Σ_i P_i dP_i)` into `dS`
  * `[B, H, S, L]`, then `dq = scale · Σ_j dS_j k_j` (written at Q's place in `dQ`). Masked keys
- * have P = 0, so dS = 0 there.
+ * have P = 0, so dS = 0 there. With dropout, `dP_j` (of the undropped P) is `kept_j · dO·v_j`.
  */
 const ATTENTION_DQ = rowKernel({
   name: "attention_dq",
   uniforms: STRIDES,
   storage: { K: read(), V: read(), Pr: read(), dO: read(), dS: readWrite(), dQ: readWrite() },
   workgroupSize: [64],
-  body: () => `
+  body: (v: { drop: boolean }) => `
+${keptWgsl(v.drop)}
 var<workgroup> go: array<f32, 256>;
 fn kernel(wg: vec3u, lid: vec3u) {
   let s = wg.x; let h = wg.y; let b = wg.z; let t = lid.x;
@@ -234,6 +289,7 @@ fn kernel(wg: vec3u, lid: vec3u) {
     let vb = p.vOff + b * p.vRow + j * p.vPos + h * p.D;
     var dp = 0.0;
     for (var d = 0u; d < p.D; d++) { dp = fma(go[d], f32(V[vb + d]), dp); }
+    dp *= kept(pbase + j);
     dS[pbase + j] = dS_t(dp);
     acc += f32(Pr[pbase + j]) * dp;
   }
@@ -253,15 +309,16 @@ fn kernel(wg: vec3u, lid: vec3u) {
 });
 
 /**
- * Per (key j, head h, row b): `dk = scale · Σ_s dS_sj q_s` and `dv = Σ_s P_sj dO_s`, written at
- * K's and V's places in `dKV`.
+ * Per (key j, head h, row b): `dk = scale · Σ_s dS_sj q_s` and `dv = Σ_s P_sj kept_sj dO_s`,
+ * written at K's and V's places in `dKV`.
  */
 const ATTENTION_DKV = new Kernel({
   name: "attention_dkv",
   uniforms: STRIDES,
   storage: { Q: read(), Pr: read(), dO: read(), dS: read(), dKV: readWrite() },
   workgroupSize: [64],
-  body: () => `
+  body: (v: { drop: boolean }) => `
+${keptWgsl(v.drop)}
 fn kernel(wg: vec3u, lid: vec3u) {
   let j = wg.x; let h = wg.y; let b = wg.z;
   let kd = p.kOff + b * p.kRow + j * p.kPos + h * p.D;
@@ -271,7 +328,7 @@ fn kernel(wg: vec3u, lid: vec3u) {
     for (var s = 0u; s < p.S; s++) {
       let pi = ((b * p.H + h) * p.S + s) * p.L + j;
       gk = fma(f32(dS[pi]), f32(Q[p.qOff + b * p.qRow + s * p.qPos + h * p.D + d]), gk);
-      gv = fma(f32(Pr[pi]), f32(dO[(b * p.S + s) * p.H * p.D + h * p.D + d]), gv);
+      gv = fma(f32(Pr[pi]) * kept(pi), f32(dO[(b * p.S + s) * p.H * p.D + h * p.D + d]), gv);
     }
     dKV[kd + d] = dKV_t(gk * p.scale);
     dKV[vd + d] = dKV_t(gv);
@@ -279,7 +336,10 @@ fn kernel(wg: vec3u, lid: vec3u) {
 }`,
 });
 
-/** Arguments of {@link attentionBackward}: those of the forward, its probabilities and `dO`. */
+/**
+ * Arguments of {@link attentionBackward}: those of the forward (its `dropout` the same), its
+ * probabilities and `dO`.
+ */
 export interface AttentionBackwardArgs
   extends Omit<AttentionArgs, "kvIndex" | "out" | "probs" | "causal" | "keyLengths"> {
   /** `[B, H, S, L]` as the forward wrote them (0 at masked keys). */
@@ -306,6 +366,7 @@ export function attentionBackward(rec: Recorder, a: AttentionBackwardArgs): void
     );
   }
   const [q, k, v] = [a.q, a.k, a.v];
+  const drop = dropUniforms(a.dropout);
   const uniforms = {
     S,
     L,
@@ -321,14 +382,17 @@ export function attentionBackward(rec: Recorder, a: AttentionBackwardArgs): void
     vPos: v.posStride,
     vRow: v.rowStride,
     scale: a.scale,
+    ...drop.u,
   };
   const dS = rec.temp([B, H, S, L]);
   ATTENTION_DQ.record(rec, {
+    variant: { drop: drop.on },
     uniforms,
     bind: { K: k.t, V: v.t, Pr: a.probs, dO: a.dO, dS, dQ: a.dQ },
     groups: [S, H, B],
   });
   ATTENTION_DKV.record(rec, {
+    variant: { drop: drop.on },
     uniforms,
     bind: { Q: q.t, Pr: a.probs, dO: a.dO, dS, dKV: a.dKV },
     groups: [L, H, B],

@@ -163,7 +163,7 @@ fn kernel(wg: vec3u, lid: vec3u) {
 });
 
 /** The Philox key words and the drop threshold of `p` (drop when the draw is below it). */
-function dropoutWords(p: number, key: DropoutKey) {
+export function dropoutWords(p: number, key: DropoutKey) {
   const ok = (v: number, top: number) => Number.isInteger(v) && v >= 0 && v < top;
   if (
     !(p >= 0 && p < 1) || !ok(key.seed, 2 ** 53) || !ok(key.step, 2 ** 32) || !ok(key.site, 2 ** 32)

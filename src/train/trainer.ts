@@ -51,9 +51,9 @@ export interface TrainerOptions {
   /** Label smoothing of the cross-entropy, in [0, 1) (default: the model's, BLIP's config; else 0). */
   labelSmoothing?: number;
   /**
-   * Dropout as each config sets it (GPT-2's `resid_pdrop`/`embd_pdrop`, ViT's and BERT's
-   * `hidden_dropout_prob`, Show-Attend-Tell's `dropout`), masks drawn from {@link seed}; false:
-   * none (default true).
+   * Dropout as each config sets it (GPT-2's `resid_pdrop`/`embd_pdrop`/`attn_pdrop`, ViT's and
+   * BERT's `hidden_dropout_prob`/`attention_probs_dropout_prob`, Show-Attend-Tell's `dropout`),
+   * masks drawn from {@link seed}; false: none (default true).
    */
   dropout?: boolean;
   /** Seed of the dropout masks (default 0): a seed gives the same masks on every adapter. */

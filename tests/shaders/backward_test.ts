@@ -12,7 +12,7 @@ import { layerNormBackward, layerNormTrain } from "../../src/shaders/layernorm.t
 import { matmulBackward } from "../../src/shaders/matmul.ts";
 import { crossEntropy } from "../../src/shaders/softmax.ts";
 import { getGpu, randomF32, relL2 } from "../util.ts";
-import { actRef, fd } from "./reference.ts";
+import { actRef, fd, philox4x32 } from "./reference.ts";
 
 const dot = (a: ArrayLike<number>, b: ArrayLike<number>) => {
   let s = 0;
@@ -124,13 +124,17 @@ for (const act of ["gelu", "gelu_new", "quick_gelu", "tanh", "sigmoid", "relu"] 
   });
 }
 
-/** Σ dO · attention(q, k, v) in float64; q [B,S,H·D], k and v [B,L,H·D]. */
+/**
+ * Σ dO · attention(q, k, v) in float64; q [B,S,H·D], k and v [B,L,H·D]; `kept(i)` multiplies
+ * probability i of [B,H,S,L] (a fixed dropout mask).
+ */
 function attentionLoss(
   q: ArrayLike<number>,
   k: ArrayLike<number>,
   v: ArrayLike<number>,
   dO: ArrayLike<number>,
   a: { B: number; S: number; L: number; H: number; D: number; causal: boolean; scale: number },
+  kept: (i: number) => number = () => 1,
 ) {
   const { B, S, L, H, D } = a, W = H * D;
   let total = 0;
@@ -150,7 +154,10 @@ function attentionLoss(
           z = e.reduce((x, y) => x + y);
         for (let d = 0; d < D; d++) {
           let o = 0;
-          for (let j = 0; j < n; j++) o += e[j] / z * v[(b * L + j) * W + h * D + d];
+          for (let j = 0; j < n; j++) {
+            const f = kept(((b * H + h) * S + s) * L + j);
+            o += e[j] / z * f * v[(b * L + j) * W + h * D + d];
+          }
           total += dO[(b * S + s) * W + h * D + d] * o;
         }
       }
@@ -159,8 +166,11 @@ function attentionLoss(
   return total;
 }
 
-for (const causal of [true, false]) {
-  Deno.test(`attentionBackward ${causal ? "causal self" : "cross"}-attention, 2 heads, odd sizes`, async () => {
+for (const [causal, p] of [[true, 0], [false, 0], [true, 0.4], [false, 0.4]] as const) {
+  const what = `${causal ? "causal self" : "cross"}-attention${
+    p ? `, probabilities dropped at ${p}` : ""
+  }`;
+  Deno.test(`attentionBackward ${what}, 2 heads, odd sizes`, async () => {
     const gpu = await getGpu();
     const [B, H, D] = [2, 2, 3];
     const [S, L] = causal ? [5, 5] : [4, 7];
@@ -184,23 +194,36 @@ for (const causal of [true, false]) {
       headDim: D,
       keys: L,
       scale,
+      dropout: { p, key: { seed: 2 ** 33 + 5, step: 7, site: 3 } },
     };
     const rec = new Recorder(gpu);
     const probs = rec.temp([B, H, S, L]);
-    attention(rec, { ...ops, probs, causal: causal ? { past: 0 } : undefined });
+    const out = attention(rec, { ...ops, probs, causal: causal ? { past: 0 } : undefined });
     const [dQ, dKV] = [rec.temp([B * S, W]), rec.temp([B * L, 2 * W])];
     attentionBackward(rec, { ...ops, probs, dO: tdO, dQ, dKV });
-    const [gq, gkv] = await readAll(rec, [dQ, dKV]);
+    const [o, gq, gkv] = await readAll(rec, [out, dQ, dKV]);
     const a = { B, S, L, H, D, causal, scale };
+    // The mask as Philox draws it for the key, fixed through the finite differences.
+    const mask = Array.from({ length: B * H * S * L }, (_, i) => {
+      const draw = philox4x32([i, 3, 7, 0], [5, 2])[0];
+      return draw >= Math.round(p * 2 ** 32) ? 1 / (1 - p) : 0;
+    });
+    if (p) assert.ok(mask.includes(0) && mask.some((m) => m > 1), "the mask drops and keeps");
+    const kept = (i: number) => mask[i];
+    const fwd = attentionLoss(q, k, v, dO, a, kept);
+    assert.ok(
+      Math.abs(dot(o, dO) - fwd) < 1e-5 * (1 + Math.abs(fwd)),
+      `forward ${dot(o, dO)} vs ${fwd}`,
+    );
     const gk = new Float32Array(B * L * W), gv = new Float32Array(B * L * W);
     for (let r = 0; r < B * L; r++) {
       gk.set(gkv.subarray(r * 2 * W, r * 2 * W + W), r * W);
       gv.set(gkv.subarray(r * 2 * W + W, (r + 1) * 2 * W), r * W);
     }
     const checks: [string, Float32Array, Float64Array][] = [
-      ["dQ", gq, fd((x) => attentionLoss(x, k, v, dO, a), q)],
-      ["dK", gk, fd((x) => attentionLoss(q, x, v, dO, a), k)],
-      ["dV", gv, fd((x) => attentionLoss(q, k, x, dO, a), v)],
+      ["dQ", gq, fd((x) => attentionLoss(x, k, v, dO, a, kept), q)],
+      ["dK", gk, fd((x) => attentionLoss(q, x, v, dO, a, kept), k)],
+      ["dV", gv, fd((x) => attentionLoss(q, k, x, dO, a, kept), v)],
     ];
     for (const [name, got, want] of checks) {
       assert.ok(relL2(got, want) < 1e-5, `${name} rel L2 ${relL2(got, want)}`);

@@ -2,10 +2,12 @@
  * The dropout kernel: Philox4x32-10 against Random123's known answers, the GPU mask equal to the
  * float64-side reference element for element (residual added), keep rate and scaling, the same
  * key giving the same mask and any other key another, the backward (the same call on dY)
- * against finite differences at a fixed mask, bad rates and keys refused.
+ * against finite differences at a fixed mask, bad rates and keys refused; the attention
+ * probabilities' dropout keeps 1 − p of them, scaled by 1/(1 − p).
  */
 import assert from "node:assert/strict";
 import { uploadTensor } from "../../src/gpu/tensor.ts";
+import { attention } from "../../src/shaders/attention.ts";
 import { dropout, type DropoutKey } from "../../src/shaders/elementwise.ts";
 import { assertCode, getGpu, randomF32, runAndRead } from "../util.ts";
 import { philox4x32 } from "./reference.ts";
@@ -105,4 +107,31 @@ Deno.test("dropout: a rate outside [0, 1) or a bad key is refused by name", asyn
   assertCode(() => dropout(undefined as never, x, 0.1, { ...key, seed: -1 }), "BAD_OPTION", "seed");
   assertCode(() => dropout(undefined as never, x, 0.1, { ...key, step: 2 ** 32 }), "BAD_OPTION");
   x.release();
+});
+
+Deno.test("attention-probability dropout: keep rate 1 − p, kept probabilities scaled by 1/(1 − p)", async () => {
+  const gpu = await getGpu();
+  // q = 0: every probability is 1/L; v_j = e_j (D = L): output d of a query is its kept P_d.
+  const [B, S, L] = [4, 64, 64], n = B * S * L;
+  const q = uploadTensor(gpu, new Float32Array(B * S * L), [B * S * L], "f32");
+  const eye = Float32Array.from(
+    { length: B * L * L },
+    (_, i) => +(i % L === Math.floor(i / L) % L),
+  );
+  const v = uploadTensor(gpu, eye, [B * L * L], "f32");
+  const op = (t: typeof q) => ({ t, offset: 0, posStride: L, rowStride: L * L });
+  const dims = { batch: B, queries: S, heads: 1, headDim: L, keys: L, scale: 1 };
+  const key = { seed: 9, step: 4, site: 1 };
+  for (const p of [0, 0.2, 0.7]) {
+    const y = await runAndRead(
+      gpu,
+      (rec) => attention(rec, { q: op(q), k: op(v), v: op(v), ...dims, dropout: { p, key } }),
+    );
+    const kept = y.filter((x) => x !== 0), want = Math.fround(1 / (1 - p)) / L;
+    assert.ok(kept.every((x) => Math.abs(x - want) <= 1e-6 * want), `p ${p}: scaling`);
+    const rate = kept.length / n, sd = Math.sqrt(p * (1 - p) / n);
+    assert.ok(p ? Math.abs(rate - (1 - p)) < 5 * sd : rate === 1, `p ${p}: keep rate ${rate}`);
+  }
+  q.release();
+  v.release();
 });

@@ -66,7 +66,8 @@ Deno.test("ClipCap training: whole-model gradient check along random directions 
 
 Deno.test("ClipCap training with GPT-2's dropout (0.1) at a fixed mask: gradient check along random directions", async () => {
   using s = await setup();
-  assert.ok(s.m.gpt2.config.resid_pdrop > 0 && s.m.gpt2.config.embd_pdrop > 0);
+  const c = s.m.gpt2.config;
+  assert.ok(c.resid_pdrop > 0 && c.embd_pdrop > 0 && c.attn_pdrop > 0);
   const key = { seed: 3, step: 0 };
   const f = () => clipCapLossAndGrads(gpu, s.m, s.embeds, s.batch, key);
   const [on, off] = [(await f()).loss, (await s.f()).loss];

@@ -4,7 +4,7 @@
  * checkpoint returns exactly their captions; frozen parameters stay identical bit for bit while
  * trainable ones change; accumulation equals one big batch; resuming from a checkpoint gives the
  * same next step (loss, norm, weights) as not stopping; a NaN loss stops naming the step with
- * nothing overwritten; bad input is refused.
+ * nothing overwritten; bad input is refused; attention-probability dropout alone is seeded.
  */
 import assert from "node:assert/strict";
 import { Captioner } from "../../src/captioner/captioner.ts";
@@ -159,6 +159,33 @@ Deno.test("dropout (GPT-2's 0.1 rates): the same seed gives the same losses bit 
   assert.ok(off.every((v, i) => v !== a[i] && v !== other[i]), "dropout: false is another loss");
   assert.deepEqual(bits(await run({ dropout: false })), bits(off), "no dropout: deterministic");
   await assert.rejects(() => trainer({ seed: -1 }), /seed must be an integer/);
+});
+
+Deno.test("attention dropout alone (attn_pdrop 0.3, the other rates 0): same seed, same losses bit for bit; another seed others", async () => {
+  const tmp = await Deno.makeTempDir({ prefix: "webcap-attndrop-" });
+  for await (const e of Deno.readDir(DIR)) {
+    if (e.name !== "config.json") await Deno.symlink(`${DIR}/${e.name}`, `${tmp}/${e.name}`);
+  }
+  const config = JSON.parse(await Deno.readTextFile(`${DIR}/config.json`));
+  Object.assign(config.decoder, { attn_pdrop: 0.3, resid_pdrop: 0, embd_pdrop: 0 });
+  await Deno.writeTextFile(`${tmp}/config.json`, JSON.stringify(config));
+  const run = async (opts: { seed?: number; dropout?: boolean }) => {
+    const t = await Trainer.fromPretrained(tmp, {
+      optimizer: { kind: "sgd", lr: 0.1 },
+      gpu: await getGpu(),
+      ...opts,
+    });
+    const b = batch(t, 4, false);
+    const losses = (await t.fit([b, b])).map((r) => r.loss);
+    t.dispose();
+    return new Float32Array(losses);
+  };
+  const a = await run({ seed: 1 }), again = await run({ seed: 1 });
+  assert.deepEqual(bits(again), bits(a));
+  const other = await run({ seed: 2 }), off = await run({ dropout: false });
+  assert.ok(other.every((v, i) => v !== a[i]), `seed 2 gives ${other}, seed 1 ${a}`);
+  assert.ok(off.every((v, i) => v !== a[i] && v !== other[i]), "dropout: false is another loss");
+  await Deno.remove(tmp, { recursive: true });
 });
 
 Deno.test("resume: the step after loading a checkpoint equals the step of a run that did not stop", async () => {
