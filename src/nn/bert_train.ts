@@ -21,17 +21,8 @@ import type { SavedNorm } from "../shaders/layernorm.ts";
 import { matmul, matmulBackward } from "../shaders/matmul.ts";
 import type { BertDecoderWeights } from "./bert_decoder.ts";
 import { floatWeight } from "../shaders/quant/qmatrix.ts";
-import {
-  attnDrop,
-  drop,
-  type DropSite,
-  type Gradients,
-  linearBackward,
-  linearDrop,
-  normBackward,
-  normTrain,
-  type TrainDropout,
-} from "./grads.ts";
+import { attnDrop, drop, type DropSite, linearDrop, type TrainDropout } from "./grads.ts";
+import { type Gradients, linearBackward, normBackward, normTrain } from "./grads.ts";
 import { linear } from "./modules.ts";
 
 interface SavedLayer {

@@ -15,17 +15,8 @@ import type { SavedNorm } from "../shaders/layernorm.ts";
 import { matmul, matmulBackward } from "../shaders/matmul.ts";
 import { floatWeight } from "../shaders/quant/qmatrix.ts";
 import type { Gpt2Weights } from "./gpt2.ts";
-import {
-  attnDrop,
-  drop,
-  type DropSite,
-  type Gradients,
-  linearBackward,
-  linearDrop,
-  normBackward,
-  normTrain,
-  type TrainDropout,
-} from "./grads.ts";
+import { attnDrop, drop, type DropSite, linearDrop, type TrainDropout } from "./grads.ts";
+import { type Gradients, linearBackward, normBackward, normTrain } from "./grads.ts";
 import { linear } from "./modules.ts";
 
 type Layer = Gpt2Weights["layers"][number];

@@ -13,17 +13,8 @@ import { binary, unary, unaryBackward } from "../shaders/elementwise.ts";
 import { embedding, embeddingBackward } from "../shaders/embedding.ts";
 import type { SavedNorm } from "../shaders/layernorm.ts";
 import { patchify } from "../shaders/patchify.ts";
-import {
-  attnDrop,
-  drop,
-  type DropSite,
-  type Gradients,
-  linearBackward,
-  linearDrop,
-  normBackward,
-  normTrain,
-  type TrainDropout,
-} from "./grads.ts";
+import { attnDrop, drop, type DropSite, linearDrop, type TrainDropout } from "./grads.ts";
+import { type Gradients, linearBackward, normBackward, normTrain } from "./grads.ts";
 import { linear } from "./modules.ts";
 import type { VitWeights } from "./vit.ts";
 
