@@ -28,6 +28,8 @@ interface Native {
   worker: WorkerThreads.Worker;
   port: WorkerThreads.MessagePort;
   signal: Int32Array;
+  /** A word nothing notifies: the main thread sleeps on it while the reply is on its way. */
+  nap: Int32Array;
   failed?: string;
 }
 
@@ -50,9 +52,6 @@ function unsupported(): string | undefined {
   if (!workerThreads()) return "node:worker_threads is unavailable";
 }
 
-/** A 1 ms sleep for the main thread (nothing ever notifies it). */
-const NAP = new Int32Array(new SharedArrayBuffer(4));
-
 /**
  * Block until the worker answers; its reply, or undefined when it did not in time. The signal
  * can be seen before the reply reaches this end of the port, so the port is polled until then.
@@ -64,7 +63,7 @@ function awaitReply(n: Native): Reply | undefined {
     const got = n.threads.receiveMessageOnPort(n.port);
     if (got) return got.message as Reply;
     if (performance.now() > deadline) return undefined;
-    Atomics.wait(NAP, 0, 0, 1);
+    Atomics.wait(n.nap, 0, 0, 1); // 1 ms: nothing ever notifies `nap`
   }
 }
 
@@ -97,7 +96,7 @@ function spawn(threads: typeof WorkerThreads): Native {
     transferList: [port2],
   });
   worker.unref();
-  return { threads, worker, port: port1, signal };
+  return { threads, worker, port: port1, signal, nap: new Int32Array(new SharedArrayBuffer(4)) };
 }
 
 /** Start the worker and wait until it has loaded the library; why not, as a string. */
