@@ -11,7 +11,8 @@
  * @module
  */
 import { Captioner, type CaptionOptions, type CaptionResult } from "../src/captioner/captioner.ts";
-import { hasAttentionMaps } from "../src/captioner/caption_attention.ts";
+import { folderAttentionMaps } from "../src/captioner/caption_attention.ts";
+import { openModelFiles } from "../src/io/model_source.ts";
 import { WebcapError } from "../src/errors.ts";
 import { checkInputs, expandRanges } from "../src/jobs/inputs.ts";
 import { cocoResults, mergeJobs, reportLines } from "../src/jobs/merge.ts";
@@ -79,12 +80,14 @@ function checkAttentionInputs(inputs: string[]): void {
   }
 }
 
-/** Prefix models (ClipCap) have no cross-attention to draw. */
-function checkAttentionMap(captioner: Captioner): void {
-  if (!hasAttentionMaps(captioner.model)) {
+/** Prefix models (ClipCap) have no cross-attention to draw: refused from the config, before any GPU work. */
+async function checkAttentionMap(modelId: string, offline: boolean | undefined): Promise<void> {
+  const files = await openModelFiles(modelId, { offline });
+  const { architecture, attentionMaps } = await folderAttentionMaps(files);
+  if (!attentionMaps) {
     throw new WebcapError(
       "BAD_OPTION",
-      `--attention-map: ${captioner.model.architecture} has no cross-attention (the image is ` +
+      `--attention-map: ${architecture} has no cross-attention (the image is ` +
         "a prefix of the text), so there is no attention map to draw; drop the flag or use another model",
     );
   }
@@ -176,6 +179,7 @@ async function caption(args: string[]): Promise<number> {
     : undefined;
   let captioner: Captioner | undefined;
   try {
+    if (values["attention-map"]) await checkAttentionMap(modelId, values.offline);
     captioner = await Captioner.fromPretrained(modelId, {
       dtype,
       offline: values.offline,
@@ -188,7 +192,6 @@ async function caption(args: string[]): Promise<number> {
     }
     const options: CaptionOptions = captionOptionsFromFlags(values, captioner.tokenizer);
     const mapOut = values["attention-map"];
-    if (mapOut) checkAttentionMap(captioner);
     await captioner.caption([], options); // refuses bad options before any image is read
     const kept = mapOut ? [] : undefined;
     const cpu = cpuNote(captioner);

@@ -15,6 +15,8 @@ import { WebcapError } from "../errors.ts";
 import { Recorder } from "../gpu/recorder.ts";
 import type { CaptionModel, EncoderState } from "../arch/caption_model.ts";
 import { findArchitecture } from "../arch/registry.ts";
+import { folderArchitecture } from "../arch/load.ts";
+import type { ModelFiles } from "../io/model_files.ts";
 import type { Tokenizer } from "../text/tokenizer.ts";
 
 /** Options of {@link captionAttention} and {@link tokenAttention}. */
@@ -40,6 +42,17 @@ export interface CaptionAttention extends TokenAttention {
 /** Whether `model` has cross-attention to draw as attention maps (ClipCap, a prefix model, has none). */
 export function hasAttentionMaps(model: CaptionModel): boolean {
   return findArchitecture(model.architecture)?.attentionMaps !== undefined;
+}
+
+/**
+ * The architecture a model folder names and whether it has cross-attention to draw, read from
+ * its config alone: no weights loaded, no GPU work.
+ */
+export async function folderAttentionMaps(
+  files: ModelFiles,
+): Promise<{ architecture: string; attentionMaps: boolean }> {
+  const { arch } = await folderArchitecture(files);
+  return { architecture: arch.name, attentionMaps: arch.attentionMaps !== undefined };
 }
 
 /**
