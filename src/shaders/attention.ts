@@ -94,27 +94,43 @@ fn kept(i: u32) -> f32 {
     : "fn kept(i: u32) -> f32 { return 1.0; }";
 }
 
+/** Sizes, operand windows (offset, position and row strides of Q, K, V), scale, dropout. */
+const STRIDES = {
+  S: "u32",
+  L: "u32",
+  D: "u32",
+  H: "u32",
+  qOff: "u32",
+  qPos: "u32",
+  qRow: "u32",
+  kOff: "u32",
+  kPos: "u32",
+  kRow: "u32",
+  vOff: "u32",
+  vPos: "u32",
+  vRow: "u32",
+  scale: "f32",
+  ...DROP,
+} as const;
+
+/** The operand-window fields of {@link STRIDES} for Q, K and V. */
+function operandWindows(q: AttnOperand, k: AttnOperand, v: AttnOperand) {
+  return {
+    qOff: q.offset,
+    qPos: q.posStride,
+    qRow: q.rowStride,
+    kOff: k.offset,
+    kPos: k.posStride,
+    kRow: k.rowStride,
+    vOff: v.offset,
+    vPos: v.posStride,
+    vRow: v.rowStride,
+  };
+}
+
 const ATTENTION = rowKernel({
   name: "attention",
-  uniforms: {
-    S: "u32",
-    L: "u32",
-    D: "u32",
-    H: "u32",
-    past: "u32",
-    causal: "u32",
-    qOff: "u32",
-    qPos: "u32",
-    qRow: "u32",
-    kOff: "u32",
-    kPos: "u32",
-    kRow: "u32",
-    vOff: "u32",
-    vPos: "u32",
-    vRow: "u32",
-    scale: "f32",
-    ...DROP,
-  },
+  uniforms: { ...STRIDES, past: "u32", causal: "u32" },
   storage: {
     Q: read(),
     K: read(),
@@ -227,15 +243,7 @@ export function attention(rec: Recorder, a: AttentionArgs): Tensor {
       H,
       past: a.causal?.past ?? 0,
       causal: a.causal ? 1 : 0,
-      qOff: q.offset,
-      qPos: q.posStride,
-      qRow: q.rowStride,
-      kOff: k.offset,
-      kPos: k.posStride,
-      kRow: k.rowStride,
-      vOff: v.offset,
-      vPos: v.posStride,
-      vRow: v.rowStride,
+      ...operandWindows(q, k, v),
       scale: a.scale,
       ...drop.u,
     },
@@ -246,24 +254,6 @@ export function attention(rec: Recorder, a: AttentionArgs): Tensor {
 }
 
 // ---- backward ----
-
-const STRIDES = {
-  S: "u32",
-  L: "u32",
-  D: "u32",
-  H: "u32",
-  qOff: "u32",
-  qPos: "u32",
-  qRow: "u32",
-  kOff: "u32",
-  kPos: "u32",
-  kRow: "u32",
-  vOff: "u32",
-  vPos: "u32",
-  vRow: "u32",
-  scale: "f32",
-  ...DROP,
-} as const;
 
 /**
  * Per (query s, head h, row b): `dP_j = dO·v_j`, `dS_j = P_j (dP_j − Σ_i P_i dP_i)` into `dS`
@@ -372,15 +362,7 @@ export function attentionBackward(rec: Recorder, a: AttentionBackwardArgs): void
     L,
     D,
     H,
-    qOff: q.offset,
-    qPos: q.posStride,
-    qRow: q.rowStride,
-    kOff: k.offset,
-    kPos: k.posStride,
-    kRow: k.rowStride,
-    vOff: v.offset,
-    vPos: v.posStride,
-    vRow: v.rowStride,
+    ...operandWindows(q, k, v),
     scale: a.scale,
     ...drop.u,
   };
