@@ -120,6 +120,11 @@ function fits(o: StridedOut, rows: number, width: number): boolean {
     o.offset + (rows - 1) * o.rowStride + width <= o.t.size;
 }
 
+/** The {@link ROW_INPUTS} bindings of `a`. */
+function rowInputs(a: Omit<SoftAttentionArgs, "z">) {
+  return { EA: a.encAtt, DA: a.decAtt, WF: a.wFull, E: a.enc, G: a.gate, img: a.rowImage };
+}
+
 /** Shapes shared by the forward and the backward (error messages name `softAttention`). */
 function checkArgs(
   a: Omit<SoftAttentionArgs, "z">,
@@ -165,12 +170,7 @@ export function softAttention(rec: Recorder, a: SoftAttentionArgs): void {
       zStride: a.z.rowStride,
     },
     bind: {
-      EA: a.encAtt,
-      DA: a.decAtt,
-      WF: a.wFull,
-      E: a.enc,
-      G: a.gate,
-      img: a.rowImage,
+      ...rowInputs(a),
       AL: a.alpha.t,
       Z: a.z.t,
     },
@@ -299,12 +299,7 @@ export function softAttentionBackward(
       zStride: a.dZ.rowStride,
     },
     bind: {
-      EA: a.encAtt,
-      DA: a.decAtt,
-      WF: a.wFull,
-      E: a.enc,
-      G: a.gate,
-      img: a.rowImage,
+      ...rowInputs(a),
       AL: a.alpha.t,
       dZ: a.dZ.t,
       dAL: a.dAlpha,
