@@ -8,7 +8,7 @@ import assert from "node:assert/strict";
 import { type Browser, chromium, type Page } from "playwright-core";
 import { Captioner, type ImageInput } from "../src/captioner/captioner.ts";
 import { serveDemo } from "../examples/browser/serve.ts";
-import { fixture, getGpu } from "./util.ts";
+import { buildBundle, fixture, getGpu } from "./util.ts";
 
 const CHROMIUM = "/usr/bin/chromium";
 /** WebGPU on SwiftShader in headless Chromium, without a GPU or a sandbox (CI runs as root). */
@@ -21,7 +21,6 @@ const CHROMIUM_ARGS = [
   "--use-angle=swiftshader",
 ];
 const MAX_NEW_TOKENS = 12;
-const REPO = new URL("../", import.meta.url);
 
 interface DemoState {
   state: string;
@@ -39,17 +38,6 @@ async function requireChromium(): Promise<void> {
       `${CHROMIUM} is missing: install Debian's Chromium (apt-get install -y chromium; .ci/run does)`,
     );
   }
-}
-
-async function buildBundle(out: string): Promise<void> {
-  const { success, stderr } = await new Deno.Command(Deno.execPath(), {
-    args: ["bundle", "--platform=browser", "mod.ts", "-o", out],
-    cwd: REPO,
-    env: { NO_COLOR: "1" },
-    stdout: "null",
-    stderr: "piped",
-  }).output();
-  assert.ok(success, `deno bundle failed:\n${new TextDecoder().decode(stderr)}`);
 }
 
 /** Press Caption and wait for the page to finish; the state it ends in. */

@@ -63,6 +63,32 @@ export async function runAndRead(gpu: Gpu, fn: (rec: Recorder) => Tensor): Promi
   return (await p) as Float32Array;
 }
 
+/** Submit `rec` and read every tensor of `ts` back as f32. */
+export async function readAll(rec: Recorder, ts: Tensor[]): Promise<Float32Array[]> {
+  const reads = ts.map((t) => rec.readTensor(t));
+  await rec.submit();
+  return (await Promise.all(reads)) as Float32Array[];
+}
+
+/** Σ a·b, in float64. */
+export function dot(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  let s = 0;
+  for (let i = 0; i < a.length; i++) s += a[i] * b[i];
+  return s;
+}
+
+/** `deno task bundle` into `out` (the browser build the browser tests load). */
+export async function buildBundle(out: string): Promise<void> {
+  const { success, stderr } = await new Deno.Command(Deno.execPath(), {
+    args: ["bundle", "--platform=browser", "mod.ts", "-o", out],
+    cwd: new URL("../", import.meta.url),
+    env: { NO_COLOR: "1" },
+    stdout: "null",
+    stderr: "piped",
+  }).output();
+  assert.ok(success, `deno bundle failed:\n${new TextDecoder().decode(stderr)}`);
+}
+
 /** Assert `fn` throws a WebcapError with `code` whose message matches every pattern in `mentions`. */
 export function assertCode(fn: () => unknown, code: string, ...mentions: string[]): void {
   assert.throws(fn, (e: unknown) => {

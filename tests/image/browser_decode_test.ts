@@ -6,22 +6,10 @@
 import assert from "node:assert/strict";
 import { chromium } from "playwright-core";
 import { decodeImage } from "../../src/image/decode.ts";
-import { fixture } from "../util.ts";
+import { buildBundle, fixture } from "../util.ts";
 
 const CHROMIUM = "/usr/bin/chromium";
-const REPO = new URL("../../", import.meta.url);
 const DIR = fixture("images/");
-
-async function bundle(out: string): Promise<void> {
-  const { success, stderr } = await new Deno.Command(Deno.execPath(), {
-    args: ["bundle", "--platform=browser", "mod.ts", "-o", out],
-    cwd: REPO,
-    env: { NO_COLOR: "1" },
-    stdout: "null",
-    stderr: "piped",
-  }).output();
-  assert.ok(success, `deno bundle failed:\n${new TextDecoder().decode(stderr)}`);
-}
 
 /** Serve the bundle at /webcap.js, an empty page at /, and the fixture images by name. */
 function serve(bundlePath: string, names: string[]): Deno.HttpServer<Deno.NetAddr> {
@@ -46,7 +34,7 @@ Deno.test("browser bundle: every fixture image decodes to Deno's pixels", async 
   const tmp = await Deno.makeTempDir({ prefix: "webcap-decode-" });
   const server = serve(`${tmp}/webcap.js`, names);
   const browser = await (async () => {
-    await bundle(`${tmp}/webcap.js`);
+    await buildBundle(`${tmp}/webcap.js`);
     return await chromium.launch({
       executablePath: CHROMIUM,
       args: ["--headless=new", "--no-sandbox"],

@@ -4,27 +4,15 @@
  */
 import assert from "node:assert/strict";
 import { Recorder } from "../../src/gpu/recorder.ts";
-import { type Tensor, uploadTensor } from "../../src/gpu/tensor.ts";
+import { uploadTensor } from "../../src/gpu/tensor.ts";
 import { attention, attentionBackward } from "../../src/shaders/attention.ts";
 import { accumulate, unaryBackward } from "../../src/shaders/elementwise.ts";
 import { embeddingBackward } from "../../src/shaders/embedding.ts";
 import { layerNormBackward, layerNormTrain } from "../../src/shaders/layernorm.ts";
 import { matmulBackward } from "../../src/shaders/matmul.ts";
 import { crossEntropy } from "../../src/shaders/softmax.ts";
-import { getGpu, randomF32, relL2 } from "../util.ts";
+import { dot, getGpu, randomF32, readAll, relL2 } from "../util.ts";
 import { actRef, fd, philox4x32 } from "./reference.ts";
-
-const dot = (a: ArrayLike<number>, b: ArrayLike<number>) => {
-  let s = 0;
-  for (let i = 0; i < a.length; i++) s += a[i] * b[i];
-  return s;
-};
-
-async function readAll(rec: Recorder, ts: Tensor[]): Promise<Float32Array[]> {
-  const reads = ts.map((t) => rec.readTensor(t));
-  await rec.submit();
-  return (await Promise.all(reads)) as Float32Array[];
-}
 
 function matmulRef(
   x: ArrayLike<number>,

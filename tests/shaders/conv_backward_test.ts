@@ -4,23 +4,11 @@
  */
 import assert from "node:assert/strict";
 import { Recorder } from "../../src/gpu/recorder.ts";
-import { type Tensor, uploadTensor } from "../../src/gpu/tensor.ts";
+import { uploadTensor } from "../../src/gpu/tensor.ts";
 import { batchNorm2dBackward } from "../../src/shaders/batchnorm.ts";
 import { conv2dBackward } from "../../src/shaders/conv2d.ts";
-import { assertCode, getGpu, randomF32, relL2 } from "../util.ts";
+import { assertCode, dot, getGpu, randomF32, readAll, relL2 } from "../util.ts";
 import { convRef, type ConvRefOptions, fd } from "./reference.ts";
-
-const dot = (a: ArrayLike<number>, b: ArrayLike<number>) => {
-  let s = 0;
-  for (let i = 0; i < a.length; i++) s += a[i] * b[i];
-  return s;
-};
-
-async function readAll(rec: Recorder, ts: Tensor[]): Promise<Float32Array[]> {
-  const reads = ts.map((t) => rec.readTensor(t));
-  await rec.submit();
-  return (await Promise.all(reads)) as Float32Array[];
-}
 
 const gpu = await getGpu();
 const up = (a: Float32Array, s: number[]) => uploadTensor(gpu, a, s, "f32");
