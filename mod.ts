@@ -85,7 +85,13 @@ export type {
   TrainLoopOptions,
 } from "./src/train/scst.ts";
 export { loadSplitImages, readCaptionData } from "./src/train/data.ts";
-export type { CaptionEntry, CaptionSplits, ReadDataOptions, SplitName } from "./src/train/data.ts";
+export type {
+  CaptionEntry,
+  CaptionSplits,
+  ReadDataOptions,
+  SkipCounts,
+  SplitName,
+} from "./src/train/data.ts";
 export type { TokenBatch } from "./src/train/batch.ts";
 export { writeSafetensors } from "./src/io/safetensors_write.ts";
 export type { TensorToWrite } from "./src/io/safetensors_write.ts";

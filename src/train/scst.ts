@@ -19,7 +19,7 @@ import { CiderD, documentFrequency } from "../eval/cider.ts";
 import { evaluatePaired } from "../eval/coco.ts";
 import { ptbTokenize } from "../eval/ptb/tokenizer.ts";
 import { meanOfOthersBaseline, scstBatch } from "./batch.ts";
-import type { CaptionEntry } from "./data.ts";
+import { type CaptionEntry, permutation } from "./data.ts";
 import type { StepReport, Trainer } from "./trainer.ts";
 
 /** Rewards of `samples[i]` against `references[i]` (the captions of its image). */
@@ -275,18 +275,6 @@ export interface TrainLoopOptions {
   onStep?: (r: LoopStep) => void;
   /** Called after every validation with the metrics. */
   onEval?: (step: number, metrics: Record<string, number>, captions: string[]) => void;
-}
-
-/** A permutation of 0..n−1 from `seed` (xorshift; the same seed gives the same order). */
-function permutation(n: number, seed: number): number[] {
-  let x = (seed ^ 0x9e3779b9) >>> 0 || 1;
-  const order = Array.from({ length: n }, (_, i) => i);
-  for (let i = n - 1; i > 0; i--) {
-    x ^= x << 13, x >>>= 0, x ^= x >>> 17, x ^= x << 5, x >>>= 0;
-    const j = x % (i + 1);
-    [order[i], order[j]] = [order[j], order[i]];
-  }
-  return order;
 }
 
 /** `[N, T]` labels from one tokenized row per caption (−100 past each). */
