@@ -30,6 +30,8 @@ export interface ProgressBarOptions {
   width?: number;
   /** Least milliseconds between two redraws; the final state always draws. Default 100. */
   intervalMs?: number;
+  /** Show the rate of units per second. Default true. */
+  rate?: boolean;
 }
 
 const encoder = new TextEncoder();
@@ -68,11 +70,14 @@ export class ProgressBar {
   total: number;
   /** Text before the bar. May change while running. */
   label: string;
+  /** Text after the bar and the ETA (e.g. a loss). May change while running. */
+  detail = "";
   readonly #unit: "bytes" | "items";
   readonly #writer: ProgressWriter;
   readonly #enabled: boolean;
   readonly #width: number;
   readonly #intervalMs: number;
+  readonly #rate: boolean;
   readonly #start = performance.now();
   #value = 0;
   #lastDraw = -Infinity;
@@ -89,6 +94,7 @@ export class ProgressBar {
     this.#enabled = opts.force === true || this.#writer.isTerminal?.() === true;
     this.#width = opts.width ?? 24;
     this.#intervalMs = opts.intervalMs ?? 100;
+    this.#rate = opts.rate ?? true;
   }
 
   /** Record that `done` units are complete and redraw (at most every `intervalMs`). */
@@ -122,10 +128,13 @@ export class ProgressBar {
       parts.push(count);
     }
     const seconds = (now - this.#start) / 1000;
-    if (seconds > 0.5) parts.push(`${this.#format(Math.round(this.#value / seconds))}/s`);
+    if (this.#rate && seconds > 0.5) {
+      parts.push(`${this.#format(Math.round(this.#value / seconds))}/s`);
+    }
     if (seconds > 0.5 && this.#value > 0 && this.#value < this.total) {
       parts.push(`ETA ${formatDuration(((this.total - this.#value) * seconds) / this.#value)}`);
     }
+    if (this.detail) parts.push(this.detail);
     return parts.join(" ");
   }
 

@@ -77,6 +77,11 @@ export interface SaveOptions {
   state?: Record<string, unknown>;
   /** The folder layout (default {@link HF_LAYOUT}). */
   layout?: CheckpointLayout;
+  /**
+   * Names of files in the folder kept in the new checkpoint (e.g. a training log written
+   * beside the weights); a folder holding only these counts as a checkpoint folder.
+   */
+  carry?: readonly string[];
 }
 
 /** `trainer_state.json` as written. */
@@ -98,8 +103,8 @@ async function exists(path: string): Promise<Deno.FileInfo | undefined> {
   }
 }
 
-/** Refuse a save folder that exists and holds anything but a checkpoint. */
-async function checkTarget(dir: string): Promise<void> {
+/** Refuse a save folder that exists and holds anything but a checkpoint (or `carry` files). */
+async function checkTarget(dir: string, carry: readonly string[]): Promise<void> {
   const info = await exists(dir);
   if (!info) return;
   const notCheckpoint = () =>
@@ -110,7 +115,8 @@ async function checkTarget(dir: string): Promise<void> {
     );
   if (!info.isDirectory) throw notCheckpoint();
   let empty = true;
-  for await (const _ of Deno.readDir(dir)) {
+  for await (const e of Deno.readDir(dir)) {
+    if (carry.includes(e.name)) continue;
     empty = false;
     break;
   }
@@ -242,12 +248,16 @@ export async function saveCheckpoint(
       `save: ${files.source} has no ${config}; a checkpoint is written in the layout of its source`,
     );
   }
-  await checkTarget(dir);
+  const carry = opts.carry ?? [];
+  await checkTarget(dir, carry);
   const tag = `${Date.now().toString(36)}-${crypto.randomUUID().slice(0, 8)}`;
   const tmp = `${dir.replace(/\/+$/, "")}.saving-${tag}`;
   await Deno.mkdir(tmp);
   try {
     await writeFolder(tmp, files, model, opts);
+    for (const name of carry) {
+      if (await exists(`${dir}/${name}`)) await Deno.copyFile(`${dir}/${name}`, `${tmp}/${name}`);
+    }
   } catch (e) {
     await Deno.remove(tmp, { recursive: true });
     throw e;

@@ -19,6 +19,7 @@ import { CiderD, documentFrequency } from "../eval/cider.ts";
 import { evaluatePaired } from "../eval/coco.ts";
 import { ptbTokenize } from "../eval/ptb/tokenizer.ts";
 import { meanOfOthersBaseline, scstBatch } from "./batch.ts";
+import { TRAINER_STATE } from "./checkpoint.ts";
 import { type CaptionEntry, permutation } from "./data.ts";
 import type { StepReport, Trainer } from "./trainer.ts";
 
@@ -59,7 +60,8 @@ export function ciderReward(trainRefs: readonly (readonly string[])[]): RewardFn
   };
 }
 
-function tokenizeRefs(refs: readonly (readonly string[])[]): string[][] {
+/** References per image PTB-tokenized in one pass (as the COCO evaluation tokenizes them). */
+export function tokenizeRefs(refs: readonly (readonly string[])[]): string[][] {
   const flat = ptbTokenize(refs.flat());
   let at = 0;
   return refs.map((r) => flat.slice(at, at += r.length));
@@ -255,26 +257,69 @@ export interface LoadedSplit {
 export interface LoopStep extends StepReport {
   /** Mean reward of the step's samples (SCST). */
   reward?: number;
+  /** Epochs done: training images seen / training images. */
+  epoch: number;
+  /** Images per second of this step (its micro-batches, sampling included). */
+  samplesPerSec: number;
 }
 
 /** Options of {@link trainCaptioner}. */
 export interface TrainLoopOptions {
   /** "xe": cross-entropy on a reference caption per image; "scst": self-critical. */
   mode: "xe" | "scst";
-  /** Optimizer steps to take in this call. */
-  steps: number;
-  /** Images per step. */
+  /** Optimizer steps to take in this call (or {@link epochs}; exactly one of the two). */
+  steps?: number;
+  /** Passes over the training split to make in this call: ⌈epochs · images / batchSize⌉ steps. */
+  epochs?: number;
+  /** Images per micro-batch. */
   batchSize: number;
   /** The SCST options (reward default: CIDEr-D with the training split's df). */
   scst?: Partial<ScstOptions>;
   /** Validate every this many steps (and always at the end). */
   valEvery?: number;
-  /** Seed of the batch order and of the samples (default 0). */
+  /** Seed of the batch order and of the samples (default 0; a resumed run passes its own). */
   seed?: number;
+  /** Save a checkpoint here every {@link saveEvery} steps and at the end. */
+  saveTo?: string;
+  /** Save every this many optimizer steps (with {@link saveTo}). */
+  saveEvery?: number;
+  /** Files of `saveTo` kept across its saves (e.g. a training log written into it). */
+  carry?: readonly string[];
   /** Called after every step. */
-  onStep?: (r: LoopStep) => void;
-  /** Called after every validation with the metrics. */
-  onEval?: (step: number, metrics: Record<string, number>, captions: string[]) => void;
+  onStep?: (r: LoopStep) => void | Promise<void>;
+  /** Called after every validation with the metrics and the greedy captions of `val`. */
+  onEval?: (
+    step: number,
+    metrics: Record<string, number>,
+    captions: string[],
+  ) => void | Promise<void>;
+  /** Called after every checkpoint. */
+  onSave?: (step: number, dir: string) => void | Promise<void>;
+}
+
+/** What {@link trainCaptioner} keeps in a checkpoint's `trainer_state.json` to resume the run. */
+export interface LoopState {
+  /** The run's seed: batch order and sampling are functions of it and of the step. */
+  seed: number;
+  /** The mode that wrote the checkpoint. */
+  mode: "xe" | "scst";
+  /** Images per micro-batch. */
+  batch_size: number;
+}
+
+/**
+ * The loop state of checkpoint `dir` (written by {@link trainCaptioner}), or undefined when the
+ * checkpoint was not written by it.
+ */
+export async function readLoopState(dir: string): Promise<LoopState | undefined> {
+  let state: Record<string, unknown>;
+  try {
+    state = JSON.parse(await Deno.readTextFile(`${dir}/${TRAINER_STATE}`));
+  } catch (e) {
+    throw new WebcapError("BAD_CONFIG", `${dir}/${TRAINER_STATE}: ${(e as Error).message}`);
+  }
+  const loop = state.loop as LoopState | undefined;
+  return Number.isInteger(loop?.seed) ? loop : undefined;
 }
 
 /** `[N, T]` labels from one tokenized row per caption (−100 past each). */
@@ -285,11 +330,73 @@ function joinLabels(rows: readonly Int32Array[]): Int32Array {
   return out;
 }
 
+/** Optimizer steps of this call: `steps`, or `epochs` passes; exactly one given. */
+export function loopSteps(
+  o: Pick<TrainLoopOptions, "steps" | "epochs" | "batchSize">,
+  n: number,
+  accumulate = 1,
+): number {
+  const { steps, epochs, batchSize: B } = o;
+  const positiveInt = (v: number) => Number.isInteger(v) && v >= 1;
+  if (!positiveInt(B)) {
+    throw new WebcapError("BAD_OPTION", `batch size must be an integer ≥ 1, got ${B}`);
+  }
+  if ((steps === undefined) === (epochs === undefined)) {
+    throw new WebcapError("BAD_OPTION", "give the length of training as steps or epochs, one");
+  }
+  if (steps !== undefined && !positiveInt(steps)) {
+    throw new WebcapError("BAD_OPTION", `steps must be an integer ≥ 1, got ${steps}`);
+  }
+  if (epochs !== undefined && !(Number.isFinite(epochs) && epochs > 0)) {
+    throw new WebcapError("BAD_OPTION", `epochs must be a number > 0, got ${epochs}`);
+  }
+  return steps ?? Math.ceil(epochs! * n / (B * accumulate));
+}
+
 /**
- * Train with cross-entropy or SCST for `opts.steps` steps over `train`, validating on `val`
- * (greedy captions, COCO metrics) every `valEvery` steps and at the end. Batch `s` (counted
- * over the optimizer's steps, so a resumed run continues the same order) takes the next
- * `batchSize` images of a seeded permutation; captions are tokenized once. Returns the last
+ * The images of micro-batch `m`: samples m·B … m·B + B − 1 of the stream that visits every
+ * training image once per epoch, in a seeded permutation per epoch.
+ */
+function batchIndices(m: number, B: number, n: number, seed: number): number[] {
+  const perms = new Map<number, number[]>();
+  return Array.from({ length: B }, (_, j) => {
+    const g = m * B + j, epoch = Math.floor(g / n);
+    if (!perms.has(epoch)) perms.set(epoch, permutation(n, seed + epoch));
+    return perms.get(epoch)![g % n];
+  });
+}
+
+/** One micro-batch `m` of `idx`; its report when the optimizer stepped. */
+async function microBatch(
+  trainer: Trainer,
+  train: LoadedSplit,
+  idx: number[],
+  m: number,
+  ctx: { opts: TrainLoopOptions; labels: Int32Array[][]; reward: RewardFn; seed: number },
+): Promise<(StepReport & { reward?: number }) | undefined> {
+  const batch = {
+    images: idx.map((i) => train.images[i]),
+    keys: idx.map((i) => train.entries[i].path),
+  };
+  if (ctx.opts.mode === "xe") {
+    const rows = idx.map((i) => ctx.labels[i][m % ctx.labels[i].length]);
+    return await trainer.step({ ...batch, labels: joinLabels(rows) });
+  }
+  const refs = idx.map((i) => train.entries[i].captions);
+  const scst = { ...ctx.opts.scst, reward: ctx.reward, seed: ctx.seed + m };
+  const r = await scstStep(trainer, batch, refs, scst);
+  const mean = r.rewards.reduce((a, b) => a + b, 0) / r.rewards.length;
+  return r.step && { ...r.step, reward: mean };
+}
+
+/**
+ * Train with cross-entropy or SCST for `opts.steps` steps (or `opts.epochs` passes) over
+ * `train`, validating on `val` (greedy captions, COCO metrics) every `valEvery` steps and at
+ * the end, saving to `saveTo` every `saveEvery` steps and at the end. Micro-batch m (counted
+ * from the optimizer's steps, so a resumed run continues the same order) takes the next
+ * `batchSize` images of a seeded permutation per epoch, and SCST samples it with seed + m: a run
+ * resumed from its checkpoint with the checkpoint's seed ({@link readLoopState}) follows the
+ * trajectory of an uninterrupted one. Captions are tokenized once. Returns the last
  * validation's metrics.
  */
 export async function trainCaptioner(
@@ -298,43 +405,38 @@ export async function trainCaptioner(
   val: LoadedSplit,
   opts: TrainLoopOptions,
 ): Promise<Record<string, number>> {
-  const { steps, batchSize: B, seed = 0 } = opts, n = train.entries.length;
-  if (!(Number.isInteger(steps) && steps >= 1 && Number.isInteger(B) && B >= 1)) {
-    throw new WebcapError(
-      "BAD_OPTION",
-      `steps (${steps}) and batch size (${B}) must be integers ≥ 1`,
-    );
+  const { batchSize: B, seed = 0, saveTo, saveEvery } = opts, n = train.entries.length;
+  const acc = trainer.optimizer.config.accumulate;
+  const steps = loopSteps(opts, n, acc);
+  if (saveEvery !== undefined && !(Number.isInteger(saveEvery) && saveEvery >= 1)) {
+    throw new WebcapError("BAD_OPTION", `saveEvery must be an integer ≥ 1, got ${saveEvery}`);
   }
   const labels = opts.mode === "xe"
     ? train.entries.map((e) => e.captions.map((c) => trainer.labels([c])))
     : [];
   const reward = opts.scst?.reward ?? ciderReward(train.entries.map((e) => e.captions));
-  let metrics: Record<string, number> = {};
-  for (let k = 0; k < steps; k++) {
-    const s = trainer.optimizer.steps, epoch = Math.floor(s * B / n);
-    const order = permutation(n, seed + epoch);
-    const idx = Array.from({ length: B }, (_, j) => order[(s * B + j) % n]);
-    const batch = {
-      images: idx.map((i) => train.images[i]),
-      keys: idx.map((i) => train.entries[i].path),
-    };
-    let report: LoopStep | undefined;
-    if (opts.mode === "xe") {
-      const rows = idx.map((i) => labels[i][s % labels[i].length]);
-      report = await trainer.step({ ...batch, labels: joinLabels(rows) });
-    } else {
-      const refs = idx.map((i) => train.entries[i].captions);
-      const r = await scstStep(trainer, batch, refs, { ...opts.scst, reward, seed: seed + s });
-      const mean = r.rewards.reduce((a, b) => a + b, 0) / r.rewards.length;
-      report = r.step && { ...r.step, reward: mean };
-    }
-    if (report) opts.onStep?.(report);
-    const last = k === steps - 1;
-    if (last || (opts.valEvery && trainer.optimizer.steps % opts.valEvery === 0)) {
+  const ctx = { opts, labels, reward, seed };
+  const loop: LoopState = { seed, mode: opts.mode, batch_size: B };
+  const save = async (step: number) => {
+    await trainer.save(saveTo!, { loop }, opts.carry);
+    await opts.onSave?.(step, saveTo!);
+  };
+  const end = trainer.optimizer.steps + steps;
+  let metrics: Record<string, number> = {}, t0 = performance.now();
+  while (trainer.optimizer.steps < end) {
+    const opt = trainer.optimizer, m = opt.steps * acc + opt.pending;
+    const r = await microBatch(trainer, train, batchIndices(m, B, n, seed), m, ctx);
+    if (!r) continue;
+    const seconds = (performance.now() - t0) / 1000;
+    await opts.onStep?.({ ...r, epoch: (m + 1) * B / n, samplesPerSec: B * acc / seconds });
+    const s = r.step, last = s === end;
+    if (last || (opts.valEvery && s % opts.valEvery === 0)) {
       const v = await validate(trainer, val.entries, val.images, B);
       metrics = v.metrics;
-      opts.onEval?.(trainer.optimizer.steps, v.metrics, v.captions);
+      await opts.onEval?.(s, v.metrics, v.captions);
     }
+    if (saveTo && (last || (saveEvery && s % saveEvery === 0))) await save(s);
+    t0 = performance.now();
   }
   return metrics;
 }

@@ -388,14 +388,20 @@ export class Trainer {
 
   /**
    * Save the model and the optimizer state as a checkpoint folder (atomically; see
-   * `saveCheckpoint`). Between steps only: no micro-batch pending.
+   * `saveCheckpoint`; `carry`: files of the folder kept). Between steps only: no micro-batch
+   * pending.
    */
-  async save(dir: string, state: Record<string, unknown> = {}): Promise<void> {
+  async save(
+    dir: string,
+    state: Record<string, unknown> = {},
+    carry?: readonly string[],
+  ): Promise<void> {
     await saveCheckpoint(dir, this.#model, {
       source: this.source,
       optimizer: this.optimizer,
       state,
       layout: this.#model.layout,
+      carry,
     });
     this.#saved = { dir, step: this.optimizer.steps };
   }
