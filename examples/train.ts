@@ -1,29 +1,59 @@
 /**
  * Fine-tune a ViT-GPT2 captioner with cross-entropy or SCST (CIDEr-D rewards, train-set df).
  *
- *   deno task train --data dataset_coco.json [--images DIR] --model DIR --mode xe|scst
- *     --steps N --batch-size B --lr X --out DIR [--resume DIR] [--json]
+ *   deno task train --data FILE|DIR [--images DIR] --model DIR --mode xe|scst
+ *     --steps N|--epochs N --batch-size B --lr X --out DIR [--resume DIR] [--json]
  *     [--samples K] [--baseline greedy|mean] [--temperature T] [--top-k K] [--val-every N]
- *     [--seed S] [--frozen-encoder]
+ *     [--seed S] [--frozen-encoder] [--save-every N] [--log FILE]
+ *     [--reward cider:1,bleu4:0.5,keywords:W,length:W] [--keywords a,b] [--target-length N]
+ *     [--split 0.9,0.05,0.05] [--split-file FILE] [--missing skip|error]
+ *     [--bad-captions skip|error]
  *
- * `--data`: a Karpathy split file or a COCO `captions_*.json` (images under `--images`, default
- * the data file's folder); the train split trains, the val split validates (greedy captions,
- * the metrics of `deno task eval`). `--resume DIR`: continue from a checkpoint folder written by
- * `--out` (weights and optimizer state) instead of `--model`. The checkpoint in `--out` loads
- * with `--model` and `deno task caption`. With `--json` the last line is
+ * `--data`: a Karpathy split file, a COCO `captions_*.json` (images under `--images`, default
+ * the data file's folder), a Flickr8k/30k caption file (`Flickr8k.token.txt`,
+ * `results_20130124.token`, `results.csv`; splits from `--split-file`, the `Flickr_8k.*Images.txt`
+ * lists beside it, or `--split` fractions) or a folder of images with a `.txt` of captions
+ * beside each; the train split trains, the val split validates (greedy captions, the metrics of
+ * `deno task eval`, a few captions shown). `--resume DIR`: continue from a checkpoint folder
+ * written by `--out` (weights, optimizer state, seed; the same trajectory as a run that was not
+ * interrupted) instead of `--model`. The checkpoint in `--out` (saved every `--save-every` steps
+ * and at the end) loads with `--model` and `deno task caption`. Every step and validation goes
+ * to the JSON-lines `--log` (default `OUT/train_log.jsonl`) with the curve `train_curve.svg`
+ * beside it; progress goes to stderr. With `--json` the last line is
  * `{"mode","steps","val":{…},"checkpoint"}`.
  * @module
  */
 import { parseArgs } from "node:util";
 import { WebcapError } from "../src/errors.ts";
-import { loadSplitImages, readCaptionData, splitEntries } from "../src/train/data.ts";
-import { scstSignature, trainCaptioner } from "../src/train/scst.ts";
+import { TRAINER_STATE } from "../src/train/checkpoint.ts";
+import {
+  type CaptionSplits,
+  loadSplitImages,
+  readCaptionData,
+  splitEntries,
+} from "../src/train/data.ts";
+import {
+  combineRewards,
+  parseRewardWeights,
+  rewardName,
+  rewardTerms,
+} from "../src/train/rewards.ts";
+import { loopSteps, readLoopState, scstSignature, trainCaptioner } from "../src/train/scst.ts";
+import {
+  stepLine,
+  TRAIN_CURVE,
+  TRAIN_LOG,
+  TrainLog,
+  TrainProgress,
+} from "../src/train/train_log.ts";
 import { Trainer } from "../src/train/trainer.ts";
 
 const USAGE = "usage: deno task train --data FILE [--images DIR] --model DIR --mode xe|scst " +
-  "--steps N --batch-size B --lr X --out DIR [--resume DIR] [--json] [--samples K] " +
+  "--steps N|--epochs N --batch-size B --lr X --out DIR [--resume DIR] [--json] [--samples K] " +
   "[--baseline greedy|mean] [--temperature T] [--top-k K] [--val-every N] [--seed S] " +
-  "[--frozen-encoder]";
+  "[--frozen-encoder] [--save-every N] [--log FILE] [--reward cider:1,bleu4:0.5] " +
+  "[--keywords a,b] [--target-length N] [--split 0.9,0.05,0.05] [--split-file FILE] " +
+  "[--missing skip|error] [--bad-captions skip|error]";
 
 function flags() {
   return parseArgs({
@@ -46,6 +76,16 @@ function flags() {
       "val-every": { type: "string" },
       seed: { type: "string" },
       "frozen-encoder": { type: "boolean" },
+      epochs: { type: "string" },
+      "save-every": { type: "string" },
+      log: { type: "string" },
+      reward: { type: "string" },
+      keywords: { type: "string" },
+      "target-length": { type: "string" },
+      split: { type: "string" },
+      "split-file": { type: "string" },
+      missing: { type: "string" },
+      "bad-captions": { type: "string" },
       help: { type: "boolean", short: "h" },
     },
   }).values;
@@ -77,18 +117,41 @@ function options(f: Flags) {
   if (baseline !== "greedy" && baseline !== "mean") {
     bad(`--baseline must be greedy or mean, got ${baseline}`);
   }
-  const scstOnly = ["samples", "baseline", "temperature", "top-k"] as const;
+  const scstOnly = [
+    "samples",
+    "baseline",
+    "temperature",
+    "top-k",
+    "reward",
+    "keywords",
+    "target-length",
+  ] as const;
   const stray = scstOnly.find((k) => f[k] !== undefined);
   if (f.mode === "xe" && stray) bad(`--${stray} is an SCST option; it contradicts --mode xe`);
   const samples = num(f, "samples", true, 5);
   if (baseline === "mean" && samples < 2) bad("--baseline mean needs --samples ≥ 2");
+  if (f.steps !== undefined && f.epochs !== undefined) {
+    bad("--steps and --epochs contradict: give the length of training as one of them");
+  }
+  if (f.steps === undefined && f.epochs === undefined) {
+    bad(`--steps or --epochs is required\n${USAGE}`);
+  }
+  for (const k of ["missing", "bad-captions"] as const) {
+    if (f[k] !== undefined && f[k] !== "skip" && f[k] !== "error") {
+      bad(`--${k} must be skip or error, got ${f[k]}`);
+    }
+  }
   return {
     mode: f.mode,
-    steps: num(f, "steps", true),
+    steps: f.steps === undefined ? undefined : num(f, "steps", true),
+    epochs: f.epochs === undefined ? undefined : num(f, "epochs", false),
     batchSize: num(f, "batch-size", true),
+    saveEvery: f["save-every"] === undefined ? undefined : num(f, "save-every", true),
+    reward: rewardOptions(f),
+    data: dataOptions(f),
     lr: num(f, "lr", false),
     valEvery: f["val-every"] === undefined ? undefined : num(f, "val-every", true),
-    seed: num(f, "seed", true, 0, 0),
+    seed: f.seed === undefined ? undefined : num(f, "seed", true, 0, 0),
     scst: {
       samples,
       baseline,
@@ -98,38 +161,153 @@ function options(f: Flags) {
   } as const;
 }
 
+/** `--reward` and what its rewards need, checked (CIDEr-D alone by default). */
+function rewardOptions(f: Flags) {
+  const weights = parseRewardWeights(f.reward ?? "cider:1");
+  const uses = (name: string) => weights.some((w) => w.name === name);
+  if (f.keywords !== undefined && !uses("keywords")) bad("--keywords needs keywords in --reward");
+  if (f["target-length"] !== undefined && !uses("length")) {
+    bad("--target-length needs length in --reward");
+  }
+  const keywords = f.keywords?.split(",").map((k) => k.trim());
+  if (uses("keywords") && !keywords?.every((k) => k !== "")) {
+    bad("--reward keywords needs --keywords a,b (none empty)");
+  }
+  if (uses("length") && f["target-length"] === undefined) {
+    bad("--reward length needs --target-length N");
+  }
+  const targetLength = uses("length") ? num(f, "target-length", true) : undefined;
+  return { weights, keywords, targetLength };
+}
+
+/** The data reader's options: `--split` fractions, `--split-file`, the skip policies. */
+function dataOptions(f: Flags) {
+  const split = f.split?.split(",").map(Number);
+  if (split && (split.length !== 3 || split.some((x) => !(x >= 0)))) {
+    bad(`--split must be three fractions train,val,test (e.g. 0.9,0.05,0.05), got ${f.split}`);
+  }
+  return {
+    images: f.images,
+    split: split as [number, number, number] | undefined,
+    splitFile: f["split-file"],
+    missing: f.missing as "skip" | "error" | undefined,
+    badCaptions: f["bad-captions"] as "skip" | "error" | undefined,
+  };
+}
+
+/** Refuse an `--out` that holds something other than a checkpoint, before any GPU work. */
+async function checkOut(out: string, log: string): Promise<void> {
+  let names: string[];
+  try {
+    names = (await Array.fromAsync(Deno.readDir(out))).map((e) => e.name);
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) return;
+    throw e;
+  }
+  const ours = [TRAINER_STATE, log.slice(log.lastIndexOf("/") + 1), TRAIN_CURVE];
+  if (names.some((n) => !ours.includes(n)) && !names.includes(TRAINER_STATE)) {
+    bad(`--out ${out} exists and is not a webcap checkpoint; choose a new folder or remove it`);
+  }
+}
+
+/** `data: 90 train, 5 val images from F (skipped: 2 missing images, …)`. */
+function dataLine(splits: CaptionSplits, train: number, val: number, data: string): string {
+  const s = splits.skipped;
+  const skips = [
+    [s.missingImages, "missing images"],
+    [s.emptyCaptions, "empty captions"],
+    [s.notUtf8, "not UTF-8"],
+    [s.unsplit, "in no split"],
+  ].filter(([n]) => n).map(([n, what]) => `${n} ${what}`);
+  return `data: ${train} train, ${val} val images from ${data}` +
+    (skips.length ? ` (skipped: ${skips.join(", ")})` : "");
+}
+
+/** The run's seed: the resumed checkpoint's (a different `--seed` refused), else `--seed`. */
+async function runSeed(resume: string | undefined, seed: number | undefined): Promise<number> {
+  const state = resume ? await readLoopState(resume) : undefined;
+  if (state && seed !== undefined && seed !== state.seed) {
+    bad(`--seed ${seed} contradicts the seed ${state.seed} of ${resume}: leave it out to resume`);
+  }
+  return state?.seed ?? seed ?? 0;
+}
+
 async function main(): Promise<void> {
   const f = flags();
   if (f.help) return console.log(USAGE);
   const o = options(f);
+  const out = f.out!.replace(/\/+$/, "");
+  const logPath = f.log ?? `${out}/${TRAIN_LOG}`;
+  await checkOut(out, logPath);
+  const seed = await runSeed(f.resume, o.seed);
   const log = f.json ? console.error : console.log;
-  const splits = await readCaptionData(f.data!, { images: f.images });
+  const splits = await readCaptionData(f.data!, { ...o.data, seed });
   const train = splitEntries(splits, "train", f.data!), val = splitEntries(splits, "val", f.data!);
+  const steps = loopSteps(o, train.length);
   const [trainImages, valImages] = [await loadSplitImages(train), await loadSplitImages(val)];
-  log(`data: ${train.length} train, ${val.length} val images from ${f.data}`);
-  if (o.mode === "scst") log(scstSignature(o.scst));
+  log(dataLine(splits, train.length, val.length, f.data!));
+  const terms = rewardTerms(o.reward.weights, {
+    trainRefs: train.map((e) => e.captions),
+    ...o.reward,
+  });
+  const signature = scstSignature({ ...o.scst, rewardName: rewardName(terms) });
+  if (o.mode === "scst") log(signature);
   const trainer = await Trainer.fromPretrained(f.resume ?? f.model!, {
     optimizer: { kind: "adamw", lr: o.lr, weightDecay: 0 },
     frozen: f["frozen-encoder"] ? ["encoder."] : [],
     resume: f.resume !== undefined,
+    seed,
   });
   try {
+    const parent = out.slice(0, out.lastIndexOf("/"));
+    if (parent) await Deno.mkdir(parent, { recursive: true });
+    const start = trainer.optimizer.steps;
+    const trainLog = await TrainLog.open(logPath, {
+      resumeStep: f.resume === undefined ? undefined : start,
+      from: f.resume && `${f.resume}/${TRAIN_LOG}`,
+    });
+    await trainLog.write({
+      event: "start",
+      step: start,
+      mode: o.mode,
+      time: new Date().toISOString(),
+      seed,
+      batch_size: o.batchSize,
+      steps,
+      ...(o.mode === "scst" ? { signature } : {}),
+    });
+    const inOut = logPath.slice(0, logPath.lastIndexOf("/")) === out;
+    const progress = new TrainProgress({ total: steps, plain: f.json });
     const metrics = await trainCaptioner(trainer, { entries: train, images: trainImages }, {
       entries: val,
       images: valImages,
     }, {
       ...o,
-      onStep: (r) =>
-        log(
-          `step ${r.step} loss ${r.loss.toFixed(4)} lr ${r.lr.toExponential(2)}` +
-            (r.reward === undefined ? "" : ` reward ${r.reward.toFixed(4)}`),
-        ),
-      onEval: (step, m) => log(`val @ ${step}: ${JSON.stringify(m)}`),
+      seed,
+      scst: { ...o.scst, reward: combineRewards(terms) },
+      saveTo: out,
+      carry: inOut ? [logPath.slice(out.length + 1), TRAIN_CURVE] : [],
+      onStep: async (r) => {
+        progress.step(r);
+        await trainLog.write(stepLine(r));
+      },
+      onEval: async (step, m, captions) => {
+        const shown = captions.slice(0, 3).map((caption, i) => ({ image: val[i].path, caption }));
+        await trainLog.write({ event: "eval", step, metrics: m, captions: shown });
+        await trainLog.writeCurve();
+        const names = ["Bleu_4", "METEOR_noparaphrase", "ROUGE_L", "CIDEr"];
+        const summary = names.filter((k) => k in m).map((k) => `${k} ${m[k].toFixed(4)}`);
+        progress.note(`val @ ${step}: ${summary.join(" ")}`);
+        for (const c of shown) progress.note(`  ${c.image}: ${JSON.stringify(c.caption)}`);
+      },
+      onSave: async (step, dir) => {
+        await trainLog.write({ event: "save", step, dir });
+        progress.note(`checkpoint @ ${step}: ${dir}`);
+      },
     });
-    const parent = f.out!.replace(/\/+$/, "").replace(/\/[^/]*$/, "");
-    if (parent && parent !== f.out) await Deno.mkdir(parent, { recursive: true });
-    await trainer.save(f.out!);
+    progress.done();
     log(`checkpoint: ${f.out}`);
+    log(`log: ${logPath}, curve: ${await trainLog.writeCurve()}`);
     const result = {
       mode: o.mode,
       steps: trainer.optimizer.steps,

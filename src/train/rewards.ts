@@ -10,7 +10,7 @@
 import { WebcapError } from "../errors.ts";
 import { Bleu } from "../eval/bleu.ts";
 import { ptbTokenize } from "../eval/ptb/tokenizer.ts";
-import { type RewardFn, tokenizeRefs } from "./scst.ts";
+import { ciderReward, type RewardFn, tokenizeRefs } from "./scst.ts";
 
 /** A reward, its weight in a sum, and its name in the signature. */
 export interface RewardTerm {
@@ -83,4 +83,71 @@ export function combineRewards(terms: readonly RewardTerm[]): RewardFn {
 export function rewardName(terms: readonly RewardTerm[]): string {
   if (terms.length === 1 && terms[0].weight === 1) return terms[0].name;
   return terms.map((t) => `${t.weight}*${t.name}`).join("+");
+}
+
+/** The rewards `--reward name:weight,…` names. */
+export const REWARD_NAMES = ["cider", "bleu4", "keywords", "length"] as const;
+
+/** A reward of {@link REWARD_NAMES} and its weight. */
+export type RewardWeights = { name: typeof REWARD_NAMES[number]; weight: number }[];
+
+/**
+ * `cider:1,bleu4:0.5` as names and weights (a name alone weighs 1).
+ * @throws WebcapError BAD_OPTION naming an unknown reward, a bad weight or a reward twice.
+ */
+export function parseRewardWeights(spec: string): RewardWeights {
+  const out: RewardWeights = [];
+  for (const part of spec.split(",")) {
+    const [name, w = "1", ...rest] = part.trim().split(":");
+    const weight = Number(w);
+    const known = (REWARD_NAMES as readonly string[]).includes(name);
+    if (!known || rest.length || !Number.isFinite(weight) || weight === 0 || w.trim() === "") {
+      throw new WebcapError(
+        "BAD_OPTION",
+        `--reward: ${JSON.stringify(part)} is not name:weight with a name of ` +
+          `${REWARD_NAMES.join(", ")} and a number ≠ 0 (e.g. cider:1,bleu4:0.5)`,
+      );
+    }
+    if (out.some((t) => t.name === name)) {
+      throw new WebcapError("BAD_OPTION", `--reward: ${name} is given twice`);
+    }
+    out.push({ name: name as RewardWeights[number]["name"], weight });
+  }
+  return out;
+}
+
+/** What the named rewards need: the training references (CIDEr-D's df), keywords, a length. */
+export interface RewardContext {
+  /** The captions of each training image. */
+  trainRefs: readonly (readonly string[])[];
+  /** The keyword reward's keywords. */
+  keywords?: readonly string[];
+  /** The length reward's target, in words. */
+  targetLength?: number;
+}
+
+/**
+ * The terms of named, weighted rewards.
+ * @throws WebcapError BAD_OPTION when `keywords` or `length` lacks its keywords or target.
+ */
+export function rewardTerms(weights: RewardWeights, ctx: RewardContext): RewardTerm[] {
+  return weights.map(({ name, weight }) => {
+    const need = (what: string): never => {
+      throw new WebcapError("BAD_OPTION", `the ${name} reward needs ${what}`);
+    };
+    switch (name) {
+      case "cider":
+        return { reward: ciderReward(ctx.trainRefs), weight, name: "CIDEr-D(train-df)" };
+      case "bleu4":
+        return { reward: bleu4Reward, weight, name: "BLEU-4" };
+      case "keywords": {
+        const k = ctx.keywords ?? need("keywords (--keywords a,b)");
+        return { reward: keywordReward(k), weight, name: `keywords(${k.join("|")})` };
+      }
+      case "length": {
+        const t = ctx.targetLength ?? need("a target length (--target-length N)");
+        return { reward: lengthReward(t), weight, name: `length(${t})` };
+      }
+    }
+  });
 }

@@ -4,7 +4,9 @@
  * rewards use the training references' document frequencies (equal to the eval module's CIDEr-D
  * with that df, and not what the batch's own df gives); XE then SCST from the CLI writes a
  * checkpoint that `Captioner.fromPretrained` loads and a `--json` last line with the documented
- * keys; contradictory options are refused before any GPU work.
+ * keys; contradictory options are refused before any GPU work; SCST for 2 steps, then resumed
+ * for 2 more, equals 4 uninterrupted steps (losses, weights, optimizer state), with the log,
+ * checkpoints every N steps, the curve, and `--epochs`.
  */
 import assert from "node:assert/strict";
 import { Captioner } from "../../src/captioner/captioner.ts";
@@ -12,6 +14,7 @@ import { CiderD, documentFrequency } from "../../src/eval/cider.ts";
 import { evaluatePaired, tokenizePaired } from "../../src/eval/coco.ts";
 import { loadSplitImages, readCaptionData } from "../../src/train/data.ts";
 import { ciderReward, scstStep } from "../../src/train/scst.ts";
+import { readTrainLog } from "../../src/train/train_log.ts";
 import { Trainer } from "../../src/train/trainer.ts";
 import { fixture, getGpu } from "../util.ts";
 
@@ -118,6 +121,8 @@ Deno.test("CLI: XE then SCST (resumed) writes a checkpoint Captioner loads; --js
 });
 
 Deno.test("CLI refuses contradictory or bad options and bad data before any GPU work", async () => {
+  const notCheckpoint = await Deno.makeTempDir({ prefix: "webcap-not-ckpt-" });
+  await Deno.writeTextFile(`${notCheckpoint}/notes.txt`, "mine");
   const base = [
     "--model",
     MODEL,
@@ -128,7 +133,7 @@ Deno.test("CLI refuses contradictory or bad options and bad data before any GPU 
     "--lr",
     "1e-3",
     "--out",
-    "/tmp/x",
+    `${notCheckpoint}/out`,
   ];
   const cases: [string[], string][] = [
     [[...base, "--mode", "xe", "--samples", "3"], "contradicts --mode xe"],
@@ -136,6 +141,17 @@ Deno.test("CLI refuses contradictory or bad options and bad data before any GPU 
     [[...base, "--mode", "rl"], "--mode must be xe or scst"],
     [[...base, "--mode", "xe", "--resume", "/tmp/y"], "contradict"],
     [[...base, "--mode", "xe", "--steps", "0"], "--steps must be an integer"],
+    [[...base, "--mode", "xe", "--epochs", "2"], "--steps and --epochs contradict"],
+    [[...base.slice(0, 2), ...base.slice(4), "--mode", "xe"], "--steps or --epochs is required"],
+    [[...base, "--mode", "scst", "--reward", "cider:1,rouge:2"], '"rouge:2" is not name:weight'],
+    [[...base, "--mode", "scst", "--reward", "cider:0"], "a number ≠ 0"],
+    [[...base, "--mode", "xe", "--reward", "bleu4"], "--reward is an SCST option"],
+    [[...base, "--mode", "scst", "--reward", "keywords"], "needs --keywords"],
+    [[...base, "--mode", "scst", "--keywords", "dog"], "--keywords needs keywords in --reward"],
+    [[...base, "--mode", "scst", "--reward", "length:1"], "needs --target-length"],
+    [[...base, "--mode", "xe", "--split", "0.9,0.1"], "--split must be three fractions"],
+    [[...base, "--mode", "xe", "--missing", "ignore"], "--missing must be skip or error"],
+    [[...base, "--mode", "xe", "--out", notCheckpoint], "is not a webcap checkpoint"],
   ];
   for (const [args, message] of cases) {
     const r = await train(args);
@@ -147,4 +163,112 @@ Deno.test("CLI refuses contradictory or bad options and bad data before any GPU 
   assert.ok(
     missing.stderr.includes("error MISSING_FILE") && missing.stderr.includes("/no/such/dir"),
   );
+  await Deno.remove(notCheckpoint, { recursive: true });
+});
+
+async function bytes(path: string): Promise<Uint8Array> {
+  return await Deno.readFile(path);
+}
+
+async function stepLosses(log: string): Promise<number[]> {
+  return (await readTrainLog(log)).flatMap((l) => l.event === "step" ? [l.loss] : []);
+}
+
+Deno.test("CLI: SCST 2 steps + resume 2 steps equals 4 steps (losses, weights, optimizer state); log, curve, epochs", async () => {
+  const tmp = await Deno.makeTempDir({ prefix: "webcap-resume-" });
+  const scst = [
+    "--model",
+    MODEL,
+    "--mode",
+    "scst",
+    "--samples",
+    "2",
+    "--baseline",
+    "mean",
+    "--reward",
+    "cider:1,length:0.5",
+    "--target-length",
+    "4",
+    "--batch-size",
+    "2",
+    "--lr",
+    "1e-2",
+    "--seed",
+    "5",
+    "--val-every",
+    "100",
+  ];
+  const whole = await train([...scst, "--steps", "4", "--out", `${tmp}/whole`, "--json"]);
+  assert.equal(whole.code, 0, whole.stderr);
+  assert.ok(whole.stderr.includes("reward=1*CIDEr-D(train-df)+0.5*length(4)"), whole.stderr);
+  const first = await train([...scst, "--steps", "2", "--out", `${tmp}/part`, "--save-every", "1"]);
+  assert.equal(first.code, 0, first.stderr);
+  const rest = scst.slice(2).filter((_, i, a) => a[i] !== "--seed" && a[i - 1] !== "--seed");
+  const resumed = await train([
+    ...rest,
+    "--resume",
+    `${tmp}/part`,
+    "--steps",
+    "2",
+    "--out",
+    `${tmp}/part`,
+    "--json",
+  ]);
+  assert.equal(resumed.code, 0, resumed.stderr);
+  assert.equal(JSON.parse(resumed.stdout.trim().split("\n").at(-1)!).steps, 4);
+  const losses = await stepLosses(`${tmp}/whole/train_log.jsonl`);
+  assert.equal(losses.length, 4);
+  assert.ok(losses.some((l) => l !== 0), `${losses}`);
+  assert.deepEqual(await stepLosses(`${tmp}/part/train_log.jsonl`), losses);
+  for (const f of ["model.safetensors", "optimizer.safetensors"]) {
+    assert.deepEqual(await bytes(`${tmp}/part/${f}`), await bytes(`${tmp}/whole/${f}`), f);
+  }
+  assert.notDeepEqual(
+    await bytes(`${tmp}/whole/model.safetensors`),
+    await bytes(`${MODEL}/model.safetensors`),
+  );
+  const log = await readTrainLog(`${tmp}/part/train_log.jsonl`);
+  assert.deepEqual(log.filter((l) => l.event === "save").map((l) => l.step), [1, 2, 4]);
+  assert.deepEqual(log.filter((l) => l.event === "start").map((l) => l.step), [0, 2]);
+  const svg = await Deno.readTextFile(`${tmp}/part/train_curve.svg`);
+  assert.equal(svg.match(/<polyline/g)?.length, 3);
+  const seedClash = await train([
+    ...rest,
+    "--resume",
+    `${tmp}/part`,
+    "--steps",
+    "1",
+    "--seed",
+    "6",
+    "--out",
+    `${tmp}/x`,
+  ]);
+  assert.equal(seedClash.code, 2);
+  assert.ok(seedClash.stderr.includes("--seed 6 contradicts the seed 5"), seedClash.stderr);
+  const epochs = await train([
+    "--model",
+    MODEL,
+    "--mode",
+    "xe",
+    "--epochs",
+    "0.05",
+    "--batch-size",
+    "2",
+    "--lr",
+    "1e-3",
+    "--out",
+    `${tmp}/ep`,
+    "--log",
+    `${tmp}/logs/xe.jsonl`,
+    "--json",
+  ]);
+  assert.equal(epochs.code, 0, epochs.stderr);
+  assert.equal(
+    JSON.parse(epochs.stdout.trim().split("\n").at(-1)!).steps,
+    Math.ceil(0.05 * 96 / 2),
+  );
+  assert.equal((await stepLosses(`${tmp}/logs/xe.jsonl`)).length, 3);
+  assert.ok((await Deno.stat(`${tmp}/logs/train_curve.svg`)).isFile);
+  assert.match(epochs.stderr, /step \[#+\] 100% 3\/3 .*loss [\d.]+ lr 1\.00e-3 [\d.]+ samples\/s/);
+  await Deno.remove(tmp, { recursive: true });
 });
