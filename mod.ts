@@ -69,7 +69,9 @@ export type { FitOptions, StepReport, TrainBatch, TrainerOptions } from "./src/t
 export {
   ciderReward,
   greedyBaseline,
+  loopSteps,
   meanBaseline,
+  readLoopState,
   scstSignature,
   scstStep,
   trainCaptioner,
@@ -78,12 +80,44 @@ export {
 export type {
   BaselineFn,
   LoadedSplit,
+  LoopState,
   LoopStep,
   RewardFn,
   ScstOptions,
   ScstReport,
   TrainLoopOptions,
 } from "./src/train/scst.ts";
+/** Example SCST rewards (keywords, length, BLEU-4) and weighted sums of rewards. */
+export {
+  bleu4Reward,
+  combineRewards,
+  keywordReward,
+  lengthReward,
+  parseRewardWeights,
+  REWARD_NAMES,
+  rewardName,
+  rewardTerms,
+} from "./src/train/rewards.ts";
+export type { RewardContext, RewardTerm, RewardWeights } from "./src/train/rewards.ts";
+/** The training log (JSON lines), progress line and curve picture of a training run. */
+export {
+  readTrainLog,
+  stepLine,
+  TRAIN_CURVE,
+  TRAIN_LOG,
+  trainCurveSvg,
+  TrainLog,
+  TrainProgress,
+} from "./src/train/train_log.ts";
+export type {
+  LogEval,
+  LogLine,
+  LogSave,
+  LogStart,
+  LogStep,
+  TrainLogOptions,
+  TrainProgressOptions,
+} from "./src/train/train_log.ts";
 export { loadSplitImages, readCaptionData } from "./src/train/data.ts";
 export type {
   CaptionEntry,

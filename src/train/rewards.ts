@@ -57,7 +57,10 @@ export function lengthReward(target: number): RewardFn {
 }
 
 /** Sentence BLEU-4 of each sample against its references (pycocoevalcap's per-image Bleu_4). */
-export const bleu4Reward: RewardFn = (samples, references) => {
+export const bleu4Reward: RewardFn = (
+  samples: string[],
+  references: string[][],
+): number[] => {
   const bleu = new Bleu(tokenizeRefs(references));
   return ptbTokenize(samples).map((s, i) => bleu.scoreOne(i, s)[3]);
 };
