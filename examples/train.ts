@@ -26,12 +26,7 @@
 import { parseArgs } from "node:util";
 import { WebcapError } from "../src/errors.ts";
 import { TRAINER_STATE } from "../src/train/checkpoint.ts";
-import {
-  type CaptionSplits,
-  loadSplitImages,
-  readCaptionData,
-  splitEntries,
-} from "../src/train/data.ts";
+import { type CaptionSplits, readCaptionData, splitEntries } from "../src/train/data.ts";
 import {
   combineRewards,
   parseRewardWeights,
@@ -244,7 +239,6 @@ async function main(): Promise<void> {
   const splits = await readCaptionData(f.data!, { ...o.data, seed });
   const train = splitEntries(splits, "train", f.data!), val = splitEntries(splits, "val", f.data!);
   const steps = loopSteps(o, train.length);
-  const [trainImages, valImages] = [await loadSplitImages(train), await loadSplitImages(val)];
   log(dataLine(splits, train.length, val.length, f.data!));
   const terms = rewardTerms(o.reward.weights, {
     trainRefs: train.map((e) => e.captions),
@@ -278,10 +272,7 @@ async function main(): Promise<void> {
     });
     const inOut = logPath.slice(0, logPath.lastIndexOf("/")) === out;
     const progress = new TrainProgress({ total: steps, plain: f.json });
-    const metrics = await trainCaptioner(trainer, { entries: train, images: trainImages }, {
-      entries: val,
-      images: valImages,
-    }, {
+    const metrics = await trainCaptioner(trainer, { entries: train }, { entries: val }, {
       ...o,
       seed,
       scst: { ...o.scst, reward: combineRewards(terms) },

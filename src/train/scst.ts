@@ -14,7 +14,7 @@ import type { GenerateOptions } from "../decode/options.ts";
 import type { GeneratedSequence } from "../decode/search.ts";
 import { Recorder } from "../gpu/recorder.ts";
 import { uploadTensor } from "../gpu/tensor.ts";
-import type { RgbImage } from "../image/decode.ts";
+import { loadImage, type RgbImage } from "../image/decode.ts";
 import { CiderD, documentFrequency } from "../eval/cider.ts";
 import { evaluatePaired } from "../eval/coco.ts";
 import { ptbTokenize } from "../eval/ptb/tokenizer.ts";
@@ -228,15 +228,20 @@ export async function greedyCaptions(
 
 /**
  * COCO metrics (BLEU, METEOR, ROUGE-L, CIDEr-D; the names `deno task eval` prints) of the
- * greedy captions of `entries` (their decoded `images`).
+ * greedy captions of `entries` (their decoded `images`; undefined: decoded `batchSize` at a
+ * time from the entries' paths).
  */
 export async function validate(
   trainer: Trainer,
   entries: readonly CaptionEntry[],
-  images: readonly RgbImage[],
+  images: readonly RgbImage[] | undefined,
   batchSize = 8,
 ): Promise<{ metrics: Record<string, number>; captions: string[] }> {
-  const captions = await greedyCaptions(trainer, images, batchSize);
+  const captions: string[] = [];
+  for (let i = 0; i < entries.length; i += batchSize) {
+    const idx = entries.slice(i, i + batchSize).map((_, j) => i + j);
+    captions.push(...await greedyCaptions(trainer, await splitImages({ entries, images }, idx)));
+  }
   const r = await evaluatePaired({
     ids: entries.map((e) => e.path),
     refs: entries.map((e) => e.captions),
@@ -245,12 +250,22 @@ export async function validate(
   return { metrics: r.metrics, captions };
 }
 
-/** A split with its images decoded. */
+/** A split: its entries, and their images decoded ahead or as they are needed. */
 export interface LoadedSplit {
   /** The split's images and their references. */
   entries: readonly CaptionEntry[];
-  /** `entries[i]`'s image, decoded. */
-  images: readonly RgbImage[];
+  /**
+   * `entries[i]`'s image, decoded; absent: each batch is decoded from the entries' paths (the
+   * next while the GPU works on this one), so a split larger than memory trains.
+   */
+  images?: readonly RgbImage[];
+}
+
+/** The images of `split` at `idx`: held, or decoded from their paths. */
+function splitImages(split: LoadedSplit, idx: readonly number[]): Promise<RgbImage[]> {
+  const held = split.images;
+  if (held) return Promise.resolve(idx.map((i) => held[i]));
+  return Promise.all(idx.map((i) => loadImage(split.entries[i].path)));
 }
 
 /** What {@link trainCaptioner}'s `onStep` sees. */
@@ -366,16 +381,17 @@ function batchIndices(m: number, B: number, n: number, seed: number): number[] {
   });
 }
 
-/** One micro-batch `m` of `idx`; its report when the optimizer stepped. */
+/** One micro-batch `m` of `idx` (their `images`); its report when the optimizer stepped. */
 async function microBatch(
   trainer: Trainer,
   train: LoadedSplit,
   idx: number[],
+  images: RgbImage[],
   m: number,
   ctx: { opts: TrainLoopOptions; labels: Int32Array[][]; reward: RewardFn; seed: number },
 ): Promise<(StepReport & { reward?: number }) | undefined> {
   const batch = {
-    images: idx.map((i) => train.images[i]),
+    images,
     keys: idx.map((i) => train.entries[i].path),
   };
   if (ctx.opts.mode === "xe") {
@@ -422,10 +438,20 @@ export async function trainCaptioner(
     await opts.onSave?.(step, saveTo!);
   };
   const end = trainer.optimizer.steps + steps;
+  const prefetch = (m: number) => {
+    const p = splitImages(train, batchIndices(m, B, n, seed));
+    p.catch(() => {}); // a failure surfaces where the batch is used, not as an unhandled rejection
+    return p;
+  };
   let metrics: Record<string, number> = {}, t0 = performance.now();
+  let next: Promise<RgbImage[]> | undefined = prefetch(
+    trainer.optimizer.steps * acc + trainer.optimizer.pending,
+  );
   while (trainer.optimizer.steps < end) {
     const opt = trainer.optimizer, m = opt.steps * acc + opt.pending;
-    const r = await microBatch(trainer, train, batchIndices(m, B, n, seed), m, ctx);
+    const images = await next!;
+    next = m + 1 < end * acc ? prefetch(m + 1) : undefined;
+    const r = await microBatch(trainer, train, batchIndices(m, B, n, seed), images, m, ctx);
     if (!r) continue;
     const seconds = (performance.now() - t0) / 1000;
     await opts.onStep?.({ ...r, epoch: (m + 1) * B / n, samplesPerSec: B * acc / seconds });

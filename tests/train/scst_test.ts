@@ -13,7 +13,7 @@ import { Captioner } from "../../src/captioner/captioner.ts";
 import { CiderD, documentFrequency } from "../../src/eval/cider.ts";
 import { evaluatePaired, tokenizePaired } from "../../src/eval/coco.ts";
 import { loadSplitImages, readCaptionData } from "../../src/train/data.ts";
-import { ciderReward, scstStep } from "../../src/train/scst.ts";
+import { ciderReward, scstStep, trainCaptioner } from "../../src/train/scst.ts";
 import { readTrainLog } from "../../src/train/train_log.ts";
 import { Trainer } from "../../src/train/trainer.ts";
 import { fixture, getGpu } from "../util.ts";
@@ -271,4 +271,32 @@ Deno.test("CLI: SCST 2 steps + resume 2 steps equals 4 steps (losses, weights, o
   assert.ok((await Deno.stat(`${tmp}/logs/train_curve.svg`)).isFile);
   assert.match(epochs.stderr, /step \[#+\] 100% 3\/3 .*loss [\d.]+ lr 1\.00e-3 [\d.]+ samples\/s/);
   await Deno.remove(tmp, { recursive: true });
+});
+
+Deno.test("trainCaptioner: images decoded per batch (prefetched) train and validate as images held in memory", async () => {
+  const splits = await readCaptionData(SHAPES);
+  const train = { entries: splits.train.slice(0, 6) }, val = { entries: splits.val.slice(0, 3) };
+  const run = async (held: boolean) => {
+    const trainer = await Trainer.fromPretrained(MODEL, {
+      optimizer: { kind: "adamw", lr: 1e-3 },
+      gpu: await getGpu(),
+    });
+    const losses: number[] = [], captions: string[][] = [];
+    const images = async (s: { entries: typeof train.entries }) =>
+      held ? { ...s, images: await loadSplitImages(s.entries) } : s;
+    await trainCaptioner(trainer, await images(train), await images(val), {
+      mode: "xe",
+      epochs: 1,
+      batchSize: 4,
+      valEvery: 1,
+      onStep: (r) => void losses.push(r.loss),
+      onEval: (_, __, c) => void captions.push(c),
+    });
+    trainer.dispose();
+    return { losses, captions };
+  };
+  const lazy = await run(false);
+  assert.equal(lazy.losses.length, 2); // ⌈6 / 4⌉ steps: one epoch
+  assert.equal(lazy.captions.length, 2);
+  assert.deepEqual(lazy, await run(true));
 });
