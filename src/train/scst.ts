@@ -324,13 +324,15 @@ export interface LoopState {
 
 /**
  * The loop state of checkpoint `dir` (written by {@link trainCaptioner}), or undefined when the
- * checkpoint was not written by it.
+ * folder holds no trainer state or one written otherwise.
+ * @throws WebcapError BAD_CONFIG when its trainer state is not JSON.
  */
 export async function readLoopState(dir: string): Promise<LoopState | undefined> {
   let state: Record<string, unknown>;
   try {
     state = JSON.parse(await Deno.readTextFile(`${dir}/${TRAINER_STATE}`));
   } catch (e) {
+    if (e instanceof Deno.errors.NotFound) return undefined;
     throw new WebcapError("BAD_CONFIG", `${dir}/${TRAINER_STATE}: ${(e as Error).message}`);
   }
   const loop = state.loop as LoopState | undefined;
