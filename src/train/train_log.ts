@@ -245,11 +245,16 @@ export class TrainProgress {
   }
 }
 
+/** The round tick step (1, 2 or 5 × 10^k) for about `count` ticks over [lo, hi]. */
+function tickStep(lo: number, hi: number, count: number): number {
+  const raw = (hi - lo) / count, mag = 10 ** Math.floor(Math.log10(raw));
+  return [1, 2, 5, 10].map((m) => m * mag).find((s) => s >= raw)!;
+}
+
 /** Round tick values covering [lo, hi], about `count` of them (steps of 1, 2 or 5 × 10^k). */
 export function niceTicks(lo: number, hi: number, count = 5): number[] {
   if (!(hi > lo)) return [lo];
-  const raw = (hi - lo) / count, mag = 10 ** Math.floor(Math.log10(raw));
-  const step = [1, 2, 5, 10].map((m) => m * mag).find((s) => s >= raw)!;
+  const step = tickStep(lo, hi, count);
   const out: number[] = [];
   for (let t = Math.ceil(lo / step) * step; t <= hi + step * 1e-9; t += step) {
     out.push(Number(t.toPrecision(12)));
@@ -293,13 +298,38 @@ function label(v: number): string {
     : String(Number(v.toPrecision(4)));
 }
 
-/** One panel: frame, ticks and labels on both axes, the series' polyline. */
-function panel(s: Series, y0: number, xs: [number, number]): string {
-  const ys = s.points.map((p) => p[1]);
+/** The y range of `ys` widened to round ticks (a flat series gets a range around it). */
+function yRange(ys: number[]): [number, number] {
   let [lo, hi] = [Math.min(...ys), Math.max(...ys)];
   if (hi === lo) {
-    [lo, hi] = [lo - Math.max(1, Math.abs(lo)) * 0.5, hi + Math.max(1, Math.abs(hi)) * 0.5];
+    [lo, hi] = [lo - Math.max(1, Math.abs(lo)) / 2, hi + Math.max(1, Math.abs(hi)) / 2];
   }
+  const step = tickStep(lo, hi, 4);
+  return [Math.floor(lo / step) * step, Math.ceil(hi / step) * step];
+}
+
+/** Dashed lines where a run resumed in another mode or from a checkpoint, named by mode. */
+function runMarks(
+  starts: readonly LogStart[],
+  top: number,
+  bottom: number,
+  x: (v: number) => number,
+) {
+  return starts.filter((l) => l.step > 0).map((l) =>
+    `<line x1="${x(l.step).toFixed(1)}" y1="${top}" x2="${x(l.step).toFixed(1)}" y2="${bottom}" ` +
+    `stroke="#888" stroke-dasharray="4 3"/><text x="${(x(l.step) + 4).toFixed(1)}" ` +
+    `y="${top + 12}" fill="#555">${l.mode === "scst" ? "scst" : "xe"}</text>`
+  );
+}
+
+/** One panel: frame, ticks and labels on both axes, run marks, the series' polyline. */
+function panel(
+  s: Series,
+  y0: number,
+  xs: [number, number],
+  starts: readonly LogStart[],
+): string {
+  const [lo, hi] = yRange(s.points.map((p) => p[1]));
   const pw = W - LEFT - RIGHT, ph = H - TOP - BOTTOM;
   const x = (v: number) => LEFT + ((v - xs[0]) / (xs[1] - xs[0] || 1)) * pw;
   const y = (v: number) => y0 + TOP + ph - ((v - lo) / (hi - lo)) * ph;
@@ -320,6 +350,7 @@ function panel(s: Series, y0: number, xs: [number, number]): string {
     `<rect x="${LEFT}" y="${y0 + TOP}" width="${pw}" height="${ph}" fill="none" stroke="#333"/>`,
     ...xt,
     ...yt,
+    ...runMarks(starts, y0 + TOP, y0 + TOP + ph, x),
     `<text x="${LEFT + pw / 2}" y="${y0 + H - 6}" text-anchor="middle">step</text>`,
     `<polyline fill="none" stroke="${s.color}" stroke-width="1.5" points="${pts}"/>`,
     "</g>",
@@ -329,15 +360,17 @@ function panel(s: Series, y0: number, xs: [number, number]): string {
 /**
  * The training curve of a log as an SVG document: one panel per series that has points (loss
  * and mean reward per step, validation CIDEr-D per evaluation) against step, each with ticks
- * and labels on both axes and one polyline of all its points.
+ * and labels on both axes and one polyline of all its points; a dashed line marks each resumed
+ * run (named by its mode: XE then SCST shows where SCST began).
  */
 export function trainCurveSvg(lines: readonly LogLine[]): string {
   const series = seriesOf(lines).filter((s) => s.points.length > 0);
+  const starts = lines.filter((l): l is LogStart => l.event === "start");
   const steps = series.flatMap((s) => s.points.map((p) => p[0]));
   const xs: [number, number] = steps.length ? [Math.min(0, ...steps), Math.max(...steps)] : [0, 1];
   const height = Math.max(1, series.length) * H;
   const body = series.length
-    ? series.map((s, i) => panel(s, i * H, xs))
+    ? series.map((s, i) => panel(s, i * H, xs, starts))
     : [`<text x="${W / 2}" y="${H / 2}" text-anchor="middle">no steps logged</text>`];
   return [
     `<?xml version="1.0" encoding="UTF-8"?>`,

@@ -99,6 +99,18 @@ Deno.test("the curve SVG parses as XML: a polyline per series with a point per l
     assert.ok(all(g, "line").length >= 6, "ticks on both axes");
     assert.ok(all(g, "text").length >= 6, "tick labels, title and axis label");
   }
+  const resumed = fakeLog(17, 9, 5);
+  resumed.splice(resumed.findIndex((l) => l.step === 9), 0, {
+    event: "start",
+    step: 8,
+    mode: "scst",
+    time: "t",
+  });
+  const markedText = trainCurveSvg(resumed);
+  const marked = parseXml(markedText);
+  const dashed = all(marked, "line").filter((l) => l.attrs["stroke-dasharray"]);
+  assert.equal(dashed.length, 3, "a mark of the resumed run in each panel");
+  assert.equal(markedText.match(/>scst<\/text>/g)?.length, 3);
   const xe = parseXml(trainCurveSvg(fakeLog(3, 99, 2)));
   assert.deepEqual(all(xe, "g").map((g) => g.attrs["data-series"]), ["loss", "validation CIDEr-D"]);
   assert.equal(parseXml(trainCurveSvg([])).name, "svg");
