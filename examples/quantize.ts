@@ -2,8 +2,9 @@
  * `deno task quantize DIR --dtype q8|q4 [--group-size G] --out OUT`: write a quantized copy of
  * the model folder DIR (f32, f16 or bf16 weights, safetensors or torch) to OUT: its weights as
  * one `model.safetensors` in the layout of the README ("Quantized model folders": the weights of
- * matmuls and embeddings as `<name>` I8/U8, `<name>.qscale` and `<name>.qoffset` F16, everything
- * else as stored; `__metadata__` naming the scheme, group size and original dtype), and every
+ * matmuls, embeddings and the patch projection as `<name>` I8/U8, `<name>.qscale` and
+ * `<name>.qoffset` F16, every other float tensor in F16 (f32 again once loaded); `__metadata__`
+ * naming the scheme, group size, original dtype and layout version), and every
  * other file of the folder copied. Loading OUT with the same dtype reads the quantized tensors as
  * stored. The model is loaded once (on the GPU) to learn which tensors are quantized and how.
  * @module
@@ -15,7 +16,12 @@ import { loadCaptionModel } from "../src/arch/load.ts";
 import { openWeights } from "../src/io/weights.ts";
 import { DTYPE_BYTES, numelOf } from "../src/io/dtype.ts";
 import { writeSafetensors } from "../src/io/safetensors_write.ts";
-import { DEFAULT_GROUP_SIZE, QUANT_METADATA, quantizedTensors } from "../src/nn/quant.ts";
+import {
+  DEFAULT_GROUP_SIZE,
+  QUANT_METADATA,
+  QUANT_VERSION,
+  quantizedTensors,
+} from "../src/nn/quant.ts";
 import type { QuantScheme } from "../src/shaders/quant/qmatrix.ts";
 
 const { values, positionals } = parseArgs({
@@ -42,8 +48,8 @@ async function quantizeFolder(dir: string, out: string, scheme: QuantScheme) {
   model.dispose();
   const store = await openWeights(dir);
   try {
-    const tensors = quantizedTensors(store, params);
-    const quantized = params.filter((p) => p.quant);
+    const tensors = await quantizedTensors(store, params);
+    const quantized = params.filter((p) => p.quant && store.has(p.name));
     if (quantized.length === 0) {
       throw new WebcapError("BAD_WEIGHTS", `${dir}: no tensor of this model is quantized`);
     }
@@ -54,6 +60,7 @@ async function quantizeFolder(dir: string, out: string, scheme: QuantScheme) {
       [QUANT_METADATA.scheme]: scheme,
       [QUANT_METADATA.groupSize]: String(scheme === "q8" ? 0 : groupSize),
       [QUANT_METADATA.originalDtype]: original,
+      [QUANT_METADATA.version]: String(QUANT_VERSION),
     });
     const before = store.names().reduce((s, n) => {
       const { dtype, shape } = store.info(n);

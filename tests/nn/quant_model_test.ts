@@ -80,7 +80,10 @@ Deno.test("quantize: the folder holds the documented layout and loads as stored"
     const wte = header.tensors.get("decoder.transformer.wte.weight")!;
     assert.equal(wte.dtype, "U8");
     assert.equal(header.tensors.get("decoder.transformer.wte.weight.qoffset")?.dtype, "F16");
-    assert.equal(header.tensors.get("decoder.transformer.ln_f.weight")?.dtype, "F32");
+    assert.equal(header.tensors.get("decoder.transformer.ln_f.weight")?.dtype, "F16");
+    assert.equal(header.metadata["webcap.quant_version"], "2");
+    const patch = "encoder.embeddings.patch_embeddings.projection.weight";
+    assert.equal(header.tensors.get(patch)?.dtype, "U8", "the patch projection is quantized");
     const float = (await Deno.stat(fixture("hf/vit-gpt2/model.safetensors"))).size;
     assert.ok(bytes.length < 0.5 * float, `${bytes.length} B of ${float} B`);
     assert.ok((await Deno.stat(`${out}/tokenizer.json`)).isFile, "other files copied");
