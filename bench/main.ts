@@ -19,7 +19,7 @@ function table(title: string, rows: Row[]): void {
   const cols = [...keys.filter((k) => !late.includes(k)), ...keys.filter((k) => late.includes(k))];
   const fmt = (v: unknown) =>
     typeof v === "number"
-      ? (Math.abs(v) >= 100 ? v.toFixed(1) : v.toPrecision(4))
+      ? (Number.isInteger(v) ? String(v) : Math.abs(v) >= 100 ? v.toFixed(1) : v.toPrecision(4))
       : String(v ?? "");
   const widths = cols.map((c) => Math.max(c.length, ...rows.map((r) => fmt(r[c]).length)));
   console.log(`\n## ${title}`);
