@@ -325,8 +325,11 @@ export class ParamLoader {
     const same = (a: readonly number[], b: readonly number[]) =>
       a.length === b.length && a.every((d, i) => d === b[i]);
     if (!same(q.shape, qShape)) throw bad(`shape [${q.shape}], the config implies [${qShape}]`);
-    if (s.dtype !== "F16" || !same(s.shape, sShape) || !Number.isInteger(G)) {
+    if (s.dtype !== "F16" || !same(s.shape, sShape)) {
       throw bad(`${scaleName} is ${s.dtype} [${s.shape}]; the layout wants F16 [${sShape}]`);
+    }
+    if (!Number.isInteger(G)) {
+      throw bad(`${scaleName} has ${groups} groups per row, which do not divide the input ${K}`);
     }
     if (scheme === "q4") checkGroupSize(G, K, name);
     const f16 = async (n: string) => new Uint16Array((await store.read(n)).slice().buffer);

@@ -311,3 +311,73 @@ Deno.test("quantize: a version 1 q-file (floats and the patch projection as stor
     await Deno.remove(out, { recursive: true });
   }
 });
+
+/** Rewrite `out/model.safetensors` with `edit` applied to each tensor (undefined: dropped). */
+async function editTensors(
+  out: string,
+  edit: (name: string, dtype: string, shape: number[], data: Uint8Array) =>
+    | { dtype: string; shape: number[]; data: Uint8Array }
+    | undefined,
+): Promise<void> {
+  const store = await openSafetensors(`${out}/model.safetensors`);
+  const tensors = [];
+  for (const n of store.names()) {
+    const { dtype, shape } = store.info(n);
+    const t = edit(n, dtype, shape, (await store.read(n)).slice());
+    if (t) tensors.push({ name: n, dtype: t.dtype as "F16", shape: t.shape, read: () => t.data });
+  }
+  store.close();
+  await writeSafetensors(`${out}/model.safetensors`, tensors);
+}
+
+const FC = "decoder.transformer.h.0.mlp.c_fc.weight"; // q4: [128, 32] out×in, U8 [128, 16]
+const Q4_BAD_LAYOUTS: [string, Parameters<typeof editTensors>[1], RegExp][] = [
+  [
+    "packed bytes of another shape",
+    (n, dtype, shape, data) =>
+      n === FC
+        ? { dtype, shape: [shape[0], shape[1] / 2], data: data.slice(0, data.length / 2) }
+        : { dtype, shape, data },
+    /shape \[128,8\], the config implies \[128,16\]/,
+  ],
+  [
+    "scales whose groups do not divide K",
+    (n, dtype, shape, data) =>
+      n === `${FC}.qscale` || n === `${FC}.qoffset`
+        ? { dtype, shape: [shape[0], 3], data: new Uint8Array(shape[0] * 3 * 2) } // K / 3 groups
+        : { dtype, shape, data },
+    /qscale has 3 groups per row, which do not divide the input 32/,
+  ],
+  [
+    "a missing offset",
+    (n, dtype, shape, data) => n === `${FC}.qoffset` ? undefined : { dtype, shape, data },
+    /qoffset is missing; wants F16 \[128,1\]/,
+  ],
+  [
+    "a non-finite scale",
+    (n, dtype, shape, data) => {
+      if (n === `${FC}.qscale`) data.set([0x00, 0x7c], 2); // element 1: +Inf
+      return { dtype, shape, data };
+    },
+    /scale 1 is not finite/,
+  ],
+];
+
+for (const [what, edit, message] of Q4_BAD_LAYOUTS) {
+  Deno.test(`quantize: a q4 file with ${what} is BAD_WEIGHTS naming the tensor`, async () => {
+    const out = await quantizeFixture("vit-gpt2", "q4");
+    try {
+      await editTensors(out, edit);
+      await assert.rejects(
+        () => load(out, { dtype: "q4" }),
+        (e: Error & { code?: string }) => {
+          assert.equal(e.code, "BAD_WEIGHTS", e.message);
+          assert.ok(e.message.includes(FC) && message.test(e.message), e.message);
+          return true;
+        },
+      );
+    } finally {
+      await Deno.remove(out, { recursive: true });
+    }
+  });
+}
