@@ -291,7 +291,7 @@ export async function quantizedTensors(
 }
 
 /** The file layout of a quantized matrix. */
-export function layoutOf(q: QuantMatrix): QuantLayout {
+function layoutOf(q: QuantMatrix): QuantLayout {
   return { scheme: q.scheme, K: q.shape[1], groupSize: q.groupSize };
 }
 
