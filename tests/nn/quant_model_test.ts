@@ -381,3 +381,21 @@ for (const [what, edit, message] of Q4_BAD_LAYOUTS) {
     }
   });
 }
+
+Deno.test("quantize: ClipCap (its CLIP tower in clip-vision/) quantizes and loads as stored", async () => {
+  const out = await quantizeFixture("clipcap", "q8");
+  try {
+    const [stored, atLoad] = [
+      await load(out, { dtype: "q8" }),
+      await load(fixture("hf/clipcap"), { dtype: "q8" }),
+    ];
+    try {
+      assert.deepEqual(await wteRows(stored), await wteRows(atLoad));
+    } finally {
+      stored.dispose();
+      atLoad.dispose();
+    }
+  } finally {
+    await Deno.remove(out, { recursive: true });
+  }
+});
