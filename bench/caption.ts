@@ -2,14 +2,19 @@
  * Caption speed per fixture model and decoding strategy, one image (eight for the batch row),
  * 20 tokens forced (minNewTokens = maxNewTokens = 20): median wall time, and over one caption
  * call the submits, host waits, dispatches, bind groups, pipelines and buffers created, bytes
- * read back and the pool's peak bytes.
+ * read back and the pool's peak bytes. Greedy (one image and eight) also with the weights in q8
+ * and q4 (group size 32, or the largest of 16 and 8 that divides every quantized matrix's input
+ * dimension: the Show-Attend-Tell and ClipCap fixtures have dimensions 48 and 24).
  * @module
  */
 import { Captioner, type CaptionOptions } from "../src/captioner/captioner.ts";
+import { WebcapError } from "../src/errors.ts";
 
 /** One row of the caption benchmark. */
 export interface CaptionRow {
   model: string;
+  /** How the weights are held: f32, q8, or q4 with its group size (`q4/32`). */
+  dtype: string;
   strategy: string;
   ms: number;
   tokensPerSec: number;
@@ -48,11 +53,35 @@ function snapshot(c: Captioner) {
   };
 }
 
-async function benchModel(dir: string, name: string, image: Uint8Array, reps: number) {
-  const captioner = await Captioner.fromPretrained(dir);
+/** The quantized rows: greedy at batch 1 and 8. */
+const QUANT_STRATEGIES = STRATEGIES.filter(([s]) => s.endsWith("greedy"));
+
+/** `dir` loaded as `dtype`; q4 with the first group size of 32, 16, 8 that divides. */
+async function load(dir: string, dtype: string): Promise<[Captioner, string]> {
+  if (dtype !== "q4") {
+    return [await Captioner.fromPretrained(dir, { dtype: dtype as "f32" }), dtype];
+  }
+  for (const groupSize of [32, 16]) {
+    try {
+      return [await Captioner.fromPretrained(dir, { dtype, groupSize }), `q4/${groupSize}`];
+    } catch (e) {
+      if (!(e instanceof WebcapError && e.code === "BAD_OPTION")) throw e;
+    }
+  }
+  return [await Captioner.fromPretrained(dir, { dtype, groupSize: 8 }), "q4/8"];
+}
+
+async function benchModel(
+  dir: string,
+  name: string,
+  image: Uint8Array,
+  reps: number,
+  weights: string,
+) {
+  const [captioner, dtype] = await load(dir, weights);
   const rows: CaptionRow[] = [];
   try {
-    for (const [strategy, opts, batch] of STRATEGIES) {
+    for (const [strategy, opts, batch] of weights === "f32" ? STRATEGIES : QUANT_STRATEGIES) {
       const o: CaptionOptions = { maxNewTokens: TOKENS, minNewTokens: TOKENS, ...opts };
       const images = Array.from({ length: batch }, () => image);
       await captioner.caption(images, o); // warm-up: pipelines and pool buckets
@@ -74,6 +103,7 @@ async function benchModel(dir: string, name: string, image: Uint8Array, reps: nu
       const ms = times[Math.floor(times.length / 2)];
       rows.push({
         model: name,
+        dtype,
         strategy,
         ms,
         tokensPerSec: (batch * TOKENS * 1000) / ms,
@@ -87,13 +117,20 @@ async function benchModel(dir: string, name: string, image: Uint8Array, reps: nu
   return rows;
 }
 
-/** Run every strategy on every fixture model, `reps` timed calls each (median) after a warm-up. */
+/**
+ * Run every strategy on every fixture model, and greedy in q8 and q4, `reps` timed calls each
+ * (median) after a warm-up.
+ */
 export async function benchCaption(reps = 3): Promise<CaptionRow[]> {
   // WEBCAP_FIXTURES points at a copy of shared/fixtures/hf (e.g. on a lent GPU machine)
   const root = Deno.env.get("WEBCAP_FIXTURES") ??
     new URL("../../shared/fixtures/hf", import.meta.url).pathname;
   const image = await Deno.readFile(`${root}/preprocess/pattern.png`);
   const rows: CaptionRow[] = [];
-  for (const name of MODELS) rows.push(...await benchModel(`${root}/${name}`, name, image, reps));
+  for (const name of MODELS) {
+    for (const dtype of ["f32", "q8", "q4"]) {
+      rows.push(...await benchModel(`${root}/${name}`, name, image, reps, dtype));
+    }
+  }
   return rows;
 }

@@ -1,12 +1,14 @@
 /**
  * `deno task bench [--kernels] [--strategies] [--caption] [--eval] [--train [--train-real]]
- *   [--json FILE] [--reps N]`
+ *   [--dtypes --model DIR --data KARPATHY.json [--split val] [--max-images N]] [--json FILE]
+ *   [--reps N]`
  * Prints a table per group and writes all rows as JSON. With no group flag, runs them all.
  * @module
  */
 import { parseArgs } from "node:util";
 import { getGpu } from "../src/gpu/device.ts";
 import { benchKernels } from "./kernels.ts";
+import type { SplitName } from "../src/train/data.ts";
 
 type Row = Record<string, string | number | undefined>;
 
@@ -17,7 +19,7 @@ function table(title: string, rows: Row[]): void {
   const cols = [...keys.filter((k) => !late.includes(k)), ...keys.filter((k) => late.includes(k))];
   const fmt = (v: unknown) =>
     typeof v === "number"
-      ? (Math.abs(v) >= 100 ? v.toFixed(1) : v.toPrecision(4))
+      ? (Number.isInteger(v) ? String(v) : Math.abs(v) >= 100 ? v.toFixed(1) : v.toPrecision(4))
       : String(v ?? "");
   const widths = cols.map((c) => Math.max(c.length, ...rows.map((r) => fmt(r[c]).length)));
   console.log(`\n## ${title}`);
@@ -28,6 +30,7 @@ function table(title: string, rows: Row[]): void {
 
 const USAGE = `usage: deno task bench [--kernels] [--strategies] [--caption] [--eval]
                        [--train [--train-real]] [--json FILE] [--reps N]
+                       [--dtypes --model DIR --data KARPATHY.json [--split val] [--max-images N]]
 
 Time webcap on this machine's WebGPU adapter and print a table per group (all groups when none
 is chosen).
@@ -35,13 +38,20 @@ is chosen).
   --kernels      per-kernel timings at ViT-B/16 and GPT-2 small shapes
   --strategies   every decoding strategy on one model, encoder included
   --caption      per fixture model and strategy, 20 tokens: wall ms, submits, host waits,
-                 dispatches, bind groups, pipelines and buffers created, bytes read, peak bytes
+                 dispatches, bind groups, pipelines and buffers created, bytes read, peak bytes;
+                 greedy also with q8 and q4 weights (dtype column)
   --eval         COCO caption metrics on a synthetic 5,000-image set
   --train        training steps of the fixture ViT-GPT2 (AdamW, batch 8): step time, samples/s,
                  peak GPU bytes, whole model and frozen encoder
   --train-real   with --train: ViT-GPT2 at its real sizes (239M parameters, random weights) —
                  for GPU machines (about 4 GB of GPU memory)
-  --model DIR    the model of --strategies (default the fixture ViT-GPT2)
+  --dtypes       only this table: f32, f16, q8 and q4 of --model: weights file bytes and % of
+                 f32, COCO metrics of greedy captions on --split of --data, ms per caption
+                 (greedy, 20 tokens)
+  --data FILE    with --dtypes: a Karpathy split file (or COCO captions file)
+  --split NAME   with --dtypes: train, val or test (default val)
+  --max-images N with --dtypes: caption at most N images of the split
+  --model DIR    the model of --strategies (default the fixture ViT-GPT2) and of --dtypes
   --reps N       repetitions of each kernel and strategy timing (median; default 3)
   --json FILE    also write every row as JSON
   -h, --help     print this help`;
@@ -60,6 +70,10 @@ function parseFlags() {
         json: { type: "string" },
         reps: { type: "string" },
         model: { type: "string" },
+        dtypes: { type: "boolean" },
+        data: { type: "string" },
+        split: { type: "string" },
+        "max-images": { type: "string" },
         help: { type: "boolean", short: "h" },
       },
     }).values;
@@ -79,6 +93,39 @@ const reps = Number(values.reps ?? 3);
 if (!(Number.isSafeInteger(reps) && reps >= 1)) {
   console.error(`error BAD_OPTION: --reps must be a whole number ≥ 1, got "${values.reps}"`);
   Deno.exit(2);
+}
+/** Options of --dtypes, refused with BAD_OPTION naming the flag. */
+function dtypeOptions() {
+  const maxImages = values["max-images"] === undefined ? undefined : Number(values["max-images"]);
+  const split = values.split ?? "val";
+  const bad = !values.model || !values.data
+    ? "--dtypes needs --model DIR and --data FILE"
+    : !["train", "val", "test"].includes(split)
+    ? `--split must be train, val or test, got "${split}"`
+    : maxImages !== undefined && !(Number.isSafeInteger(maxImages) && maxImages >= 1)
+    ? `--max-images must be a whole number ≥ 1, got "${values["max-images"]}"`
+    : undefined;
+  if (bad) {
+    console.error(`error BAD_OPTION: ${bad}\n${USAGE}`);
+    Deno.exit(2);
+  }
+  return { model: values.model!, data: values.data!, split: split as SplitName, maxImages, reps };
+}
+
+if (values.dtypes) {
+  const { benchDtypes } = await import("./dtypes.ts");
+  const rows = await benchDtypes(dtypeOptions());
+  const gpu = await getGpu();
+  console.log(`adapter: ${gpu.adapterName} (f16: ${gpu.hasF16})`);
+  table("dtypes", rows as unknown as Row[]);
+  if (values.json) {
+    await Deno.writeTextFile(
+      values.json,
+      JSON.stringify({ adapter: gpu.adapterName, dtypes: rows }, null, 2),
+    );
+    console.log(`\nwrote ${values.json}`);
+  }
+  Deno.exit(0);
 }
 const all = !values.kernels && !values.strategies && !values.caption && !values.eval &&
   !values.train;

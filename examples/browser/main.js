@@ -1,10 +1,12 @@
 /**
  * The browser demo: loads the webcap bundle (`../../dist/webcap.js`, from `deno task bundle`),
- * a model from the URL or hub id in the page, and captions the chosen image file or a generated
- * picture, printing captions and timings.
+ * a model from the URL or hub id in the page with the chosen weights (f32, f16, q8 or q4: a
+ * quantized folder from `deno task quantize` is read as stored), and captions the chosen image
+ * file or a generated picture, printing captions and timings.
  *
  * For scripting (the headless test drives it): `globalThis.webcapDemo` holds `state` ("idle",
- * "running", "done" or "error"), `error`, `adapter`, the last `image` (bytes or `ImageData`),
+ * "running", "done" or "error"), `error`, `adapter` (and `hasF16`: whether it has
+ * `shader-f16`), the last `image` (bytes or `ImageData`),
  * its `captions` and the `timings` in milliseconds.
  * @module
  */
@@ -16,13 +18,14 @@ const demo = {
   state: "idle",
   error: undefined,
   adapter: undefined,
+  hasF16: undefined,
   image: undefined,
   captions: undefined,
   timings: {},
 };
 globalThis.webcapDemo = demo;
 
-/** The loaded model: the string it was loaded from and its captioner. */
+/** The loaded model: the string it was loaded from, its weights dtype and its captioner. */
 let loaded;
 
 function log(line) {
@@ -69,16 +72,20 @@ async function loadBundle() {
   }
 }
 
-async function captionerFor(lib, model) {
-  if (loaded?.model === model) return loaded.captioner;
+async function captionerFor(lib, model, dtype) {
+  if (loaded?.model === model && loaded.dtype === dtype) return loaded.captioner;
   loaded?.captioner.dispose();
   loaded = undefined;
   const t0 = performance.now();
-  const captioner = await lib.Captioner.fromPretrained(model);
+  const captioner = await lib.Captioner.fromPretrained(model, { dtype });
   demo.timings.load = performance.now() - t0;
   demo.adapter = captioner.gpu.adapterName;
-  log(`loaded ${captioner.dir} in ${ms(demo.timings.load)} (WebGPU adapter: ${demo.adapter})`);
-  loaded = { model, captioner };
+  demo.hasF16 = captioner.gpu.hasF16;
+  log(
+    `loaded ${captioner.dir} (${dtype}) in ${ms(demo.timings.load)} ` +
+      `(WebGPU adapter: ${demo.adapter})`,
+  );
+  loaded = { model, dtype, captioner };
   return captioner;
 }
 
@@ -89,7 +96,7 @@ async function run() {
   $("out").textContent = "";
   try {
     const lib = await loadBundle();
-    const captioner = await captionerFor(lib, $("model").value.trim());
+    const captioner = await captionerFor(lib, $("model").value.trim(), $("dtype").value);
     const file = $("file").files[0];
     if (file) await drawFile($("picture"), file);
     const image = file ? new Uint8Array(await file.arrayBuffer()) : drawPicture($("picture"));

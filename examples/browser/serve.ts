@@ -34,12 +34,18 @@ export interface ServeDemoOptions {
   hostname?: string;
   /** Serve this file as `/dist/webcap.js` instead of the repository's `dist/webcap.js`. */
   bundle?: string;
+  /** Local folders served under URL path prefixes (`{ "/models/": "/tmp/q4-models" }`). */
+  folders?: Record<string, string>;
   /** Called once listening, with the address. */
   onListen?: (addr: Deno.NetAddr) => void;
 }
 
 /** The local file a URL path names, or undefined for a path outside the served folders. */
-function fileFor(pathname: string, bundle: string | undefined): URL | string | undefined {
+function fileFor(
+  pathname: string,
+  bundle: string | undefined,
+  folders: Record<string, string>,
+): URL | string | undefined {
   let path: string;
   try {
     path = decodeURIComponent(pathname);
@@ -49,16 +55,18 @@ function fileFor(pathname: string, bundle: string | undefined): URL | string | u
   if (path.split("/").some((p) => p === ".." || p.includes("\\"))) return undefined;
   if (bundle && path === BUNDLE_PATH) return bundle;
   if (path.endsWith("/")) path += "index.html";
+  const prefix = Object.keys(folders).find((p) => path.startsWith(p));
+  if (prefix) return `${folders[prefix].replace(/\/$/, "")}/${path.slice(prefix.length)}`;
   if (path.startsWith("/fixtures/hf/")) {
     return new URL(path.slice("/fixtures/hf/".length), FIXTURES);
   }
   return new URL(path.slice(1), REPO_ROOT);
 }
 
-async function respond(req: Request, bundle: string | undefined): Promise<Response> {
+async function respond(req: Request, opts: ServeDemoOptions): Promise<Response> {
   const { pathname } = new URL(req.url);
   if (pathname === "/") return Response.redirect(new URL(DEMO_PATH, req.url), 302);
-  const file = fileFor(pathname, bundle);
+  const file = fileFor(pathname, opts.bundle, opts.folders ?? {});
   if (req.method !== "GET" && req.method !== "HEAD") return new Response(null, { status: 405 });
   try {
     const info = file ? await Deno.stat(file) : undefined;
@@ -82,7 +90,7 @@ export function serveDemo(opts: ServeDemoOptions = {}): Deno.HttpServer<Deno.Net
     port: opts.port ?? 8000,
     hostname: opts.hostname ?? "127.0.0.1",
     onListen: opts.onListen ?? (() => {}),
-  }, (req) => respond(req, opts.bundle));
+  }, (req) => respond(req, opts));
 }
 
 if (import.meta.main) {

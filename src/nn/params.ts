@@ -241,12 +241,21 @@ export class ParamLoader {
 
   /**
    * The weight of a matmul or embedding, `[out, in]` as stored (`inOut`: `[in, out]`, GPT-2's
-   * Conv1D): quantized (out×in) when the loader's dtype is q8 / q4, else a matrix.
+   * Conv1D; `stored`: another row-major shape of `[out, in]`, e.g. a patch convolution's
+   * `[out, C, p, p]`): quantized (out×in) when the loader's dtype is q8 / q4, else a matrix
+   * viewed as `[out, in]` (as stored when `inOut`).
    */
-  async weight(name: string, shape: readonly [number, number], inOut = false): Promise<Weight> {
-    const stored = inOut ? [shape[1], shape[0]] : shape;
-    if (!this.quantized) return this.matrix(name, stored);
-    const h = await this.#hostQuant(name, shape, inOut);
+  async weight(
+    name: string,
+    shape: readonly [number, number],
+    inOut = false,
+    stored: readonly number[] = inOut ? [shape[1], shape[0]] : shape,
+  ): Promise<Weight> {
+    if (!this.quantized) {
+      const t = await this.matrix(name, stored);
+      return inOut ? t : t.view([...shape]);
+    }
+    const h = await this.#hostQuant(name, shape, inOut, stored);
     return this.#uploadQuant(h, stored, [name], inOut);
   }
 
@@ -282,11 +291,16 @@ export class ParamLoader {
   }
 
   /** `name` `[out, in]` quantized on the host: as stored, or made from a float tensor now. */
-  async #hostQuant(name: string, shape: readonly [number, number], inOut: boolean) {
+  async #hostQuant(
+    name: string,
+    shape: readonly [number, number],
+    inOut: boolean,
+    stored: readonly number[] = inOut ? [shape[1], shape[0]] : shape,
+  ) {
     const scheme = this.matrixDtype as QuantScheme;
     if (this.store.has(name + QUANT_SUFFIX.scale)) return this.#storedQuant(name, shape, scheme);
     if (scheme === "q4") checkGroupSize(this.groupSize, shape[1], name);
-    const data = await this.read(name, inOut ? [shape[1], shape[0]] : shape);
+    const data = await this.read(name, stored);
     const w = inOut ? transpose(data, shape[1], shape[0]) : data;
     return quantize(w, shape, scheme, this.groupSize, name);
   }
@@ -311,8 +325,11 @@ export class ParamLoader {
     const same = (a: readonly number[], b: readonly number[]) =>
       a.length === b.length && a.every((d, i) => d === b[i]);
     if (!same(q.shape, qShape)) throw bad(`shape [${q.shape}], the config implies [${qShape}]`);
-    if (s.dtype !== "F16" || !same(s.shape, sShape) || !Number.isInteger(G)) {
+    if (s.dtype !== "F16" || !same(s.shape, sShape)) {
       throw bad(`${scaleName} is ${s.dtype} [${s.shape}]; the layout wants F16 [${sShape}]`);
+    }
+    if (!Number.isInteger(G)) {
+      throw bad(`${scaleName} has ${groups} groups per row, which do not divide the input ${K}`);
     }
     if (scheme === "q4") checkGroupSize(G, K, name);
     const f16 = async (n: string) => new Uint16Array((await store.read(n)).slice().buffer);

@@ -7,6 +7,9 @@
  * - q8: `q` is `[N, K]` signed bytes; `scale` `[N]` f16; value = `q · scale`.
  * - q4: `q` is `[N, K / 2]` bytes, element `2j` in the low nibble of byte `j`, `2j + 1` in the
  *   high one; `scale` and `offset` `[N, K / groupSize]` f16; value = `q · scale + offset`.
+ *
+ * In a file every other float tensor (norms, biases, position tables) is F16
+ * ({@link quantizedEntries}); a model loaded from it holds them in f32.
  * @module
  */
 import { WebcapError } from "../errors.ts";
@@ -14,8 +17,9 @@ import type { Gpu } from "../gpu/device.ts";
 import { uploadTensor } from "../gpu/tensor.ts";
 import { f16ToF32 } from "../io/dtype.ts";
 import type { QuantMatrix, QuantScheme } from "../shaders/quant/qmatrix.ts";
-import type { WeightStore } from "../io/weights.ts";
+import type { TensorInfo, WeightStore } from "../io/weights.ts";
 import type { TensorToWrite } from "../io/safetensors_write.ts";
+import { numelOf } from "../io/dtype.ts";
 import { f32ToF16, type Param, QUANT_SUFFIX } from "./params.ts";
 
 /** Group size of q4 when none is given. */
@@ -181,59 +185,114 @@ export const QUANT_METADATA = {
   scheme: "webcap.quantization",
   groupSize: "webcap.group_size",
   originalDtype: "webcap.original_dtype",
+  version: "webcap.quant_version",
 } as const;
 
 /**
- * The tensors of `store` as a quantized model folder holds them, for `writeSafetensors`: each
- * parameter quantized in `params` as `<name>` (q8: I8 `[N, K]`, q4: U8 `[N, K / 2]`, out×in),
- * `<name>.qscale` (F16, q8 `[N]`, q4 `[N, K / G]`) and, q4, `<name>.qoffset` (F16 `[N, K / G]`);
- * every other tensor as stored. Each matrix is quantized when written, one at a time.
+ * Version of the layout `quantizedTensors` writes: 2 stores the float tensors in F16 and the
+ * patch projection quantized; 1 (no version key) stored them as the checkpoint did. Both load.
  */
-export function quantizedTensors(store: WeightStore, params: readonly Param[]): TensorToWrite[] {
-  const quantized = new Map(params.filter((p) => p.quant).map((p) => [p.name, p]));
-  const pending = new Map<string, Promise<HostQuant>>();
-  const host = (p: Param) => {
-    const h = pending.get(p.name) ??
-      store.readF32(p.name).then((v) => hostQuantOf(v, p));
-    pending.set(p.name, h);
+export const QUANT_VERSION = 2;
+
+/** How a quantized parameter is laid out in the file: scheme, input dimension, group size. */
+export interface QuantLayout {
+  scheme: QuantScheme;
+  /** Input dimension of the out×in matrix. */
+  K: number;
+  /** Elements of K per scale (K for q8). */
+  groupSize: number;
+}
+
+/** Float dtypes a quantized file stores in F16 (others, e.g. integer buffers, stay as stored). */
+const TO_F16 = new Set(["F32", "F64", "BF16", "F16"]);
+
+/**
+ * The header entries (name, dtype, shape) of a quantized folder's safetensors, in order, for the
+ * tensors `infos` of a checkpoint: a tensor in `quant` as `<name>` (q8: I8 `[N, K]`, q4: U8
+ * `[N, K / 2]`), `<name>.qscale` (F16, q8 `[N]`, q4 `[N, K / G]`) and, q4, `<name>.qoffset`; a
+ * float tensor in F16 unless named in `keep` (values beyond the f16 range); others as stored.
+ * The file's size is the arithmetic of these entries.
+ */
+export function quantizedEntries(
+  infos: readonly TensorInfo[],
+  quant: ReadonlyMap<string, QuantLayout>,
+  keep: ReadonlySet<string> = new Set(),
+): TensorInfo[] {
+  return infos.flatMap((info): TensorInfo[] => {
+    const { name, dtype, shape } = info;
+    const q = quant.get(name);
+    if (!q) {
+      const f16 = TO_F16.has(dtype) && !keep.has(name);
+      return [{ name, dtype: f16 ? "F16" : dtype, shape: [...shape] }];
+    }
+    const N = numelOf(shape) / q.K;
+    const groups = q.scheme === "q8" ? [N] : [N, q.K / q.groupSize];
+    const scale = { name: name + QUANT_SUFFIX.scale, dtype: "F16" as const, shape: groups };
+    return q.scheme === "q8" ? [{ name, dtype: "I8", shape: [N, q.K] }, scale] : [
+      { name, dtype: "U8", shape: [N, q.K / 2] },
+      scale,
+      { name: name + QUANT_SUFFIX.offset, dtype: "F16", shape: groups },
+    ];
+  });
+}
+
+/** Float tensors of `store` not to quantize whose values do not fit in f16: kept as stored. */
+async function beyondF16(store: WeightStore, quantized: ReadonlySet<string>): Promise<Set<string>> {
+  const keep = new Set<string>();
+  for (const name of store.names()) {
+    if (quantized.has(name) || !TO_F16.has(store.info(name).dtype)) continue;
+    const bits = f32ToF16(await store.readF32(name));
+    if (bits.some((b) => (b & 0x7c00) === 0x7c00)) keep.add(name);
+  }
+  return keep;
+}
+
+/**
+ * The tensors of `store` as a quantized model folder holds them ({@link quantizedEntries}), for
+ * `writeSafetensors`: each parameter quantized in `params` packed with its scales (and offsets),
+ * every other float tensor rounded to F16. Each matrix is quantized when written, one at a time.
+ */
+export async function quantizedTensors(
+  store: WeightStore,
+  params: readonly Param[],
+): Promise<TensorToWrite[]> {
+  const byName = new Map(
+    params.filter((p) => p.quant && store.has(p.name)).map((p) => [p.name, p]),
+  );
+  const layout = new Map([...byName].map(([n, p]) => [n, layoutOf(p.quant!)]));
+  const entries = quantizedEntries(
+    store.names().map((n) => store.info(n)),
+    layout,
+    await beyondF16(store, new Set(byName.keys())),
+  );
+  const host = new Map<string, Promise<HostQuant>>();
+  const hostOf = (name: string) => {
+    const p = byName.get(name)!;
+    const h = host.get(name) ?? store.readF32(name).then((v) => hostQuantOf(v, p));
+    host.set(name, h);
     return h;
   };
-  const f16 = (a: Uint16Array) => new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
-  return store.names().flatMap((name): TensorToWrite[] => {
-    const p = quantized.get(name);
-    const info = store.info(name);
-    if (!p) return [{ name, dtype: info.dtype, shape: info.shape, read: () => store.read(name) }];
-    const q = p.quant!;
-    const [N, K] = [info.shape.reduce((a, b) => a * b, 1) / q.shape[1], q.shape[1]];
-    const groups = q.scheme === "q8" ? [N] : [N, K / q.groupSize];
-    const last = async (h: Promise<HostQuant>) => {
-      pending.delete(name);
-      return await h;
+  const bytes = (a: Uint8Array | Uint16Array) =>
+    new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
+  return entries.map((e): TensorToWrite => {
+    const base = e.name.replace(/\.q(scale|offset)$/, "");
+    const last = e.name.endsWith(layout.get(base)?.scheme === "q8" ? ".qscale" : ".qoffset");
+    const read = async () => {
+      if (!byName.has(base)) {
+        if (e.dtype !== "F16" || store.info(e.name).dtype === "F16") return store.read(e.name);
+        return bytes(f32ToF16(await store.readF32(e.name)));
+      }
+      const h = await hostOf(base);
+      if (last) host.delete(base); // the matrix's last part: its host copy is done
+      return bytes(e.name === base ? h.q : e.name.endsWith(".qscale") ? h.scale : h.offset);
     };
-    const parts: TensorToWrite[] = [
-      {
-        name,
-        dtype: q.scheme === "q8" ? "I8" : "U8",
-        shape: q.scheme === "q8" ? [N, K] : [N, K / 2],
-        read: async () => (await host(p)).q,
-      },
-      {
-        name: name + QUANT_SUFFIX.scale,
-        dtype: "F16",
-        shape: groups,
-        read: async () => f16((await (q.scheme === "q8" ? last(host(p)) : host(p))).scale),
-      },
-    ];
-    if (q.scheme === "q4") {
-      parts.push({
-        name: name + QUANT_SUFFIX.offset,
-        dtype: "F16",
-        shape: groups,
-        read: async () => f16((await last(host(p))).offset),
-      });
-    }
-    return parts;
+    return { ...e, read };
   });
+}
+
+/** The file layout of a quantized matrix. */
+function layoutOf(q: QuantMatrix): QuantLayout {
+  return { scheme: q.scheme, K: q.shape[1], groupSize: q.groupSize };
 }
 
 /** `values` of parameter `p` (checkpoint layout) quantized as `p` is held. */

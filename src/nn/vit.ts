@@ -148,12 +148,15 @@ async function unitPadded(p: ParamLoader, name: string, shape: number[]): Promis
   return (await p.f32(name, fits ? stored : shape)).view(shape);
 }
 
-/** The patch projection: a conv with stride p as one `[hidden, C·p·p]` matmul over patches. */
+/**
+ * The patch projection: a conv with stride p as one `[hidden, C·p·p]` matmul over patches (its
+ * weight quantized as that matrix in q8 / q4).
+ */
 async function loadPatch(p: ParamLoader, cfg: VitConfig, names: VitNames): Promise<Linear> {
   const h = cfg.hidden_size, ps = cfg.patch_size, C = cfg.num_channels;
   const e = names.embeddings;
   return await p.owning(async () => ({
-    w: (await p.matrix(e.patch, [h, C, ps, ps])).view([h, C * ps * ps]),
+    w: await p.weight(e.patch, [h, C * ps * ps], false, [h, C, ps, ps]),
     b: e.patchBias === undefined ? undefined : await p.f32(e.patchBias, [h]),
     inOut: false,
   }));

@@ -15,6 +15,9 @@ import { paramGroups } from "../../src/train/param_groups.ts";
 import type { CaptionModel } from "../../src/arch/caption_model.ts";
 import type { LoadOptions } from "../../src/arch/load.ts";
 import { fixture, runAndRead } from "../util.ts";
+import { quantizedEntries } from "../../src/nn/quant.ts";
+import { DTYPE_BYTES, numelOf } from "../../src/io/dtype.ts";
+import type { TensorInfo } from "../../src/io/weights.ts";
 
 for (const model of ["vit-gpt2", "blip"]) {
   for (const dtype of ["q8", "q4"] as const) {
@@ -80,7 +83,10 @@ Deno.test("quantize: the folder holds the documented layout and loads as stored"
     const wte = header.tensors.get("decoder.transformer.wte.weight")!;
     assert.equal(wte.dtype, "U8");
     assert.equal(header.tensors.get("decoder.transformer.wte.weight.qoffset")?.dtype, "F16");
-    assert.equal(header.tensors.get("decoder.transformer.ln_f.weight")?.dtype, "F32");
+    assert.equal(header.tensors.get("decoder.transformer.ln_f.weight")?.dtype, "F16");
+    assert.equal(header.metadata["webcap.quant_version"], "2");
+    const patch = "encoder.embeddings.patch_embeddings.projection.weight";
+    assert.equal(header.tensors.get(patch)?.dtype, "U8", "the patch projection is quantized");
     const float = (await Deno.stat(fixture("hf/vit-gpt2/model.safetensors"))).size;
     assert.ok(bytes.length < 0.5 * float, `${bytes.length} B of ${float} B`);
     assert.ok((await Deno.stat(`${out}/tokenizer.json`)).isFile, "other files copied");
@@ -152,5 +158,244 @@ Deno.test("training a quantized model is refused, naming quantization", async ()
     );
   } finally {
     m.dispose();
+  }
+});
+
+/** Bytes of the tensors `entries` (without the header). */
+function dataBytes(entries: readonly TensorInfo[]): number {
+  return entries.reduce((s, e) => s + numelOf(e.shape) * DTYPE_BYTES[e.dtype], 0);
+}
+
+/** Size of a safetensors file holding `entries`: 8 + header JSON + data (padding aside). */
+function fileBytes(entries: readonly TensorInfo[]): number {
+  let at = 0;
+  const header = Object.fromEntries(entries.map((e) => {
+    const end = at + numelOf(e.shape) * DTYPE_BYTES[e.dtype];
+    const entry = [e.name, { dtype: e.dtype, shape: e.shape, data_offsets: [at, end] }];
+    at = end;
+    return entry;
+  }));
+  return 8 + JSON.stringify({ __metadata__: { format: "pt" }, ...header }).length + at;
+}
+
+/** The layout of each tensor of fixture `model` loaded as `dtype`, by name. */
+async function fixtureLayout(dtype: "q8" | "q4") {
+  const m = await load(fixture("hf/vit-gpt2"), { dtype });
+  try {
+    return new Map(m.params.filter((p) => p.quant).map((p) => [p.name, p]));
+  } finally {
+    m.dispose();
+  }
+}
+
+/**
+ * `nlpconnect/vit-gpt2-image-captioning`'s tensors (ViT-base/16 at 224, GPT-2 small with
+ * cross-attention; the LM head tied and absent) from its config's sizes.
+ */
+function vitGpt2RealSize(): TensorInfo[] {
+  const [h, inter, V, positions, patches, ps] = [768, 3072, 50257, 1024, (224 / 16) ** 2, 16];
+  const t = (name: string, ...shape: number[]): TensorInfo => ({ name, dtype: "F32", shape });
+  const linear = (name: string, out: number, inp: number) => [
+    t(`${name}.weight`, out, inp),
+    t(`${name}.bias`, out),
+  ];
+  const conv1d = (name: string, inp: number, out: number) => [
+    t(`${name}.weight`, inp, out),
+    t(`${name}.bias`, out),
+  ];
+  const ln = (name: string) => [t(`${name}.weight`, h), t(`${name}.bias`, h)];
+  const vit = Array.from({ length: 12 }, (_, i) => `encoder.encoder.layer.${i}.`).flatMap((l) => [
+    ...["query", "key", "value"].flatMap((n) => linear(`${l}attention.attention.${n}`, h, h)),
+    ...linear(`${l}attention.output.dense`, h, h),
+    ...linear(`${l}intermediate.dense`, inter, h),
+    ...linear(`${l}output.dense`, h, inter),
+    ...ln(`${l}layernorm_before`),
+    ...ln(`${l}layernorm_after`),
+  ]);
+  const gpt = Array.from({ length: 12 }, (_, i) => `decoder.transformer.h.${i}.`).flatMap((l) => [
+    ...conv1d(`${l}attn.c_attn`, h, 3 * h),
+    ...conv1d(`${l}attn.c_proj`, h, h),
+    ...conv1d(`${l}crossattention.c_attn`, h, 2 * h),
+    ...conv1d(`${l}crossattention.q_attn`, h, h),
+    ...conv1d(`${l}crossattention.c_proj`, h, h),
+    ...conv1d(`${l}mlp.c_fc`, h, inter),
+    ...conv1d(`${l}mlp.c_proj`, inter, h),
+    ...["ln_1", "ln_2", "ln_cross_attn"].flatMap((n) => ln(l + n)),
+  ]);
+  return [
+    t("encoder.embeddings.cls_token", 1, 1, h),
+    t("encoder.embeddings.position_embeddings", 1, patches + 1, h),
+    t("encoder.embeddings.patch_embeddings.projection.weight", h, 3, ps, ps),
+    t("encoder.embeddings.patch_embeddings.projection.bias", h),
+    ...vit,
+    ...ln("encoder.layernorm"),
+    ...linear("encoder.pooler.dense", h, h),
+    t("decoder.transformer.wte.weight", V, h),
+    t("decoder.transformer.wpe.weight", positions, h),
+    ...gpt,
+    ...ln("decoder.transformer.ln_f"),
+  ];
+}
+
+for (const [dtype, goal] of [["q8", 0.27], ["q4", 0.16]] as const) {
+  Deno.test(`quantize: the ${dtype} file is the layout's arithmetic, ≤ ${goal * 100} % of f32 at ViT-GPT2's real size`, async () => {
+    const params = await fixtureLayout(dtype);
+    const layoutOfName = (infos: readonly TensorInfo[]) => {
+      const byRole = new Map(
+        [...params].map(([n, p]) => [n.replace(/\.\d+\./, ".#."), p]),
+      );
+      return new Map(infos.flatMap((info) => {
+        const p = byRole.get(info.name.replace(/\.\d+\./, ".#."));
+        if (!p) return [];
+        const K = p.transposed ? info.shape[0] : numelOf(info.shape) / info.shape[0];
+        const G = dtype === "q8" ? K : p.quant!.groupSize;
+        return [[info.name, { scheme: dtype, K, groupSize: G }]];
+      }));
+    };
+    // the fixture: the written file is exactly the entries' data after its header
+    const out = await quantizeFixture("vit-gpt2", dtype);
+    try {
+      const store = await openSafetensors(fixture("hf/vit-gpt2/model.safetensors"));
+      const infos = store.names().map((n) => store.info(n));
+      store.close();
+      const entries = quantizedEntries(infos, layoutOfName(infos));
+      const bytes = await Deno.readFile(`${out}/model.safetensors`);
+      const header = 8 + Number(new DataView(bytes.buffer).getBigUint64(0, true));
+      assert.equal(bytes.length - header, dataBytes(entries));
+      const f32 = (await Deno.stat(fixture("hf/vit-gpt2/model.safetensors"))).size;
+      console.log(
+        `  fixture: ${bytes.length} B, ${(100 * bytes.length / f32).toFixed(1)} % of f32`,
+      );
+    } finally {
+      await Deno.remove(out, { recursive: true });
+    }
+    // real size: the same layout rules over the real tensor list
+    const real = vitGpt2RealSize();
+    const numel = real.reduce((s, e) => s + numelOf(e.shape), 0);
+    assert.ok(numel > 238.5e6 && numel < 239.5e6, `ViT-GPT2 holds 239M parameters, not ${numel}`);
+    const layout = layoutOfName(real);
+    // 6 projections per ViT layer, 7 per GPT-2 layer, wte and the patch projection
+    assert.equal(layout.size, 12 * 6 + 12 * 7 + 2);
+    const ratio = fileBytes(quantizedEntries(real, layout)) / fileBytes(real);
+    console.log(`  ViT-GPT2 real size: ${(100 * ratio).toFixed(2)} % of f32`);
+    assert.ok(ratio <= goal, `${dtype} is ${ratio} of f32`);
+  });
+}
+
+Deno.test("quantize: a version 1 q-file (floats and the patch projection as stored) still loads", async () => {
+  const out = await quantizeFixture("vit-gpt2", "q4");
+  const patch = "encoder.embeddings.patch_embeddings.projection.weight";
+  try {
+    const [q, f32] = [
+      await openSafetensors(`${out}/model.safetensors`),
+      await openSafetensors(fixture("hf/vit-gpt2/model.safetensors")),
+    ];
+    const v1 = q.names().filter((n) => !n.startsWith(`${patch}.`)).map((n) => {
+      const from = (q.info(n).dtype === "F16" && f32.has(n)) || n === patch ? f32 : q;
+      const { dtype, shape } = from.info(n);
+      return { name: n, dtype, shape, read: () => from.read(n) };
+    });
+    await writeSafetensors(`${out}/v1.safetensors`, v1);
+    q.close();
+    f32.close();
+    await Deno.rename(`${out}/v1.safetensors`, `${out}/model.safetensors`);
+    const m = await load(out, { dtype: "q4" });
+    try {
+      const p = m.params.find((p) => p.name === patch)!;
+      assert.equal(p.quant?.scheme, "q4", "the float patch projection is quantized at load");
+      assert.equal(m.params.find((p) => p.name.endsWith("ln_f.weight"))?.tensor.dtype, "f32");
+    } finally {
+      m.dispose();
+    }
+  } finally {
+    await Deno.remove(out, { recursive: true });
+  }
+});
+
+/** Rewrite `out/model.safetensors` with `edit` applied to each tensor (undefined: dropped). */
+async function editTensors(
+  out: string,
+  edit: (name: string, dtype: string, shape: number[], data: Uint8Array) =>
+    | { dtype: string; shape: number[]; data: Uint8Array }
+    | undefined,
+): Promise<void> {
+  const store = await openSafetensors(`${out}/model.safetensors`);
+  const tensors = [];
+  for (const n of store.names()) {
+    const { dtype, shape } = store.info(n);
+    const t = edit(n, dtype, shape, (await store.read(n)).slice());
+    if (t) tensors.push({ name: n, dtype: t.dtype as "F16", shape: t.shape, read: () => t.data });
+  }
+  store.close();
+  await writeSafetensors(`${out}/model.safetensors`, tensors);
+}
+
+const FC = "decoder.transformer.h.0.mlp.c_fc.weight"; // q4: [128, 32] out×in, U8 [128, 16]
+const Q4_BAD_LAYOUTS: [string, Parameters<typeof editTensors>[1], RegExp][] = [
+  [
+    "packed bytes of another shape",
+    (n, dtype, shape, data) =>
+      n === FC
+        ? { dtype, shape: [shape[0], shape[1] / 2], data: data.slice(0, data.length / 2) }
+        : { dtype, shape, data },
+    /shape \[128,8\], the config implies \[128,16\]/,
+  ],
+  [
+    "scales whose groups do not divide K",
+    (n, dtype, shape, data) =>
+      n === `${FC}.qscale` || n === `${FC}.qoffset`
+        ? { dtype, shape: [shape[0], 3], data: new Uint8Array(shape[0] * 3 * 2) } // K / 3 groups
+        : { dtype, shape, data },
+    /qscale has 3 groups per row, which do not divide the input 32/,
+  ],
+  [
+    "a missing offset",
+    (n, dtype, shape, data) => n === `${FC}.qoffset` ? undefined : { dtype, shape, data },
+    /qoffset is missing; wants F16 \[128,1\]/,
+  ],
+  [
+    "a non-finite scale",
+    (n, dtype, shape, data) => {
+      if (n === `${FC}.qscale`) data.set([0x00, 0x7c], 2); // element 1: +Inf
+      return { dtype, shape, data };
+    },
+    /scale 1 is not finite/,
+  ],
+];
+
+for (const [what, edit, message] of Q4_BAD_LAYOUTS) {
+  Deno.test(`quantize: a q4 file with ${what} is BAD_WEIGHTS naming the tensor`, async () => {
+    const out = await quantizeFixture("vit-gpt2", "q4");
+    try {
+      await editTensors(out, edit);
+      await assert.rejects(
+        () => load(out, { dtype: "q4" }),
+        (e: Error & { code?: string }) => {
+          assert.equal(e.code, "BAD_WEIGHTS", e.message);
+          assert.ok(e.message.includes(FC) && message.test(e.message), e.message);
+          return true;
+        },
+      );
+    } finally {
+      await Deno.remove(out, { recursive: true });
+    }
+  });
+}
+
+Deno.test("quantize: ClipCap (its CLIP tower in clip-vision/) quantizes and loads as stored", async () => {
+  const out = await quantizeFixture("clipcap", "q8");
+  try {
+    const [stored, atLoad] = [
+      await load(out, { dtype: "q8" }),
+      await load(fixture("hf/clipcap"), { dtype: "q8" }),
+    ];
+    try {
+      assert.deepEqual(await wteRows(stored), await wteRows(atLoad));
+    } finally {
+      stored.dispose();
+      atLoad.dispose();
+    }
+  } finally {
+    await Deno.remove(out, { recursive: true });
   }
 });
