@@ -66,3 +66,32 @@ for (const name of ["vit-gpt2", "blip", "clipcap", "show-attend-tell"]) {
     }
   });
 }
+
+Deno.test("gpu beams: 20 tokens in at most 3 submits; bind groups and buffers per caption do not grow with tokens", async () => {
+  const c = await Captioner.fromPretrained(fixture("hf/vit-gpt2"));
+  const image = noise(32, 32, 4);
+  try {
+    for (const numBeams of [3, 5]) {
+      const cost = async (n: number) => {
+        const g = c.gpu, submits = g.counters.submits;
+        const groups = g.bindGroups.created, buffers = g.pool.created + g.counters.stagingCreated;
+        await c.caption([image], { numBeams, maxNewTokens: n, minNewTokens: n });
+        return {
+          submits: g.counters.submits - submits,
+          groups: g.bindGroups.created - groups,
+          buffers: g.pool.created + g.counters.stagingCreated - buffers,
+        };
+      };
+      // warm: pipelines, pool buckets, staging ring, the bind groups of both ping-pong phases
+      for (const n of [24, 30, 24, 30]) await cost(n);
+      const submits = (await cost(20)).submits;
+      assert.ok(submits <= 3, `beam ${numBeams}: ${submits} submits for 20 tokens`);
+      // buffer sizes follow the max length in steps; 24 and 30 tokens share them
+      const [short, long] = [await cost(24), await cost(30)];
+      const what = `beam ${numBeams}: ${JSON.stringify(short)} → ${JSON.stringify(long)}`;
+      assert.ok(long.groups <= short.groups && long.buffers <= short.buffers, what);
+    }
+  } finally {
+    c.dispose();
+  }
+});

@@ -2,7 +2,7 @@
  * Helpers of the GPU decoder tests: generation on a real model's encoder states with the GPU
  * decoder whole (runLoop, runBeams) or reduced to its one-step interface (the host strategies).
  */
-import { Captioner } from "../../src/captioner/captioner.ts";
+import type { Captioner } from "../../src/captioner/captioner.ts";
 import type { DecoderFactory } from "../../src/decode/generate.ts";
 import { generate } from "../../src/decode/generate.ts";
 import type { GenerateOptions } from "../../src/decode/options.ts";
