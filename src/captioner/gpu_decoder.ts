@@ -3,6 +3,8 @@
  * decoder step, the per-row logits processing and the selection (top-k / gather / full row)
  * into one compute pass, submits once and reads back only what the strategy asked for.
  * A `reorder` is recorded into the next step's submission, so it costs no extra round trip.
+ * Greedy search and sampling (`runLoop`) and beam search (`runBeams`) run many steps per
+ * submission with everything between steps on the GPU.
  * @module
  */
 import { WebcapError } from "../errors.ts";

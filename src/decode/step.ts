@@ -83,10 +83,13 @@ export interface BeamPlan {
   prompts: readonly (readonly number[])[];
   /** The processors, applied after the log-softmax. */
   rules: ProcessorRules;
+  /** Beams per image (rows per image). */
   numBeams: number;
   /** Candidates ranked per image and step: max(2, 1 + #eos)·numBeams (≤ the vocabulary). */
   keep: number;
+  /** Finished scores are divided by (generated length)^lengthPenalty. */
   lengthPenalty: number;
+  /** transformers' stopping rule: true, false (the heuristic) or "never". */
   earlyStopping: boolean | "never";
   /** maxNewTokens: the caches hold this many more positions. */
   maxSteps: number;
