@@ -358,7 +358,7 @@ export class GpuDecoder implements DecoderStep {
     );
     const consts = new Uint32Array([...new Uint32Array(denoms.buffer), ...plan.rules.eos]);
     const lists = packWords(plan.rules.badWords, plan.rules.eos);
-    const keep = <T extends Tensor>(t: T) => rec.keep(t);
+    const keep = rec.keep.bind(rec);
     return {
       shape,
       seq: [keep(rec.upload(seq, [R, W], "i32")), keep(rec.upload(seq, [R, W], "i32"))],
@@ -389,7 +389,8 @@ export class GpuDecoder implements DecoderStep {
       });
     }
     const top = topk(rec, logits, plan.keep);
-    beamStep(rec, top, { seqIn, seqOut, ...bt }, {
+    const { hyps, next, parents, consts } = bt;
+    beamStep(rec, top, { seqIn, seqOut, hyps, next, parents, consts }, {
       ...bt.shape,
       vocab: this.vocabSize,
       eosCount: r.eos.length,

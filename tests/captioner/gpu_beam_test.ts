@@ -7,7 +7,11 @@
  */
 import assert from "node:assert/strict";
 import { Captioner } from "../../src/captioner/captioner.ts";
-import type { GenerateOptions } from "../../src/decode/options.ts";
+import { GpuDecoder } from "../../src/captioner/gpu_decoder.ts";
+import { type GenerateOptions, resolveOptions } from "../../src/decode/options.ts";
+import { compileRules } from "../../src/decode/processors.ts";
+import { WebcapError } from "../../src/errors.ts";
+import { Recorder } from "../../src/gpu/recorder.ts";
 import { fixture } from "../util.ts";
 import { noise, run } from "./gpu_decoders.ts";
 
@@ -92,6 +96,45 @@ Deno.test("gpu beams: 20 tokens in at most 3 submits; bind groups and buffers pe
       assert.ok(long.groups <= short.groups && long.buffers <= short.buffers, what);
     }
   } finally {
+    c.dispose();
+  }
+});
+
+Deno.test("gpu beams: rows that are not images × beams, or more candidates than the vocabulary, are refused before any work", async () => {
+  const c = await Captioner.fromPretrained(fixture("hf/vit-gpt2"));
+  const encoded = await c.encode([noise(32, 32, 5)]);
+  const rec = new Recorder(c.gpu);
+  const st = c.model.beginDecode(rec, encoded.state!, Int32Array.from([0, 0, 0]), 8);
+  const dec = new GpuDecoder(c.gpu, c.model, st, rec);
+  try {
+    const V = dec.vocabSize, prompt = c.promptIds(undefined);
+    const plan = {
+      prompts: [prompt],
+      rules: compileRules(resolveOptions({ numBeams: 2 }), [prompt]),
+      numBeams: 2,
+      keep: 4,
+      lengthPenalty: 1,
+      earlyStopping: false,
+      maxSteps: 4,
+    };
+    const tokens = new Int32Array(3).fill(prompt.at(-1)!);
+    for (
+      const [p, mention] of [[plan, "3 rows for 1 images of 2 beams"], [{
+        ...plan,
+        numBeams: 3,
+        keep: V + 1,
+      }, `${V + 1} candidates of ${V}`]] as const
+    ) {
+      await assert.rejects(dec.runBeams(tokens, p), (e: unknown) => {
+        assert.ok(e instanceof WebcapError && e.code === "BAD_OPTION", String(e));
+        assert.match(e.message, new RegExp(mention));
+        return true;
+      });
+    }
+    assert.equal(dec.rows, 3);
+  } finally {
+    await dec.dispose();
+    encoded.dispose();
     c.dispose();
   }
 });
