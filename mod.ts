@@ -221,6 +221,7 @@ export type {
 export { generate } from "./src/decode/generate.ts";
 export type { DecoderFactory } from "./src/decode/generate.ts";
 export type {
+  BeamPlan,
   DecoderStep,
   LoopOut,
   LoopPlan,

@@ -65,8 +65,12 @@ export interface CaptionModel {
   ): DecodeState;
   /** `tokens [rows·S]` (S tokens per row) → logits `[rows·S, vocab]`; advances caches by S. */
   step(rec: Recorder, st: DecodeState, tokens: Tensor, perRow: number, opts?: StepOptions): Tensor;
-  /** Row i continues the caches of row `parents[i]` (fewer rows drop the rest). */
-  reorder(rec: Recorder, st: DecodeState, parents: Int32Array): void;
+  /**
+   * Row i continues the caches of row `parents[i]` (fewer rows drop the rest). Parents on the
+   * GPU (i32 `[rows]`, each a row of the same image, e.g. chosen by beam search's kernel): the
+   * caches are gathered into spare buffers, allocated once.
+   */
+  reorder(rec: Recorder, st: DecodeState, parents: Int32Array | Tensor): void;
   /** Free the weights. */
   dispose(): void;
 }

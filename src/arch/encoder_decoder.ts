@@ -29,8 +29,8 @@ export interface StepDecoder<S extends DecodeState> {
   begin(rec: Recorder, enc: EncoderState, rowImage: Int32Array, maxLength: number): S;
   /** `tokens [rows·S]` → logits `[rows·S, vocab]`; with `attention`, sets `st.attention`. */
   forward(rec: Recorder, st: S, tokens: Tensor, perRow: number, attention: boolean): Tensor;
-  /** Row i continues row `parents[i]`. */
-  reorder(rec: Recorder, st: S, parents: Int32Array): void;
+  /** Row i continues row `parents[i]` ({@link CaptionModel.reorder}). */
+  reorder(rec: Recorder, st: S, parents: Int32Array | Tensor): void;
 }
 
 /** What an architecture configures the model with. */
@@ -82,7 +82,7 @@ export class EncoderDecoderModel<E extends EncoderState, S extends DecodeState>
     return rec.scope(() => this.parts.text.forward(rec, st as S, tokens, perRow, attention));
   }
 
-  reorder(rec: Recorder, st: DecodeState, parents: Int32Array): void {
+  reorder(rec: Recorder, st: DecodeState, parents: Int32Array | Tensor): void {
     rec.scope(() => this.parts.text.reorder(rec, st as S, parents));
   }
 

@@ -322,8 +322,12 @@ class SatDecoder implements StepDecoder<SatState> {
     [s.c, s.cNext] = [s.cNext, s.c];
   }
 
-  /** Row i continues row `parents[i]`: h and c gathered into fresh buffers, row→image remapped. */
-  reorder(rec: Recorder, s: SatState, parents: Int32Array): void {
+  /**
+   * Row i continues row `parents[i]`: h and c gathered into fresh buffers, row→image remapped;
+   * GPU parents (i32 `[rows]`, rows keep their images): gathered into `hNext`/`cNext`, swapped.
+   */
+  reorder(rec: Recorder, s: SatState, parents: Int32Array | Tensor): void {
+    if (!(parents instanceof Int32Array)) return this.#gather(rec, s, parents);
     if (parents.some((p) => p < 0 || p >= s.rows)) {
       throw new WebcapError("BAD_OPTION", `reorder: parents must index the ${s.rows} current rows`);
     }
@@ -338,6 +342,17 @@ class SatDecoder implements StepDecoder<SatState> {
     s.rowImage = Int32Array.from(parents, (p) => s.rowImage[p]);
     s.rowImageGpu = uploadTensor(rec.gpu, s.rowImage, [R], "i32", "row-image");
     s.rows = R;
+  }
+
+  /** The ping-pong reorder by GPU parents `[rows]`. */
+  #gather(rec: Recorder, s: SatState, parents: Tensor): void {
+    if (parents.size !== s.rows || parents.dtype !== "i32") {
+      throw new WebcapError("BAD_SHAPE", `reorder: GPU parents must be i32 [${s.rows}]`);
+    }
+    embedding(rec, s.h, parents, { out: s.hNext });
+    embedding(rec, s.c, parents, { out: s.cNext });
+    [s.h, s.hNext] = [s.hNext, s.h];
+    [s.c, s.cNext] = [s.cNext, s.c];
   }
 }
 

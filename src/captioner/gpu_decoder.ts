@@ -3,6 +3,8 @@
  * decoder step, the per-row logits processing and the selection (top-k / gather / full row)
  * into one compute pass, submits once and reads back only what the strategy asked for.
  * A `reorder` is recorded into the next step's submission, so it costs no extra round trip.
+ * Greedy search and sampling (`runLoop`) and beam search (`runBeams`) run many steps per
+ * submission with everything between steps on the GPU.
  * @module
  */
 import { WebcapError } from "../errors.ts";
@@ -10,6 +12,7 @@ import type { Gpu } from "../gpu/device.ts";
 import { Recorder } from "../gpu/recorder.ts";
 import type { Tensor } from "../gpu/tensor.ts";
 import type {
+  BeamPlan,
   DecoderStep,
   LoopOut,
   LoopPlan,
@@ -19,12 +22,14 @@ import type {
 } from "../decode/step.ts";
 import { allEnded } from "../decode/loop.ts";
 import { packWords, processHistory, processLogits } from "../shaders/logits_process.ts";
+import { type BeamShape, beamStep, hypsWidth, seqWidth } from "../shaders/beam/beam.ts";
 import { sampleRows } from "../shaders/sample/sample.ts";
 import { gatherValues, recordTokens, topk } from "../shaders/topk.ts";
 import type { CaptionModel, DecodeState, EncoderState } from "../arch/caption_model.ts";
 import { type DecoderFactory, generate } from "../decode/generate.ts";
 import { type GenerateOptions, resolveOptions } from "../decode/options.ts";
 import type { GeneratedSequence } from "../decode/search.ts";
+import type { ProcessorRules } from "../decode/processors.ts";
 
 /** Pack per-row seen (deduplicated) and banned lists as the logits kernel reads them. */
 export function packTokenLists(
@@ -73,6 +78,48 @@ interface LoopTensors {
   next: Tensor;
   lists: Tensor;
   out: Tensor;
+}
+
+/** How {@link GpuDecoder} runs chunks of steps: record step i, read a chunk, stop after it. */
+interface ChunkSteps {
+  step(rec: Recorder, i: number): void;
+  read(rec: Recorder, from: number, n: number): Promise<ArrayBuffer>;
+  stop(words: ArrayBuffer, from: number, n: number): boolean;
+}
+
+/** Beam search's GPU state ({@link GpuDecoder.runBeams}; layouts in src/shaders/beam/beam.ts). */
+interface BeamTensors {
+  shape: BeamShape;
+  /** Running sequences `[R, W]`, read and written alternately. */
+  seq: [Tensor, Tensor];
+  hyps: Tensor;
+  next: Tensor;
+  parents: Tensor;
+  consts: Tensor;
+  /** Bad words and eos for the processors. */
+  lists: Tensor;
+  /** Empty token lists: the log-softmax alone. */
+  none: Tensor;
+}
+
+/** Whether any processor applies. */
+function anyRule(r: ProcessorRules): boolean {
+  return r.repetitionPenalty !== 1 || r.noRepeatNgramSize > 0 ||
+    r.encoderNoRepeatNgramSize > 0 || r.badWords.length > 0 || r.minNewTokens > 0;
+}
+
+/** Image `b`'s finished hypotheses, best first, from the read-back lists. */
+function finishedOf(words: Int32Array, b: number, s: BeamShape): GeneratedSequence[] {
+  const h0 = b * hypsWidth(s), K = s.beams, N = s.maxNew;
+  const f32 = new Float32Array(words.buffer, words.byteOffset, words.length);
+  return Array.from({ length: words[h0 + 1] }, (_, i) => {
+    const e = h0 + 3 + K + words[h0 + 3 + i] * (2 + 2 * N), len = words[e];
+    return {
+      tokens: Array.from(words.subarray(e + 2, e + 2 + len)),
+      logprobs: Array.from(f32.subarray(e + 2 + N, e + 2 + N + len)),
+      score: f32[e + 1],
+    };
+  });
 }
 
 /** The arrays joined into one. */
@@ -195,9 +242,8 @@ export class GpuDecoder implements DecoderStep {
 
   /**
    * Greedy search or sampling run on the GPU: processors from the histories, selection or draw,
-   * and the chosen tokens fed back, {@link LOOP_CHUNK} steps or fewer per submission; each
-   * chunk's tokens are read back once, the next chunk queued before they are read; stops once
-   * every row has produced an eos.
+   * and the chosen tokens fed back, in chunks ({@link #chunked}); stops once every row has
+   * produced an eos.
    */
   async runLoop(tokens: Int32Array, plan: LoopPlan): Promise<LoopOut> {
     this.#checkTokens(tokens);
@@ -205,36 +251,153 @@ export class GpuDecoder implements DecoderStep {
     this.#pending = undefined;
     const lp = this.#loopTensors(first, tokens, plan);
     const R = tokens.length;
-    const chunk = Math.min(LOOP_CHUNK, Math.ceil(plan.maxSteps / 2));
-    let recorded = 0;
-    const submitChunk = (rec: Recorder) => {
-      const from = recorded, n = Math.min(chunk, plan.maxSteps - from);
-      for (let i = from; i < from + n; i++) rec.recycle(() => this.#loopStep(rec, lp, plan, i));
-      recorded += n;
-      const read = rec.read(lp.out.buffer, n * 8 * R, from * 8 * R);
-      return { n, read, done: rec.submit() };
-    };
-    const inflight = [submitChunk(first)];
     const ids: Int32Array[] = [], values: Float32Array[] = [];
-    let steps = 0;
     try {
-      while (inflight.length > 0) {
-        if (recorded < plan.maxSteps) inflight.push(submitChunk(new Recorder(this.gpu)));
-        const c = inflight.shift()!;
-        await c.done;
-        const words = new Uint32Array(await c.read);
-        for (let i = 0; i < c.n; i++) {
-          ids.push(new Int32Array(words.buffer, i * 8 * R, R));
-          values.push(new Float32Array(words.buffer, (i * 2 + 1) * 4 * R, R));
-        }
-        steps += c.n;
-        if (allEnded(concat(ids, Int32Array), R, plan.rules.eos)) break;
-      }
+      await this.#chunked(first, plan.maxSteps, {
+        step: (rec, i) => this.#loopStep(rec, lp, plan, i),
+        read: (rec, from, n) => rec.read(lp.out.buffer, n * 8 * R, from * 8 * R),
+        stop: (words, _from, n) => {
+          for (let i = 0; i < n; i++) {
+            ids.push(new Int32Array(words, i * 8 * R, R));
+            values.push(new Float32Array(words, (i * 2 + 1) * 4 * R, R));
+          }
+          return allEnded(concat(ids, Int32Array), R, plan.rules.eos);
+        },
+      });
     } finally {
-      await Promise.allSettled(inflight.map((c) => c.done)); // a chunk queued past the end
       for (const t of [lp.hist, lp.next, lp.lists, lp.out]) t.release();
     }
-    return { ids: concat(ids, Int32Array), values: concat(values, Float32Array), steps };
+    const out = concat(ids, Int32Array);
+    return { ids: out, values: concat(values, Float32Array), steps: out.length / R };
+  }
+
+  /**
+   * Run up to `maxSteps` steps, {@link LOOP_CHUNK} or fewer per submission (a run is split in two
+   * at least), `first` holding the first chunk: each chunk ends with one read-back, the next
+   * chunk is queued before it is read, and `c.stop` on the words read ends the run.
+   */
+  async #chunked(first: Recorder, maxSteps: number, c: ChunkSteps): Promise<void> {
+    const chunk = Math.min(LOOP_CHUNK, Math.ceil(maxSteps / 2));
+    let recorded = 0;
+    const submitChunk = (rec: Recorder) => {
+      const from = recorded, n = Math.min(chunk, maxSteps - from);
+      for (let i = from; i < from + n; i++) rec.recycle(() => c.step(rec, i));
+      recorded += n;
+      const read = c.read(rec, from, n);
+      return { from, n, read, done: rec.submit() };
+    };
+    const inflight = [submitChunk(first)];
+    try {
+      while (inflight.length > 0) {
+        if (recorded < maxSteps) inflight.push(submitChunk(new Recorder(this.gpu)));
+        const q = inflight.shift()!;
+        await q.done;
+        if (c.stop(await q.read, q.from, q.n)) break;
+      }
+    } finally {
+      await Promise.allSettled(inflight.map((q) => q.done)); // a chunk queued past the end
+    }
+  }
+
+  /**
+   * Beam search run on the GPU ({@link DecoderStep.runBeams}): per step the model, log-softmax,
+   * processors from the running sequences, top-k per row, then `beamStep` (candidates, finished
+   * lists, done flags) and the caches gathered by the chosen parents, in chunks
+   * ({@link #chunked}); each chunk reads back the finished lists, the last one read is the result.
+   */
+  async runBeams(tokens: Int32Array, plan: BeamPlan): Promise<GeneratedSequence[][]> {
+    this.#checkTokens(tokens);
+    const images = plan.prompts.length, K = plan.numBeams;
+    if (tokens.length !== images * K || plan.keep > this.vocabSize) {
+      throw new WebcapError(
+        "BAD_OPTION",
+        `runBeams: ${tokens.length} rows for ${images} images of ${K} beams, ${plan.keep} candidates of ${this.vocabSize}`,
+      );
+    }
+    const first = this.#pending ?? new Recorder(this.gpu);
+    this.#pending = undefined;
+    const bt = this.#beamTensors(first, tokens, plan);
+    let words = new Int32Array(0);
+    try {
+      await this.#chunked(first, plan.maxSteps, {
+        step: (rec, i) => this.#beamStep(rec, bt, plan, i),
+        read: (rec) => rec.read(bt.hyps.buffer, bt.hyps.size * 4),
+        stop: (read) => {
+          words = new Int32Array(read);
+          return Array.from({ length: images }, (_, b) => words[b * bt.hyps.shape[1]])
+            .every((done) => done === 1);
+        },
+      });
+    } finally {
+      for (const t of [...bt.seq, bt.hyps, bt.next, bt.parents, bt.consts, bt.lists, bt.none]) {
+        t.release();
+      }
+    }
+    return Array.from({ length: images }, (_, b) => finishedOf(words, b, bt.shape));
+  }
+
+  /** Beam search's GPU state: running sequences (ping-pong), finished lists, the constants. */
+  #beamTensors(rec: Recorder, tokens: Int32Array, plan: BeamPlan): BeamTensors {
+    const R = tokens.length, images = plan.prompts.length, P = plan.prompts[0].length;
+    const shape: BeamShape = {
+      beams: plan.numBeams,
+      keep: plan.keep,
+      promptLen: P,
+      maxNew: plan.maxSteps,
+      earlyTrue: plan.earlyStopping === true,
+      fixedLen: plan.earlyStopping === "never" && plan.lengthPenalty > 0,
+    };
+    const W = seqWidth(shape), HS = hypsWidth(shape);
+    const seq = new Int32Array(R * W); // prompts; scores 0
+    for (let r = 0; r < R; r++) seq.set(plan.prompts[Math.floor(r / plan.numBeams)], r * W);
+    const hyps = new Int32Array(images * HS);
+    for (let b = 0; b < images; b++) hyps[b * HS + 2] = 1; // the heuristic holds no image yet
+    const denoms = Float32Array.from(
+      { length: plan.maxSteps },
+      (_, g) => (g + 1) ** plan.lengthPenalty,
+    );
+    const consts = new Uint32Array([...new Uint32Array(denoms.buffer), ...plan.rules.eos]);
+    const lists = packWords(plan.rules.badWords, plan.rules.eos);
+    const keep = rec.keep.bind(rec);
+    return {
+      shape,
+      seq: [keep(rec.upload(seq, [R, W], "i32")), keep(rec.upload(seq, [R, W], "i32"))],
+      hyps: keep(rec.upload(hyps, [images, HS], "i32")),
+      next: keep(rec.upload(tokens, [R], "i32")),
+      parents: keep(rec.output([R], "i32")),
+      consts: keep(rec.upload(consts, [consts.length], "u32")),
+      lists: keep(rec.upload(lists, [lists.length], "u32")),
+      none: keep(rec.upload(new Uint32Array(2 * (R + 1)), [2 * (R + 1)], "u32")),
+    };
+  }
+
+  /** Record step `i` of beam search (reads `seq[i % 2]`, writes the other). */
+  #beamStep(rec: Recorder, bt: BeamTensors, plan: BeamPlan, i: number): void {
+    const R = bt.next.size, r = plan.rules, P = bt.shape.promptLen;
+    const [seqIn, seqOut] = i % 2 === 0 ? bt.seq : [bt.seq[1], bt.seq[0]];
+    const logits = this.model.step(rec, this.state, bt.next, 1);
+    const o = { rows: R, before: true, after: false, penalty: 1, seenTotal: 0 };
+    processLogits(rec, logits, bt.none, o); // log-softmax, as the host path
+    if (anyRule(r)) {
+      processHistory(rec, logits, seqIn, bt.lists, {
+        ...r,
+        promptLen: P,
+        len: P + i,
+        words: r.badWords.length,
+        eosCount: r.eos.length,
+        logSoftmax: false,
+      });
+    }
+    const top = topk(rec, logits, plan.keep);
+    const { hyps, next, parents, consts } = bt;
+    beamStep(rec, top, { seqIn, seqOut, hyps, next, parents, consts }, {
+      ...bt.shape,
+      vocab: this.vocabSize,
+      eosCount: r.eos.length,
+      step: i,
+      width: i === 0 ? 1 : plan.numBeams,
+    });
+    if (i + 1 < plan.maxSteps) this.model.reorder(rec, this.state, bt.parents);
   }
 
   /** The loop's state: histories `[R, promptLen + maxSteps]`, the fed ids, lists, the output. */

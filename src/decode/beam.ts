@@ -160,6 +160,9 @@ export async function beamSearch(
   const K = opts.numBeams;
   const keep = Math.max(2, 1 + opts.eosTokenIds.length) * K;
   const k = Math.min(keep, vocabSize);
+  if (dec.runBeams && !opts.doSample && k === keep) {
+    return beamSearchOnDecoder(dec as Required<DecoderStep>, setup, keep);
+  }
   const rng = new Rng(opts.seed);
   // transformers keeps eos count + 1 tokens in beam sampling, and 2 when there is no eos
   const warp: WarpSettings = { ...opts, minTokensToKeep: Math.max(2, opts.eosTokenIds.length + 1) };
@@ -207,4 +210,25 @@ export async function beamSearch(
       score: b.score,
     }))
   );
+}
+
+/** Beam search run by the decoder ({@link DecoderStep.runBeams}): rows fan out from the prompt. */
+async function beamSearchOnDecoder(
+  dec: DecoderStep & Required<Pick<DecoderStep, "runBeams">>,
+  setup: SearchSetup,
+  keep: number,
+): Promise<GeneratedSequence[][]> {
+  const { prompts, opts } = setup, K = opts.numBeams;
+  const rowImage = Int32Array.from({ length: prompts.length * K }, (_, r) => Math.floor(r / K));
+  dec.reorder(rowImage); // fed once per image: fan out
+  const finished = await dec.runBeams(rowImage.map((i) => setup.first[i]), {
+    prompts,
+    rules: setup.rules,
+    numBeams: K,
+    keep,
+    lengthPenalty: opts.lengthPenalty,
+    earlyStopping: opts.earlyStopping,
+    maxSteps: opts.maxNewTokens,
+  });
+  return finished.map((l) => l.slice(0, opts.numReturnSequences));
 }

@@ -5,6 +5,7 @@
  * @module
  */
 import type { ProcessorRules } from "./processors.ts";
+import type { GeneratedSequence } from "./search.ts";
 import type { WarpSettings } from "./warpers.ts";
 
 /**
@@ -67,6 +68,31 @@ export interface DecoderStep {
    * Rows are never dropped; tokens after a row's eos are computed and ignored.
    */
   runLoop?(tokens: Int32Array, plan: LoopPlan): Promise<LoopOut>;
+  /**
+   * Optional fast path of beam search (src/decode/beam.ts semantics): with `numBeams` rows per
+   * image, each holding its image's prompt state, run the whole search where the logits live
+   * (scores, candidates, finished lists, early stopping, row reorders) with only a few
+   * read-backs. Returns per image its finished hypotheses, best first (at most numBeams).
+   */
+  runBeams?(tokens: Int32Array, plan: BeamPlan): Promise<GeneratedSequence[][]>;
+}
+
+/** What a decoder needs to run beam search by itself ({@link DecoderStep.runBeams}). */
+export interface BeamPlan {
+  /** Each image's full prompt. [images][promptLen] */
+  prompts: readonly (readonly number[])[];
+  /** The processors, applied after the log-softmax. */
+  rules: ProcessorRules;
+  /** Beams per image (rows per image). */
+  numBeams: number;
+  /** Candidates ranked per image and step: max(2, 1 + #eos)·numBeams (≤ the vocabulary). */
+  keep: number;
+  /** Finished scores are divided by (generated length)^lengthPenalty. */
+  lengthPenalty: number;
+  /** transformers' stopping rule: true, false (the heuristic) or "never". */
+  earlyStopping: boolean | "never";
+  /** maxNewTokens: the caches hold this many more positions. */
+  maxSteps: number;
 }
 
 /** What a decoder needs to run greedy search or sampling by itself ({@link DecoderStep.runLoop}). */

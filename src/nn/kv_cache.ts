@@ -2,7 +2,8 @@
  * The key/value cache of a transformer decoder (GPT-2, BERT): per layer the keys and values of
  * every decoded position of every row, and the cross-attention keys/values of each encoded
  * image (computed once, shared by that image's rows through `rowImage`). Rows are reordered
- * (beam search) by gathering every layer's cache into fresh buffers.
+ * (beam search) by gathering every layer's cache into fresh buffers, or, for parents chosen on
+ * the GPU, into a spare buffer per layer that then swaps with the cache (ping-pong).
  * @module
  */
 import { WebcapError } from "../errors.ts";
@@ -20,6 +21,8 @@ export interface KvCache {
   length: number;
   /** Per layer `[rows, maxLength, 2h]`: keys then values of each position. */
   kv: Tensor[];
+  /** Per layer, the other buffer of a GPU reorder's ping-pong (made by the first one). */
+  spare: Tensor[];
   /** Per layer cross keys/values `[images·encSeq, 2h]`, computed once (empty without cross-attention). */
   cross: Tensor[];
   encSeq: number;
@@ -53,6 +56,7 @@ export function beginKvCache(
       { length: layers },
       (_, i) => ownedTensor(rec.gpu, [rows, maxLength, 2 * hidden], "f32", `kv-cache-${i}`),
     ),
+    spare: [],
     cross: cross.kv.map((t) => rec.keep(t)),
     encSeq: cross.encSeq,
     rowImage: rowImage.slice(),
@@ -151,15 +155,22 @@ export function imageCrossAttention(
   }).view([st.rows * S, h]);
 }
 
-/** Row i continues row `parents[i]`: caches gathered into fresh buffers, row→image remapped. */
-export function reorderKvCache(rec: Recorder, st: KvCache, parents: Int32Array): void {
+/**
+ * Row i continues row `parents[i]`. Host parents (fewer rows drop the rest): caches gathered into
+ * fresh buffers, row→image remapped. GPU parents (i32 `[rows]`, each a row of the same image):
+ * caches gathered into the spare buffers, which become the caches; nothing is allocated after
+ * the first.
+ */
+export function reorderKvCache(rec: Recorder, st: KvCache, parents: Int32Array | Tensor): void {
+  if (!(parents instanceof Int32Array)) return gatherKvCache(rec, st, parents);
   if (parents.some((p) => p < 0 || p >= st.rows)) {
     throw new WebcapError("BAD_OPTION", `reorder: parents must index the ${st.rows} current rows`);
   }
   const ids = rec.upload(parents, [parents.length], "i32");
   const R = parents.length;
   // the replaced caches end their life once the gathers reading them are submitted
-  rec.releaseAfterSubmit(...st.kv, st.rowImageGpu);
+  rec.releaseAfterSubmit(...st.kv, ...st.spare, st.rowImageGpu);
+  st.spare = [];
   st.kv = st.kv.map((cache, i) => {
     const width = cache.size / st.rows;
     const next = ownedTensor(rec.gpu, [R, st.maxLength, cache.shape[2]], "f32", `kv-cache-${i}`);
@@ -171,9 +182,27 @@ export function reorderKvCache(rec: Recorder, st: KvCache, parents: Int32Array):
   st.rows = R;
 }
 
+/** The ping-pong reorder by GPU parents `[rows]` (rows keep their images). */
+function gatherKvCache(rec: Recorder, st: KvCache, parents: Tensor): void {
+  if (parents.size !== st.rows || parents.dtype !== "i32") {
+    throw new WebcapError("BAD_SHAPE", `reorder: GPU parents must be i32 [${st.rows}]`);
+  }
+  if (st.spare.length === 0) {
+    st.spare = st.kv.map((c, i) => ownedTensor(rec.gpu, c.shape, c.dtype, `kv-cache-${i}`));
+  }
+  const spare = st.spare;
+  st.spare = st.kv;
+  st.kv = st.kv.map((cache, i) => {
+    const width = cache.size / st.rows;
+    embedding(rec, cache.view([st.rows, width]), parents, { out: spare[i].view([st.rows, width]) });
+    return spare[i];
+  });
+}
+
 /** Free a decoding's caches. */
 export function disposeKvCache(st: KvCache): void {
-  for (const t of [...st.kv, ...st.cross, st.rowImageGpu]) if (t.alive) t.release();
+  for (const t of [...st.kv, ...st.spare, ...st.cross, st.rowImageGpu]) if (t.alive) t.release();
   st.kv = [];
+  st.spare = [];
   st.cross = [];
 }
