@@ -10,7 +10,13 @@
 import assert from "node:assert/strict";
 import { WebcapError } from "../../src/errors.ts";
 import { readCaptionData } from "../../src/train/data.ts";
-import { linearSchedule } from "../../src/train/schedule.ts";
+import {
+  constantSchedule,
+  cosineSchedule,
+  linearSchedule,
+  type ScheduleConfig,
+  scheduleOf,
+} from "../../src/train/schedule.ts";
 import { trainCaptioner } from "../../src/train/scst.ts";
 import { readTrainLog } from "../../src/train/train_log.ts";
 import { Trainer } from "../../src/train/trainer.ts";
@@ -37,6 +43,18 @@ function refused(r: { code: number; stderr: string }, code: string, message: str
   assert.equal(r.code, 2, r.stderr);
   assert.ok(r.stderr.includes(`error ${code}`) && r.stderr.includes(message), r.stderr);
 }
+
+Deno.test("scheduleOf rebuilds each schedule from its saved config; an unknown kind is refused", () => {
+  for (const s of [constantSchedule(), linearSchedule(3, 10), cosineSchedule(2, 9, 1.5)]) {
+    const again = scheduleOf(JSON.parse(JSON.stringify(s.config)));
+    assert.deepEqual(again.config, s.config);
+    for (let step = 0; step <= 11; step++) assert.equal(again.factor(step), s.factor(step));
+  }
+  assert.throws(
+    () => scheduleOf({ kind: "step" } as unknown as ScheduleConfig),
+    (e) => e instanceof WebcapError && e.message.includes('got "step"'),
+  );
+});
 
 Deno.test("CLI refuses bad schedule, warm-up, weight decay, clipping and accumulation before any GPU work", async () => {
   const tmp = await Deno.makeTempDir({ prefix: "webcap-train-opts-" });
