@@ -57,17 +57,28 @@ export type {
   SgdOptions,
   StepOptions as TrainStepOptions,
 } from "./src/train/optim.ts";
-export { constantSchedule, cosineSchedule, linearSchedule } from "./src/train/schedule.ts";
+export {
+  constantSchedule,
+  cosineSchedule,
+  linearSchedule,
+  scheduleOf,
+} from "./src/train/schedule.ts";
 export type { Schedule, ScheduleConfig } from "./src/train/schedule.ts";
 export { planMemory } from "./src/train/memory.ts";
 export type { MemoryPlan, MemoryPlanOptions } from "./src/train/memory.ts";
-export { HF_LAYOUT, loadOptimizerState, saveCheckpoint } from "./src/train/checkpoint.ts";
+export {
+  HF_LAYOUT,
+  loadOptimizerState,
+  readTrainerState,
+  saveCheckpoint,
+} from "./src/train/checkpoint.ts";
 export type { CheckpointLayout, Saved, SaveOptions, TrainerState } from "./src/train/checkpoint.ts";
 export { Trainer } from "./src/train/trainer.ts";
 export type { FitOptions, StepReport, TrainBatch, TrainerOptions } from "./src/train/trainer.ts";
 /** SCST and cross-entropy training over a caption data set (what `deno task train` runs). */
 export {
   ciderReward,
+  epochShuffle,
   greedyBaseline,
   loopSteps,
   meanBaseline,
@@ -79,6 +90,7 @@ export {
 } from "./src/train/scst.ts";
 export type {
   BaselineFn,
+  BatchChooser,
   LoadedSplit,
   LoopState,
   LoopStep,

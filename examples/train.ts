@@ -7,7 +7,8 @@
  *     [--seed S] [--frozen-encoder] [--save-every N] [--log FILE]
  *     [--reward cider:1,bleu4:0.5,keywords:W,length:W] [--keywords a,b] [--target-length N]
  *     [--split 0.9,0.05,0.05] [--split-file FILE] [--missing skip|error]
- *     [--bad-captions skip|error]
+ *     [--bad-captions skip|error] [--schedule constant|linear|cosine] [--warmup N]
+ *     [--weight-decay W] [--grad-clip X] [--grad-accum N]
  *
  * `--data`: a Karpathy split file, a COCO `captions_*.json` (images under `--images`, default
  * the data file's folder), a Flickr8k/30k caption file (`Flickr8k.token.txt`,
@@ -21,11 +22,22 @@
  * to the JSON-lines `--log` (default `OUT/train_log.jsonl`) with the curve `train_curve.svg`
  * beside it; progress goes to stderr. With `--json` the last line is
  * `{"mode","steps","val":{…},"checkpoint"}`.
+ *
+ * `--model` is a folder or a hub id (`org/name`, downloaded into the Hugging Face cache as
+ * `deno task caption` does; `HF_ENDPOINT`, `HF_HUB_CACHE`, `HF_HUB_OFFLINE` apply). The optimizer
+ * is AdamW: `--schedule` of the learning rate over the run's steps (default constant; linear and
+ * cosine decay to 0 at the last step) after `--warmup N` steps rising from 0, `--weight-decay`
+ * (default 0), `--grad-clip` (global gradient norm; default none) and `--grad-accum` micro-batches
+ * of `--batch-size` per step (default 1). A resumed run continues its checkpoint's optimizer
+ * settings and schedule: these flags may be left out, and one that differs is refused.
  * @module
  */
 import { parseArgs } from "node:util";
 import { WebcapError } from "../src/errors.ts";
-import { TRAINER_STATE } from "../src/train/checkpoint.ts";
+import { resolveModel } from "../src/io/hub.ts";
+import { readTrainerState, TRAINER_STATE } from "../src/train/checkpoint.ts";
+import type { OptimizerConfig } from "../src/train/optim.ts";
+import { type ScheduleConfig, scheduleOf } from "../src/train/schedule.ts";
 import { type CaptionSplits, readCaptionData, splitEntries } from "../src/train/data.ts";
 import {
   combineRewards,
@@ -48,7 +60,8 @@ const USAGE = "usage: deno task train --data FILE [--images DIR] --model DIR --m
   "[--baseline greedy|mean] [--temperature T] [--top-k K] [--val-every N] [--seed S] " +
   "[--frozen-encoder] [--save-every N] [--log FILE] [--reward cider:1,bleu4:0.5] " +
   "[--keywords a,b] [--target-length N] [--split 0.9,0.05,0.05] [--split-file FILE] " +
-  "[--missing skip|error] [--bad-captions skip|error]";
+  "[--missing skip|error] [--bad-captions skip|error] [--schedule constant|linear|cosine] " +
+  "[--warmup N] [--weight-decay W] [--grad-clip X] [--grad-accum N]";
 
 function flags() {
   return parseArgs({
@@ -81,6 +94,11 @@ function flags() {
       "split-file": { type: "string" },
       missing: { type: "string" },
       "bad-captions": { type: "string" },
+      schedule: { type: "string" },
+      warmup: { type: "string" },
+      "weight-decay": { type: "string" },
+      "grad-clip": { type: "string" },
+      "grad-accum": { type: "string" },
       help: { type: "boolean", short: "h" },
     },
   }).values;
@@ -144,6 +162,7 @@ function options(f: Flags) {
     saveEvery: f["save-every"] === undefined ? undefined : num(f, "save-every", true),
     reward: rewardOptions(f),
     data: dataOptions(f),
+    optim: optimFlags(f),
     lr: num(f, "lr", false),
     valEvery: f["val-every"] === undefined ? undefined : num(f, "val-every", true),
     seed: f.seed === undefined ? undefined : num(f, "seed", true, 0, 0),
@@ -173,6 +192,76 @@ function rewardOptions(f: Flags) {
   }
   const targetLength = uses("length") ? num(f, "target-length", true) : undefined;
   return { weights, keywords, targetLength };
+}
+
+/** `--schedule`, `--warmup`, `--weight-decay`, `--grad-clip`, `--grad-accum` as given, checked. */
+function optimFlags(f: Flags) {
+  const kind = f.schedule;
+  if (kind !== undefined && kind !== "constant" && kind !== "linear" && kind !== "cosine") {
+    bad(`--schedule must be constant, linear or cosine, got ${kind}`);
+  }
+  if (f.warmup !== undefined && (kind === undefined || kind === "constant")) {
+    bad("--warmup needs --schedule linear or cosine (the constant schedule has no warm-up)");
+  }
+  const wd = f["weight-decay"];
+  if (wd !== undefined && !(wd.trim() !== "" && Number(wd) >= 0 && Number.isFinite(+wd))) {
+    bad(`--weight-decay must be a number ≥ 0, got ${wd}`);
+  }
+  return {
+    kind,
+    warmup: f.warmup === undefined ? undefined : num(f, "warmup", true, 0, 0),
+    weightDecay: wd === undefined ? undefined : Number(wd),
+    maxGradNorm: f["grad-clip"] === undefined ? undefined : num(f, "grad-clip", false),
+    accumulate: f["grad-accum"] === undefined ? undefined : num(f, "grad-accum", true),
+  };
+}
+
+type OptimFlags = ReturnType<typeof optimFlags>;
+
+/**
+ * The optimizer settings of the run: the flags (defaults: no decay, no clipping, one
+ * micro-batch per step), or a resumed checkpoint's settings, a flag that differs refused.
+ */
+function stepSettings(g: OptimFlags, saved: OptimizerConfig | null | undefined, resume?: string) {
+  const pick = <T>(flag: string, given: T | undefined, was: T | undefined, fallback: T): T => {
+    if (!saved) return given ?? fallback;
+    if (given !== undefined && given !== was) {
+      bad(`--${flag} ${given} contradicts ${was} in ${resume}: leave it out to resume`);
+    }
+    return was!;
+  };
+  return {
+    weightDecay: pick("weight-decay", g.weightDecay, saved?.weightDecay, 0),
+    maxGradNorm: pick("grad-clip", g.maxGradNorm, saved?.maxGradNorm ?? undefined, undefined),
+    accumulate: pick("grad-accum", g.accumulate, saved?.accumulate, 1),
+  };
+}
+
+/**
+ * The learning-rate schedule over the run's `steps` (warm-up checked shorter than the run), or
+ * a resumed checkpoint's, a `--schedule` or `--warmup` that differs refused.
+ */
+function runSchedule(g: OptimFlags, steps: number, saved: ScheduleConfig | undefined) {
+  if (saved) {
+    const warmup = "warmupSteps" in saved ? saved.warmupSteps : undefined;
+    if ((g.kind !== undefined && g.kind !== saved.kind) || (g.warmup ?? warmup) !== warmup) {
+      bad(
+        `--schedule ${g.kind ?? saved.kind} --warmup ${g.warmup ?? warmup ?? 0} contradicts the ` +
+          `resumed run's ${JSON.stringify(saved)}: leave them out to resume`,
+      );
+    }
+    return scheduleOf(saved);
+  }
+  const warmupSteps = g.warmup ?? 0;
+  if (g.kind === undefined || g.kind === "constant") return scheduleOf({ kind: "constant" });
+  if (warmupSteps >= steps) {
+    bad(`--warmup ${warmupSteps} must be shorter than the run's ${steps} steps`);
+  }
+  return scheduleOf(
+    g.kind === "linear"
+      ? { kind: "linear", warmupSteps, totalSteps: steps }
+      : { kind: "cosine", warmupSteps, totalSteps: steps, cycles: 0.5 },
+  );
 }
 
 /** The data reader's options: `--split` fractions, `--split-file`, the skip policies. */
@@ -235,10 +324,13 @@ async function main(): Promise<void> {
   const logPath = f.log ?? `${out}/${TRAIN_LOG}`;
   await checkOut(out, logPath);
   const seed = await runSeed(f.resume, o.seed);
+  const saved = f.resume ? (await readTrainerState(f.resume))?.optimizer : undefined;
+  const step = stepSettings(o.optim, saved, f.resume);
   const log = f.json ? console.error : console.log;
   const splits = await readCaptionData(f.data!, { ...o.data, seed });
   const train = splitEntries(splits, "train", f.data!), val = splitEntries(splits, "val", f.data!);
-  const steps = loopSteps(o, train.length);
+  const steps = loopSteps(o, train.length, step.accumulate);
+  const schedule = runSchedule(o.optim, steps, saved?.schedule);
   log(dataLine(splits, train.length, val.length, f.data!));
   const terms = rewardTerms(o.reward.weights, {
     trainRefs: train.map((e) => e.captions),
@@ -246,8 +338,9 @@ async function main(): Promise<void> {
   });
   const signature = scstSignature({ ...o.scst, rewardName: rewardName(terms) });
   if (o.mode === "scst") log(signature);
-  const trainer = await Trainer.fromPretrained(f.resume ?? f.model!, {
-    optimizer: { kind: "adamw", lr: o.lr, weightDecay: 0 },
+  const source = f.resume ?? await resolveModel(f.model!);
+  const trainer = await Trainer.fromPretrained(source, {
+    optimizer: { kind: "adamw", lr: o.lr, schedule, ...step },
     frozen: f["frozen-encoder"] ? ["encoder."] : [],
     resume: f.resume !== undefined,
     seed,

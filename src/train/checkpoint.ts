@@ -279,8 +279,7 @@ export async function loadOptimizerState(
   optimizer: Optimizer,
 ): Promise<TrainerState> {
   const where = `${dir}/${TRAINER_STATE}`;
-  const text = await exists(where) ? await Deno.readTextFile(where) : undefined;
-  const state = text === undefined ? undefined : parseState(text, where);
+  const state = await readTrainerState(dir);
   if (!state?.optimizer) {
     throw new WebcapError("MISSING_FILE", `${dir}: no optimizer state saved (${where})`);
   }
@@ -300,6 +299,17 @@ export async function loadOptimizerState(
     st.close();
   }
   return state;
+}
+
+/**
+ * `trainer_state.json` of checkpoint `dir` (global step, optimizer settings, loop state), or
+ * undefined when the folder has none.
+ * @throws WebcapError BAD_CONFIG when it is not a trainer state.
+ */
+export async function readTrainerState(dir: string): Promise<TrainerState | undefined> {
+  const where = `${dir}/${TRAINER_STATE}`;
+  const text = await exists(where) ? await Deno.readTextFile(where) : undefined;
+  return text === undefined ? undefined : parseState(text, where);
 }
 
 function parseState(text: string, where: string): TrainerState {

@@ -71,3 +71,21 @@ export function cosineSchedule(warmupSteps: number, totalSteps: number, cycles =
     },
   };
 }
+
+/** The schedule of `config` (e.g. the one a checkpoint's `trainer_state.json` saved). */
+export function scheduleOf(config: ScheduleConfig): Schedule {
+  switch (config.kind) {
+    case "constant":
+      return constantSchedule();
+    case "linear":
+      return linearSchedule(config.warmupSteps, config.totalSteps);
+    case "cosine":
+      return cosineSchedule(config.warmupSteps, config.totalSteps, config.cycles);
+  }
+  throw new WebcapError(
+    "BAD_OPTION",
+    `schedule: kind must be constant, linear or cosine, got ${
+      JSON.stringify((config as { kind: unknown }).kind)
+    }`,
+  );
+}

@@ -292,6 +292,11 @@ export interface TrainLoopOptions {
   scst?: Partial<ScstOptions>;
   /** Validate every this many steps (and always at the end). */
   valEvery?: number;
+  /**
+   * The images of each micro-batch (a curriculum; default {@link epochShuffle} of `batchSize`
+   * and `seed`).
+   */
+  chooseBatch?: BatchChooser;
   /** Seed of the batch order and of the samples (default 0; a resumed run passes its own). */
   seed?: number;
   /** Save a checkpoint here every {@link saveEvery} steps and at the end. */
@@ -371,16 +376,43 @@ export function loopSteps(
 }
 
 /**
- * The images of micro-batch `m`: samples m·B … m·B + B − 1 of the stream that visits every
- * training image once per epoch, in a seeded permutation per epoch.
+ * A curriculum: the indices into `entries` (the training split) of the images of micro-batch
+ * `step` (counted from 0 over the whole run, resumed runs included). {@link trainCaptioner}
+ * calls it once per micro-batch, one micro-batch ahead (while the previous one trains).
  */
-function batchIndices(m: number, B: number, n: number, seed: number): number[] {
-  const perms = new Map<number, number[]>();
-  return Array.from({ length: B }, (_, j) => {
-    const g = m * B + j, epoch = Math.floor(g / n);
-    if (!perms.has(epoch)) perms.set(epoch, permutation(n, seed + epoch));
-    return perms.get(epoch)![g % n];
-  });
+export type BatchChooser = (step: number, entries: readonly CaptionEntry[]) => readonly number[];
+
+/**
+ * The default {@link BatchChooser}: micro-batch m is samples m·B … m·B + B − 1 of the stream
+ * that visits every training image once per epoch, in a permutation per epoch seeded by
+ * `seed` + epoch.
+ */
+export function epochShuffle(batchSize: number, seed: number): BatchChooser {
+  return (m, entries) => {
+    const n = entries.length, perms = new Map<number, number[]>();
+    return Array.from({ length: batchSize }, (_, j) => {
+      const g = m * batchSize + j, epoch = Math.floor(g / n);
+      if (!perms.has(epoch)) perms.set(epoch, permutation(n, seed + epoch));
+      return perms.get(epoch)![g % n];
+    });
+  };
+}
+
+/** `choose(m, entries)`, checked: a non-empty array of integer indices into `entries`. */
+function chosenBatch(choose: BatchChooser, m: number, entries: readonly CaptionEntry[]): number[] {
+  const idx = choose(m, entries);
+  const n = entries.length;
+  if (
+    !Array.isArray(idx) || idx.length === 0 ||
+    !idx.every((i) => Number.isInteger(i) && i >= 0 && i < n)
+  ) {
+    throw new WebcapError(
+      "BAD_OPTION",
+      `chooseBatch(${m}) must return a non-empty array of integer indices in [0, ${n}) into ` +
+        `the training split, got ${JSON.stringify(idx)?.slice(0, 80)}`,
+    );
+  }
+  return [...idx];
 }
 
 /** One micro-batch `m` of `idx` (their `images`); its report when the optimizer stepped. */
@@ -412,7 +444,8 @@ async function microBatch(
  * `train`, validating on `val` (greedy captions, COCO metrics) every `valEvery` steps and at
  * the end, saving to `saveTo` every `saveEvery` steps and at the end. Micro-batch m (counted
  * from the optimizer's steps, so a resumed run continues the same order) takes the next
- * `batchSize` images of a seeded permutation per epoch, and SCST samples it with seed + m: a run
+ * `batchSize` images of a seeded permutation per epoch (or those `chooseBatch` picks), and SCST
+ * samples it with seed + m: a run
  * resumed from its checkpoint with the checkpoint's seed ({@link readLoopState}) follows the
  * trajectory of an uninterrupted one. Captions are tokenized once. Returns the last
  * validation's metrics.
@@ -440,20 +473,24 @@ export async function trainCaptioner(
     await opts.onSave?.(step, saveTo!);
   };
   const end = trainer.optimizer.steps + steps;
+  const choose = opts.chooseBatch ?? epochShuffle(B, seed);
   const prefetch = (m: number) => {
-    const p = splitImages(train, batchIndices(m, B, n, seed));
+    const p = (async () => {
+      const idx = chosenBatch(choose, m, train.entries);
+      return { idx, images: await splitImages(train, idx) };
+    })();
     p.catch(() => {}); // a failure surfaces where the batch is used, not as an unhandled rejection
     return p;
   };
   let metrics: Record<string, number> = {}, t0 = performance.now();
-  let next: Promise<RgbImage[]> | undefined = prefetch(
+  let next: ReturnType<typeof prefetch> | undefined = prefetch(
     trainer.optimizer.steps * acc + trainer.optimizer.pending,
   );
   while (trainer.optimizer.steps < end) {
     const opt = trainer.optimizer, m = opt.steps * acc + opt.pending;
-    const images = await next!;
+    const { idx, images } = await next!;
     next = m + 1 < end * acc ? prefetch(m + 1) : undefined;
-    const r = await microBatch(trainer, train, batchIndices(m, B, n, seed), images, m, ctx);
+    const r = await microBatch(trainer, train, idx, images, m, ctx);
     if (!r) continue;
     const seconds = (performance.now() - t0) / 1000;
     await opts.onStep?.({ ...r, epoch: (m + 1) * B / n, samplesPerSec: B * acc / seconds });
