@@ -27,7 +27,14 @@ async function setup() {
   const batch = satBatch(LABELS.slice(0, N * 5), N, m);
   const input = { states: features, N };
   const f = () => satLossAndGrads(gpu, m, input, batch);
-  return { m, features, input, batch, f, [Symbol.dispose]: () => (features.release(), m.dispose()) };
+  return {
+    m,
+    features,
+    input,
+    batch,
+    f,
+    [Symbol.dispose]: () => (features.release(), m.dispose()),
+  };
 }
 
 Deno.test("Show-Attend-Tell training: whole-model gradient check along random directions (1e-2)", async () => {
