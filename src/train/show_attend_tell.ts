@@ -2,10 +2,10 @@
  * Training Show-Attend-Tell as sgrvinod's `train.py` does: the encoder frozen (its features
  * computed once per image), or with `fine_tune_encoder` its ResNet's stages 2–4 training too
  * (`src/nn/resnet_train.ts`: the stem and layer1 frozen, BatchNorm on its running statistics);
- * teacher forcing over `[start; caption]`, the LSTM run for the longest
- * caption with each row's steps past its own length masked (what sorting by length and
- * `batch_size_t` do), loss = mean next-word cross-entropy over the caption tokens +
- * `alpha_c·((1 − Σ_t α)²).mean()` over rows and pixels. Dropout (`dropout` in config.json, default
+ * teacher forcing over `[start; caption]`, the LSTM run for the longest caption with each row's
+ * steps past its own length masked (what sorting by length and `batch_size_t` do), loss = mean
+ * next-word cross-entropy over the caption tokens + `alpha_c·((1 − Σ_t α)²).mean()` over rows and
+ * pixels. Dropout (`dropout` in config.json, default
  * 0.5 as `DecoderWithAttention`) of h before `fc` when a dropout key is given.
  * @module
  */
@@ -55,7 +55,7 @@ export interface SatTrain {
   dropout: number;
   /** Run once per image by {@link satFeatures} when frozen; stages 2–4 train with `trainEncoder`. */
   resnet: ResNetWeights;
-  /** The first ResNet stage that trains ({@link SAT_TRAINED_STAGES}); absent: frozen whole. */
+  /** The first ResNet stage that trains ({@link SAT_FIRST_TRAINED_STAGE}); absent: frozen whole. */
   encoderFrom?: number;
   decoder: SatDecoderWeights;
   /** Trainable: the decoder, and with `trainEncoder` the ResNet's stages 2–4. */
@@ -66,10 +66,10 @@ export interface SatTrain {
 }
 
 /**
- * The ResNet stages that train with the encoder, from layer2 (index 1) on: `Encoder.fine_tune`
- * trains `resnet.children()[5:]`, i.e. `encoder.resnet.5.` (layer2) to `encoder.resnet.7.`.
+ * The first ResNet stage that trains with the encoder, layer2 (index 1; the later ones train too):
+ * `Encoder.fine_tune` trains `resnet.children()[5:]`, `encoder.resnet.5.` (layer2) to `.7.`.
  */
-export const SAT_TRAINED_STAGES = 1;
+export const SAT_FIRST_TRAINED_STAGE = 1;
 
 /** Options of {@link loadSatTrain}. */
 export interface LoadSatTrainOptions {
@@ -95,7 +95,7 @@ export async function loadSatTrain(
   const store = await openWeights(files);
   const p = new ParamLoader(gpu, store, "f32");
   try {
-    const encoderFrom = opts.trainEncoder ? SAT_TRAINED_STAGES : undefined;
+    const encoderFrom = opts.trainEncoder ? SAT_FIRST_TRAINED_STAGE : undefined;
     const resnet = await loadResNet(p, "encoder.resnet", config.resnet, {
       keepBatchNormFrom: encoderFrom,
     });
