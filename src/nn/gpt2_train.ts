@@ -8,8 +8,8 @@
 import { WebcapError } from "../errors.ts";
 import type { Recorder } from "../gpu/recorder.ts";
 import { type Tensor, uploadTensor } from "../gpu/tensor.ts";
-import { attention, attentionBackward, type AttnOperand } from "../shaders/attention.ts";
-import { accumulate, unary, unaryBackward } from "../shaders/elementwise.ts";
+import { attention, attentionBackward } from "../shaders/attention.ts";
+import { accumulate, unary } from "../shaders/elementwise.ts";
 import { embedding, embeddingBackward } from "../shaders/embedding.ts";
 import type { SavedNorm } from "../shaders/layernorm.ts";
 import { matmul, matmulBackward } from "../shaders/matmul.ts";
@@ -17,6 +17,7 @@ import { floatWeight } from "../shaders/quant/qmatrix.ts";
 import type { Gpt2Weights } from "./gpt2.ts";
 import { attnDrop, drop, type DropSite, linearDrop, type TrainDropout } from "./grads.ts";
 import { type Gradients, linearBackward, normBackward, normTrain } from "./grads.ts";
+import { mlpBackward, qkvOperands, selfAttentionBackward } from "./block_train.ts";
 import { linear } from "./modules.ts";
 
 type Layer = Gpt2Weights["layers"][number];
@@ -87,11 +88,7 @@ function scaleOf(w: Gpt2Weights, i: number): number {
   return c.scale_attn_by_inverse_layer_idx ? s / (i + 1) : s;
 }
 
-/** Operands of the self-attention (in `qkv`) and the cross-attention (q, and k/v in `ckv`). */
-function selfOps(qkv: Tensor, T: number, h: number): [AttnOperand, AttnOperand, AttnOperand] {
-  const op = (offset: number) => ({ t: qkv, offset, posStride: 3 * h, rowStride: T * 3 * h });
-  return [op(0), op(h), op(2 * h)];
-}
+/** Operands of the cross-attention: q, and k/v in `ckv`. */
 function crossOps(q: Tensor, ckv: Tensor, T: number, E: number, h: number) {
   const op = (offset: number) => ({ t: ckv, offset, posStride: 2 * h, rowStride: E * 2 * h });
   return [{ t: q, offset: 0, posStride: h, rowStride: T * h }, op(0), op(h)] as const;
@@ -187,7 +184,7 @@ export function gpt2TrainForward(
     const n1 = saveNorm(keep, normTrain(rec, x, l.ln1));
     const qkv = linear(rec, n1.y, l.attn);
     const probs = rec.temp([R, H, T, T]);
-    const [q, k, v] = selfOps(qkv, T, h);
+    const [q, k, v] = qkvOperands(qkv, T, h);
     const a = attention(rec, {
       q,
       k,
@@ -255,17 +252,24 @@ function layerBackward(
   const c = w.config, h = c.n_embd, H = c.n_head, { R, T, E } = sv;
   const tmp: Tensor[] = [];
   const t = <X extends Tensor | undefined>(x: X): X => (x && tmp.push(x), x);
-  const through = (k: Resid, dy: Tensor) => { // the gradient through a projection's dropout
-    const d = drop(rec, residSite(w, sv.dropout, i, k), dy);
-    return d === dy ? dy : t(d);
-  };
-  const df = t(linearBackward(rec, s.f, l.proj, through("mlp", dOut), g))!;
-  const dpre = t(unaryBackward(rec, s.pre, df, w.act));
-  const dn2 = t(linearBackward(rec, s.n2.y, l.fc, dpre, g))!;
-  let dx1 = t(normBackward(rec, s.n2, l.ln2, dn2, g, dOut));
+  let dx1 = t(mlpBackward(
+    rec,
+    { n: s.n2, pre: s.pre, f: s.f },
+    {
+      ln: l.ln2,
+      fc1: l.fc,
+      fc2: l.proj,
+      act: w.act,
+      outDrop: residSite(w, sv.dropout, i, "mlp"),
+    },
+    dOut,
+    g,
+  ));
   if (l.cross && s.cross) {
     const sc = s.cross, cl = l.cross;
-    const dca = t(linearBackward(rec, sc.ca, cl.proj, through("cross", dx1), g))!;
+    const dy = drop(rec, residSite(w, sv.dropout, i, "cross"), dx1); // through the dropout
+    if (dy !== dx1) t(dy);
+    const dca = t(linearBackward(rec, sc.ca, cl.proj, dy, g))!;
     const dq = rec.temp([R * T, h]);
     const dckv = rec.temp([R * E, 2 * h]);
     const [qo, ko, vo] = crossOps(sc.q, sc.ckv, T, E, h);
@@ -290,27 +294,24 @@ function layerBackward(
     if (dEnc) accumulate(rec, dEnc, dEncL!);
     dx1 = t(normBackward(rec, sc.nc, cl.ln, dnc, g, dx1));
   }
-  const da = t(linearBackward(rec, s.a, l.attnProj, through("attn", dx1), g))!;
-  const dqkv = rec.temp([R * T, 3 * h]);
-  const [q, k, v] = selfOps(s.qkv, T, h);
-  attentionBackward(rec, {
-    q,
-    k,
-    v,
-    batch: R,
-    queries: T,
-    heads: H,
-    headDim: h / H,
-    keys: T,
-    scale: scaleOf(w, i),
-    probs: s.probs,
-    dropout: probSite(w, sv.dropout, i, false),
-    dO: da,
-    dQ: dqkv,
-    dKV: dqkv,
-  });
-  const dn1 = t(linearBackward(rec, s.n1.y, l.attn, dqkv, g))!;
-  const dx = normBackward(rec, s.n1, l.ln1, dn1, g, dx1);
+  const dx = selfAttentionBackward(
+    rec,
+    { n: s.n1, qkv: s.qkv, probs: s.probs, a: s.a },
+    {
+      ln: l.ln1,
+      qkv: l.attn,
+      out: l.attnProj,
+      batch: R,
+      seq: T,
+      heads: H,
+      hidden: h,
+      scale: scaleOf(w, i),
+      outDrop: residSite(w, sv.dropout, i, "attn"),
+      probsDrop: probSite(w, sv.dropout, i, false),
+    },
+    dx1,
+    g,
+  );
   rec.releaseAfterSubmit(...tmp);
   return dx;
 }

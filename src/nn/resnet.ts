@@ -108,6 +108,11 @@ export interface ResNetWeights extends Module {
 export interface LoadResNetOptions {
   /** Fold each BatchNorm into its conv (default true). */
   foldBatchNorm?: boolean;
+  /**
+   * Keep the BatchNorms of the stages from this index on as stored, folding the stem's and the
+   * earlier stages' (e.g. 1: layer2–4 can train; default: every stage as `foldBatchNorm` says).
+   */
+  keepBatchNormFrom?: number;
 }
 
 /** BatchNorm `name`'s four `[C]` tensors on the host. */
@@ -211,10 +216,11 @@ export function loadResNet(
   opts: LoadResNetOptions = {},
 ): Promise<ResNetWeights> {
   const fold = opts.foldBatchNorm ?? true, eps = config.bnEps;
+  const keepFrom = opts.keepBatchNormFrom ?? (fold ? config.layers.length : 0);
   return p.owning(async () => {
     const stem = await loadConvBn(
       p,
-      fold,
+      keepFrom > 0,
       `${prefix}.0`,
       `${prefix}.1`,
       [config.stemChannels, 3, 7, 7],
@@ -228,7 +234,8 @@ export function loadResNet(
       for (let b = 0; b < config.layers[s]; b++) {
         const stride = b === 0 ? config.strides[s] : 1;
         const name = `${prefix}.${4 + s}.${b}`;
-        blocks.push(await loadBlock(p, fold, name, [inC, config.planes[s], stride], eps));
+        const shape: [number, number, number] = [inC, config.planes[s], stride];
+        blocks.push(await loadBlock(p, s < keepFrom, name, shape, eps));
         inC = config.planes[s] * BOTTLENECK_EXPANSION;
       }
       stages.push(blocks);
@@ -252,10 +259,16 @@ function bottleneck(rec: Recorder, b: BottleneckWeights, x: Tensor): Tensor {
 }
 
 /**
- * Record the encoder: pixels `[N, 3, H, W]` → features `[N, encodedImageSize², 4·planes[-1]]`.
+ * Record the stem, the max-pool and the first `stages` stages: pixels `[N, 3, H, W]` → the last
+ * one's output `[N, C, h, w]` (C = 4·planes[stages − 1], or the stem's channels for 0).
  * Intermediates are released after the recorder's submit.
  */
-export function resnetEncode(rec: Recorder, w: ResNetWeights, pixels: Tensor): Tensor {
+export function resnetStages(
+  rec: Recorder,
+  w: ResNetWeights,
+  pixels: Tensor,
+  stages: number,
+): Tensor {
   if (pixels.shape.length !== 4 || pixels.shape[1] !== 3 || pixels.dtype !== "f32") {
     throw new WebcapError(
       "BAD_SHAPE",
@@ -265,7 +278,18 @@ export function resnetEncode(rec: Recorder, w: ResNetWeights, pixels: Tensor): T
   return rec.scope(() => {
     const stem = convBn(rec, w.stem, pixels, "relu");
     let x = maxPool2d(rec, stem, { kernel: 3, stride: 2, padding: 1 });
-    for (const block of w.stages.flat()) x = bottleneck(rec, block, x);
+    for (const block of w.stages.slice(0, stages).flat()) x = bottleneck(rec, block, x);
+    return x;
+  });
+}
+
+/**
+ * Record the encoder: pixels `[N, 3, H, W]` → features `[N, encodedImageSize², 4·planes[-1]]`.
+ * Intermediates are released after the recorder's submit.
+ */
+export function resnetEncode(rec: Recorder, w: ResNetWeights, pixels: Tensor): Tensor {
+  return rec.scope(() => {
+    const x = resnetStages(rec, w, pixels, w.stages.length);
     return adaptiveAvgPool2d(rec, x, w.config.encodedImageSize, { channelsLast: true });
   });
 }

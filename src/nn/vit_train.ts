@@ -7,14 +7,15 @@
 import { WebcapError } from "../errors.ts";
 import type { Recorder } from "../gpu/recorder.ts";
 import { type Tensor, uploadTensor } from "../gpu/tensor.ts";
-import { attention, attentionBackward, type AttnOperand } from "../shaders/attention.ts";
+import { attention } from "../shaders/attention.ts";
 import { prependRow } from "../shaders/copy.ts";
-import { binary, unary, unaryBackward } from "../shaders/elementwise.ts";
+import { binary, unary } from "../shaders/elementwise.ts";
 import { embedding, embeddingBackward } from "../shaders/embedding.ts";
 import type { SavedNorm } from "../shaders/layernorm.ts";
 import { patchify } from "../shaders/patchify.ts";
 import { attnDrop, drop, type DropSite, linearDrop, type TrainDropout } from "./grads.ts";
 import { type Gradients, linearBackward, normBackward, normTrain } from "./grads.ts";
+import { mlpBackward, qkvOperands, selfAttentionBackward } from "./block_train.ts";
 import { linear } from "./modules.ts";
 import type { VitWeights } from "./vit.ts";
 
@@ -50,11 +51,6 @@ const attnSite = (i: number) => 1 + 2 * i, mlpSite = (i: number) => 2 + 2 * i;
 /** Block i's attention probabilities: `attention_probs_dropout_prob` at `SITES + 2^19 + i`. */
 function probSite(w: VitWeights, d: TrainDropout | undefined, i: number) {
   return attnDrop({ d, p: w.config.attention_probs_dropout_prob, site: SITES + (1 << 19) + i });
-}
-
-function qkvOps(qkv: Tensor, S: number, h: number): [AttnOperand, AttnOperand, AttnOperand] {
-  const op = (offset: number) => ({ t: qkv, offset, posStride: 3 * h, rowStride: S * 3 * h });
-  return [op(0), op(h), op(2 * h)];
 }
 
 /**
@@ -96,7 +92,7 @@ export function vitTrainForward(
     const n1 = norm(x, l.ln1);
     const qkv = linear(rec, n1.y, l.qkv);
     const probs = rec.temp([N, H, S, S]);
-    const [q, k, v] = qkvOps(qkv, S, h);
+    const [q, k, v] = qkvOperands(qkv, S, h);
     const a = attention(rec, {
       q,
       k,
@@ -131,38 +127,39 @@ function layerBackward(
   dOut: Tensor,
   g: Gradients,
 ): Tensor {
-  const h = w.config.hidden_size, H = w.config.num_attention_heads, { N, S } = sv;
-  const l = w.layers[i];
-  const dy2 = drop(rec, site(w, sv.dropout, mlpSite(i)), dOut);
-  const df = linearBackward(rec, s.f, l.fc2, dy2, g)!;
-  const dpre = unaryBackward(rec, s.pre, df, w.act);
-  const dn2 = linearBackward(rec, s.n2.y, l.fc1, dpre, g)!;
-  const dx1 = normBackward(rec, s.n2, l.ln2, dn2, g, dOut);
-  const dy1 = drop(rec, site(w, sv.dropout, attnSite(i)), dx1);
-  const da = linearBackward(rec, s.a, l.attnOut, dy1, g)!;
-  const dqkv = rec.temp([N * S, 3 * h]);
-  const [q, k, v] = qkvOps(s.qkv, S, h);
-  attentionBackward(rec, {
-    q,
-    k,
-    v,
-    batch: N,
-    queries: S,
-    heads: H,
-    headDim: h / H,
-    keys: S,
-    scale: 1 / Math.sqrt(h / H),
-    probs: s.probs,
-    dropout: probSite(w, sv.dropout, i),
-    dO: da,
-    dQ: dqkv,
-    dKV: dqkv,
-  });
-  const dn1 = linearBackward(rec, s.n1.y, l.qkv, dqkv, g)!;
-  const dx = normBackward(rec, s.n1, l.ln1, dn1, g, dx1);
-  rec.releaseAfterSubmit(df, dpre, dn2, dx1, da, dn1);
-  if (dy2 !== dOut) rec.releaseAfterSubmit(dy2);
-  if (dy1 !== dx1) rec.releaseAfterSubmit(dy1);
+  const h = w.config.hidden_size, H = w.config.num_attention_heads, l = w.layers[i];
+  const dx1 = mlpBackward(
+    rec,
+    { n: s.n2, pre: s.pre, f: s.f },
+    {
+      ln: l.ln2,
+      fc1: l.fc1,
+      fc2: l.fc2,
+      act: w.act,
+      outDrop: site(w, sv.dropout, mlpSite(i)),
+    },
+    dOut,
+    g,
+  );
+  const dx = selfAttentionBackward(
+    rec,
+    { n: s.n1, qkv: s.qkv, probs: s.probs, a: s.a },
+    {
+      ln: l.ln1,
+      qkv: l.qkv,
+      out: l.attnOut,
+      batch: sv.N,
+      seq: sv.S,
+      heads: H,
+      hidden: h,
+      scale: 1 / Math.sqrt(h / H),
+      outDrop: site(w, sv.dropout, attnSite(i)),
+      probsDrop: probSite(w, sv.dropout, i),
+    },
+    dx1,
+    g,
+  );
+  rec.releaseAfterSubmit(dx1);
   return dx;
 }
 

@@ -1,9 +1,11 @@
 /**
- * Training Show-Attend-Tell as sgrvinod's `train.py` does with the encoder frozen (its features
- * computed once per image): teacher forcing over `[start; caption]`, the LSTM run for the longest
- * caption with each row's steps past its own length masked (what sorting by length and
- * `batch_size_t` do), loss = mean next-word cross-entropy over the caption tokens +
- * `alpha_c·((1 − Σ_t α)²).mean()` over rows and pixels. Dropout (`dropout` in config.json, default
+ * Training Show-Attend-Tell as sgrvinod's `train.py` does: the encoder frozen (its features
+ * computed once per image), or with `fine_tune_encoder` its ResNet's stages 2–4 training too
+ * (`src/nn/resnet_train.ts`: the stem and layer1 frozen, BatchNorm on its running statistics);
+ * teacher forcing over `[start; caption]`, the LSTM run for the longest caption with each row's
+ * steps past its own length masked (what sorting by length and `batch_size_t` do), loss = mean
+ * next-word cross-entropy over the caption tokens + `alpha_c·((1 − Σ_t α)²).mean()` over rows and
+ * pixels. Dropout (`dropout` in config.json, default
  * 0.5 as `DecoderWithAttention`) of h before `fc` when a dropout key is given.
  * @module
  */
@@ -25,6 +27,7 @@ import { drop, Gradients, linearBackward, type TrainDropout } from "../nn/grads.
 import { linear } from "../nn/modules.ts";
 import { type Param, ParamLoader } from "../nn/params.ts";
 import { loadResNet, resnetEncode, type ResNetWeights } from "../nn/resnet.ts";
+import { resnetTrainBackward, resnetTrainForward } from "../nn/resnet_train.ts";
 import { copy2d } from "../shaders/copy.ts";
 import { unary, unaryBackward } from "../shaders/elementwise.ts";
 import { embedding, embeddingBackward } from "../shaders/embedding.ts";
@@ -40,6 +43,7 @@ import {
   softAttentionDFeatures,
 } from "../shaders/soft_attention.ts";
 import { lossOfRows, teacherForcing, type TokenBatch } from "./batch.ts";
+import type { EncoderInput } from "./vision_text.ts";
 import type { LossAndGrads } from "./vit_gpt2.ts";
 
 /** Show-Attend-Tell held for training (f32). */
@@ -49,18 +53,36 @@ export interface SatTrain {
   alphaC: number;
   /** Dropout rate of h before `fc` while training (`dropout`, default 0.5). */
   dropout: number;
-  /** Frozen: only run once per image by {@link satFeatures}. */
+  /** Run once per image by {@link satFeatures} when frozen; stages 2–4 train with `trainEncoder`. */
   resnet: ResNetWeights;
+  /** The first ResNet stage that trains ({@link SAT_FIRST_TRAINED_STAGE}); absent: frozen whole. */
+  encoderFrom?: number;
   decoder: SatDecoderWeights;
-  /** Trainable: the decoder. */
+  /** Trainable: the decoder, and with `trainEncoder` the ResNet's stages 2–4. */
   params: Param[];
-  /** Frozen: the ResNet encoder. */
+  /** Frozen: the rest of the ResNet (folded BatchNorms, running statistics). */
   frozen: Param[];
   dispose(): void;
 }
 
+/**
+ * The first ResNet stage that trains with the encoder, layer2 (index 1; the later ones train too):
+ * `Encoder.fine_tune` trains `resnet.children()[5:]`, `encoder.resnet.5.` (layer2) to `.7.`.
+ */
+export const SAT_FIRST_TRAINED_STAGE = 1;
+
+/** Options of {@link loadSatTrain}. */
+export interface LoadSatTrainOptions {
+  /** Load the ResNet's stages 2–4 trainable, their BatchNorms unfolded (default false: all folded, frozen). */
+  trainEncoder?: boolean;
+}
+
 /** Load a Show-Attend-Tell folder for training, in f32. */
-export async function loadSatTrain(gpu: Gpu, dir: string): Promise<SatTrain> {
+export async function loadSatTrain(
+  gpu: Gpu,
+  dir: string,
+  opts: LoadSatTrainOptions = {},
+): Promise<SatTrain> {
   const files = asModelFiles(dir);
   const where = fileLocation(files, "config.json");
   const json = await readModelJson(files, "config.json");
@@ -73,14 +95,20 @@ export async function loadSatTrain(gpu: Gpu, dir: string): Promise<SatTrain> {
   const store = await openWeights(files);
   const p = new ParamLoader(gpu, store, "f32");
   try {
-    const resnet = await loadResNet(p, "encoder.resnet", config.resnet);
+    const encoderFrom = opts.trainEncoder ? SAT_FIRST_TRAINED_STAGE : undefined;
+    const resnet = await loadResNet(p, "encoder.resnet", config.resnet, {
+      keepBatchNormFrom: encoderFrom,
+    });
     const decoder = await loadSatDecoder(p, config);
-    const mine = (q: Param) => q.name.startsWith("decoder.");
+    // folded BatchNorms and running statistics are not trainable
+    const mine = (q: Param) =>
+      q.trainable && (q.name.startsWith("decoder.") || !!opts.trainEncoder);
     return {
       config,
       alphaC,
       dropout,
       resnet,
+      encoderFrom,
       decoder,
       params: p.params.filter(mine),
       frozen: p.params.filter((q) => !mine(q)),
@@ -94,7 +122,7 @@ export async function loadSatTrain(gpu: Gpu, dir: string): Promise<SatTrain> {
   }
 }
 
-/** Encoder features `[N, pixels, C]` of `pixels [N, 3, H, W]`, computed once; the caller releases them. */
+/** Frozen encoder features `[N, pixels, C]` of `pixels [N, 3, H, W]`; the caller releases them. */
 export async function satFeatures(gpu: Gpu, m: SatTrain, pixels: Tensor): Promise<Tensor> {
   const rec = new Recorder(gpu);
   const out = resnetEncode(rec, m.resnet, pixels);
@@ -277,50 +305,66 @@ export interface RecordedSatLoss {
   dFeatures?: Tensor;
 }
 
-/**
- * Record the loss and the gradient of every decoder parameter for `batch` (from {@link satBatch})
- * over encoder `features [N, pixels, C]` (from {@link satFeatures}) into `g`, with dropout
- * before `fc` when `dropout` is given, and with `dFeatures` the gradient of the features (through
- * the attention's context, `encoder_att` and the mean that starts the LSTM). Everything returned
- * is released after the submit.
- */
-export function recordSatLoss(
-  rec: Recorder,
-  m: SatTrain,
-  features: Tensor,
-  batch: TokenBatch,
-  g: Gradients,
-  dropout?: TrainDropout,
-  dFeatures = false,
-): RecordedSatLoss {
-  const [N, , C] = features.shape, { R, T } = batch, cfg = m.config;
-  if (features.shape.length !== 3 || C !== cfg.encoderDim) {
+/** Refuse an input that this model cannot take: misshaped features, or pixels to a frozen ResNet. */
+function checkInput(m: SatTrain, input: EncoderInput): number {
+  if ("pixels" in input) {
+    if (m.encoderFrom === undefined) {
+      throw new WebcapError(
+        "BAD_OPTION",
+        "the ResNet is frozen (loaded without trainEncoder): give its features, not pixels",
+      );
+    }
+    return input.pixels.shape[0];
+  }
+  const features = input.states, cfg = m.config;
+  if (features.shape.length !== 3 || features.shape[2] !== cfg.encoderDim) {
     throw new WebcapError(
       "BAD_SHAPE",
       `features [${features.shape}] are not [images, pixels, ${cfg.encoderDim}]`,
     );
   }
+  return features.shape[0];
+}
+
+/**
+ * Record the loss and the gradient of every trained parameter for `batch` (from {@link satBatch})
+ * into `g`, over encoder features `states [N, pixels, C]` (from {@link satFeatures}) or, when the
+ * ResNet trains, over `pixels [N, 3, H, W]` (its stages 2–4 back-propagated); with dropout
+ * before `fc` when `dropout` is given, and with `dFeatures` (features given) the gradient of the
+ * features (through the attention's context, `encoder_att` and the mean that starts the LSTM).
+ * Everything returned is released after the submit.
+ */
+export function recordSatLoss(
+  rec: Recorder,
+  m: SatTrain,
+  input: EncoderInput,
+  batch: TokenBatch,
+  g: Gradients,
+  dropout?: TrainDropout,
+  dFeatures = false,
+): RecordedSatLoss {
+  const N = checkInput(m, input), { R, T } = batch;
   if (batch.rowImage.some((i) => !(i >= 0 && i < N)) || batch.ids.length !== R * T) {
     throw new WebcapError(
       "BAD_SHAPE",
       `batch sizes disagree: ${R} captions (rows naming images ${batch.rowImage}) for ${N} images`,
     );
   }
-  const res = rec.scope(() => record({ rec, m, features, batch, g, dropout, dFeatures }));
+  const res = rec.scope(() => record({ rec, m, input, batch, g, dropout, dFeatures }));
   rec.releaseAfterSubmit(res.rows, res.terms, res.logits);
   if (res.dFeatures) rec.releaseAfterSubmit(res.dFeatures);
   return res;
 }
 
 /**
- * Loss and the gradient of every decoder parameter for `batch` (from {@link satBatch}) over
- * encoder `features [N, pixels, C]` (from {@link satFeatures}), in one submit (dropout before
- * `fc` with `dropout`; the features' gradient too with `dFeatures`).
+ * Loss and the gradient of every trained parameter for `batch` (from {@link satBatch}) over
+ * `input` (as {@link recordSatLoss}), in one submit (dropout before `fc` with `dropout`; the
+ * features' gradient too with `dFeatures`).
  */
 export async function satLossAndGrads(
   gpu: Gpu,
   m: SatTrain,
-  features: Tensor,
+  input: EncoderInput,
   batch: TokenBatch,
   dropout?: TrainDropout,
   dFeatures = false,
@@ -328,7 +372,7 @@ export async function satLossAndGrads(
   const g = new Gradients(gpu, m.params);
   try {
     const rec = new Recorder(gpu);
-    const res = recordSatLoss(rec, m, features, batch, g, dropout, dFeatures);
+    const res = recordSatLoss(rec, m, input, batch, g, dropout, dFeatures);
     const rows = rec.readTensor(res.rows), terms = rec.readTensor(res.terms);
     const dF = res.dFeatures && rec.readTensor(res.dFeatures);
     const logits = rec.readTensor(res.logits);
@@ -354,15 +398,29 @@ export async function satLossAndGrads(
 interface SatLossArgs {
   rec: Recorder;
   m: SatTrain;
-  features: Tensor;
+  input: EncoderInput;
   batch: TokenBatch;
   g: Gradients;
   dropout?: TrainDropout;
   dFeatures: boolean;
 }
 
-/** Forward and backward, recorded in one scope; returns what is read back. */
-function record({ rec, m, features, batch, g, dropout, dFeatures }: SatLossArgs): RecordedSatLoss {
+/** Forward and backward, recorded in one scope (the ResNet's too over pixels); returns what is read back. */
+function record(a: SatLossArgs): RecordedSatLoss {
+  if (!("pixels" in a.input)) return recordDecoder(a, a.input.states, a.dFeatures);
+  const { rec, m, g } = a;
+  const enc = resnetTrainForward(rec, m.resnet, a.input.pixels, m.encoderFrom!);
+  const res = recordDecoder(a, enc.features, true);
+  resnetTrainBackward(rec, m.resnet, enc.saved, res.dFeatures!, g);
+  return res;
+}
+
+/** The decoder's forward and backward over `features [N, P, C]`. */
+function recordDecoder(
+  { rec, m, batch, g, dropout }: SatLossArgs,
+  features: Tensor,
+  dFeatures: boolean,
+): RecordedSatLoss {
   const [N, P, C] = features.shape, { R, T } = batch, w = m.decoder;
   const { embedDim: E, decoderDim: H, attentionDim: A } = m.config;
   const enc = features.view([N * P, C]);

@@ -2,8 +2,9 @@
  * Each architecture as the `Trainer` sees it, chosen in ONE table by registry name
  * ({@link TRAIN_MODELS}): how captions become a batch, what its frozen encoder computes per image
  * (the trainer caches it), how the loss and gradients are recorded, and the checkpoint layout.
- * ViT-GPT2 and BLIP train their ViT unless it is frozen; ClipCap's CLIP and Show-Attend-Tell's
- * ResNet are always frozen (their outputs cached).
+ * ViT-GPT2 and BLIP train their ViT unless it is frozen; Show-Attend-Tell's ResNet is frozen unless
+ * the `frozen` prefixes are given and leave `encoder.` trainable, then its stages 2–4 train (as
+ * sgrvinod's `fine_tune_encoder`); ClipCap's CLIP is always frozen (frozen outputs are cached).
  * @module
  */
 import { WebcapError } from "../errors.ts";
@@ -154,8 +155,26 @@ const CLIPCAP_LAYOUT: CheckpointLayout = {
   folders: [CLIPCAP_VISION_DIR],
 };
 
+/** What a {@link TrainModel} is loaded for. */
+export interface TrainModelOptions {
+  /**
+   * The name prefixes the trainer freezes. Show-Attend-Tell loads its ResNet's stages 2–4 to
+   * train (BatchNorms unfolded) only when these are given and none of them is a prefix of
+   * `encoder.resnet.`; else folded and frozen.
+   */
+  frozen?: readonly string[];
+}
+
+/** Whether Show-Attend-Tell's ResNet trains under the trainer's `frozen` prefixes. */
+function satTrainsEncoder(frozen: readonly string[] | undefined): boolean {
+  return frozen !== undefined && !frozen.some((f) => "encoder.resnet.".startsWith(f));
+}
+
 /** Loaders of {@link TrainModel}s by registry name. */
-export const TRAIN_MODELS: Record<string, (gpu: Gpu, dir: string) => Promise<TrainModel>> = {
+export const TRAIN_MODELS: Record<
+  string,
+  (gpu: Gpu, dir: string, opts: TrainModelOptions) => Promise<TrainModel>
+> = {
   [VISION_ENCODER_DECODER.name]: async (gpu, dir) => {
     const m = await loadVitGpt2(gpu, dir);
     const model = visionText(m, { ...m, encoder: "encoder.", labelSmoothing: 0 });
@@ -187,18 +206,18 @@ export const TRAIN_MODELS: Record<string, (gpu: Gpu, dir: string) => Promise<Tra
       dispose: () => m.dispose(),
     };
   },
-  [SHOW_ATTEND_TELL.name]: async (gpu, dir) => {
-    const m = await loadSatTrain(gpu, dir);
+  [SHOW_ATTEND_TELL.name]: async (gpu, dir, opts) => {
+    const m = await loadSatTrain(gpu, dir, { trainEncoder: satTrainsEncoder(opts.frozen) });
     return {
-      params: m.params,
+      params: [...m.params, ...m.frozen],
+      encoder: "encoder.",
       eosId: m.config.endTokenId,
       labelSmoothing: 0,
       layout: HF_LAYOUT,
       batch: (labels, N) => satBatch(labels, N, m),
       encode: (rec, pixels) => resnetEncode(rec, m.resnet, pixels),
       record(rec, input, batch, g, _eps, dropout) {
-        const features = frozenStates(input, "the ResNet");
-        const out = recordSatLoss(rec, m, features, batch, g, dropout);
+        const out = recordSatLoss(rec, m, input, batch, g, dropout);
         return lossSums(rec, out.rows, out.terms);
       },
       dispose: () => m.dispose(),
@@ -207,7 +226,11 @@ export const TRAIN_MODELS: Record<string, (gpu: Gpu, dir: string) => Promise<Tra
 };
 
 /** The {@link TrainModel} of the folder `dir`, by the architecture its config names. */
-export async function loadTrainModel(gpu: Gpu, dir: string): Promise<TrainModel> {
+export async function loadTrainModel(
+  gpu: Gpu,
+  dir: string,
+  opts: TrainModelOptions = {},
+): Promise<TrainModel> {
   const { arch, where } = await folderArchitecture(asModelFiles(dir));
   const load = TRAIN_MODELS[arch.name];
   if (!load) {
@@ -216,5 +239,5 @@ export async function loadTrainModel(gpu: Gpu, dir: string): Promise<TrainModel>
       `${where}: no training for ${arch.name} (training: ${Object.keys(TRAIN_MODELS).join(", ")})`,
     );
   }
-  return await load(gpu, dir);
+  return await load(gpu, dir, opts);
 }

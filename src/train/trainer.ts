@@ -3,7 +3,8 @@
  * the per-architecture part is a `TrainModel` of `train_model.ts`): a {@link Trainer} takes a batch of images and tokenized
  * captions and records the forward, the loss, the backward and the optimizer step on ONE submit
  * with ONE readback (the loss and the gradient norm). A frozen encoder (`frozen: ["encoder."]`;
- * always for ClipCap's CLIP and Show-Attend-Tell's ResNet) is not back-propagated, and its
+ * always for ClipCap's CLIP; for Show-Attend-Tell's ResNet unless `frozen` is given, then its
+ * stages 2–4 train unless the prefixes cover them) is not back-propagated, and its
  * outputs are computed once per image key and cached on the GPU;
  * gradients accumulate over micro-batches; a loss or gradient norm that becomes NaN or infinite
  * stops with `NON_FINITE_LOSS` naming the step, whose update the GPU skipped (weights, optimizer
@@ -46,6 +47,8 @@ export interface TrainerOptions {
   /**
    * Name prefixes of parameters left as they are. `["encoder."]` freezes the ViT: it is not
    * back-propagated, and its outputs are cached per image key ({@link TrainBatch.keys}).
+   * Show-Attend-Tell's ResNet is frozen when this is absent; given (e.g. `[]`), its stages 2–4
+   * (`encoder.resnet.5.` to `.7.`) train, BatchNorm on its running statistics.
    */
   frozen?: readonly string[];
   /** Label smoothing of the cross-entropy, in [0, 1) (default: the model's, BLIP's config; else 0). */
@@ -154,7 +157,7 @@ export class Trainer {
     const gpu = opts.gpu ?? await getGpu();
     const preprocessor = await loadPreprocessor(dir);
     const tokenizer = await loadTokenizer(dir);
-    const model = await loadTrainModel(gpu, dir);
+    const model = await loadTrainModel(gpu, dir, { frozen: opts.frozen });
     let optimizer: Optimizer | undefined;
     try {
       const groups = paramGroups(model.params, { frozen: opts.frozen });

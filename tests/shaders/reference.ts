@@ -95,13 +95,13 @@ export interface ConvRefOptions {
 
 /** Direct float64 convolution, PyTorch semantics. */
 export function convRef(
-  x: Float32Array,
+  x: ArrayLike<number>,
   xs: number[],
-  w: Float32Array,
+  w: ArrayLike<number>,
   ws: number[],
   c: ConvRefOptions,
-  bias?: Float32Array,
-  res?: Float32Array,
+  bias?: ArrayLike<number>,
+  res?: ArrayLike<number>,
 ): { out: Float64Array; shape: number[] } {
   const [N, Cin, H, W] = xs;
   const [Cout, cinG, kh, kw] = ws;

@@ -19,7 +19,10 @@ function setParams(params: readonly Param[], at: Map<string, Float32Array>): voi
 /**
  * Along a random ±1 direction over the parameters `which` selects, scaled by `step`:
  * `{ analytic: Σ grad·d, numeric }`, the derivative by the five-point stencil
- * `(8·(L(p + d) − L(p − d)) − (L(p + 2d) − L(p − 2d))) / 12`. Parameters are restored.
+ * `(8·(L(p + d) − L(p − d)) − (L(p + 2d) − L(p − 2d))) / 12`. Parameters are restored. With
+ * `lean`, each sign is the gradient's with that probability (else the opposite): a signal
+ * `(2·lean − 1)·Σ|grad|·step` instead of a sum that mostly cancels, for gradients too small for
+ * a random direction to rise above the f32 rounding of the loss at a step small enough for ReLUs.
  */
 export async function directional(
   gpu: Gpu,
@@ -28,6 +31,7 @@ export async function directional(
   which: (name: string) => boolean,
   step: number,
   seed: number,
+  lean?: number,
 ): Promise<{ analytic: number; numeric: number }> {
   const base = await readParams(gpu, params);
   const { grads } = await f();
@@ -36,8 +40,11 @@ export async function directional(
   let analytic = 0;
   for (const p of params) {
     const d = new Float32Array(numel(p.shape));
-    if (which(p.name)) d.forEach((_, i) => d[i] = r() < 0.5 ? -step : step);
     const g = grads.get(p.name)!;
+    const sign = lean === undefined
+      ? () => (r() < 0.5 ? -1 : 1)
+      : (i: number) => (r() < lean ? 1 : -1) * (g[i] < 0 ? -1 : 1);
+    if (which(p.name)) d.forEach((_, i) => d[i] = sign(i) * step);
     d.forEach((v, i) => analytic += v * g[i]);
     dir.set(p.name, d);
   }

@@ -25,8 +25,16 @@ async function setup() {
   const m = await loadSatTrain(gpu, DIR);
   const features = await satFeatures(gpu, m, pixels);
   const batch = satBatch(LABELS.slice(0, N * 5), N, m);
-  const f = () => satLossAndGrads(gpu, m, features, batch);
-  return { m, features, batch, f, [Symbol.dispose]: () => (features.release(), m.dispose()) };
+  const input = { states: features, N };
+  const f = () => satLossAndGrads(gpu, m, input, batch);
+  return {
+    m,
+    features,
+    input,
+    batch,
+    f,
+    [Symbol.dispose]: () => (features.release(), m.dispose()),
+  };
 }
 
 Deno.test("Show-Attend-Tell training: whole-model gradient check along random directions (1e-2)", async () => {
@@ -78,7 +86,7 @@ Deno.test("Show-Attend-Tell training: the features' gradient (context, encoder_a
     writeTensor(s.features, x);
     return (await s.f()).loss;
   };
-  const { dFeatures } = await satLossAndGrads(gpu, s.m, s.features, s.batch, undefined, true);
+  const { dFeatures } = await satLossAndGrads(gpu, s.m, s.input, s.batch, undefined, true);
   assert.equal(dFeatures!.length, base.length);
   const r = rng(50), step = 1e-2;
   const d = Float32Array.from(base, () => (r() < 0.5 ? -step : step));
@@ -95,7 +103,7 @@ Deno.test("Show-Attend-Tell training with dropout (0.5) before fc at a fixed mas
   using s = await setup();
   assert.equal(s.m.dropout, 0.5, "DecoderWithAttention's default");
   const key = { seed: 4, step: 2 };
-  const f = () => satLossAndGrads(gpu, s.m, s.features, s.batch, key);
+  const f = () => satLossAndGrads(gpu, s.m, s.input, s.batch, key);
   const [on, off] = [(await f()).loss, (await s.f()).loss];
   assert.notEqual(on, off, "the mask changes the loss");
   assert.equal((await f()).loss, on, "the same key, the same loss");
@@ -121,7 +129,7 @@ Deno.test("Show-Attend-Tell training: labels outside the vocabulary, empty capti
   );
   const three = satBatch(Int32Array.from([3, 2, 4, 2, 5, 2]), 3, s.m);
   await assert.rejects(
-    () => satLossAndGrads(gpu, s.m, s.features, three),
+    () => satLossAndGrads(gpu, s.m, s.input, three),
     (e: Error) => /disagree/.test(e.message),
   );
 });
