@@ -3,8 +3,8 @@
  * (Deno): a lowercase normalizer, the `Whitespace` pre-tokenizer (words and punctuation runs),
  * `WordLevel` trained on the captions (`Tokenizer.train`, words by descending count), then the
  * special tokens placed first — `<pad>` 0, `<bos>` 1, `<eos>` 2, `<unk>` 3 — and the words after
- * them in the trainer's order. The file loads with webcap's `Tokenizer` and with transformers'
- * `PreTrainedTokenizerFast(tokenizer_file=…)`.
+ * them in the trainer's order. Beside it goes a `tokenizer_config.json` naming the special tokens,
+ * so the folder loads with webcap's `Tokenizer` and with transformers' `AutoTokenizer`.
  *
  * The library is imported when called, so a browser bundle holds no native code.
  * @module
@@ -33,13 +33,24 @@ function withSpecials(trained: Record<string, number>): Record<string, number> {
   return vocab;
 }
 
+/** transformers' `tokenizer_config.json` of the trained tokenizer. */
+const TOKENIZER_CONFIG = {
+  tokenizer_class: "PreTrainedTokenizerFast",
+  pad_token: "<pad>",
+  bos_token: "<bos>",
+  eos_token: "<eos>",
+  unk_token: "<unk>",
+  clean_up_tokenization_spaces: false,
+};
+
 /**
- * Train a word-level tokenizer on `captions` and write it as `tokenizer.json` at `path`.
+ * Train a word-level tokenizer on `captions` and write `tokenizer.json` and
+ * `tokenizer_config.json` into the folder `dir`.
  * @throws WebcapError BAD_INPUT when no caption has a word.
  */
 export async function trainWordLevel(
   captions: readonly string[],
-  path: string,
+  dir: string,
 ): Promise<WordLevelIds> {
   if (!captions.some((c) => /\S/.test(c))) {
     throw new WebcapError("BAD_INPUT", "a word-level tokenizer needs captions with words");
@@ -55,7 +66,11 @@ export async function trainWordLevel(
     const vocab = withSpecials(tok.getVocab());
     tok.setModel(tk.WordLevel.init(vocab, { unkToken: "<unk>" }));
     tok.addSpecialTokens([...WORD_LEVEL_SPECIALS]);
-    tok.save(path, true);
+    tok.save(`${dir}/tokenizer.json`, true);
+    await Deno.writeTextFile(
+      `${dir}/tokenizer_config.json`,
+      JSON.stringify(TOKENIZER_CONFIG, null, 2) + "\n",
+    );
     return { pad: 0, bos: 1, eos: 2, unk: 3, vocabSize: Object.keys(vocab).length };
   } finally {
     await Deno.remove(text);

@@ -216,7 +216,7 @@ async function tokenizer(
   captions: readonly string[] | undefined,
 ): Promise<{ ids: TokenIds; trained: boolean }> {
   if (captions) {
-    return { ids: await trainWordLevel(captions, `${out}/tokenizer.json`), trained: true };
+    return { ids: await trainWordLevel(captions, out), trained: true };
   }
   for (const name of TOKENIZER_FILES) {
     await Deno.copyFile(`${src}/${name}`, `${out}/${name}`).catch((e) => {

@@ -98,6 +98,8 @@ Deno.test("init random: the word-level tokenizer round-trips the training captio
     assert.equal(gen[`${key}_token_id`], tok.tokenToId(token), key);
   }
   assert.equal(cfg.decoder_start_token_id, tok.tokenToId("<bos>"));
+  const tc = JSON.parse(await Deno.readTextFile(`${tmp}/m/tokenizer_config.json`));
+  assert.equal(tok.tokenToId(tc.eos_token), cfg.eos_token_id, "transformers' names agree");
   const pre = JSON.parse(await Deno.readTextFile(`${tmp}/m/preprocessor_config.json`));
   assert.deepEqual(pre.size, { height: cfg.encoder.image_size, width: cfg.encoder.image_size });
   await Deno.remove(tmp, { recursive: true });
