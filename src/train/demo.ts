@@ -34,14 +34,14 @@ export interface DemoRecipe {
 /** `--quick` (within 10 minutes on two CPU cores under lavapipe) and the full demo. */
 export const DEMO_RECIPES: Record<"quick" | "full", DemoRecipe> = {
   quick: {
-    data: { train: 400, val: 50, test: 50 },
-    xe: { steps: 300, batchSize: 16, lr: 1e-3 },
-    scst: { steps: 60, batchSize: 8, lr: 5e-5, samples: 5, frozenEncoder: true },
+    data: { train: 1000, val: 50, test: 50 },
+    xe: { steps: 400, batchSize: 16, lr: 2e-3, valEvery: 100 },
+    scst: { steps: 80, batchSize: 8, lr: 1e-4, samples: 5, frozenEncoder: true, valEvery: 20 },
   },
   full: {
-    data: { train: 2000, val: 200, test: 200 },
-    xe: { steps: 1500, batchSize: 32, lr: 1e-3, valEvery: 500 },
-    scst: { steps: 400, batchSize: 16, lr: 5e-5, samples: 5, frozenEncoder: true, valEvery: 100 },
+    data: { train: 3000, val: 200, test: 200 },
+    xe: { steps: 1500, batchSize: 16, lr: 2e-3, valEvery: 250 },
+    scst: { steps: 300, batchSize: 8, lr: 1e-4, samples: 5, frozenEncoder: true, valEvery: 50 },
   },
 };
 
