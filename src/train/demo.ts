@@ -36,12 +36,12 @@ export const DEMO_RECIPES: Record<"quick" | "full", DemoRecipe> = {
   quick: {
     data: { train: 1000, val: 50, test: 50 },
     xe: { steps: 400, batchSize: 16, lr: 2e-3, valEvery: 100 },
-    scst: { steps: 80, batchSize: 8, lr: 1e-4, samples: 5, frozenEncoder: true, valEvery: 20 },
+    scst: { steps: 80, batchSize: 8, lr: 5e-5, samples: 5, frozenEncoder: true, valEvery: 20 },
   },
   full: {
     data: { train: 3000, val: 200, test: 200 },
     xe: { steps: 1500, batchSize: 16, lr: 2e-3, valEvery: 250 },
-    scst: { steps: 300, batchSize: 8, lr: 1e-4, samples: 5, frozenEncoder: true, valEvery: 50 },
+    scst: { steps: 300, batchSize: 8, lr: 5e-5, samples: 5, frozenEncoder: true, valEvery: 50 },
   },
 };
 
