@@ -8,7 +8,8 @@
  *     [--reward cider:1,bleu4:0.5,keywords:W,length:W] [--keywords a,b] [--target-length N]
  *     [--split 0.9,0.05,0.05] [--split-file FILE] [--missing skip|error]
  *     [--bad-captions skip|error] [--schedule constant|linear|cosine] [--warmup N]
- *     [--weight-decay W] [--grad-clip X] [--grad-accum N]
+ *     [--weight-decay W] [--grad-clip X] [--grad-accum N] [--init random]
+ *   deno task train --demo shapes [--quick] [--json] [--out DIR] [--seed S] [--model CONFIG_DIR]
  *
  * `--data`: a Karpathy split file, a COCO `captions_*.json` (images under `--images`, default
  * the data file's folder), a Flickr8k/30k caption file (`Flickr8k.token.txt`,
@@ -30,6 +31,13 @@
  * (default 0), `--grad-clip` (global gradient norm; default none) and `--grad-accum` micro-batches
  * of `--batch-size` per step (default 1). A resumed run continues its checkpoint's optimizer
  * settings and schedule: these flags may be left out, and one that differs is refused.
+ *
+ * `--init random`: train `--model`'s `config.json` (ViT + GPT-2) from fresh weights, with a
+ * word-level tokenizer trained on the training captions when the folder has none.
+ * `--demo shapes`: generate the shapes set, train `--model` (default the shapes fixture's
+ * `model-config`) from random weights with cross-entropy, then SCST, and print the validation
+ * metrics of the untrained, XE and SCST models (with `--json` the last line is
+ * `{"init","xe","scst","signature"}`); `--quick` is the ten-minute CPU recipe.
  * @module
  */
 import { parseArgs } from "node:util";
@@ -54,6 +62,8 @@ import {
   TrainProgress,
 } from "../src/train/train_log.ts";
 import { Trainer } from "../src/train/trainer.ts";
+import { DEMO_RECIPES, demoTable, runShapesDemo } from "../src/train/demo/demo.ts";
+import { initRandom } from "../src/train/init_random.ts";
 
 const USAGE = "usage: deno task train --data FILE [--images DIR] --model DIR --mode xe|scst " +
   "--steps N|--epochs N --batch-size B --lr X --out DIR [--resume DIR] [--json] [--samples K] " +
@@ -61,7 +71,12 @@ const USAGE = "usage: deno task train --data FILE [--images DIR] --model DIR --m
   "[--frozen-encoder] [--save-every N] [--log FILE] [--reward cider:1,bleu4:0.5] " +
   "[--keywords a,b] [--target-length N] [--split 0.9,0.05,0.05] [--split-file FILE] " +
   "[--missing skip|error] [--bad-captions skip|error] [--schedule constant|linear|cosine] " +
-  "[--warmup N] [--weight-decay W] [--grad-clip X] [--grad-accum N]";
+  "[--warmup N] [--weight-decay W] [--grad-clip X] [--grad-accum N] [--init random]\n       deno task train --demo shapes [--quick] [--json] " +
+  "[--out DIR] [--seed S] [--model CONFIG_DIR]";
+
+/** The shapes fixture's model config, the demo's default `--model`. */
+const SHAPES_CONFIG =
+  new URL("../../shared/fixtures/shapes/model-config", import.meta.url).pathname;
 
 function flags() {
   return parseArgs({
@@ -99,6 +114,9 @@ function flags() {
       "weight-decay": { type: "string" },
       "grad-clip": { type: "string" },
       "grad-accum": { type: "string" },
+      init: { type: "string" },
+      demo: { type: "string" },
+      quick: { type: "boolean" },
       help: { type: "boolean", short: "h" },
     },
   }).values;
@@ -120,8 +138,20 @@ function num(f: Flags, name: keyof Flags, int: boolean, fallback?: number, min =
   return x;
 }
 
+/** The demo's options, checked before any file or GPU work: it sets everything else itself. */
+function demoOptions(f: Flags) {
+  if (f.demo !== "shapes") bad(`--demo must be shapes, got ${f.demo}`);
+  const allowed = new Set(["demo", "quick", "json", "out", "seed", "model", "help"]);
+  const stray = Object.keys(f).find((k) => !allowed.has(k));
+  if (stray) bad(`--${stray} contradicts --demo shapes: the demo sets it (see --help)`);
+  return { seed: num(f, "seed", true, 0, 0), recipe: DEMO_RECIPES[f.quick ? "quick" : "full"] };
+}
+
 /** Every option checked before any file or GPU work. */
 function options(f: Flags) {
+  if (f.quick) bad("--quick is an option of --demo shapes");
+  if (f.init !== undefined && f.init !== "random") bad(`--init must be random, got ${f.init}`);
+  if (f.init && f.resume) bad("--init random contradicts --resume: --resume loads trained weights");
   for (const k of ["data", "out"] as const) if (!f[k]) bad(`--${k} is required\n${USAGE}`);
   if (!f.model && !f.resume) bad(`--model (or --resume) is required\n${USAGE}`);
   if (f.model && f.resume) bad("--model and --resume contradict: --resume loads its own model");
@@ -316,9 +346,20 @@ async function runSeed(resume: string | undefined, seed: number | undefined): Pr
   return state?.seed ?? seed ?? 0;
 }
 
+async function demo(f: Flags): Promise<void> {
+  const o = demoOptions(f);
+  const log = f.json ? console.error : console.log;
+  const out = f.out ?? await Deno.makeTempDir({ prefix: "webcap-demo-" });
+  log(`demo: shapes from scratch into ${out}`);
+  const result = await runShapesDemo({ ...o, out, model: f.model ?? SHAPES_CONFIG, log });
+  log(demoTable(result));
+  if (f.json) console.log(JSON.stringify(result));
+}
+
 async function main(): Promise<void> {
   const f = flags();
   if (f.help) return console.log(USAGE);
+  if (f.demo !== undefined) return await demo(f);
   const o = options(f);
   const out = f.out!.replace(/\/+$/, "");
   const logPath = f.log ?? `${out}/${TRAIN_LOG}`;
@@ -338,7 +379,13 @@ async function main(): Promise<void> {
   });
   const signature = scstSignature({ ...o.scst, rewardName: rewardName(terms) });
   if (o.mode === "scst") log(signature);
-  const source = f.resume ?? await resolveModel(f.model!);
+  const init = f.init && await Deno.makeTempDir({ prefix: "webcap-init-" });
+  if (init) {
+    const captions = train.flatMap((e) => e.captions);
+    await initRandom(f.model!, init, { seed, captions });
+    log(`init: ${f.model} with random weights (seed ${seed}) in ${init}`);
+  }
+  const source = init || f.resume || await resolveModel(f.model!);
   const trainer = await Trainer.fromPretrained(source, {
     optimizer: { kind: "adamw", lr: o.lr, schedule, ...step },
     frozen: f["frozen-encoder"] ? ["encoder."] : [],
@@ -401,6 +448,7 @@ async function main(): Promise<void> {
     if (f.json) console.log(JSON.stringify(result));
   } finally {
     trainer.dispose();
+    if (init) await Deno.remove(init, { recursive: true });
   }
 }
 

@@ -152,16 +152,20 @@ function hfBackend(
   if (!isObject(model) || typeof model.type !== "string" || model.vocab === undefined) {
     throw badTokenizer(source, 'not a tokenizer.json: "model" with "type" and "vocab" is missing.');
   }
-  if (!SUPPORTED_MODELS.includes(model.type)) {
+  const nativeOnly = model.type === "WordLevel"; // e.g. trained by `--init random`
+  if (!SUPPORTED_MODELS.includes(model.type) && !nativeOnly) {
     throw badTokenizer(
       source,
       `tokenizer model "${model.type}" is not supported; expected ${SUPPORTED_MODELS.join(", ")}.`,
     );
   }
+  if (nativeOnly && backend === "@huggingface/tokenizers") {
+    throw badTokenizer(source, 'tokenizer model "WordLevel" needs the native tokenizers library.');
+  }
   if (!Array.isArray(json.added_tokens)) {
     throw badTokenizer(source, 'not a tokenizer.json: "added_tokens" must be a list.');
   }
-  const open = library(backend, source);
+  const open = library(backend ?? (nativeOnly ? "tokenizers" : undefined), source);
   let tok: JsonTokenizer;
   try {
     tok = open(completeJson(json), config);
