@@ -14,7 +14,7 @@ import { attention } from "../src/shaders/attention.ts";
 import { conv2d } from "../src/shaders/conv2d.ts";
 import { binary, unary } from "../src/shaders/elementwise.ts";
 import { layerNorm } from "../src/shaders/layernorm.ts";
-import { matmul, type MatmulPlan, matmulPlan } from "../src/shaders/matmul.ts";
+import { matmul, type MatmulPlan, matmulPlan, vec4Fits } from "../src/shaders/matmul.ts";
 import { softmax } from "../src/shaders/softmax.ts";
 import { topk } from "../src/shaders/topk.ts";
 
@@ -187,7 +187,7 @@ const MATMULS: [string, number, number, number, boolean][] = [
 ];
 
 function planName(cls: AdapterClass, p: MatmulPlan): string {
-  const kernel = p.kernel === "regs" ? `regs ${p.tm}x${p.tn}` : p.kernel;
+  const kernel = p.kernel === "regs" ? `regs ${p.tm}x${p.tn}${p.vec ? " vec4" : ""}` : p.kernel;
   return `${cls}: ${kernel}`;
 }
 
@@ -212,7 +212,7 @@ async function benchMatmuls(
           rows.push({
             name: `${name} ${dtype}`,
             shape: `${M}x${K}x${N}`,
-            variant: planName(cls, matmulPlan(cls, M)),
+            variant: planName(cls, matmulPlan(cls, M, N, vec4Fits(w, K, N, transposeW))),
             ms: r.ms,
             gflops: (2 * M * N * K) / r.ms / 1e6,
             timer: r.timer,
