@@ -22,6 +22,7 @@ import type { Tensor } from "../gpu/tensor.ts";
 import { type DropoutKey, dropoutWords } from "./elementwise.ts";
 import { PHILOX_WGSL } from "./sample/philox_wgsl.ts";
 import { rowKernel } from "./reduce_wgsl.ts";
+import { range } from "./tile_wgsl.ts";
 
 /** Where one operand lives: element offset of (row 0, pos 0, head 0), and strides in elements. */
 export interface AttnOperand {
@@ -212,11 +213,6 @@ fn kernel(wg: vec3u, lid: vec3u) {
   }
 }`,
 });
-
-/** `[0, n)` as a list. */
-function range(n: number): number[] {
-  return Array.from({ length: n }, (_, i) => i);
-}
 
 /** WGSL of the vec4 `dot(q, k_j)` of a head of `d4` vec4s, K read at `kbase`. */
 function scoreWgsl(d4: number): string {

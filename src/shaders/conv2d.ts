@@ -20,7 +20,7 @@ import type { Recorder } from "../gpu/recorder.ts";
 import { dtypeBytes, type Tensor } from "../gpu/tensor.ts";
 import { type Activation, activationWgsl } from "./activations.ts";
 import { rowKernel } from "./reduce_wgsl.ts";
-import { stageRowsWgsl, TILE_WGSL } from "./tile_wgsl.ts";
+import { range, stageRowsWgsl, TILE_WGSL } from "./tile_wgsl.ts";
 
 /** A size given once for both axes, or as `[height, width]`. */
 export type Pair = number | readonly [number, number];
@@ -173,7 +173,7 @@ const CONV2D_CPU = new Kernel({
   workgroupSize: [64],
   body: (v: Variant, has) => {
     const P = CPU_TILE.pix, C = CPU_TILE.co;
-    const pixels = Array.from({ length: P }, (_, j) => `
+    const pixels = range(P).map((j) => `
   let pq${j} = min(q0 + ${j}u, npix - 1u);
   let xb${j} = ((pq${j} / hwo) * p.Cin + g * p.cinG) * p.H * p.W;
   let iy${j} = i32((pq${j} % hwo) / p.Wo * SH) - PH;
@@ -182,19 +182,20 @@ const CONV2D_CPU = new Kernel({
       { length: C },
       (_, i) => `let w${i} = wbase + min(co0 + ${i}u, p.coutG - 1u) * p.K;`,
     ).join("\n  ");
-    const taps = Array.from({ length: P }, (_, j) => `
+    const taps = range(P).map((j) => `
     var x${j} = 0.0;
     let y${j} = iy${j} + dy; let z${j} = ix${j} + dx;
     if (y${j} >= 0 && y${j} < i32(p.H) && z${j} >= 0 && z${j} < i32(p.W)) {
       x${j} = f32(X[xb${j} + xoff + u32(y${j}) * p.W + u32(z${j})]);
     }`).join("");
-    const fmas = Array.from({ length: C }, (_, i) =>
+    const fmas = range(C).map((i) =>
       `let wv${i} = f32(Wt[w${i} + k]);
-    acc${i} = fma(vec4f(wv${i}), vec4f(x0, x1, x2, x3), acc${i});`).join("\n    ");
+    acc${i} = fma(vec4f(wv${i}), vec4f(x0, x1, x2, x3), acc${i});`
+    ).join("\n    ");
     const stores = Array.from(
       { length: C },
       (_, i) =>
-        Array.from({ length: P }, (_, j) => `store(g, co0 + ${i}u, q0 + ${j}u, acc${i}[${j}]);`)
+        range(P).map((j) => `store(g, co0 + ${i}u, q0 + ${j}u, acc${i}[${j}]);`)
           .join(
             " ",
           ),
@@ -225,7 +226,7 @@ fn kernel(wg: vec3u, lid: vec3u) {
   let wbase = g * p.coutG * p.K;
   ${pixels}
   ${channels}
-  ${Array.from({ length: C }, (_, i) => `var acc${i} = vec4f();`).join("\n  ")}
+  ${range(C).map((i) => `var acc${i} = vec4f();`).join("\n  ")}
   for (var k = 0u; k < p.K; k++) {
     let ci = k / (KH * KW);
     let r = k % (KH * KW);

@@ -15,7 +15,7 @@ import { Kernel, optional, read, readWrite } from "../gpu/kernel.ts";
 import { type Recorder, tensorWindow } from "../gpu/recorder.ts";
 import { dtypeBytes, type Tensor } from "../gpu/tensor.ts";
 import { type Activation, activationWgsl } from "./activations.ts";
-import { stageRowsWgsl, TILE_WGSL } from "./tile_wgsl.ts";
+import { range, stageRowsWgsl, TILE_WGSL } from "./tile_wgsl.ts";
 import {
   dequantWgsl,
   isQuant,
@@ -193,11 +193,6 @@ interface RegTile {
   tm: number;
   tn: number;
   vec: boolean;
-}
-
-/** `[0, n)` as a list. */
-function range(n: number): number[] {
-  return Array.from({ length: n }, (_, i) => i);
 }
 
 /** WGSL of the vec4 `w<j>_<h>` (W at k + j, columns c<4h>…c<4h+3>) of one k-step. */
