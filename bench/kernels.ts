@@ -3,18 +3,19 @@
  * where the adapter has them (else wall time of submit-and-wait), GFLOP/s or GB/s, with the
  * adapter's name. Matmuls run at ViT-base's prefill shapes (M = 197) and GPT-2's decode shapes
  * (M = 1…8, up to the 50,257-column LM head) with the variant {@link matmulPlan} chooses; on a
- * CPU adapter also with the GPU kernels, side by side.
+ * CPU adapter matmul, attention and layernorm also run with the GPU kernels, side by side, and
+ * the `variant` column names the kernel of each row.
  * @module
  */
 import type { AdapterClass, Gpu } from "../src/gpu/device.ts";
 import { Recorder } from "../src/gpu/recorder.ts";
 import { type Tensor, uploadTensor } from "../src/gpu/tensor.ts";
 import { f32ToF16 } from "../src/nn/params.ts";
-import { attention } from "../src/shaders/attention.ts";
+import { attention, attentionPlan } from "../src/shaders/attention.ts";
 import { conv2d } from "../src/shaders/conv2d.ts";
 import { binary, unary } from "../src/shaders/elementwise.ts";
-import { layerNorm } from "../src/shaders/layernorm.ts";
-import { matmul, type MatmulPlan, matmulPlan } from "../src/shaders/matmul.ts";
+import { layerNorm, layerNormPlan } from "../src/shaders/layernorm.ts";
+import { matmul, type MatmulPlan, matmulPlan, vec4Fits } from "../src/shaders/matmul.ts";
 import { softmax } from "../src/shaders/softmax.ts";
 import { topk } from "../src/shaders/topk.ts";
 
@@ -66,6 +67,29 @@ async function timeIt(
   };
 }
 
+/**
+ * One timing per adapter class whose kernels this adapter can run side by side: on a CPU adapter
+ * the GPU kernels (what every adapter ran before the CPU variants) and then its own; on a GPU
+ * its own.
+ */
+async function perClass(
+  gpu: Gpu,
+  time: (cls: AdapterClass) => Promise<Timing>,
+): Promise<Timing[]> {
+  const own = gpu.adapterClass;
+  const classes: AdapterClass[] = own === "cpu" ? ["gpu", "cpu"] : ["gpu"];
+  const rows: Timing[] = [];
+  for (const cls of classes) {
+    gpu.adapterClass = cls;
+    try {
+      rows.push(await time(cls));
+    } finally {
+      gpu.adapterClass = own;
+    }
+  }
+  return rows;
+}
+
 /** Run the kernel benchmarks. `reps` per case (median reported). */
 export async function benchKernels(gpu: Gpu, reps = 3): Promise<KernelRow[]> {
   const rows: Timing[] = [];
@@ -84,7 +108,7 @@ export async function benchKernels(gpu: Gpu, reps = 3): Promise<KernelRow[]> {
       posStride: 3 * H * D,
       rowStride: S * 3 * H * D,
     });
-    const { ms, timer } = await timeIt(gpu, (rec) => [attention(rec, {
+    const args = {
       q: op(0),
       k: op(H * D),
       v: op(2 * H * D),
@@ -94,28 +118,41 @@ export async function benchKernels(gpu: Gpu, reps = 3): Promise<KernelRow[]> {
       headDim: D,
       keys: S,
       scale: 0.125,
-    })], reps);
-    rows.push({
-      name: "attention (fused, ViT-B/16)",
-      shape: `${H}h x ${S}q x ${S}k x ${D}d`,
-      ms,
-      gflops: (4 * S * S * D * H) / ms / 1e6,
-      timer,
-    });
+    };
+    rows.push(
+      ...await perClass(gpu, async (cls) => {
+        const { ms, timer } = await timeIt(gpu, (rec) => [attention(rec, args)], reps);
+        return {
+          name: "attention (fused, ViT-B/16)",
+          shape: `${H}h x ${S}q x ${S}k x ${D}d`,
+          variant: `${cls}: ${attentionPlan(cls, args)}`,
+          ms,
+          gflops: (4 * S * S * D * H) / ms / 1e6,
+          timer,
+        };
+      }),
+    );
     qkv.release();
   }
   {
-    const [R, Dm] = [197, 768];
-    const x = up(R * Dm, [R, Dm], 4), g = up(Dm, [Dm], 5), b = up(Dm, [Dm], 6);
-    const { ms, timer } = await timeIt(gpu, (rec) => [layerNorm(rec, x, g, b, 1e-5)], reps);
-    rows.push({
-      name: "layernorm",
-      shape: `${R}x${Dm}`,
-      ms,
-      gbps: (3 * R * Dm * 4) / ms / 1e6,
-      timer,
-    });
-    for (const t of [x, g, b]) t.release();
+    for (const R of [197, 1]) {
+      const Dm = 768;
+      const x = up(R * Dm, [R, Dm], 4), g = up(Dm, [Dm], 5), b = up(Dm, [Dm], 6);
+      rows.push(
+        ...await perClass(gpu, async (cls) => {
+          const { ms, timer } = await timeIt(gpu, (rec) => [layerNorm(rec, x, g, b, 1e-5)], reps);
+          return {
+            name: "layernorm",
+            shape: `${R}x${Dm}`,
+            variant: `${cls}: ${layerNormPlan(cls, Dm)}`,
+            ms,
+            gbps: (3 * R * Dm * 4) / ms / 1e6,
+            timer,
+          };
+        }),
+      );
+      for (const t of [x, g, b]) t.release();
+    }
   }
   {
     const [R, V] = [5, 50257];
@@ -172,6 +209,7 @@ type Upload = (n: number, shape: number[], seed: number, dtype?: "f32" | "f16") 
 const MATMULS: [string, number, number, number, boolean][] = [
   ["matmul qkv (ViT)", 197, 768, 2304, false],
   ["matmul attn proj (ViT)", 197, 768, 768, false],
+  ["matmul attn proj (ViT, nn.Linear out×in)", 197, 768, 768, true],
   ["matmul mlp fc (ViT)", 197, 768, 3072, false],
   ["matmul mlp proj (ViT)", 197, 3072, 768, false],
   ...[1, 2, 5, 8].map((M): [string, number, number, number, boolean] => [
@@ -187,7 +225,7 @@ const MATMULS: [string, number, number, number, boolean][] = [
 ];
 
 function planName(cls: AdapterClass, p: MatmulPlan): string {
-  const kernel = p.kernel === "regs" ? `regs ${p.tm}x${p.tn}` : p.kernel;
+  const kernel = p.kernel === "regs" ? `regs ${p.tm}x${p.tn}${p.vec ? " vec4" : ""}` : p.kernel;
   return `${cls}: ${kernel}`;
 }
 
@@ -199,28 +237,23 @@ async function benchMatmuls(
   reps: number,
 ): Promise<Timing[]> {
   const rows: Timing[] = [];
-  const own = gpu.adapterClass;
-  const classes: AdapterClass[] = own === "cpu" ? ["gpu", "cpu"] : ["gpu"];
   for (const dtype of dtypes) {
     for (const [name, M, K, N, transposeW] of MATMULS) {
       const a = up(M * K, [M, K], 1);
       const w = up(K * N, transposeW ? [N, K] : [K, N], 2, dtype);
-      for (const cls of classes) {
-        gpu.adapterClass = cls;
-        try {
+      rows.push(
+        ...await perClass(gpu, async (cls) => {
           const r = await timeIt(gpu, (rec) => [matmul(rec, a, w, { transposeW })], reps);
-          rows.push({
+          return {
             name: `${name} ${dtype}`,
             shape: `${M}x${K}x${N}`,
-            variant: planName(cls, matmulPlan(cls, M)),
+            variant: planName(cls, matmulPlan(cls, M, N, vec4Fits(w, K, N, transposeW))),
             ms: r.ms,
             gflops: (2 * M * N * K) / r.ms / 1e6,
             timer: r.timer,
-          });
-        } finally {
-          gpu.adapterClass = own;
-        }
-      }
+          };
+        }),
+      );
       a.release();
       w.release();
     }

@@ -1,7 +1,7 @@
 /**
- * `deno task bench [--kernels] [--strategies] [--caption] [--eval] [--train [--train-real]]
- *   [--dtypes --model DIR --data KARPATHY.json [--split val] [--max-images N]] [--json FILE]
- *   [--reps N]`
+ * `deno task bench [--kernels] [--strategies] [--caption [--real]] [--eval]
+ *   [--train [--train-real]] [--dtypes --model DIR --data KARPATHY.json [--split val]
+ *   [--max-images N]] [--json FILE] [--reps N]`
  * Prints a table per group and writes all rows as JSON. With no group flag, runs them all.
  * @module
  */
@@ -28,7 +28,7 @@ function table(title: string, rows: Row[]): void {
   for (const r of rows) console.log(cols.map((c, i) => fmt(r[c]).padEnd(widths[i])).join("  "));
 }
 
-const USAGE = `usage: deno task bench [--kernels] [--strategies] [--caption] [--eval]
+const USAGE = `usage: deno task bench [--kernels] [--strategies] [--caption [--real]] [--eval]
                        [--train [--train-real]] [--json FILE] [--reps N]
                        [--dtypes --model DIR --data KARPATHY.json [--split val] [--max-images N]]
 
@@ -40,6 +40,9 @@ is chosen).
   --caption      per fixture model and strategy, 20 tokens: wall ms, submits, host waits,
                  dispatches, bind groups, pipelines and buffers created, bytes read, peak bytes;
                  greedy also with q8 and q4 weights (dtype column)
+  --real         with --caption: only ViT-GPT2 at its real sizes (239M parameters, random
+                 weights written to a temporary folder): one image, 20 tokens, greedy; wall ms,
+                 encoder ms, ms per token, peak memory, tokens (the fastest of --reps)
   --eval         COCO caption metrics on a synthetic 5,000-image set
   --train        training steps of the fixture ViT-GPT2 (AdamW, batch 8): step time, samples/s,
                  peak GPU bytes, whole model and frozen encoder
@@ -67,6 +70,7 @@ function parseFlags() {
         eval: { type: "boolean" },
         train: { type: "boolean" },
         "train-real": { type: "boolean" },
+        real: { type: "boolean" },
         json: { type: "string" },
         reps: { type: "string" },
         model: { type: "string" },
@@ -144,7 +148,12 @@ if (values.strategies || all) {
   table("decoding strategies", rows as unknown as Row[]);
   out.strategies = rows;
 }
-if (values.caption || all) {
+if (values.caption && values.real) {
+  const { benchImage, benchRealCaption } = await import("./real_caption.ts");
+  const row = await benchRealCaption(undefined, await benchImage(), reps);
+  table("real-size caption (20 tokens, greedy)", [row as unknown as Row]);
+  out.caption = [row];
+} else if (values.caption || all) {
   const { benchCaption } = await import("./caption.ts");
   const rows = await benchCaption(reps);
   table("caption speed (20 tokens)", rows as unknown as Row[]);

@@ -23,8 +23,12 @@ import type { DType } from "./tensor.ts";
 
 /** Types of uniform fields (each 4 bytes). */
 export type UniformType = "u32" | "i32" | "f32";
-/** Element types of storage bindings; `float` is f32 or f16, after the bound tensor. */
-export type StorageType = "float" | "i32" | "u32";
+/**
+ * Element types of storage bindings; `float` is f32 or f16, after the bound tensor; `float4` is
+ * the same tensor read four elements at a time (`array<vec4<X_t>>`, for CPU adapters, where a
+ * vector load is one gather instead of four).
+ */
+export type StorageType = "float" | "float4" | "i32" | "u32";
 
 /** One storage binding of a kernel. */
 export interface StorageSpec<T extends StorageType = StorageType, O extends boolean = boolean> {
@@ -136,11 +140,12 @@ export class Kernel<U extends UniformSpecs, S extends StorageSpecs, V = Record<n
   #elementType(rec: Recorder, name: string, b: Binding): DType {
     const want = this.spec.storage[name].type;
     const got = dtypeOf(b);
-    const ok = want === "float" ? got === "f32" || got === "f16" : got === want;
+    const float = want === "float" || want === "float4";
+    const ok = float ? got === "f32" || got === "f16" : got === want;
     if (!ok) {
       throw new WebcapError(
         "BAD_DTYPE",
-        `${this.spec.name}: ${name} is ${got}, wants ${want === "float" ? "f32 or f16" : want}`,
+        `${this.spec.name}: ${name} is ${got}, wants ${float ? "f32 or f16" : want}`,
       );
     }
     if (got === "f16" && !rec.gpu.hasF16) {
@@ -232,8 +237,8 @@ export class Kernel<U extends UniformSpecs, S extends StorageSpecs, V = Record<n
     ];
     names.forEach((n, i) => {
       const s = storage[n];
-      if (s.type === "float") lines.push(`alias ${n}_t = ${types[i]};`);
-      const elem = s.type === "float" ? `${n}_t` : s.type;
+      if (s.type === "float" || s.type === "float4") lines.push(`alias ${n}_t = ${types[i]};`);
+      const elem = s.type === "float" ? `${n}_t` : s.type === "float4" ? `vec4<${n}_t>` : s.type;
       lines.push(`@group(0) @binding(${i + 1}) var<storage, ${s.access}> ${n}: array<${elem}>;`);
     });
     const M = MAX_GROUPS_PER_DIM;

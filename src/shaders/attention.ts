@@ -15,12 +15,14 @@
  * @module
  */
 import { WebcapError } from "../errors.ts";
+import type { AdapterClass } from "../gpu/device.ts";
 import { Kernel, optional, read, readWrite } from "../gpu/kernel.ts";
 import type { Recorder } from "../gpu/recorder.ts";
 import type { Tensor } from "../gpu/tensor.ts";
 import { type DropoutKey, dropoutWords } from "./elementwise.ts";
 import { PHILOX_WGSL } from "./sample/philox_wgsl.ts";
 import { rowKernel } from "./reduce_wgsl.ts";
+import { range } from "./tile_wgsl.ts";
 
 /** Where one operand lives: element offset of (row 0, pos 0, head 0), and strides in elements. */
 export interface AttnOperand {
@@ -212,6 +214,91 @@ fn kernel(wg: vec3u, lid: vec3u) {
 }`,
 });
 
+/** WGSL of the vec4 `dot(q, k_j)` of a head of `d4` vec4s, K read at `kbase`. */
+function scoreWgsl(d4: number): string {
+  const terms = range(d4).map((i) =>
+    `dot(q${i}, vec4f(${range(4).map((c) => `f32(K[kbase + ${4 * i + c}u])`).join(", ")}))`
+  );
+  return terms.join(" + ");
+}
+
+/**
+ * Attention for CPU adapters (llvmpipe runs the 64 invocations of a workgroup as SIMD lanes):
+ * one invocation per query, its scaled q and its output row in vec4 registers, two passes over
+ * the keys (the maximum, then the exponentials and their sum with V) and no workgroup memory or
+ * barriers. The lanes of a workgroup are queries of one head and batch row, so each K and V
+ * element they read is the same address for every lane. `D` (a multiple of 4) is compiled in;
+ * neither probabilities nor dropout (training keeps {@link ATTENTION}).
+ */
+const ATTENTION_CPU = new Kernel({
+  name: "attention_cpu",
+  uniforms: { ...STRIDES, past: "u32", causal: "u32" },
+  storage: {
+    Q: read(),
+    K: read(),
+    V: read(),
+    O: readWrite(),
+    kvIndex: optional(read("i32")),
+    keyLen: optional(read("i32")),
+  },
+  workgroupSize: [64],
+  body: (v: { D: number }, has) => {
+    const d4 = range(v.D / 4);
+    const qs = d4.map((i) =>
+      `let q${i} = vec4f(${
+        range(4).map((c) => `f32(Q[qbase + ${4 * i + c}u])`).join(", ")
+      }) * p.scale;`
+    );
+    const vs = d4.map((i) =>
+      `acc${i} = fma(vec4f(e), vec4f(${
+        range(4).map((c) => `f32(V[vbase + ${4 * i + c}u])`).join(", ")
+      }), acc${i});`
+    );
+    const outs = d4.flatMap((i) =>
+      range(4).map((c) => `O[obase + ${4 * i + c}u] = O_t(acc${i}[${c}] / l);`)
+    );
+    return `
+fn kernel(wg: vec3u, lid: vec3u) {
+  let s = wg.x * WG_X + lid.x; let h = wg.y; let b = wg.z;
+  if (s >= p.S) { return; }
+  let kb = ${has.kvIndex ? "u32(kvIndex[b])" : "b"};
+  let kh = h * p.D;
+  let qbase = p.qOff + b * p.qRow + s * p.qPos + kh;
+  ${qs.join("\n  ")}
+  let n_keys = min(select(p.L, min(p.L, p.past + s + 1u), p.causal == 1u), ${
+      has.keyLen ? "u32(keyLen[b])" : "p.L"
+    });
+  var m = -3.4e38;
+  for (var j = 0u; j < n_keys; j++) {
+    let kbase = p.kOff + kb * p.kRow + j * p.kPos + kh;
+    m = max(m, ${scoreWgsl(v.D / 4)});
+  }
+  var l = 0.0;
+  ${d4.map((i) => `var acc${i} = vec4f();`).join("\n  ")}
+  for (var j = 0u; j < n_keys; j++) {
+    let kbase = p.kOff + kb * p.kRow + j * p.kPos + kh;
+    let vbase = p.vOff + kb * p.vRow + j * p.vPos + kh;
+    let e = exp(${scoreWgsl(v.D / 4)} - m);
+    l += e;
+    ${vs.join("\n    ")}
+  }
+  let obase = (b * p.S + s) * p.H * p.D + kh;
+  ${outs.join("\n  ")}
+}`;
+  },
+});
+
+/**
+ * The attention kernel of a call on an adapter class: {@link ATTENTION_CPU} on CPU adapters when
+ * the head size is a multiple of 4 (at most 256) and neither probabilities nor dropout are asked
+ * for, else the workgroup kernel {@link ATTENTION}. Measured on llvmpipe at ViT-B/16's 12 heads ×
+ * 197 × 197 × 64 (BENCHMARKS.md).
+ */
+export function attentionPlan(cls: AdapterClass, a: AttentionArgs): "cpu" | "workgroup" {
+  const plain = !a.probs && !(a.dropout && a.dropout.p > 0) && a.headDim % 4 === 0;
+  return cls === "cpu" && plain ? "cpu" : "workgroup";
+}
+
 /** Record fused attention; returns `[B, S, H·D]`. */
 export function attention(rec: Recorder, a: AttentionArgs): Tensor {
   const { batch: B, queries: S, heads: H, headDim: D, keys: L } = a;
@@ -234,20 +321,27 @@ export function attention(rec: Recorder, a: AttentionArgs): Tensor {
   const out = a.out ?? rec.output([B, S, H * D]);
   const [q, k, v] = [a.q, a.k, a.v];
   const drop = dropUniforms(a.dropout);
+  const uniforms = {
+    S,
+    L,
+    D,
+    H,
+    past: a.causal?.past ?? 0,
+    causal: a.causal ? 1 : 0,
+    ...operandWindows(q, k, v),
+    scale: a.scale,
+    ...drop.u,
+  };
+  const bind = { Q: q.t, K: k.t, V: v.t, O: out, kvIndex: a.kvIndex, keyLen: a.keyLengths };
+  if (attentionPlan(rec.gpu.adapterClass, a) === "cpu") {
+    const groups = [Math.ceil(S / 64), H, B] as const;
+    ATTENTION_CPU.record(rec, { variant: { D }, uniforms, bind, groups });
+    return out;
+  }
   ATTENTION.record(rec, {
     variant: { drop: drop.on },
-    uniforms: {
-      S,
-      L,
-      D,
-      H,
-      past: a.causal?.past ?? 0,
-      causal: a.causal ? 1 : 0,
-      ...operandWindows(q, k, v),
-      scale: a.scale,
-      ...drop.u,
-    },
-    bind: { Q: q.t, K: k.t, V: v.t, O: out, kvIndex: a.kvIndex, keyLen: a.keyLengths, Pr: a.probs },
+    uniforms,
+    bind: { ...bind, Pr: a.probs },
     groups: [S, H, B],
   });
   return out;

@@ -14,12 +14,13 @@
  * @module
  */
 import { WebcapError } from "../errors.ts";
+import type { AdapterClass } from "../gpu/device.ts";
 import { Kernel, optional, read, readWrite } from "../gpu/kernel.ts";
 import type { Recorder } from "../gpu/recorder.ts";
 import { dtypeBytes, type Tensor } from "../gpu/tensor.ts";
 import { type Activation, activationWgsl } from "./activations.ts";
 import { rowKernel } from "./reduce_wgsl.ts";
-import { stageRowsWgsl, TILE_WGSL } from "./tile_wgsl.ts";
+import { range, stageRowsWgsl, TILE_WGSL } from "./tile_wgsl.ts";
 
 /** A size given once for both axes, or as `[height, width]`. */
 export type Pair = number | readonly [number, number];
@@ -155,6 +156,90 @@ fn kernel(wg: vec3u, lid: vec3u) {
 }`,
 });
 
+/** Output channels × output pixels of one invocation of {@link CONV2D_CPU}. */
+const CPU_TILE = { co: 8, pix: 4 } as const;
+
+/**
+ * Convolution for CPU adapters (llvmpipe runs a workgroup's invocations as SIMD lanes, where
+ * workgroup memory and barriers only cost): each invocation computes 8 output channels × 4
+ * consecutive output pixels in registers, walking the reduction (input channel, ky, kx) directly
+ * over the input; the lanes of a workgroup share their channels, so each weight they read is the
+ * same address in every lane. Grid: [pixel blocks of 256, channel blocks of 8, groups].
+ */
+const CONV2D_CPU = new Kernel({
+  name: "conv2d_cpu",
+  uniforms: { ...SIZES, K: "u32" },
+  storage: { X: read(), Wt: read(), Y: readWrite(), bias: optional(read()), R: optional(read()) },
+  workgroupSize: [64],
+  body: (v: Variant, has) => {
+    const P = CPU_TILE.pix, C = CPU_TILE.co;
+    const pixels = range(P).map((j) => `
+  let pq${j} = min(q0 + ${j}u, npix - 1u);
+  let xb${j} = ((pq${j} / hwo) * p.Cin + g * p.cinG) * p.H * p.W;
+  let iy${j} = i32((pq${j} % hwo) / p.Wo * SH) - PH;
+  let ix${j} = i32(pq${j} % p.Wo * SW) - PW;`).join("");
+    const channels = Array.from(
+      { length: C },
+      (_, i) => `let w${i} = wbase + min(co0 + ${i}u, p.coutG - 1u) * p.K;`,
+    ).join("\n  ");
+    const taps = range(P).map((j) => `
+    var x${j} = 0.0;
+    let y${j} = iy${j} + dy; let z${j} = ix${j} + dx;
+    if (y${j} >= 0 && y${j} < i32(p.H) && z${j} >= 0 && z${j} < i32(p.W)) {
+      x${j} = f32(X[xb${j} + xoff + u32(y${j}) * p.W + u32(z${j})]);
+    }`).join("");
+    const fmas = range(C).map((i) =>
+      `let wv${i} = f32(Wt[w${i} + k]);
+    acc${i} = fma(vec4f(wv${i}), vec4f(x0, x1, x2, x3), acc${i});`
+    ).join("\n    ");
+    const stores = Array.from(
+      { length: C },
+      (_, i) =>
+        range(P).map((j) => `store(g, co0 + ${i}u, q0 + ${j}u, acc${i}[${j}]);`)
+          .join(
+            " ",
+          ),
+    ).join("\n  ");
+    return `
+const KH = ${v.kh}u; const KW = ${v.kw}u;
+const SH = ${v.stride[0]}u; const SW = ${v.stride[1]}u;
+const PH = ${v.padding[0]}; const PW = ${v.padding[1]};
+const DH = ${v.dilation[0]}; const DW = ${v.dilation[1]};
+${activationWgsl(v.act)}
+fn store(g: u32, co: u32, q: u32, x: f32) {
+  let hwo = p.Ho * p.Wo;
+  if (co >= p.coutG || q >= p.N * hwo) { return; }
+  let c = g * p.coutG + co;
+  let o = ((q / hwo) * p.Cout + c) * hwo + q % hwo;
+  var v = x;
+  ${has.bias ? "v += f32(bias[c]);" : ""}
+  ${has.R ? "v += f32(R[o]);" : ""}
+  Y[o] = Y_t(act(v));
+}
+fn kernel(wg: vec3u, lid: vec3u) {
+  let hwo = p.Ho * p.Wo;
+  let npix = p.N * hwo;
+  let q0 = (wg.x * WG_X + lid.x) * ${P}u;
+  if (q0 >= npix) { return; }
+  let co0 = wg.y * ${C}u;
+  let g = wg.z;
+  let wbase = g * p.coutG * p.K;
+  ${pixels}
+  ${channels}
+  ${range(C).map((i) => `var acc${i} = vec4f();`).join("\n  ")}
+  for (var k = 0u; k < p.K; k++) {
+    let ci = k / (KH * KW);
+    let r = k % (KH * KW);
+    let dy = i32(r / KW) * DH; let dx = i32(r % KW) * DW;
+    let xoff = ci * p.H * p.W;
+    ${taps}
+    ${fmas}
+  }
+  ${stores}
+}`;
+  },
+});
+
 function bad(msg: string): WebcapError {
   return new WebcapError("BAD_SHAPE", `conv2d: ${msg}`);
 }
@@ -204,6 +289,14 @@ export function conv2dGeometry(x: Tensor, w: Tensor, o: Conv2dOptions = {}): Con
 }
 
 /**
+ * The convolution kernel of an adapter class: {@link CONV2D_CPU} on CPU adapters, the
+ * implicit GEMM in workgroup tiles on GPUs. Measured on llvmpipe (BENCHMARKS.md).
+ */
+export function conv2dPlan(cls: AdapterClass): "cpu" | "tiled" {
+  return cls === "cpu" ? "cpu" : "tiled";
+}
+
+/**
  * Record `act(conv2d(x, w) + bias + residual)`: x `[N, Cin, H, W]`, w `[Cout, Cin/groups, kh, kw]`
  * → `[N, Cout, Ho, Wo]` with PyTorch's output size `⌊(H + 2p − d(k−1) − 1) / s⌋ + 1`.
  */
@@ -225,10 +318,19 @@ export function conv2d(rec: Recorder, x: Tensor, w: Tensor, opts: Conv2dOptions 
   const pixTiles = Math.ceil((g.N * g.Ho * g.Wo) / 64);
   const coTiles = Math.ceil(coutG / 64);
   const { N, Cin, H, W, Cout, Ho, Wo, kh, kw, stride, padding, dilation } = g;
+  const variant = { kh, kw, stride, padding, dilation, act: opts.act ?? "none" };
+  const sizes = { N, Cin, H, W, Cout, Ho, Wo, cinG, coutG, K: cinG * kh * kw };
+  const bind = { X: x, Wt: w, Y: out, bias: opts.bias, R: opts.residual };
+  if (conv2dPlan(rec.gpu.adapterClass) === "cpu") {
+    const pixBlocks = Math.ceil((N * Ho * Wo) / CPU_TILE.pix / 64);
+    const groups = [pixBlocks, Math.ceil(coutG / CPU_TILE.co), g.groups] as const;
+    CONV2D_CPU.record(rec, { variant, uniforms: sizes, bind, groups });
+    return out;
+  }
   CONV2D.record(rec, {
-    variant: { kh, kw, stride, padding, dilation, act: opts.act ?? "none" },
-    uniforms: { N, Cin, H, W, Cout, Ho, Wo, cinG, coutG, K: cinG * kh * kw, pixTiles, coTiles },
-    bind: { X: x, Wt: w, Y: out, bias: opts.bias, R: opts.residual },
+    variant,
+    uniforms: { ...sizes, pixTiles, coTiles },
+    bind,
     groups: pixTiles * coTiles * g.groups,
   });
   return out;

@@ -4,6 +4,7 @@
  * @module
  */
 import { WebcapError } from "../errors.ts";
+import type { AdapterClass } from "../gpu/device.ts";
 import { Kernel, optional, read, readWrite } from "../gpu/kernel.ts";
 import type { Recorder } from "../gpu/recorder.ts";
 import type { Tensor } from "../gpu/tensor.ts";
@@ -38,6 +39,75 @@ fn kernel(wg: vec3u, lid: vec3u) {
 }`,
 });
 
+/**
+ * LayerNorm for CPU adapters (llvmpipe runs a workgroup's invocations as SIMD lanes, where the
+ * workgroup reduce's barriers cost more than the sums): one row per invocation, the same two
+ * passes and the output read and written as vec4 (`D` % 4 = 0); gamma and beta are the same
+ * address in every lane.
+ */
+const LAYERNORM_CPU = new Kernel({
+  name: "layernorm_cpu",
+  uniforms: { D: "u32", eps: "f32", rows: "u32" },
+  storage: {
+    X: read("float4"),
+    gamma: read("float4"),
+    beta: read("float4"),
+    Y: readWrite("float4"),
+    Mean: optional(readWrite()),
+    Rstd: optional(readWrite()),
+  },
+  workgroupSize: [64],
+  body: (_, has) => `
+fn kernel(wg: vec3u, lid: vec3u) {
+  let r = wg.x * WG_X + lid.x;
+  if (r >= p.rows) { return; }
+  let d4 = p.D / 4u;
+  let base = r * d4;
+  var s = vec4f();
+  for (var i = 0u; i < d4; i++) { s += vec4f(X[base + i]); }
+  let mean = (s.x + s.y + s.z + s.w) / f32(p.D);
+  var q = vec4f();
+  for (var i = 0u; i < d4; i++) { let d = vec4f(X[base + i]) - mean; q = fma(d, d, q); }
+  let inv = inverseSqrt((q.x + q.y + q.z + q.w) / f32(p.D) + p.eps);
+  ${has.Mean ? "Mean[r] = Mean_t(mean); Rstd[r] = Rstd_t(inv);" : ""}
+  for (var i = 0u; i < d4; i++) {
+    let y = (vec4f(X[base + i]) - mean) * inv * vec4f(gamma[i]) + vec4f(beta[i]);
+    Y[base + i] = vec4<Y_t>(y);
+  }
+}`,
+});
+
+/** Which layernorm kernel a row length takes on an adapter class. */
+export function layerNormPlan(cls: AdapterClass, D: number): "cpu" | "workgroup" {
+  return cls === "cpu" && D % 4 === 0 ? "cpu" : "workgroup";
+}
+
+/** Record the layernorm of `rows` rows of `D` (the mean and 1/std too when bound). */
+function recordLayerNorm(
+  rec: Recorder,
+  bind: {
+    X: Tensor;
+    gamma: Tensor;
+    beta: Tensor;
+    Y: Tensor;
+    Mean?: Tensor;
+    Rstd?: Tensor;
+  },
+  D: number,
+  eps: number,
+  rows: number,
+): void {
+  if (layerNormPlan(rec.gpu.adapterClass, D) === "cpu") {
+    LAYERNORM_CPU.record(rec, {
+      uniforms: { D, eps, rows },
+      bind,
+      groups: Math.ceil(rows / 64),
+    });
+  } else {
+    LAYERNORM.record(rec, { uniforms: { D, eps }, bind, groups: rows });
+  }
+}
+
 /** LayerNorm of `x [rows, D]` (any leading shape) with `gamma`, `beta` `[D]`. */
 export function layerNorm(
   rec: Recorder,
@@ -56,11 +126,7 @@ export function layerNorm(
   }
   const rows = x.size / D;
   const y = out ?? rec.output(x.shape);
-  LAYERNORM.record(rec, {
-    uniforms: { D, eps },
-    bind: { X: x, gamma, beta, Y: y },
-    groups: rows,
-  });
+  recordLayerNorm(rec, { X: x, gamma, beta, Y: y }, D, eps, rows);
   return y;
 }
 
@@ -96,11 +162,7 @@ export function layerNormTrain(
     mean: rec.output([rows]),
     rstd: rec.output([rows]),
   };
-  LAYERNORM.record(rec, {
-    uniforms: { D, eps },
-    bind: { X: x, gamma, beta, Y: s.y, Mean: s.mean, Rstd: s.rstd },
-    groups: rows,
-  });
+  recordLayerNorm(rec, { X: x, gamma, beta, Y: s.y, Mean: s.mean, Rstd: s.rstd }, D, eps, rows);
   return s;
 }
 

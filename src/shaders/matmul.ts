@@ -15,7 +15,7 @@ import { Kernel, optional, read, readWrite } from "../gpu/kernel.ts";
 import { type Recorder, tensorWindow } from "../gpu/recorder.ts";
 import { dtypeBytes, type Tensor } from "../gpu/tensor.ts";
 import { type Activation, activationWgsl } from "./activations.ts";
-import { stageRowsWgsl, TILE_WGSL } from "./tile_wgsl.ts";
+import { range, stageRowsWgsl, TILE_WGSL } from "./tile_wgsl.ts";
 import {
   dequantWgsl,
   isQuant,
@@ -71,7 +71,7 @@ fn w_at(k: u32, n: u32) -> f32 {
 }`;
 }
 
-function helpers(v: Variant, has: { bias: boolean; R: boolean }): string {
+function helpers(v: Variant, has: { bias: boolean; R: boolean; W: boolean; WQ: boolean }): string {
   return `
 ${activationWgsl(v.act)}
 fn epilogue(m: u32, n: u32, x: f32) {
@@ -82,7 +82,7 @@ fn epilogue(m: u32, n: u32, x: f32) {
   ${has.R ? "v += f32(R[o]);" : ""}
   C[o] = C_t(v);
 }
-${weightWgsl(v)}
+${has.W || has.WQ ? weightWgsl(v) : ""}
 `;
 }
 
@@ -185,32 +185,61 @@ fn kernel(wg: vec3u, lid: vec3u) {
   },
 });
 
-/** Register tile of one invocation of {@link MATMUL_REGS}: `tm` rows × `tn` columns (tn % 4 = 0). */
+/**
+ * Register tile of one invocation of {@link MATMUL_REGS}: `tm` rows × `tn` columns (tn % 4 = 0);
+ * `vec`: A and W are read as vec4 (bindings `A4`, `W4`; K % 4 = 0, and N % 4 = 0 for an in×out W).
+ */
 interface RegTile {
   tm: number;
   tn: number;
+  vec: boolean;
 }
 
-/** `[r0, r0 + n)` as a list. */
-function range(n: number): number[] {
-  return Array.from({ length: n }, (_, i) => i);
+/** WGSL of the vec4 `w<j>_<h>` (W at k + j, columns c<4h>…c<4h+3>) of one k-step. */
+function weightsWgsl(v: Variant & RegTile, width: number): string[] {
+  const groups = range(v.tn / 4);
+  if (!v.vec) {
+    return range(width).flatMap((j) =>
+      groups.map((h) => {
+        const w = range(4).map((c) => `w_at(k + ${j}u, c${4 * h + c})`);
+        return `let w${j}_${h} = vec4f(${w.join(", ")});`;
+      })
+    );
+  }
+  if (!v.transposeW) { // W4 [K, N/4]: four columns of one k per load
+    return range(4).flatMap((j) =>
+      groups.map((h) => `let w${j}_${h} = vec4f(W4[(k + ${j}u) * p.N / 4u + q${h}]);`)
+    );
+  }
+  // W4 [N, K/4]: four k of one column per load, transposed in registers
+  const cols = range(v.tn).map((c) => `let wc${c} = vec4f(W4[wb${c} + k / 4u]);`);
+  return [
+    ...cols,
+    ...range(4).flatMap((j) =>
+      groups.map((h) => {
+        const w = range(4).map((c) => `wc${4 * h + c}[${j}]`);
+        return `let w${j}_${h} = vec4f(${w.join(", ")});`;
+      })
+    ),
+  ];
 }
 
 /**
- * WGSL of one k-step of {@link MATMUL_REGS}: A rows and W columns read as vec4 over `width` k
- * (4 in the unrolled loop, 1 in the remainder), fma'd into the vec4 accumulators `acc_r_h`.
+ * WGSL of one k-step of {@link MATMUL_REGS}: A rows and W columns as vec4 over `width` k (4 in
+ * the unrolled loop, 1 in the remainder), fma'd into the vec4 accumulators `acc<r>_<h>`.
  */
-function regStepWgsl(t: RegTile, width: number): string {
+function regStepWgsl(v: Variant & RegTile, width: number): string {
   const lines: string[] = [];
-  for (const r of range(t.tm)) {
+  for (const r of range(v.tm)) {
     const a = range(4).map((j) => j < width ? `f32(A[ra${r} + k + ${j}u])` : "0.0");
-    lines.push(`let a${r} = vec4f(${a.join(", ")});`);
+    lines.push(
+      v.vec ? `let a${r} = vec4f(A4[(ra${r} + k) / 4u]);` : `let a${r} = vec4f(${a.join(", ")});`,
+    );
   }
+  lines.push(...weightsWgsl(v, width));
   for (const j of range(width)) {
-    for (const h of range(t.tn / 4)) {
-      const w = range(4).map((c) => `w_at(k + ${j}u, c${4 * h + c})`);
-      lines.push(`let w${j}_${h} = vec4f(${w.join(", ")});`);
-      for (const r of range(t.tm)) {
+    for (const h of range(v.tn / 4)) {
+      for (const r of range(v.tm)) {
         lines.push(`acc${r}_${h} = fma(vec4f(a${r}[${j}]), w${j}_${h}, acc${r}_${h});`);
       }
     }
@@ -218,20 +247,34 @@ function regStepWgsl(t: RegTile, width: number): string {
   return lines.join("\n    ");
 }
 
+/** WGSL of the clamped column indices a register tile reads W at. */
+function columnsWgsl(v: Variant & RegTile): string[] {
+  const cols = range(v.tn).map((c) => `let c${c} = min(n0 + ${c}u, p.N - 1u);`);
+  if (!v.vec) return cols;
+  if (v.transposeW) return [...cols, ...range(v.tn).map((c) => `let wb${c} = c${c} * p.K / 4u;`)];
+  return range(v.tn / 4).map((h) => `let q${h} = min(n0 / 4u + ${h}u, p.N / 4u - 1u);`);
+}
+
 /**
  * Register-tiled matmul for CPU adapters (llvmpipe runs invocations as SIMD lanes, so workgroup
  * memory and barriers only cost): each invocation computes a `tm × tn` block of C in vec4
  * accumulators, k unrolled by 4; no workgroup memory, no barriers. Edge rows and columns read
- * clamped indices and are not written. The same kernel with `tm` = M serves decode steps.
+ * clamped indices and are not written. The same kernel with `tm` = M serves decode steps. With
+ * `vec`, A and W are bound a second time as vec4 arrays (`A4`, `W4`): on llvmpipe each load
+ * across the lanes is a gather, and a vec4 load is one where four scalar loads are four.
  */
 const MATMUL_REGS = new Kernel({
   name: "matmul_regs",
-  ...MATMUL_IO,
+  uniforms: MATMUL_IO.uniforms,
+  storage: {
+    ...MATMUL_IO.storage,
+    A4: optional(read("float4")),
+    W4: optional(read("float4")),
+  },
   workgroupSize: [64],
   body: (v: Variant & RegTile, has) => {
     const { tm, tn } = v;
     const rows = range(tm).map((r) => `let ra${r} = min(m0 + ${r}u, p.M - 1u) * p.K;`).join("\n  ");
-    const cols = range(tn).map((c) => `let c${c} = min(n0 + ${c}u, p.N - 1u);`).join("\n  ");
     const accs = range(tm).flatMap((r) => range(tn / 4).map((h) => `var acc${r}_${h} = vec4f();`));
     const stores = range(tm).flatMap((r) =>
       range(tn).map((c) =>
@@ -240,25 +283,31 @@ const MATMUL_REGS = new Kernel({
         }[${c & 3}]); }`
       )
     );
+    const tail = v.vec ? "" : `for (; k < p.K; k++) {
+    ${regStepWgsl(v, 1)}
+  }`;
     return helpers(v, has) + `
 fn kernel(wg: vec3u, lid: vec3u) {
   let n0 = (wg.x * WG_X + lid.x) * ${tn}u;
   let m0 = wg.y * ${tm}u;
   if (n0 >= p.N) { return; }
   ${rows}
-  ${cols}
+  ${columnsWgsl(v).join("\n  ")}
   ${accs.join("\n  ")}
   var k = 0u;
   for (; k + 4u <= p.K; k += 4u) {
     ${regStepWgsl(v, 4)}
   }
-  for (; k < p.K; k++) {
-    ${regStepWgsl(v, 1)}
-  }
+  ${tail}
   ${stores.join("\n  ")}
 }`;
   },
 });
+
+/** Whether a matmul can read A and W as vec4 ({@link RegTile}'s `vec`): float W, K and N fit. */
+export function vec4Fits(w: Weight, K: number, N: number, transposeW: boolean): boolean {
+  return !isQuant(w) && K % 4 === 0 && (transposeW || N % 4 === 0);
+}
 
 function checkShapes(a: Tensor, w: Weight, o: MatmulOptions): { M: number; N: number; K: number } {
   if (a.shape.length !== 2 || w.shape.length !== 2) {
@@ -347,20 +396,24 @@ function weightBindings(w: Weight, col0: number, n: number, N: number, K: number
 export type MatmulPlan =
   | { kernel: "tiled" }
   | { kernel: "gemv" }
-  | { kernel: "regs"; tm: number; tn: number };
+  | { kernel: "regs"; tm: number; tn: number; vec: boolean };
 
 /**
- * The kernel of a matmul of `M` rows on an adapter class. GPUs: 64×64 tiles in workgroup memory,
- * GEMV for decode steps (M ≤ 8). CPU adapters: {@link MATMUL_REGS} with tiles measured on
- * llvmpipe (2 loaded cores, median GFLOP/s, BENCHMARKS.md): prefill 197×768×768 took 8×8
- * (≈3.0 in×out and out×in) over 4×8 (1.6 / 2.5), 4×16 (2.3–2.7 / 1.4–2.3) and 8×16
- * (2.9–3.2 / 2.2–2.8), the 64×64 tiles giving 0.4; decode rows took M × 8 (1×768×3072 out×in:
- * 0.33 against 0.29 for M × 4, 0.26 for M × 16, 0.18 for the GEMV; wider tiles leave cores idle
- * on narrow N). Every weight type (f32, f16, q8, q4) takes the same kernel through `w_at`.
+ * The kernel of a matmul of `M` rows and `N` columns on an adapter class; `vec`: A and W can be
+ * read as vec4 ({@link vec4Fits}). GPUs: 64×64 tiles in workgroup memory, GEMV for decode steps
+ * (M ≤ 8). CPU adapters: {@link MATMUL_REGS}, tiles measured on llvmpipe (2 cores loaded by
+ * other work, so ±30 %; GFLOP/s, BENCHMARKS.md). Prefill 197×768×768: 8×8 with vec4 loads
+ * (3.9–5.3 out×in, 3.8–4.2 in×out) over scalar 8×8 (3.3 / 2.4), 4×8 (2.7 / 3.3), 8×4
+ * (3.1 / 1.3), 4×16 (2.2 / 2.4), 16×4 (2.9 / 2.3), 16×8 (2.4 / 3.5); the 64×64 tiles give 0.4.
+ * Decode rows: M × 16 where N gives at least two workgroups of 64 invocations (N ≥ 2048:
+ * 1×768×50257 out×in 0.63–1.26 against 0.56–0.64 for M × 8; 5×768×2304 7.1 against 3.5), else
+ * M × 8 (1×3072×768: 0.83 against 0.52 for M × 16, which leaves one core idle). Quantized
+ * weights take the same kernel through `w_at` (scalar).
  */
-export function matmulPlan(cls: AdapterClass, M: number): MatmulPlan {
+export function matmulPlan(cls: AdapterClass, M: number, N: number, vec: boolean): MatmulPlan {
   if (cls === "cpu") {
-    return M <= 8 ? { kernel: "regs", tm: M, tn: 8 } : { kernel: "regs", tm: 8, tn: 8 };
+    if (M > 8) return { kernel: "regs", tm: 8, tn: 8, vec };
+    return { kernel: "regs", tm: M, tn: N >= 2048 ? 16 : 8, vec };
   }
   return M <= 8 ? { kernel: "gemv" } : { kernel: "tiled" };
 }
@@ -379,11 +432,12 @@ export function matmul(rec: Recorder, a: Tensor, w: Weight, opts: MatmulOptions 
       uniforms: { M, N: n, K, ldc: N, col0, G },
       bind: { A: a, ...weightBindings(w, col0, n, N, K), C: out, bias, R: opts.residual },
     };
-    const plan = matmulPlan(rec.gpu.adapterClass, M);
+    const plan = matmulPlan(rec.gpu.adapterClass, M, n, vec4Fits(w, K, n, v.transposeW));
     if (plan.kernel === "regs") {
-      const { tm, tn } = plan;
+      const { tm, tn, vec } = plan;
       const groups = [Math.ceil(n / tn / 64), Math.ceil(M / tm)] as const;
-      MATMUL_REGS.record(rec, { ...call, variant: { ...v, tm, tn }, groups });
+      const bind = vec ? { ...call.bind, W: undefined, A4: a, W4: call.bind.W } : call.bind;
+      MATMUL_REGS.record(rec, { ...call, bind, variant: { ...v, tm, tn, vec }, groups });
     } else if (plan.kernel === "gemv") {
       const groups = Math.ceil(n / (v.transposeW ? 8 : 32));
       MATMUL_GEMV.record(rec, { ...call, variant: { ...v, rows: M }, groups });

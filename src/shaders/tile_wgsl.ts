@@ -43,3 +43,8 @@ export function stageRowsWgsl(
       if (gr < ${rows} && gk < p.K) { a = ${at("gr", "gk")}; }
       As[ka * 64u + mm] = a;`;
 }
+
+/** `[0, n)` as a list: the indices of an unrolled register tile when generating WGSL. */
+export function range(n: number): number[] {
+  return Array.from({ length: n }, (_, i) => i);
+}

@@ -1,8 +1,16 @@
 import assert from "node:assert/strict";
-import { attention } from "../../src/shaders/attention.ts";
+import { attention, attentionPlan } from "../../src/shaders/attention.ts";
 import { emptyTensor, uploadTensor } from "../../src/gpu/tensor.ts";
 import { Recorder } from "../../src/gpu/recorder.ts";
-import { firstNonFinite, getGpu, poisoned, randomF32, relL2 } from "../util.ts";
+import {
+  ADAPTER_CLASSES,
+  asAdapterClass,
+  firstNonFinite,
+  getGpu,
+  poisoned,
+  randomF32,
+  relL2,
+} from "../util.ts";
 
 /** Reference over packed QKV `[B, S, 3, H, D]` (q) and keys `[KB, L, 2, H, D]` (k, v). */
 function attnRef(
@@ -96,10 +104,28 @@ const cases = [
     past: undefined,
     idx: [1, 1, 0, 1],
   },
+  {
+    name: "head size 6 (not a multiple of 4: the workgroup kernel on every adapter), S=70",
+    B: 1,
+    KB: 1,
+    S: 70,
+    L: 70,
+    H: 2,
+    D: 6,
+    past: 0,
+    idx: [0],
+  },
 ];
 
-for (const c of cases) {
-  Deno.test(`attention: ${c.name}`, async () => {
+// Each case in both adapter classes, with the probabilities asked for (the workgroup kernel)
+// and without (the CPU adapter's register kernel where the head size allows it).
+const runs = cases.flatMap((c) =>
+  ADAPTER_CLASSES.flatMap((cls) => [false, true].map((withProbs) => ({ c, cls, withProbs })))
+);
+
+for (const { c, cls, withProbs } of runs) {
+  const what = withProbs ? "with probabilities" : "output only";
+  Deno.test(`attention (${cls} kernels, ${what}): ${c.name}`, async () => {
     const gpu = await getGpu();
     const { B, KB, S, L, H, D, past, idx } = c;
     const keyLen = "keyLen" in c ? c.keyLen : undefined;
@@ -110,10 +136,10 @@ for (const c of cases) {
     const tidx = uploadTensor(gpu, Int32Array.from(idx), [B], "i32");
     const tlen = keyLen && uploadTensor(gpu, Int32Array.from(keyLen), [B], "i32");
     const out = poisoned(gpu, [B, S, H * D]);
-    const probs = emptyTensor(gpu, [B, H, S, L]);
+    const probs = withProbs ? emptyTensor(gpu, [B, H, S, L]) : undefined;
     const scale = 1 / Math.sqrt(D);
     const rec = new Recorder(gpu);
-    attention(rec, {
+    const args = {
       q: { t: tq, offset: 0, posStride: 3 * H * D, rowStride: S * 3 * H * D },
       k: { t: tkv, offset: 0, posStride: 2 * H * D, rowStride: L * 2 * H * D },
       v: { t: tkv, offset: H * D, posStride: 2 * H * D, rowStride: L * 2 * H * D },
@@ -128,15 +154,22 @@ for (const c of cases) {
       scale,
       probs,
       out,
-    });
-    const po = rec.readTensor(out), pp = rec.readTensor(probs);
+    };
+    const cpuKernel = cls === "cpu" && !withProbs && D % 4 === 0;
+    assert.equal(attentionPlan(cls, args), cpuKernel ? "cpu" : "workgroup");
+    await asAdapterClass(gpu, cls, async () => attention(rec, args));
+    const po = rec.readTensor(out), pp = probs && rec.readTensor(probs);
     await rec.submit();
-    const [got, gotP] = [await po as Float32Array, await pp as Float32Array];
+    const got = await po as Float32Array;
     assert.equal(firstNonFinite(got), -1);
     const ref = attnRef(q, kv, B, S, H, D, L, idx, past, scale, keyLen);
     assert.ok(relL2(got, ref.out) < 1e-5, `out rel L2 ${relL2(got, ref.out)}`);
-    assert.ok(relL2(gotP, ref.probs) < 1e-5, `probs rel L2 ${relL2(gotP, ref.probs)}`);
-    for (const t of [tq, tkv, tidx, out, probs]) t.release();
+    if (pp) {
+      const gotP = await pp as Float32Array;
+      assert.ok(relL2(gotP, ref.probs) < 1e-5, `probs rel L2 ${relL2(gotP, ref.probs)}`);
+    }
+    for (const t of [tq, tkv, tidx, out]) t.release();
+    probs?.release();
     tlen?.release();
   });
 }

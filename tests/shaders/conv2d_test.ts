@@ -1,7 +1,16 @@
 import assert from "node:assert/strict";
-import { conv2d, type Conv2dOptions } from "../../src/shaders/conv2d.ts";
+import { conv2d, type Conv2dOptions, conv2dPlan } from "../../src/shaders/conv2d.ts";
 import { uploadTensor } from "../../src/gpu/tensor.ts";
-import { firstNonFinite, getGpu, poisoned, randomF32, relL2, runAndRead } from "../util.ts";
+import {
+  ADAPTER_CLASSES,
+  asAdapterClass,
+  firstNonFinite,
+  getGpu,
+  poisoned,
+  randomF32,
+  relL2,
+  runAndRead,
+} from "../util.ts";
 import { convRef, type ConvRefOptions, f16BitsToF32, f32ToF16Bits } from "./reference.ts";
 
 interface Case extends ConvRefOptions {
@@ -50,10 +59,17 @@ const cases: Case[] = [
     act: "gelu",
   },
   { name: "depthwise 3×3", x: [2, 5, 6, 7], w: [5, 1, 3, 3], groups: 5, padding: 1 },
+  {
+    name: "1,229 output pixels (several pixel blocks, the last partial), Cout 9, bias",
+    x: [1, 3, 40, 31],
+    w: [9, 3, 3, 3],
+    padding: 1,
+    bias: true,
+  },
 ];
 
-for (const c of cases) {
-  Deno.test(`conv2d f32 ${c.name}`, async () => {
+for (const [cls, c] of ADAPTER_CLASSES.flatMap((k) => cases.map((c) => [k, c] as const))) {
+  Deno.test(`conv2d f32 (${cls} kernels: ${conv2dPlan(cls)}) ${c.name}`, async () => {
     const gpu = await getGpu();
     const xs = c.x, ws = c.w;
     const x = randomF32(xs.reduce((a, b) => a * b), 11);
@@ -77,7 +93,11 @@ for (const c of cases) {
       act: c.act,
       out,
     };
-    const got = await runAndRead(gpu, (rec) => conv2d(rec, tx, tw, opts));
+    const got = await asAdapterClass(
+      gpu,
+      cls,
+      () => runAndRead(gpu, (rec) => conv2d(rec, tx, tw, opts)),
+    );
     assert.equal(firstNonFinite(got), -1, "every output element written");
     const err = relL2(got, ref.out);
     assert.ok(err < 1e-5, `rel L2 ${err}`);
@@ -85,38 +105,41 @@ for (const c of cases) {
   });
 }
 
-Deno.test("conv2d with f16 weights (shader-f16) against the f16-rounded f32 reference", async () => {
-  const gpu = await getGpu();
-  if (!gpu.hasF16) {
-    console.log("skipped: adapter has no shader-f16");
-    return;
-  }
-  const c: Case = {
-    name: "f16",
-    x: [2, 4, 10, 9],
-    w: [66, 4, 3, 3],
-    stride: 2,
-    padding: 1,
-    bias: true,
-    act: "relu",
-  };
-  const x = randomF32(2 * 4 * 10 * 9, 21);
-  const w16 = f32ToF16Bits(randomF32(66 * 4 * 9, 22));
-  const bias = randomF32(66, 23);
-  const ref = convRef(x, c.x, f16BitsToF32(w16), c.w, c, bias);
-  const tx = uploadTensor(gpu, x, c.x, "f32");
-  const tw = uploadTensor(gpu, w16, c.w, "f16");
-  const tb = uploadTensor(gpu, bias, [66], "f32");
-  const out = poisoned(gpu, ref.shape);
-  const got = await runAndRead(
-    gpu,
-    (rec) => conv2d(rec, tx, tw, { stride: 2, padding: 1, bias: tb, act: "relu", out }),
-  );
-  assert.equal(firstNonFinite(got), -1);
-  const err = relL2(got, ref.out);
-  assert.ok(err < 1e-5, `rel L2 ${err}`);
-  for (const t of [tx, tw, tb, out]) t.release();
-});
+for (const cls of ADAPTER_CLASSES) {
+  Deno.test(`conv2d (${cls} kernels) with f16 weights (shader-f16) against the f16-rounded f32 reference`, async () => {
+    const gpu = await getGpu();
+    if (!gpu.hasF16) {
+      console.log("skipped: adapter has no shader-f16");
+      return;
+    }
+    const c: Case = {
+      name: "f16",
+      x: [2, 4, 10, 9],
+      w: [66, 4, 3, 3],
+      stride: 2,
+      padding: 1,
+      bias: true,
+      act: "relu",
+    };
+    const x = randomF32(2 * 4 * 10 * 9, 21);
+    const w16 = f32ToF16Bits(randomF32(66 * 4 * 9, 22));
+    const bias = randomF32(66, 23);
+    const ref = convRef(x, c.x, f16BitsToF32(w16), c.w, c, bias);
+    const tx = uploadTensor(gpu, x, c.x, "f32");
+    const tw = uploadTensor(gpu, w16, c.w, "f16");
+    const tb = uploadTensor(gpu, bias, [66], "f32");
+    const out = poisoned(gpu, ref.shape);
+    const got = await asAdapterClass(gpu, cls, () =>
+      runAndRead(
+        gpu,
+        (rec) => conv2d(rec, tx, tw, { stride: 2, padding: 1, bias: tb, act: "relu", out }),
+      ));
+    assert.equal(firstNonFinite(got), -1);
+    const err = relL2(got, ref.out);
+    assert.ok(err < 1e-5, `rel L2 ${err}`);
+    for (const t of [tx, tw, tb, out]) t.release();
+  });
+}
 
 Deno.test("conv2d refuses mismatched channels and kernels larger than the input", async () => {
   const gpu = await getGpu();

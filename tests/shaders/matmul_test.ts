@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
-import { matmul } from "../../src/shaders/matmul.ts";
-import { uploadTensor } from "../../src/gpu/tensor.ts";
+import { matmul, matmulPlan, vec4Fits } from "../../src/shaders/matmul.ts";
+import { type Tensor, uploadTensor } from "../../src/gpu/tensor.ts";
 import {
   ADAPTER_CLASSES,
   asAdapterClass,
@@ -39,11 +39,36 @@ function matmulRef(
   return out;
 }
 
-const cases: [number, number, number][] = [[1, 33, 70], [3, 130, 65], [8, 5, 17], [9, 67, 33], [
-  70,
-  100,
-  40,
-], [130, 65, 129]];
+// [M, N, K]; K % 4 = 0 with N % 4 = 0 takes the CPU variant's vec4 loads (N % 8 = 4: a last
+// vec4 of columns past N; N ≥ 2048: the 16-column decode tile), the others its scalar loads
+const cases: [number, number, number][] = [
+  [1, 33, 70],
+  [3, 130, 65],
+  [8, 5, 17],
+  [9, 67, 33],
+  [70, 100, 40],
+  [130, 65, 129],
+  [5, 2052, 64],
+  [11, 44, 36],
+  [17, 2048, 8],
+];
+
+Deno.test("matmul: the CPU plan reads vec4 exactly where K and N allow it", async () => {
+  const gpu = await getGpu();
+  const made: Tensor[] = [];
+  const randomWeight = (shape: number[]) => {
+    made.push(uploadTensor(gpu, randomF32(shape[0] * shape[1], 1), shape, "f32"));
+    return made[made.length - 1];
+  };
+  assert.equal(vec4Fits(randomWeight([44, 36]), 36, 44, false), true);
+  assert.equal(vec4Fits(randomWeight([33, 36]), 36, 33, false), false); // in×out: N % 4 ≠ 0
+  assert.equal(vec4Fits(randomWeight([33, 36]), 36, 33, true), true); // out×in: K alone
+  assert.equal(vec4Fits(randomWeight([70, 33]), 70, 33, true), false);
+  assert.deepEqual(matmulPlan("cpu", 5, 2052, true), { kernel: "regs", tm: 5, tn: 16, vec: true });
+  assert.deepEqual(matmulPlan("cpu", 197, 768, true), { kernel: "regs", tm: 8, tn: 8, vec: true });
+  assert.deepEqual(matmulPlan("gpu", 197, 768, true), { kernel: "tiled" });
+  for (const t of made) t.release();
+});
 
 for (const cls of ADAPTER_CLASSES) {
   for (const transposeW of [false, true]) {
@@ -80,7 +105,13 @@ Deno.test("matmul f16 weights (shader-f16) against the f16-rounded f32 reference
     console.log("skipped: adapter has no shader-f16");
     return;
   }
-  const cases = [[2, 77, 96, true], [65, 40, 50, false], [9, 21, 19, true]] as const;
+  const cases = [
+    [2, 77, 96, true],
+    [65, 40, 50, false],
+    [9, 21, 19, true],
+    [3, 2060, 32, false],
+    [7, 36, 44, true],
+  ] as const;
   for (
     const [cls, [M, N, K, transposeW]] of ADAPTER_CLASSES.flatMap((c) =>
       cases.map((x) => [c, x] as const)

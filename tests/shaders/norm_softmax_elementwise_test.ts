@@ -1,14 +1,27 @@
 import assert from "node:assert/strict";
-import { layerNorm } from "../../src/shaders/layernorm.ts";
+import { layerNorm, layerNormPlan } from "../../src/shaders/layernorm.ts";
 import { softmax } from "../../src/shaders/softmax.ts";
 import { binary, unary } from "../../src/shaders/elementwise.ts";
 import { uploadTensor } from "../../src/gpu/tensor.ts";
 import type { Activation } from "../../src/shaders/activations.ts";
-import { firstNonFinite, getGpu, poisoned, randomF32, relL2, runAndRead } from "../util.ts";
+import {
+  ADAPTER_CLASSES,
+  asAdapterClass,
+  firstNonFinite,
+  getGpu,
+  poisoned,
+  randomF32,
+  relL2,
+  runAndRead,
+} from "../util.ts";
 import { actRef } from "./reference.ts";
 
-for (const [rows, D] of [[1, 7], [5, 300], [197, 768]]) {
-  Deno.test(`layerNorm rows=${rows} D=${D}`, async () => {
+// D % 4 = 0 takes the CPU adapter's row-per-invocation kernel (rows over one workgroup of 64 too)
+const normCases = [[1, 7], [5, 300], [197, 768], [70, 12]];
+for (
+  const [cls, [rows, D]] of ADAPTER_CLASSES.flatMap((c) => normCases.map((n) => [c, n] as const))
+) {
+  Deno.test(`layerNorm (${cls} kernels: ${layerNormPlan(cls, D)}) rows=${rows} D=${D}`, async () => {
     const gpu = await getGpu();
     const x = randomF32(rows * D, rows + D, 3);
     for (let i = 0; i < x.length; i++) x[i] += 5; // an offset mean tests the two-pass variance
@@ -19,7 +32,11 @@ for (const [rows, D] of [[1, 7], [5, 300], [197, 768]]) {
       uploadTensor(gpu, b, [D], "f32"),
     ];
     const out = poisoned(gpu, [rows, D]);
-    const got = await runAndRead(gpu, (rec) => layerNorm(rec, tx, tg, tb, 1e-5, out));
+    const got = await asAdapterClass(
+      gpu,
+      cls,
+      () => runAndRead(gpu, (rec) => layerNorm(rec, tx, tg, tb, 1e-5, out)),
+    );
     assert.equal(firstNonFinite(got), -1);
     const ref = new Float64Array(rows * D);
     for (let r = 0; r < rows; r++) {
