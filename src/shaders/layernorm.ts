@@ -77,9 +77,14 @@ fn kernel(wg: vec3u, lid: vec3u) {
 }`,
 });
 
-/** Which layernorm kernel a row length takes on an adapter class. */
+/**
+ * Which layernorm kernel a row length takes on an adapter class. Measured on llvmpipe (ms per
+ * dispatch, one-row-per-invocation kernel against the workgroup one): D = 256 or 768, 0.7 / 0.7
+ * for one row and 1.1–1.6 / 5.4 for 197 rows; but D = 32–128, 6–15 / 0.7–5.4 at any row count
+ * (a caption of the fixture models went 60 ms → 900 ms with it), hence D ≥ 256 only.
+ */
 export function layerNormPlan(cls: AdapterClass, D: number): "cpu" | "workgroup" {
-  return cls === "cpu" && D % 4 === 0 ? "cpu" : "workgroup";
+  return cls === "cpu" && D % 4 === 0 && D >= 256 ? "cpu" : "workgroup";
 }
 
 /** Record the layernorm of `rows` rows of `D` (the mean and 1/std too when bound). */

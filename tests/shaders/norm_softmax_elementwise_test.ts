@@ -16,8 +16,9 @@ import {
 } from "../util.ts";
 import { actRef } from "./reference.ts";
 
-// D % 4 = 0 takes the CPU adapter's row-per-invocation kernel (rows over one workgroup of 64 too)
-const normCases = [[1, 7], [5, 300], [197, 768], [70, 12]];
+// D % 4 = 0 and D ≥ 256 take the CPU adapter's row-per-invocation kernel (rows over one workgroup of 64
+// too); D = 12 and 7 the workgroup kernel on both classes
+const normCases = [[1, 7], [5, 300], [197, 768], [70, 256], [70, 12]];
 for (
   const [cls, [rows, D]] of ADAPTER_CLASSES.flatMap((c) => normCases.map((n) => [c, n] as const))
 ) {
