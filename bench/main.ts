@@ -104,6 +104,10 @@ if (!(Number.isSafeInteger(reps) && reps >= 1)) {
   console.error(`error BAD_OPTION: --reps must be a whole number ≥ 1, got "${values.reps}"`);
   Deno.exit(2);
 }
+if (values.all && !(values.caption && values.real)) {
+  console.error(`error BAD_OPTION: --all needs --caption --real\n${USAGE}`);
+  Deno.exit(2);
+}
 /** Options of --dtypes, refused with BAD_OPTION naming the flag. */
 function dtypeOptions() {
   const maxImages = values["max-images"] === undefined ? undefined : Number(values["max-images"]);

@@ -45,3 +45,23 @@ Deno.test("bench --caption --real rows carry the --caption keys (random BLIP at 
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("bench --all without --caption --real is refused with BAD_OPTION naming the flags", async () => {
+  const r = await new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "-A",
+      new URL("../bench/main.ts", import.meta.url).pathname,
+      "--caption",
+      "--all",
+    ],
+    env: { XDG_RUNTIME_DIR: "/tmp", NO_COLOR: "1" },
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  assert.equal(r.code, 2);
+  assert.match(
+    new TextDecoder().decode(r.stderr),
+    /^error BAD_OPTION: --all needs --caption --real/,
+  );
+});
