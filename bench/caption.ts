@@ -5,9 +5,9 @@
  * queries, measured on one extra call so the queries' readbacks do not slow the timed ones; `null`
  * where the adapter has no `timestamp-query`), and over one caption call the submits, host waits,
  * dispatches, bind groups, pipelines and buffers created, bytes read back and the pool's peak
- * bytes. Greedy (one image and eight) also with the weights in q8
- * and q4 (group size 32, or the largest of 16 and 8 that divides every quantized matrix's input
- * dimension: the Show-Attend-Tell and ClipCap fixtures have dimensions 48 and 24).
+ * bytes. Greedy (one image and eight) also with the weights in q8 and q4 (group size 32, or the
+ * largest of 16 and 8 that divides every quantized matrix's input dimension: the Show-Attend-Tell
+ * and ClipCap fixtures have dimensions 48 and 24).
  * @module
  */
 import { Captioner, type CaptionOptions } from "../src/captioner/captioner.ts";
