@@ -1,5 +1,5 @@
 /**
- * `deno task bench [--kernels] [--strategies] [--caption [--real]] [--eval]
+ * `deno task bench [--kernels] [--strategies] [--caption [--real [--all]]] [--eval]
  *   [--train [--train-real]] [--dtypes --model DIR --data KARPATHY.json [--split val]
  *   [--max-images N]] [--json FILE] [--reps N]`
  * Prints a table per group and writes all rows as JSON. With no group flag, runs them all.
@@ -28,7 +28,8 @@ function table(title: string, rows: Row[]): void {
   for (const r of rows) console.log(cols.map((c, i) => fmt(r[c]).padEnd(widths[i])).join("  "));
 }
 
-const USAGE = `usage: deno task bench [--kernels] [--strategies] [--caption [--real]] [--eval]
+const USAGE =
+  `usage: deno task bench [--kernels] [--strategies] [--caption [--real [--all]]] [--eval]
                        [--train [--train-real]] [--json FILE] [--reps N]
                        [--dtypes --model DIR --data KARPATHY.json [--split val] [--max-images N]]
 
@@ -37,12 +38,16 @@ is chosen).
 
   --kernels      per-kernel timings at ViT-B/16 and GPT-2 small shapes
   --strategies   every decoding strategy on one model, encoder included
-  --caption      per fixture model and strategy, 20 tokens: wall ms, submits, host waits,
-                 dispatches, bind groups, pipelines and buffers created, bytes read, peak bytes;
-                 greedy also with q8 and q4 weights (dtype column)
-  --real         with --caption: only ViT-GPT2 at its real sizes (239M parameters, random
-                 weights written to a temporary folder): one image, 20 tokens, greedy; wall ms,
-                 encoder ms, ms per token, peak memory, tokens (the fastest of --reps)
+  --caption      per fixture model and strategy, 20 tokens: wall ms, tokens/s, GPU ms (where
+                 the adapter has timestamp-query), submits, host waits, dispatches, bind groups,
+                 pipelines and buffers created, bytes read, peak bytes; greedy also with q8 and
+                 q4 weights (dtype column)
+  --real         with --caption: only ViT-GPT2 (239M parameters) and BLIP-base at their real
+                 sizes (random weights written to a temporary folder): one image, 20 tokens,
+                 greedy; the columns of --caption and encoder ms, ms per token, peak memory,
+                 tokens (the fastest of --reps)
+  --all          with --caption --real: also beam 3, beam 5, sampling and batch 8 greedy (for
+                 GPU machines: one real-size caption takes ~10-60 s on a CPU adapter)
   --eval         COCO caption metrics on a synthetic 5,000-image set
   --train        training steps of the fixture ViT-GPT2 (AdamW, batch 8): step time, samples/s,
                  peak GPU bytes, whole model and frozen encoder
@@ -71,6 +76,7 @@ function parseFlags() {
         train: { type: "boolean" },
         "train-real": { type: "boolean" },
         real: { type: "boolean" },
+        all: { type: "boolean" },
         json: { type: "string" },
         reps: { type: "string" },
         model: { type: "string" },
@@ -96,6 +102,10 @@ if (values.help) {
 const reps = Number(values.reps ?? 3);
 if (!(Number.isSafeInteger(reps) && reps >= 1)) {
   console.error(`error BAD_OPTION: --reps must be a whole number ≥ 1, got "${values.reps}"`);
+  Deno.exit(2);
+}
+if (values.all && !(values.caption && values.real)) {
+  console.error(`error BAD_OPTION: --all needs --caption --real\n${USAGE}`);
   Deno.exit(2);
 }
 /** Options of --dtypes, refused with BAD_OPTION naming the flag. */
@@ -149,10 +159,10 @@ if (values.strategies || all) {
   out.strategies = rows;
 }
 if (values.caption && values.real) {
-  const { benchImage, benchRealCaption } = await import("./real_caption.ts");
-  const row = await benchRealCaption(undefined, await benchImage(), reps);
-  table("real-size caption (20 tokens, greedy)", [row as unknown as Row]);
-  out.caption = [row];
+  const { benchImage, benchRealModels } = await import("./real_caption.ts");
+  const rows = await benchRealModels(await benchImage(), reps, values.all ?? false);
+  table("real-size caption (20 tokens)", rows as unknown as Row[]);
+  out.caption = rows;
 } else if (values.caption || all) {
   const { benchCaption } = await import("./caption.ts");
   const rows = await benchCaption(reps);

@@ -1,23 +1,26 @@
 /**
- * Real-size caption timing: one image, 20 tokens forced, greedy, on a model folder (by default a
- * temporary ViT-GPT2 of real sizes with random weights, {@link REAL}). Reports the wall time of
- * the caption call, the encoder's share (encode, then wait for the queue), ms per token of the
- * rest, the buffer pool's peak, the process's peak resident memory (Linux `VmHWM`: with a CPU
- * adapter the GPU buffers live there) and the tokens. Uses only `Captioner` API that older
- * commits have too, so the file can be copied into an old checkout for a before/after run:
+ * Real-size caption timing: one image (eight for the batch row), 20 tokens forced, on a model
+ * folder or on temporary folders of ViT-GPT2 ({@link REAL}, 239M parameters) and BLIP-base
+ * ({@link BLIP_BASE}) with seeded random weights. Greedy only by default (one real-size caption
+ * takes ~10–60 s on a CPU adapter); with `all`, the strategies of `bench --caption` but the
+ * repetition penalty (greedy, beam 3, beam 5, sampling, batch 8 greedy). Each row has the keys of
+ * a `bench --caption` row (the counters over one call, encoder included; `ms` is the wall time)
+ * and the wall time of the caption call, the encoder's share (encode, then wait for the queue),
+ * ms per token of the rest, the buffer pool's peak, the process's peak resident memory (Linux
+ * `VmHWM`: with a CPU adapter the GPU buffers live there) and the first caption's tokens.
  *
  * ```sh
- * deno run -A bench/real_caption.ts [MODEL_DIR] [--reps N]
+ * deno run -A bench/real_caption.ts [MODEL_DIR] [--reps N] [--all]
  * ```
  * @module
  */
 import { parseArgs } from "node:util";
-import { Captioner } from "../src/captioner/captioner.ts";
-import { REAL, tempRandomModel } from "./random_model.ts";
+import { Captioner, type CaptionOptions } from "../src/captioner/captioner.ts";
+import { type CaptionRow, countsSince, gpuMsOf, snapshot, STRATEGIES, TOKENS } from "./caption.ts";
+import { BLIP_BASE, type RandomArch, REAL, type Sizes, tempRandomModel } from "./random_model.ts";
 
-/** One timed real-size caption (the fastest of the repetitions). */
-export interface RealCaptionRow {
-  model: string;
+/** One timed real-size caption row (the fastest of the repetitions). */
+export interface RealCaptionRow extends CaptionRow {
   adapter: string;
   wallMs: number;
   encoderMs: number;
@@ -27,7 +30,16 @@ export interface RealCaptionRow {
   tokens: string;
 }
 
-const TOKENS = 20;
+/** The random real-size models: architecture, sizes, row label. */
+const MODELS: [RandomArch, Sizes, string][] = [
+  ["vit-gpt2", REAL, "vit-gpt2 (real sizes, random)"],
+  ["blip", BLIP_BASE, "blip-base (real sizes, random)"],
+];
+
+/** The strategies timed at real size: greedy only, or all of `bench --caption` but the penalty. */
+function strategies(all: boolean) {
+  return STRATEGIES.filter(([s]) => all ? !s.includes("penalty") : s === "greedy");
+}
 
 /** The process's peak resident memory in MiB (Linux), or NaN where `/proc` is absent. */
 function peakRssMiB(): number {
@@ -39,54 +51,87 @@ function peakRssMiB(): number {
   }
 }
 
-/** One caption call split into the encoder and the decoding, with wall times in ms. */
-async function timeOnce(c: Captioner, image: Uint8Array) {
+/** One caption call split into the encoder and the decoding: wall times in ms and counters. */
+async function timeOnce(c: Captioner, images: Uint8Array[], opts: CaptionOptions) {
+  const before = snapshot(c);
   const t0 = performance.now();
-  const enc = await c.encode([image]);
+  const enc = await c.encode(images);
   await c.gpu.device.queue.onSubmittedWorkDone();
   const t1 = performance.now();
   try {
-    const [r] = await c.caption(enc, { maxNewTokens: TOKENS, minNewTokens: TOKENS });
+    const [r] = await c.caption(enc, { maxNewTokens: TOKENS, minNewTokens: TOKENS, ...opts });
     const t2 = performance.now();
-    return { wall: t2 - t0, encoder: t1 - t0, tokens: r.captions[0].tokens };
+    const counts = countsSince(c, before);
+    return { wall: t2 - t0, encoder: t1 - t0, tokens: r.captions[0].tokens, counts };
   } finally {
     enc.dispose();
   }
 }
 
-/** Time `reps` real-size captions of `image` after one warm-up; the fastest run is reported. */
+/**
+ * Time each of `strategies` on the model in `dir` (labelled `model`): `reps` calls after one
+ * warm-up; the fastest is reported.
+ */
 export async function benchRealCaption(
-  dir: string | undefined,
+  dir: string,
+  model: string,
   image: Uint8Array,
   reps: number,
-): Promise<RealCaptionRow> {
-  const folder = dir ?? await tempRandomModel(REAL, "webcap-bench-real-");
+  all = false,
+): Promise<RealCaptionRow[]> {
+  const c = await Captioner.fromPretrained(dir);
+  const rows: RealCaptionRow[] = [];
   try {
-    const c = await Captioner.fromPretrained(folder);
-    try {
-      await timeOnce(c, image); // warm-up: pipelines and pool buckets
+    for (const [strategy, opts, batch] of strategies(all)) {
+      const images = Array.from({ length: batch }, () => image);
+      await timeOnce(c, images, opts); // warm-up: pipelines and pool buckets
       c.gpu.pool.resetPeak();
-      let best = { wall: Infinity, encoder: 0, tokens: [] as number[] };
-      for (let i = 0; i < reps; i++) {
-        const t = await timeOnce(c, image);
+      let best = await timeOnce(c, images, opts);
+      for (let i = 1; i < reps; i++) {
+        const t = await timeOnce(c, images, opts);
         if (t.wall < best.wall) best = t;
       }
-      return {
-        model: dir ?? "vit-gpt2 (real sizes, random)",
+      const peakBytes = c.gpu.pool.peakBytes;
+      rows.push({
+        model,
+        dtype: "f32",
+        strategy,
+        ms: best.wall,
+        tokensPerSec: (batch * TOKENS * 1000) / best.wall,
+        gpuMs: await gpuMsOf(c, () => timeOnce(c, images, opts)),
+        ...best.counts,
+        peakBytes,
         adapter: c.gpu.adapterName,
         wallMs: best.wall,
         encoderMs: best.encoder,
         msPerToken: (best.wall - best.encoder) / TOKENS,
-        peakPoolMiB: c.gpu.pool.peakBytes / 2 ** 20,
+        peakPoolMiB: peakBytes / 2 ** 20,
         peakRssMiB: peakRssMiB(),
         tokens: best.tokens.join(" "),
-      };
-    } finally {
-      await c.dispose();
+      });
     }
   } finally {
-    if (!dir) await Deno.remove(folder, { recursive: true });
+    await c.dispose();
   }
+  return rows;
+}
+
+/** {@link benchRealCaption} on each random real-size model, written to a temporary folder. */
+export async function benchRealModels(
+  image: Uint8Array,
+  reps: number,
+  all = false,
+): Promise<RealCaptionRow[]> {
+  const rows: RealCaptionRow[] = [];
+  for (const [arch, sizes, model] of MODELS) {
+    const dir = await tempRandomModel(sizes, `webcap-bench-real-${arch}-`, arch);
+    try {
+      rows.push(...await benchRealCaption(dir, model, image, reps, all));
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  }
+  return rows;
 }
 
 /** The fixture image every caption benchmark uses. */
@@ -99,9 +144,13 @@ export async function benchImage(): Promise<Uint8Array> {
 if (import.meta.main) {
   const { values, positionals } = parseArgs({
     args: Deno.args,
-    options: { reps: { type: "string", default: "1" } },
+    options: { reps: { type: "string", default: "1" }, all: { type: "boolean" } },
     allowPositionals: true,
   });
-  const row = await benchRealCaption(positionals[0], await benchImage(), Number(values.reps));
-  console.log(JSON.stringify(row, null, 2));
+  const [image, reps, all] = [await benchImage(), Number(values.reps), values.all ?? false];
+  const dir = positionals[0];
+  const rows = dir
+    ? await benchRealCaption(dir, dir, image, reps, all)
+    : await benchRealModels(image, reps, all);
+  console.log(JSON.stringify(rows, null, 2));
 }

@@ -5,8 +5,8 @@
 # There:  run with carry [".gpu", "node_modules", ".fixtures"]:
 #           . .gpu/enter.sh && bash scripts/device_check.sh [speed]
 # Writes adapter.txt, parity.jsonl (f32, f16, q8, q4), parity-train.jsonl, bench.json and bench.txt under $OUT (or /tmp/webcap-device),
-# then, on the same GPU, webcap at real sizes (webcap.json: `bench --caption --real` where it exists, else the fixture
-# models' caption rows, and `--train --train-real`) and PyTorch (torch.json: torch_caption_bench.py) with
+# then, on the same GPU, webcap at real sizes (webcap.json: `bench --caption --real --all`, every strategy of ViT-GPT2
+# and BLIP-base, where it exists, else the fixture models' caption rows, and `--train --train-real`) and PyTorch (torch.json: torch_caption_bench.py) with
 # side_by_side.md, the section scripts/side_by_side.ts makes of the two. `speed`: only this second part.
 # Back here, from the repository root, append that section to BENCHMARKS.md:
 #   deno run -A scripts/side_by_side.ts FILES_AT/webcap.json FILES_AT/torch.json
@@ -32,7 +32,7 @@ if [ "${1:-}" != speed ]; then
 fi
 # webcap and PyTorch side by side, same GPU, same call
 caption=(--caption)
-[ -f bench/real_caption.ts ] && caption=(--caption --real)
+[ -f bench/real_caption.ts ] && caption=(--caption --real --all)
 WEBCAP_FIXTURES="$fixtures" timeout 300 deno task bench "${caption[@]}" --train --train-real --reps 5 \
   --json "$out/webcap.json" > "$out/webcap.txt" 2>&1
 torch_bench=${WEBCAP_TORCH_BENCH:-.fixtures/torch_caption_bench.py}

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { writeRandomModel } from "../bench/random_model.ts";
+import { type RandomArch, writeRandomModel } from "../bench/random_model.ts";
 import { Captioner } from "../src/captioner/captioner.ts";
 
 const TINY = {
@@ -9,15 +9,16 @@ const TINY = {
   vitInner: 64,
   image: 32,
   patch: 16,
-  vocab: 500, // past the fixture tokenizer's 300 ids: the added words must decode
+  vocab: 500, // past the fixture tokenizers' 300 (ViT-GPT2) and 160 (BLIP) ids: added words must decode
   positions: 64,
 };
 
-Deno.test("random ViT-GPT2 folder: same bytes for the same sizes, loads and captions with every id decodable", async () => {
+/** Two folders of `arch` at TINY sizes: same bytes; the first loads and captions decodably. */
+async function checkRandomModel(arch: RandomArch, fixtureVocab: number) {
   const [a, b] = [await Deno.makeTempDir(), await Deno.makeTempDir()];
   try {
-    await writeRandomModel(a, TINY);
-    await writeRandomModel(b, TINY);
+    await writeRandomModel(a, TINY, arch);
+    await writeRandomModel(b, TINY, arch);
     for (const f of ["model.safetensors", "config.json", "tokenizer.json"]) {
       assert.deepEqual(await Deno.readFile(`${a}/${f}`), await Deno.readFile(`${b}/${f}`), f);
     }
@@ -28,7 +29,7 @@ Deno.test("random ViT-GPT2 folder: same bytes for the same sizes, loads and capt
       const { tokens, text } = r.captions[0];
       assert.equal(tokens.length, 6);
       assert.ok(tokens.every((t) => t >= 0 && t < TINY.vocab), `${tokens}`);
-      const words = tokens.filter((t) => t >= 300).map((t) => `w${t}`);
+      const words = tokens.filter((t) => t >= fixtureVocab).map((t) => `w${t}`);
       for (const w of words) assert.ok(text.includes(w), `"${text}" lacks ${w}`);
     } finally {
       await c.dispose();
@@ -36,4 +37,12 @@ Deno.test("random ViT-GPT2 folder: same bytes for the same sizes, loads and capt
   } finally {
     for (const d of [a, b]) await Deno.remove(d, { recursive: true });
   }
+}
+
+Deno.test("random ViT-GPT2 folder: same bytes for the same sizes, loads and captions with every id decodable", async () => {
+  await checkRandomModel("vit-gpt2", 300);
+});
+
+Deno.test("random BLIP folder (BLIP-base's layout, sizes passed in): same bytes, loads and captions with every id decodable", async () => {
+  await checkRandomModel("blip", 160);
 });

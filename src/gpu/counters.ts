@@ -17,4 +17,11 @@ export class GpuCounters {
   bytesRead = 0;
   /** Staging buffers created for readbacks. */
   stagingCreated = 0;
+  /**
+   * When set (and the device has `timestamp-query`), every `Recorder` times its passes and adds
+   * their GPU time to {@link gpuMs}. Off by default: the queries cost a readback per submit.
+   */
+  timeSubmits = false;
+  /** GPU milliseconds of the passes timed while {@link timeSubmits} was set. */
+  gpuMs = 0;
 }

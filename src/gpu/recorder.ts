@@ -149,12 +149,14 @@ export class Recorder {
 
   /**
    * A fresh recorder on `gpu`. With `timestamps` (and a device that has `timestamp-query`),
-   * the first `maxPasses` (default 64) compute passes are timed.
+   * the first `maxPasses` (default 64; 512 when only `gpu.counters.timeSubmits` asks) compute
+   * passes are timed.
    */
   constructor(readonly gpu: Gpu, opts: { timestamps?: boolean; maxPasses?: number } = {}) {
     this.encoder = gpu.device.createCommandEncoder();
-    if (opts.timestamps && gpu.hasTimestamps) {
-      const passes = opts.maxPasses ?? 64;
+    const counted = gpu.counters.timeSubmits;
+    if ((opts.timestamps || counted) && gpu.hasTimestamps) {
+      const passes = opts.maxPasses ?? (opts.timestamps ? 64 : 512);
       const device = gpu.device;
       this.#query = {
         set: device.createQuerySet({ type: "timestamp", count: passes * 2 }),
@@ -454,7 +456,12 @@ export class Recorder {
       : [];
     if (q) { for (const b of [q.read, q.resolve, q.set]) b.destroy(); }
     if (failure) throw failure;
-    return Array.from({ length: ns.length / 2 }, (_, i) => Number(ns[2 * i + 1] - ns[2 * i]) / 1e6);
+    const ms = Array.from(
+      { length: ns.length / 2 },
+      (_, i) => Number(ns[2 * i + 1] - ns[2 * i]) / 1e6,
+    );
+    if (counters.timeSubmits) counters.gpuMs += ms.reduce((a, b) => a + b, 0);
+    return ms;
   }
 
   /** Write the uniforms and submit inside validation and out-of-memory error scopes. */

@@ -157,7 +157,7 @@ for (const { c, cls, withProbs } of runs) {
     };
     const cpuKernel = cls === "cpu" && !withProbs && D % 4 === 0;
     assert.equal(attentionPlan(cls, args), cpuKernel ? "cpu" : "workgroup");
-    await asAdapterClass(gpu, cls, async () => attention(rec, args));
+    await asAdapterClass(gpu, cls, () => Promise.resolve(attention(rec, args)));
     const po = rec.readTensor(out), pp = probs && rec.readTensor(probs);
     await rec.submit();
     const got = await po as Float32Array;
