@@ -387,36 +387,63 @@ fn kernel(wg: vec3u, lid: vec3u) {
 });
 
 /**
- * dW of a convolution, accumulated: one workgroup per weight element `(co, ci, ky, kx)` reduces
- * `dY[n, co, oy, ox] · X[n, ci, oy·s − p + ky·d, ox·s − p + kx·d]` over `(n, oy, ox)` in a fixed
- * order (deterministic).
+ * dW of a convolution, accumulated. Per group, `dW[co, k] += Σ_(n, oy, ox) dY[n, co, oy, ox] ·
+ * X̂[n, k, oy, ox]`, `k` = (ci, ky, kx), `X̂` the im2col view. One invocation per register tile of
+ * 4 output channels × 4 values of `k`, summing over `(n, oy, ox)` in order: deterministic, no
+ * atomics, no workgroup memory. Tiles past the edge clamp their loads and skip their stores.
  */
-const CONV2D_DW = rowKernel({
+const CONV2D_DW = new Kernel({
   name: "conv2d_dw",
-  uniforms: SIZES,
+  uniforms: { ...SIZES, K: "u32", kTiles: "u32", coTiles: "u32", tiles: "u32" },
   storage: { dY: read(), X: read(), dW: readWrite() },
   workgroupSize: [64],
   body: (v: Variant) => `
 ${geometryWgsl(v)}
+// X[n, ...] for the 4 columns at input pixel (iy, ix) [4], zero outside the image.
+fn loadX(xb: vec4u, iy: vec4i, ix: vec4i) -> vec4f {
+  let ok = (iy >= vec4i(0)) & (iy < vec4i(i32(p.H))) & (ix >= vec4i(0)) & (ix < vec4i(i32(p.W)));
+  let i = (xb * p.H + vec4u(clamp(iy, vec4i(0), vec4i(i32(p.H) - 1)))) * p.W
+    + vec4u(clamp(ix, vec4i(0), vec4i(i32(p.W) - 1)));
+  let xv = vec4f(f32(X[i.x]), f32(X[i.y]), f32(X[i.z]), f32(X[i.w]));
+  return select(vec4f(0.0), xv, ok);
+}
 fn kernel(wg: vec3u, lid: vec3u) {
-  let e = wg.x;
-  let kx = e % KW;
-  let ky = (e / KW) % KH;
-  let ci = (e / (KH * KW)) % p.cinG;
-  let c = e / (KH * KW * p.cinG);
-  let xc = (c / p.coutG) * p.cinG + ci;
+  let t = wg.x * WG_X + lid.x;
+  if (t >= p.tiles) { return; }
+  let k0 = (t % p.kTiles) * 4u;
+  let co0 = ((t / p.kTiles) % p.coTiles) * 4u;
+  let g = t / (p.kTiles * p.coTiles);
+  // the tile's 4 columns k = (ci, ky, kx) and 4 rows co (global channel), clamped
+  let k = min(vec4u(k0) + vec4u(0u, 1u, 2u, 3u), vec4u(p.K - 1u));
+  let xc = g * p.cinG + k / (KH * KW);
+  let offY = vec4i((k / KW) % KH) * DH - PH;
+  let offX = vec4i(k % KW) * DW - PW;
+  let c = g * p.coutG + min(vec4u(co0) + vec4u(0u, 1u, 2u, 3u), vec4u(p.coutG - 1u));
   let hwo = p.Ho * p.Wo;
-  var s = 0.0;
-  for (var q = lid.x; q < p.N * hwo; q += WG_X) {
-    let n = q / hwo;
-    let iy = i32((q % hwo) / p.Wo) * SH - PH + i32(ky) * DH;
-    let ix = i32(q % p.Wo) * SW - PW + i32(kx) * DW;
-    if (iy < 0 || iy >= i32(p.H) || ix < 0 || ix >= i32(p.W)) { continue; }
-    let xv = f32(X[((n * p.Cin + xc) * p.H + u32(iy)) * p.W + u32(ix)]);
-    s = fma(f32(dY[(n * p.Cout + c) * hwo + q % hwo]), xv, s);
+  var acc: array<vec4f, 4>; // acc[i][j]: row co0 + i, column k0 + j
+  for (var n = 0u; n < p.N; n++) {
+    let yb = (vec4u(n * p.Cout) + c) * hwo;
+    let xb = vec4u(n * p.Cin) + xc;
+    for (var oy = 0u; oy < p.Ho; oy++) {
+      let iy = vec4i(i32(oy) * SH) + offY;
+      for (var ox = 0u; ox < p.Wo; ox++) {
+        let xv = loadX(xb, iy, vec4i(i32(ox) * SW) + offX);
+        let o = oy * p.Wo + ox;
+        acc[0] = fma(vec4f(f32(dY[yb.x + o])), xv, acc[0]);
+        acc[1] = fma(vec4f(f32(dY[yb.y + o])), xv, acc[1]);
+        acc[2] = fma(vec4f(f32(dY[yb.z + o])), xv, acc[2]);
+        acc[3] = fma(vec4f(f32(dY[yb.w + o])), xv, acc[3]);
+      }
+    }
   }
-  let t = reduce(lid.x, s, false);
-  if (lid.x == 0u) { dW[e] = dW_t(f32(dW[e]) + t); }
+  for (var i = 0u; i < 4u; i++) {
+    if (co0 + i >= p.coutG) { break; }
+    for (var j = 0u; j < 4u; j++) {
+      if (k0 + j >= p.K) { break; }
+      let e = (g * p.coutG + co0 + i) * p.K + k0 + j;
+      dW[e] = dW_t(f32(dW[e]) + acc[i][j]);
+    }
+  }
 }`,
 });
 
@@ -437,6 +464,27 @@ fn kernel(wg: vec3u, lid: vec3u) {
   if (lid.x == 0u) { db[c] = db_t(f32(db[c]) + t); }
 }`,
 });
+
+/** Records {@link CONV2D_DW}: one invocation per 4 × 4 tile of each group's `[coutG, K]`. */
+function recordDw(
+  rec: Recorder,
+  variant: Variant,
+  sizes: Record<keyof typeof SIZES, number>,
+  dy: Tensor,
+  x: Tensor,
+  dW: Tensor,
+  groups: number,
+): void {
+  const K = sizes.cinG * variant.kh * variant.kw;
+  const kTiles = Math.ceil(K / 4), coTiles = Math.ceil(sizes.coutG / 4);
+  const tiles = kTiles * coTiles * groups;
+  CONV2D_DW.record(rec, {
+    variant,
+    uniforms: { ...sizes, K, kTiles, coTiles, tiles },
+    bind: { dY: dy, X: x, dW },
+    groups: Math.ceil(tiles / 64),
+  });
+}
 
 /** Where {@link conv2dBackward} accumulates; an absent one (a frozen parameter) is skipped. */
 export interface Conv2dGrads {
@@ -490,14 +538,7 @@ export function conv2dBackward(
     act: "none" as const,
   };
   const sizes = { N, Cin, H, W, Cout, Ho, Wo, cinG: Cin / g.groups, coutG: Cout / g.groups };
-  if (grads.dW) {
-    CONV2D_DW.record(rec, {
-      variant,
-      uniforms: sizes,
-      bind: { dY: dy, X: x, dW: grads.dW },
-      groups: w.size,
-    });
-  }
+  if (grads.dW) recordDw(rec, variant, sizes, dy, x, grads.dW, g.groups);
   if (grads.db) {
     CONV2D_DB.record(rec, {
       uniforms: { N, C: Cout, HW: Ho * Wo },

@@ -8,7 +8,7 @@ import { uploadTensor } from "../../src/gpu/tensor.ts";
 import { batchNorm2dBackward } from "../../src/shaders/batchnorm.ts";
 import { conv2dBackward } from "../../src/shaders/conv2d.ts";
 import { assertCode, dot, getGpu, randomF32, readAll, relL2 } from "../util.ts";
-import { convRef, type ConvRefOptions, fd } from "./reference.ts";
+import { convDwRef, convRef, type ConvRefOptions, fd } from "./reference.ts";
 
 const gpu = await getGpu();
 const up = (a: Float32Array, s: number[]) => uploadTensor(gpu, a, s, "f32");
@@ -78,6 +78,27 @@ Deno.test("conv2dBackward is deterministic, skips frozen gradients, and refuses 
   await rec.submit();
   assertCode(() => conv2dBackward(rec, x, w, dy, {}), "BAD_SHAPE", "dy is f32");
   x.release(), w.release(), dy.release();
+});
+
+Deno.test("conv2dBackward dW at out 64, in 32, 3×3 (18,432 weights): the float64 reference, the same bits twice", async () => {
+  const xs = [2, 32, 9, 7],
+    ws = [64, 32, 3, 3],
+    o = { padding: 1, stride: [2, 1] as [number, number] };
+  const x = randomF32(2 * 32 * 9 * 7, 19), dy = randomF32(2 * 64 * 5 * 7, 20);
+  const dW0 = randomF32(64 * 32 * 9, 21);
+  const [tx, tw, tdy] = [up(x, xs), up(randomF32(dW0.length, 22), ws), up(dy, [2, 64, 5, 7])];
+  const run = async () => {
+    const dW = up(dW0, ws), rec = new Recorder(gpu);
+    conv2dBackward(rec, tx, tw, tdy, { dW }, { ...o, noDx: true });
+    const [out] = await readAll(rec, [dW]);
+    dW.release();
+    return out;
+  };
+  const [a, b] = [await run(), await run()];
+  const want = convDwRef(x, xs, dy, ws, o).map((v, i) => v + dW0[i]);
+  assert.ok(relL2(a, want) < 1e-6, `dW ${relL2(a, want)}`);
+  assert.deepEqual(a, b, "the same bits");
+  for (const t of [tx, tw, tdy]) t.release();
 });
 
 Deno.test("batchNorm2dBackward (eval mode): dX, dγ, dβ by finite differences; accumulates", async () => {

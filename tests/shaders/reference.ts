@@ -93,6 +93,60 @@ export interface ConvRefOptions {
   act?: Activation;
 }
 
+/**
+ * Every tap of a convolution, PyTorch semantics: calls `tap(o, xi, wi)` for each output index `o`
+ * (into `[N, Cout, Ho, Wo]`), input index `xi` and weight index `wi` that meet inside the image.
+ */
+function convTaps(
+  xs: number[],
+  ws: number[],
+  c: ConvRefOptions,
+  tap: (o: number, xi: number, wi: number) => void,
+): void {
+  const [N, Cin, H, W] = xs;
+  const [Cout, cinG, kh, kw] = ws;
+  const [sh, sw] = pair(c.stride ?? 1),
+    [ph, pw] = pair(c.padding ?? 0),
+    [dh, dw] = pair(c.dilation ?? 1);
+  const coutG = Cout / (c.groups ?? 1);
+  const [, , Ho, Wo] = convShape(xs, ws, c);
+  for (let n = 0; n < N; n++) {
+    for (let co = 0; co < Cout; co++) {
+      const g = Math.floor(co / coutG);
+      for (let oy = 0; oy < Ho; oy++) {
+        for (let ox = 0; ox < Wo; ox++) {
+          const o = ((n * Cout + co) * Ho + oy) * Wo + ox;
+          for (let ci = 0; ci < cinG; ci++) {
+            for (let ky = 0; ky < kh; ky++) {
+              const iy = oy * sh - ph + ky * dh;
+              if (iy < 0 || iy >= H) continue;
+              for (let kx = 0; kx < kw; kx++) {
+                const ix = ox * sw - pw + kx * dw;
+                if (ix < 0 || ix >= W) continue;
+                tap(
+                  o,
+                  ((n * Cin + g * cinG + ci) * H + iy) * W + ix,
+                  ((co * cinG + ci) * kh + ky) * kw + kx,
+                );
+              }
+            }
+          }
+        }
+      }
+    }
+  }
+}
+
+/** `[N, Cout, Ho, Wo]` of a convolution. */
+function convShape(xs: number[], ws: number[], c: ConvRefOptions): number[] {
+  const [sh, sw] = pair(c.stride ?? 1),
+    [ph, pw] = pair(c.padding ?? 0),
+    [dh, dw] = pair(c.dilation ?? 1);
+  const Ho = Math.floor((xs[2] + 2 * ph - dh * (ws[2] - 1) - 1) / sh) + 1;
+  const Wo = Math.floor((xs[3] + 2 * pw - dw * (ws[3] - 1) - 1) / sw) + 1;
+  return [xs[0], ws[0], Ho, Wo];
+}
+
 /** Direct float64 convolution, PyTorch semantics. */
 export function convRef(
   x: ArrayLike<number>,
@@ -103,39 +157,25 @@ export function convRef(
   bias?: ArrayLike<number>,
   res?: ArrayLike<number>,
 ): { out: Float64Array; shape: number[] } {
-  const [N, Cin, H, W] = xs;
-  const [Cout, cinG, kh, kw] = ws;
-  const [sh, sw] = pair(c.stride ?? 1),
-    [ph, pw] = pair(c.padding ?? 0),
-    [dh, dw] = pair(c.dilation ?? 1);
-  const groups = c.groups ?? 1, coutG = Cout / groups;
-  const Ho = Math.floor((H + 2 * ph - dh * (kh - 1) - 1) / sh) + 1;
-  const Wo = Math.floor((W + 2 * pw - dw * (kw - 1) - 1) / sw) + 1;
-  const out = new Float64Array(N * Cout * Ho * Wo);
-  for (let n = 0; n < N; n++) {
-    for (let co = 0; co < Cout; co++) {
-      const g = Math.floor(co / coutG);
-      for (let oy = 0; oy < Ho; oy++) {
-        for (let ox = 0; ox < Wo; ox++) {
-          let s = bias ? bias[co] : 0;
-          for (let ci = 0; ci < cinG; ci++) {
-            for (let ky = 0; ky < kh; ky++) {
-              const iy = oy * sh - ph + ky * dh;
-              if (iy < 0 || iy >= H) continue;
-              for (let kx = 0; kx < kw; kx++) {
-                const ix = ox * sw - pw + kx * dw;
-                if (ix < 0 || ix >= W) continue;
-                s += x[((n * Cin + g * cinG + ci) * H + iy) * W + ix] *
-                  w[((co * cinG + ci) * kh + ky) * kw + kx];
-              }
-            }
-          }
-          const o = ((n * Cout + co) * Ho + oy) * Wo + ox;
-          if (res) s += res[o];
-          out[o] = actRef(c.act ?? "none", s);
-        }
-      }
-    }
+  const shape = convShape(xs, ws, c), [, Cout, Ho, Wo] = shape;
+  const out = new Float64Array(shape.reduce((a, b) => a * b));
+  convTaps(xs, ws, c, (o, xi, wi) => out[o] += x[xi] * w[wi]);
+  for (let o = 0; o < out.length; o++) {
+    const s = out[o] + (bias ? bias[Math.floor(o / (Ho * Wo)) % Cout] : 0) + (res ? res[o] : 0);
+    out[o] = actRef(c.act ?? "none", s);
   }
-  return { out, shape: [N, Cout, Ho, Wo] };
+  return { out, shape };
+}
+
+/** Float64 weight gradient of a convolution: `Σ dy[o] · x[xi]` over the taps of each weight. */
+export function convDwRef(
+  x: ArrayLike<number>,
+  xs: number[],
+  dy: ArrayLike<number>,
+  ws: number[],
+  c: ConvRefOptions,
+): Float64Array {
+  const dw = new Float64Array(ws.reduce((a, b) => a * b));
+  convTaps(xs, ws, c, (o, xi, wi) => dw[wi] += dy[o] * x[xi]);
+  return dw;
 }
