@@ -387,13 +387,48 @@ fn kernel(wg: vec3u, lid: vec3u) {
 });
 
 /**
- * dW of a convolution, accumulated. Per group, `dW[co, k] += Σ_(n, oy, ox) dY[n, co, oy, ox] ·
+ * dW of a convolution, accumulated (GPU adapters): one workgroup per weight element `(co, ci, ky, kx)` reduces
+ * `dY[n, co, oy, ox] · X[n, ci, oy·s − p + ky·d, ox·s − p + kx·d]` over `(n, oy, ox)` in a fixed
+ * order (deterministic).
+ */
+const CONV2D_DW = rowKernel({
+  name: "conv2d_dw",
+  uniforms: SIZES,
+  storage: { dY: read(), X: read(), dW: readWrite() },
+  workgroupSize: [64],
+  body: (v: Variant) => `
+${geometryWgsl(v)}
+fn kernel(wg: vec3u, lid: vec3u) {
+  let e = wg.x;
+  let kx = e % KW;
+  let ky = (e / KW) % KH;
+  let ci = (e / (KH * KW)) % p.cinG;
+  let c = e / (KH * KW * p.cinG);
+  let xc = (c / p.coutG) * p.cinG + ci;
+  let hwo = p.Ho * p.Wo;
+  var s = 0.0;
+  for (var q = lid.x; q < p.N * hwo; q += WG_X) {
+    let n = q / hwo;
+    let iy = i32((q % hwo) / p.Wo) * SH - PH + i32(ky) * DH;
+    let ix = i32(q % p.Wo) * SW - PW + i32(kx) * DW;
+    if (iy < 0 || iy >= i32(p.H) || ix < 0 || ix >= i32(p.W)) { continue; }
+    let xv = f32(X[((n * p.Cin + xc) * p.H + u32(iy)) * p.W + u32(ix)]);
+    s = fma(f32(dY[(n * p.Cout + c) * hwo + q % hwo]), xv, s);
+  }
+  let t = reduce(lid.x, s, false);
+  if (lid.x == 0u) { dW[e] = dW_t(f32(dW[e]) + t); }
+}`,
+});
+
+/**
+ * dW of a convolution, accumulated, for CPU adapters (llvmpipe runs a workgroup as SIMD lanes, where
+ * one workgroup per weight element made the SAT encoder's backward the slowest step). Per group, `dW[co, k] += Σ_(n, oy, ox) dY[n, co, oy, ox] ·
  * X̂[n, k, oy, ox]`, `k` = (ci, ky, kx), `X̂` the im2col view. One invocation per register tile of
  * 4 output channels × 4 values of `k`, summing over `(n, oy, ox)` in order: deterministic, no
  * atomics, no workgroup memory. Tiles past the edge clamp their loads and skip their stores.
  */
-const CONV2D_DW = new Kernel({
-  name: "conv2d_dw",
+const CONV2D_DW_CPU = new Kernel({
+  name: "conv2d_dw_cpu",
   uniforms: { ...SIZES, K: "u32", kTiles: "u32", coTiles: "u32", tiles: "u32" },
   storage: { dY: read(), X: read(), dW: readWrite() },
   workgroupSize: [64],
@@ -465,7 +500,11 @@ fn kernel(wg: vec3u, lid: vec3u) {
 }`,
 });
 
-/** Records {@link CONV2D_DW}: one invocation per 4 × 4 tile of each group's `[coutG, K]`. */
+/**
+ * Records dW: on CPU adapters {@link CONV2D_DW_CPU} (one invocation per 4 × 4 tile of each group's
+ * `[coutG, K]`, each summing over every `(n, oy, ox)`), elsewhere {@link CONV2D_DW} (one workgroup
+ * per weight element: a GPU has the lanes to split that sum).
+ */
 function recordDw(
   rec: Recorder,
   variant: Variant,
@@ -475,10 +514,15 @@ function recordDw(
   dW: Tensor,
   groups: number,
 ): void {
+  if (rec.gpu.adapterClass !== "cpu") {
+    const bind = { dY: dy, X: x, dW };
+    CONV2D_DW.record(rec, { variant, uniforms: sizes, bind, groups: dW.size });
+    return;
+  }
   const K = sizes.cinG * variant.kh * variant.kw;
   const kTiles = Math.ceil(K / 4), coTiles = Math.ceil(sizes.coutG / 4);
   const tiles = kTiles * coTiles * groups;
-  CONV2D_DW.record(rec, {
+  CONV2D_DW_CPU.record(rec, {
     variant,
     uniforms: { ...sizes, K, kTiles, coTiles, tiles },
     bind: { dY: dy, X: x, dW },

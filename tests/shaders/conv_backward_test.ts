@@ -7,7 +7,16 @@ import { Recorder } from "../../src/gpu/recorder.ts";
 import { uploadTensor } from "../../src/gpu/tensor.ts";
 import { batchNorm2dBackward } from "../../src/shaders/batchnorm.ts";
 import { conv2dBackward } from "../../src/shaders/conv2d.ts";
-import { assertCode, dot, getGpu, randomF32, readAll, relL2 } from "../util.ts";
+import {
+  ADAPTER_CLASSES,
+  asAdapterClass,
+  assertCode,
+  dot,
+  getGpu,
+  randomF32,
+  readAll,
+  relL2,
+} from "../util.ts";
 import { convDwRef, convRef, type ConvRefOptions, fd } from "./reference.ts";
 
 const gpu = await getGpu();
@@ -25,38 +34,48 @@ const CASES: { name: string; x: number[]; w: number[]; o: ConvRefOptions }[] = [
   },
 ];
 
-for (const c of CASES) {
-  Deno.test(`conv2dBackward ${c.name}: dX, dW, db by finite differences; accumulates`, async () => {
-    const ref = (x: ArrayLike<number>, w: ArrayLike<number>, b: ArrayLike<number>) =>
-      convRef(Float32Array.from(x), c.x, Float32Array.from(w), c.w, c.o, Float32Array.from(b));
-    const x = randomF32(c.x.reduce((a, b) => a * b), 1),
-      w = randomF32(c.w.reduce((a, b) => a * b), 2);
-    const b = randomF32(c.w[0], 3), yShape = ref(x, w, b).shape;
-    const dy = randomF32(yShape.reduce((a, b) => a * b), 4);
-    const dW0 = randomF32(w.length, 5), db0 = randomF32(b.length, 6), r = randomF32(x.length, 7);
-    const [tx, tw, tdy, tdW, tdb, tr] = [
-      up(x, c.x),
-      up(w, c.w),
-      up(dy, yShape),
-      up(dW0, c.w),
-      up(db0, [b.length]),
-      up(r, c.x),
-    ];
-    const rec = new Recorder(gpu);
-    const dx = conv2dBackward(rec, tx, tw, tdy, { dW: tdW, db: tdb }, { ...c.o, residual: tr })!;
-    const [gx, gw, gb] = await readAll(rec, [dx, tdW, tdb]);
-    // the forward rounds its inputs to f32: step by a power of two that f32 holds exactly
-    const L = (xx: ArrayLike<number>, ww: ArrayLike<number>, bb: ArrayLike<number>) =>
-      dot(dy, ref(xx, ww, bb).out);
-    const h = 2 ** -10;
-    const wantX = fd((v) => L(v, w, b), x, h).map((v, i) => v + r[i]);
-    const wantW = fd((v) => L(x, v, b), w, h).map((v, i) => v + dW0[i]);
-    const wantB = fd((v) => L(x, w, v), b, h).map((v, i) => v + db0[i]);
-    assert.ok(relL2(gx, wantX) < 1e-5, `dX ${relL2(gx, wantX)}`);
-    assert.ok(relL2(gw, wantW) < 1e-5, `dW ${relL2(gw, wantW)}`);
-    assert.ok(relL2(gb, wantB) < 1e-5, `db ${relL2(gb, wantB)}`);
-    for (const t of [tx, tw, tdy, tdW, tdb, tr, dx]) t.release();
-  });
+for (const cls of ADAPTER_CLASSES) {
+  for (const c of CASES) {
+    const name =
+      `conv2dBackward (${cls} kernels) ${c.name}: dX, dW, db by finite differences; accumulates`;
+    Deno.test(name, () =>
+      asAdapterClass(gpu, cls, async () => {
+        const ref = (x: ArrayLike<number>, w: ArrayLike<number>, b: ArrayLike<number>) =>
+          convRef(Float32Array.from(x), c.x, Float32Array.from(w), c.w, c.o, Float32Array.from(b));
+        const x = randomF32(c.x.reduce((a, b) => a * b), 1),
+          w = randomF32(c.w.reduce((a, b) => a * b), 2);
+        const b = randomF32(c.w[0], 3), yShape = ref(x, w, b).shape;
+        const dy = randomF32(yShape.reduce((a, b) => a * b), 4);
+        const dW0 = randomF32(w.length, 5),
+          db0 = randomF32(b.length, 6),
+          r = randomF32(x.length, 7);
+        const [tx, tw, tdy, tdW, tdb, tr] = [
+          up(x, c.x),
+          up(w, c.w),
+          up(dy, yShape),
+          up(dW0, c.w),
+          up(db0, [b.length]),
+          up(r, c.x),
+        ];
+        const rec = new Recorder(gpu);
+        const dx = conv2dBackward(rec, tx, tw, tdy, { dW: tdW, db: tdb }, {
+          ...c.o,
+          residual: tr,
+        })!;
+        const [gx, gw, gb] = await readAll(rec, [dx, tdW, tdb]);
+        // the forward rounds its inputs to f32: step by a power of two that f32 holds exactly
+        const L = (xx: ArrayLike<number>, ww: ArrayLike<number>, bb: ArrayLike<number>) =>
+          dot(dy, ref(xx, ww, bb).out);
+        const h = 2 ** -10;
+        const wantX = fd((v) => L(v, w, b), x, h).map((v, i) => v + r[i]);
+        const wantW = fd((v) => L(x, v, b), w, h).map((v, i) => v + dW0[i]);
+        const wantB = fd((v) => L(x, w, v), b, h).map((v, i) => v + db0[i]);
+        assert.ok(relL2(gx, wantX) < 1e-5, `dX ${relL2(gx, wantX)}`);
+        assert.ok(relL2(gw, wantW) < 1e-5, `dW ${relL2(gw, wantW)}`);
+        assert.ok(relL2(gb, wantB) < 1e-5, `db ${relL2(gb, wantB)}`);
+        for (const t of [tx, tw, tdy, tdW, tdb, tr, dx]) t.release();
+      }));
+  }
 }
 
 Deno.test("conv2dBackward is deterministic, skips frozen gradients, and refuses a misshaped dY", async () => {
@@ -80,26 +99,31 @@ Deno.test("conv2dBackward is deterministic, skips frozen gradients, and refuses 
   x.release(), w.release(), dy.release();
 });
 
-Deno.test("conv2dBackward dW at out 64, in 32, 3×3 (18,432 weights): the float64 reference, the same bits twice", async () => {
-  const xs = [2, 32, 9, 7],
-    ws = [64, 32, 3, 3],
-    o = { padding: 1, stride: [2, 1] as [number, number] };
-  const x = randomF32(2 * 32 * 9 * 7, 19), dy = randomF32(2 * 64 * 5 * 7, 20);
-  const dW0 = randomF32(64 * 32 * 9, 21);
-  const [tx, tw, tdy] = [up(x, xs), up(randomF32(dW0.length, 22), ws), up(dy, [2, 64, 5, 7])];
-  const run = async () => {
-    const dW = up(dW0, ws), rec = new Recorder(gpu);
-    conv2dBackward(rec, tx, tw, tdy, { dW }, { ...o, noDx: true });
-    const [out] = await readAll(rec, [dW]);
-    dW.release();
-    return out;
-  };
-  const [a, b] = [await run(), await run()];
-  const want = convDwRef(x, xs, dy, ws, o).map((v, i) => v + dW0[i]);
-  assert.ok(relL2(a, want) < 1e-6, `dW ${relL2(a, want)}`);
-  assert.deepEqual(a, b, "the same bits");
-  for (const t of [tx, tw, tdy]) t.release();
-});
+for (const cls of ADAPTER_CLASSES) {
+  const name =
+    `conv2dBackward (${cls} kernels) dW at out 64, in 32, 3×3 (18,432 weights): the float64 reference, the same bits twice`;
+  Deno.test(name, () =>
+    asAdapterClass(gpu, cls, async () => {
+      const xs = [2, 32, 9, 7],
+        ws = [64, 32, 3, 3],
+        o = { padding: 1, stride: [2, 1] as [number, number] };
+      const x = randomF32(2 * 32 * 9 * 7, 19), dy = randomF32(2 * 64 * 5 * 7, 20);
+      const dW0 = randomF32(64 * 32 * 9, 21);
+      const [tx, tw, tdy] = [up(x, xs), up(randomF32(dW0.length, 22), ws), up(dy, [2, 64, 5, 7])];
+      const run = async () => {
+        const dW = up(dW0, ws), rec = new Recorder(gpu);
+        conv2dBackward(rec, tx, tw, tdy, { dW }, { ...o, noDx: true });
+        const [out] = await readAll(rec, [dW]);
+        dW.release();
+        return out;
+      };
+      const [a, b] = [await run(), await run()];
+      const want = convDwRef(x, xs, dy, ws, o).map((v, i) => v + dW0[i]);
+      assert.ok(relL2(a, want) < 1e-6, `dW ${relL2(a, want)}`);
+      assert.deepEqual(a, b, "the same bits");
+      for (const t of [tx, tw, tdy]) t.release();
+    }));
+}
 
 Deno.test("batchNorm2dBackward (eval mode): dX, dγ, dβ by finite differences; accumulates", async () => {
   const [N, C, H, W] = [3, 5, 3, 7], size = N * C * H * W, eps = 1e-5;
