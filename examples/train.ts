@@ -423,9 +423,7 @@ async function main(): Promise<void> {
         await trainLog.write(stepLine(r));
       },
       onEval: async (step, m, captions) => {
-        const shown = captions.slice(0, 3).map((caption, i) => ({ image: val[i].path, caption }));
-        await trainLog.write({ event: "eval", step, metrics: m, captions: shown });
-        await trainLog.writeCurve();
+        const shown = await trainLog.writeEval(step, m, captions, val.map((e) => e.path));
         const names = ["Bleu_4", "METEOR_noparaphrase", "ROUGE_L", "CIDEr"];
         const summary = names.filter((k) => k in m).map((k) => `${k} ${m[k].toFixed(4)}`);
         progress.note(`val @ ${step}: ${summary.join(" ")}`);

@@ -170,6 +170,22 @@ export class TrainLog {
     await Deno.writeTextFile(this.path, JSON.stringify(line) + "\n", { append: true });
   }
 
+  /**
+   * Log a validation at `step`: its metrics and the first three greedy `captions` of the images
+   * at `paths`; redraw the curve. Returns the captions logged, for showing.
+   */
+  async writeEval(
+    step: number,
+    metrics: Record<string, number>,
+    captions: readonly string[],
+    paths: readonly string[],
+  ): Promise<LogEval["captions"]> {
+    const shown = captions.slice(0, 3).map((caption, i) => ({ image: paths[i], caption }));
+    await this.write({ event: "eval", step, metrics, captions: shown });
+    await this.writeCurve();
+    return shown;
+  }
+
   /** Draw the curve of the log so far into `train_curve.svg` beside it; returns its path. */
   async writeCurve(): Promise<string> {
     const i = this.path.lastIndexOf("/");

@@ -89,14 +89,9 @@ async function stage(
   });
   const time = new Date().toISOString();
   await trainLog.write({ event: "start", step: offset, mode, time, from, steps: r.steps });
-  const evaluated = async (step: number, metrics: Record<string, number>, caps: string[]) => {
-    const captions = caps.slice(0, 3).map((caption, i) => ({
-      image: data.val.entries[i].path,
-      caption,
-    }));
-    await trainLog.write({ event: "eval", step: step + offset, metrics, captions });
-    await trainLog.writeCurve();
-  };
+  const paths = data.val.entries.map((e) => e.path);
+  const evaluated = (step: number, metrics: Record<string, number>, caps: string[]) =>
+    trainLog.writeEval(step + offset, metrics, caps, paths);
   try {
     const before = mode === "xe"
       ? (await validate(trainer, data.val.entries, data.val.images, r.batchSize))
