@@ -253,7 +253,8 @@ export async function openSafetensors(
       const read = () => src.read(headerBytes + t.begin, t.end - t.begin);
       tensors.set(name, { info, read });
     }
-    return makeStore(src.name, tensors, () => src.close());
+    const metadata = new Map([[src.name, header.metadata]]);
+    return makeStore(src.name, tensors, () => src.close(), metadata);
   } catch (e) {
     src.close();
     throw e;

@@ -120,11 +120,15 @@ export interface StoredTensor {
   read(): Promise<Uint8Array>;
 }
 
-/** A {@link WeightStore} over a table of tensors; `close` runs `onClose` once. */
+/**
+ * A {@link WeightStore} over a table of tensors; `close` runs `onClose` once. `metadata`: each
+ * file's `__metadata__` by file (default: `source` alone, without any).
+ */
 export function makeStore(
   source: string,
   tensors: ReadonlyMap<string, StoredTensor>,
   onClose: () => void,
+  metadata: ReadonlyMap<string, Readonly<Record<string, string>>> = new Map([[source, {}]]),
 ): WeightStore {
   const get = (name: string): StoredTensor => {
     const t = tensors.get(name);
@@ -137,6 +141,7 @@ export function makeStore(
     names: () => [...tensors.keys()],
     info: (name) => get(name).info,
     has: (name) => tensors.has(name),
+    fileMetadata: () => metadata,
     read(name) {
       const t = tensors.get(name);
       return t ? t.read() : Promise.reject(missingTensor(source, name, tensors.keys()));

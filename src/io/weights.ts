@@ -40,6 +40,12 @@ export interface WeightStore {
   info(name: string): TensorInfo;
   /** True if the tensor exists. */
   has(name: string): boolean;
+  /**
+   * The `__metadata__` string map of each file the tensors come from (safetensors; `{}` for a
+   * torch pickle), by file as messages name it, in the order the files were opened: one entry
+   * for a single file, one per shard for a sharded checkpoint.
+   */
+  fileMetadata(): ReadonlyMap<string, Readonly<Record<string, string>>>;
   /** Raw little-endian bytes of the tensor, contiguous row-major (read-only: may be a view). */
   read(name: string): Promise<Uint8Array>;
   /**
@@ -196,7 +202,8 @@ async function openShards(
       }
       tensors.set(name, { info: store.info(name), read: () => store.read(name) });
     }
-    return makeStore(where, tensors, closeAll);
+    const metadata = new Map([...shards.values()].flatMap((s) => [...s.fileMetadata()]));
+    return makeStore(where, tensors, closeAll, metadata);
   } catch (e) {
     closeAll();
     throw e;
@@ -223,6 +230,7 @@ export function withTiedWeights(store: WeightStore, ties: Record<string, string>
       if (!alias.has(name) && !store.has(name)) throw missingTensor(store.source, name, names());
       return { ...store.info(resolve(name)), name };
     },
+    fileMetadata: () => store.fileMetadata(),
     read: (name) => store.read(resolve(name)),
     readF32: (name) => store.readF32(resolve(name)),
     close: () => store.close(),

@@ -3,6 +3,7 @@ import { WebcapError } from "../../src/errors.ts";
 import { openSafetensors } from "../../src/io/safetensors.ts";
 import { openWeights, type WeightStore, withTiedWeights } from "../../src/io/weights.ts";
 import { fixture, type RawTensor, writeSafetensors } from "./checkpoint_writers.ts";
+import { writeSafetensors as writeSafetensorsFile } from "../../src/io/safetensors_write.ts";
 
 const isCode = (code: string, ...parts: string[]) => (e: WebcapError) => {
   assert.ok(e instanceof WebcapError, String(e));
@@ -175,4 +176,37 @@ Deno.test("withTiedWeights serves an absent tied tensor from its source", async 
   assert.throws(() => tied.info("absent.alias"), isCode("BAD_WEIGHTS", "absent.alias"));
   assert.equal(tied.names().length, base.names().length + 1);
   tied.close();
+});
+
+Deno.test("fileMetadata: each file's __metadata__ by file, per shard, {} for a pickle, through ties", async () => {
+  const ref = await openSafetensors(fixture("vit-gpt2/model.safetensors"));
+  const dir = await Deno.makeTempDir({ prefix: "webcap-metadata-" });
+  try {
+    const names = ref.names();
+    const weightMap: Record<string, string> = {};
+    for (const [i, half] of [names.slice(0, 5), names.slice(5)].entries()) {
+      const file = `part-${i}.safetensors`;
+      const tensors = half.map((name) => {
+        weightMap[name] = file;
+        return { ...ref.info(name), read: () => ref.read(name) };
+      });
+      await writeSafetensorsFile(`${dir}/${file}`, tensors, { format: "pt", part: String(i) });
+    }
+    await writeIndex(dir, weightMap);
+    const sharded = await openWeights(dir);
+    const got = [...sharded.fileMetadata()].map(([file, m]) => [file, { ...m }]);
+    assert.deepEqual(got, [
+      [`${dir}/part-0.safetensors`, { format: "pt", part: "0" }],
+      [`${dir}/part-1.safetensors`, { format: "pt", part: "1" }],
+    ]);
+    const tied = withTiedWeights(sharded, { "decoder.lm_head.weight": names[0] });
+    assert.equal(tied.fileMetadata(), sharded.fileMetadata());
+    tied.close();
+    const pickle = await openWeights(fixture("clipcap/clipcap.pt"));
+    assert.deepEqual([...pickle.fileMetadata()], [[fixture("clipcap/clipcap.pt"), {}]]);
+    pickle.close();
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+    ref.close();
+  }
 });
