@@ -14,6 +14,7 @@ import { f16ToF32 } from "../io/dtype.ts";
 import type { QuantMatrix, QuantScheme, Weight } from "../shaders/quant/qmatrix.ts";
 import {
   checkGroupSize,
+  checkQuantFiles,
   DEFAULT_GROUP_SIZE,
   type HostQuant,
   quantize,
@@ -133,6 +134,7 @@ export class ParamLoader {
   /** Every parameter loaded, in load order. */
   readonly params: Param[] = [];
   readonly #tensors: Tensor[] = [];
+  #filesChecked = false;
   constructor(
     readonly gpu: Gpu,
     readonly store: WeightStore,
@@ -147,6 +149,13 @@ export class ParamLoader {
         `matrices in f16 need the WebGPU feature shader-f16, which ${gpu.adapterName} lacks; use f32`,
       );
     }
+  }
+
+  /** The store's quantized files checked ({@link checkQuantFiles}) before its first tensor loads. */
+  #checkFiles(): void {
+    if (this.#filesChecked) return;
+    checkQuantFiles(this.store);
+    this.#filesChecked = true;
   }
 
   #check(name: string, shape: readonly number[]): void {
@@ -175,6 +184,7 @@ export class ParamLoader {
 
   /** Tensor `name` on the host, shape-checked against `shape` and checked finite. */
   async read(name: string, shape: readonly number[]): Promise<Float32Array> {
+    this.#checkFiles();
     this.#check(name, shape);
     const data = await this.store.readF32(name);
     checkFinite(data, name, this.store.source);
@@ -297,6 +307,7 @@ export class ParamLoader {
     inOut: boolean,
     stored: readonly number[] = inOut ? [shape[1], shape[0]] : shape,
   ) {
+    this.#checkFiles();
     const scheme = this.matrixDtype as QuantScheme;
     if (this.store.has(name + QUANT_SUFFIX.scale)) return this.#storedQuant(name, shape, scheme);
     if (scheme === "q4") checkGroupSize(this.groupSize, shape[1], name);

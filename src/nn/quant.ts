@@ -194,6 +194,108 @@ export const QUANT_METADATA = {
  */
 export const QUANT_VERSION = 2;
 
+/** A layout version key this webcap reads: absent (version 1) or an integer 1..QUANT_VERSION. */
+function checkVersion(file: string, version: string | undefined): void {
+  if (version === undefined) return;
+  const v = /^[1-9][0-9]*$/.test(version) ? Number(version) : NaN;
+  if (v <= QUANT_VERSION) return;
+  const why = v > QUANT_VERSION
+    ? "a newer webcap wrote it: upgrade webcap, or quantize the original model again with this one"
+    : "it is not a layout version: quantize the original model again";
+  throw new WebcapError(
+    "BAD_WEIGHTS",
+    `${file}: quantized layout version ${JSON.stringify(version)} (__metadata__ ` +
+      `"${QUANT_METADATA.version}") is not one this webcap reads ` +
+      `(versions 1 to ${QUANT_VERSION}, ${QUANT_VERSION} the newest); ${why}`,
+  );
+}
+
+/** The scheme and group size a file's `__metadata__` declares (as written), and the file. */
+interface Declared {
+  file: string;
+  scheme: string;
+  groupSize: string | undefined;
+}
+
+/** `d`'s scheme is q8 / q4 and its group size `0` (q8) or an even integer ≥ 2 (q4), if given. */
+function checkDeclared(d: Declared): void {
+  const { file, scheme, groupSize } = d;
+  const bad = (what: string) =>
+    new WebcapError(
+      "BAD_WEIGHTS",
+      `${file}: __metadata__ ${what}; the file is not one webcap wrote`,
+    );
+  if (scheme !== "q8" && scheme !== "q4") {
+    throw bad(`"${QUANT_METADATA.scheme}" is ${JSON.stringify(scheme)}, not q8 or q4`);
+  }
+  const G = Number(groupSize);
+  const ok = scheme === "q8" ? G === 0 : Number.isInteger(G) && G >= 2 && G % 2 === 0;
+  if (groupSize !== undefined && !(/^[0-9]+$/.test(groupSize) && ok)) {
+    const want = scheme === "q8" ? "0 for q8" : "an even integer for q4";
+    throw bad(`"${QUANT_METADATA.groupSize}" is ${JSON.stringify(groupSize)}, not ${want}`);
+  }
+}
+
+/** The one scheme and group size the files of `store` declare; BAD_WEIGHTS when two disagree. */
+function declaredQuant(store: WeightStore): Declared | undefined {
+  let first: Declared | undefined;
+  for (const [file, meta] of store.fileMetadata()) {
+    checkVersion(file, meta[QUANT_METADATA.version]);
+    const scheme = meta[QUANT_METADATA.scheme];
+    if (scheme === undefined) continue;
+    const d = { file, scheme, groupSize: meta[QUANT_METADATA.groupSize] };
+    checkDeclared(d);
+    if (first && (first.scheme !== d.scheme || first.groupSize !== d.groupSize)) {
+      const what = (x: Declared) =>
+        `${x.scheme}, group size ${x.groupSize ?? "absent"} in ${x.file}`;
+      throw new WebcapError(
+        "BAD_WEIGHTS",
+        `${store.source}: the shards declare different quantizations (${what(first)}; ` +
+          `${what(d)}); quantize the original model again`,
+      );
+    }
+    first ??= d;
+  }
+  return first;
+}
+
+/** Each stored quantized matrix of `store` (`<name>` with `<name>.qscale`) fits `d`. */
+function checkTensorsFit(store: WeightStore, d: Declared): void {
+  for (const scaleName of store.names().filter((n) => n.endsWith(QUANT_SUFFIX.scale))) {
+    const name = scaleName.slice(0, -QUANT_SUFFIX.scale.length);
+    if (!store.has(name)) continue; // the loader names the missing tensor
+    const { dtype, shape } = store.info(name);
+    const stored = dtype === "I8" ? "q8" : dtype === "U8" ? "q4" : dtype;
+    const bad = (what: string) =>
+      new WebcapError(
+        "BAD_WEIGHTS",
+        `${store.source}: quantized tensor "${name}" ${what}, but ` +
+          `${d.file === store.source ? "the file" : d.file} declares ` +
+          `${d.scheme}${d.scheme === "q4" ? `, group size ${d.groupSize}` : ""} in __metadata__`,
+      );
+    if (stored !== d.scheme) throw bad(`is stored as ${stored}`);
+    const groups = store.info(scaleName).shape;
+    if (d.scheme === "q8" || d.groupSize === undefined) continue;
+    if (shape.length !== 2 || groups.length !== 2) continue; // the loader names the shape
+    const G = (2 * shape[1]) / groups[1];
+    if (G !== Number(d.groupSize)) {
+      throw bad(`has ${groups[1]} groups of ${G} per row of ${2 * shape[1]}`);
+    }
+  }
+}
+
+/**
+ * Refuse a store whose quantized files this webcap cannot read, before any tensor is loaded:
+ * a layout version (`webcap.quant_version`) that is not an integer in 1..{@link QUANT_VERSION},
+ * a scheme or group size that is not one webcap writes, that differs between shards, or that the
+ * stored quantized tensors contradict. Files without the keys (version 1, hand-made) pass.
+ * @throws WebcapError BAD_WEIGHTS naming the file and what it found.
+ */
+export function checkQuantFiles(store: WeightStore): void {
+  const d = declaredQuant(store);
+  if (d) checkTensorsFit(store, d);
+}
+
 /** How a quantized parameter is laid out in the file: scheme, input dimension, group size. */
 export interface QuantLayout {
   scheme: QuantScheme;

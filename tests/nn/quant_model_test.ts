@@ -15,7 +15,7 @@ import { paramGroups } from "../../src/train/param_groups.ts";
 import type { CaptionModel } from "../../src/arch/caption_model.ts";
 import type { LoadOptions } from "../../src/arch/load.ts";
 import { fixture, runAndRead } from "../util.ts";
-import { quantizedEntries } from "../../src/nn/quant.ts";
+import { QUANT_METADATA, QUANT_VERSION, quantizedEntries } from "../../src/nn/quant.ts";
 import { DTYPE_BYTES, numelOf } from "../../src/io/dtype.ts";
 import type { TensorInfo } from "../../src/io/weights.ts";
 
@@ -395,6 +395,156 @@ Deno.test("quantize: ClipCap (its CLIP tower in clip-vision/) quantizes and load
       stored.dispose();
       atLoad.dispose();
     }
+  } finally {
+    await Deno.remove(out, { recursive: true });
+  }
+});
+
+/** Rewrite `out/model.safetensors` with its tensors as they are and `edit` of its metadata. */
+async function editMetadata(
+  out: string,
+  edit: (meta: Record<string, string>) => Record<string, string>,
+): Promise<void> {
+  const path = `${out}/model.safetensors`;
+  const bytes = await Deno.readFile(path);
+  const header = parseSafetensorsHeader(bytes, path);
+  const store = await openSafetensors(bytes, { name: path });
+  const tensors = await Promise.all(
+    store.names().map(async (n) => {
+      const data = (await store.read(n)).slice();
+      return { ...store.info(n), read: () => data };
+    }),
+  );
+  store.close();
+  await writeSafetensors(path, tensors, edit({ ...header.metadata }));
+}
+
+/** Pool counters of `gpu`, the peak since `resetPeak` included. */
+function poolBytes(gpu: Awaited<ReturnType<typeof getGpu>>) {
+  const { liveBytes, ownedBytes, freeBytes, peakBytes } = gpu.pool;
+  return { liveBytes, ownedBytes, freeBytes, peakBytes };
+}
+
+const VERSION_KEY = QUANT_METADATA.version;
+
+for (const version of ["3", "two", "0"]) {
+  Deno.test(`quantize: a folder of layout version "${version}" is BAD_WEIGHTS, refused before any upload`, async () => {
+    const out = await quantizeFixture("vit-gpt2", "q4");
+    try {
+      await editMetadata(out, (m) => ({ ...m, [VERSION_KEY]: version }));
+      const gpu = await getGpu();
+      gpu.pool.resetPeak();
+      const before = poolBytes(gpu);
+      for (const dtype of ["q4", "f32"] as const) {
+        await assert.rejects(() => load(out, { dtype }), (e: Error & { code?: string }) => {
+          assert.equal(e.code, "BAD_WEIGHTS", e.message);
+          for (const part of [`${out}/model.safetensors`, `version "${version}"`, VERSION_KEY]) {
+            assert.ok(e.message.includes(part), `"${part}" not in: ${e.message}`);
+          }
+          assert.ok(
+            e.message.includes(`1 to ${QUANT_VERSION}, ${QUANT_VERSION} the newest`),
+            e.message,
+          );
+          return true;
+        });
+      }
+      assert.deepEqual(poolBytes(gpu), before, "nothing was uploaded");
+    } finally {
+      await Deno.remove(out, { recursive: true });
+    }
+  });
+}
+
+const DISAGREEING: [string, (m: Record<string, string>) => Record<string, string>, RegExp][] = [
+  [
+    "another scheme",
+    (m) => ({ ...m, [QUANT_METADATA.scheme]: "q8", [QUANT_METADATA.groupSize]: "0" }),
+    /quantized tensor "[^"]+" is stored as q4, but the file declares q8 in __metadata__/,
+  ],
+  [
+    "another group size",
+    (m) => ({ ...m, [QUANT_METADATA.groupSize]: "16" }),
+    /has 1 groups of 32 per row of 32, but the file declares q4, group size 16/,
+  ],
+  [
+    "an unknown scheme",
+    (m) => ({ ...m, [QUANT_METADATA.scheme]: "q3" }),
+    /"webcap\.quantization" is "q3", not q8 or q4/,
+  ],
+  [
+    "an odd group size",
+    (m) => ({ ...m, [QUANT_METADATA.groupSize]: "7" }),
+    /"webcap\.group_size" is "7", not an even integer for q4/,
+  ],
+];
+
+for (const [what, edit, message] of DISAGREEING) {
+  Deno.test(`quantize: a q4 file whose metadata declares ${what} is BAD_WEIGHTS naming the file`, async () => {
+    const out = await quantizeFixture("vit-gpt2", "q4");
+    try {
+      await editMetadata(out, edit);
+      await assert.rejects(() => load(out, { dtype: "q4" }), (e: Error & { code?: string }) => {
+        assert.equal(e.code, "BAD_WEIGHTS", e.message);
+        assert.ok(e.message.includes(`${out}/model.safetensors`), e.message);
+        assert.match(e.message, message);
+        return true;
+      });
+    } finally {
+      await Deno.remove(out, { recursive: true });
+    }
+  });
+}
+
+/** Split safetensors `bytes` into two shards and an index in `out`, shard i with `metadata[i]`. */
+async function shard(
+  out: string,
+  bytes: Uint8Array,
+  metadata: Record<string, string>[],
+): Promise<void> {
+  const store = await openSafetensors(bytes);
+  const names = store.names();
+  const weightMap: Record<string, string> = {};
+  for (
+    const [i, part] of [names.slice(0, names.length / 2), names.slice(names.length / 2)].entries()
+  ) {
+    const file = `model-0000${i + 1}-of-00002.safetensors`;
+    const tensors = part.map((n) => {
+      weightMap[n] = file;
+      return { ...store.info(n), read: () => store.read(n) };
+    });
+    await writeSafetensors(`${out}/${file}`, tensors, metadata[i]);
+  }
+  store.close();
+  const index = JSON.stringify({ metadata: {}, weight_map: weightMap });
+  await Deno.writeTextFile(`${out}/model.safetensors.index.json`, index);
+}
+
+Deno.test("quantize: a sharded q4 folder loads when its shards agree, and is refused naming both when not", async () => {
+  const out = await quantizeFixture("vit-gpt2", "q4");
+  try {
+    const bytes = await Deno.readFile(`${out}/model.safetensors`);
+    await Deno.remove(`${out}/model.safetensors`);
+    const meta = { ...parseSafetensorsHeader(bytes, out).metadata };
+    await shard(out, bytes, [meta, meta]);
+    const [stored, atLoad] = [
+      await load(out, { dtype: "q4" }),
+      await load(fixture("hf/vit-gpt2"), { dtype: "q4" }),
+    ];
+    try {
+      assert.deepEqual(await wteRows(stored), await wteRows(atLoad));
+    } finally {
+      stored.dispose();
+      atLoad.dispose();
+    }
+    const other = { ...meta, [QUANT_METADATA.groupSize]: "16" };
+    await shard(out, bytes, [meta, other]);
+    await assert.rejects(() => load(out, { dtype: "q4" }), (e: Error & { code?: string }) => {
+      assert.equal(e.code, "BAD_WEIGHTS", e.message);
+      for (const part of ["00001-of-00002", "00002-of-00002", "group size 32", "group size 16"]) {
+        assert.ok(e.message.includes(part), `"${part}" not in: ${e.message}`);
+      }
+      return true;
+    });
   } finally {
     await Deno.remove(out, { recursive: true });
   }
