@@ -279,7 +279,7 @@ function checkTensorsFit(store: WeightStore, d: Declared): void {
     if (shape.length !== 2 || groups.length !== 2) continue; // the loader names the shape
     const G = (2 * shape[1]) / groups[1];
     if (G !== Number(d.groupSize)) {
-      throw bad(`has ${groups[1]} groups of ${G} per row of ${2 * shape[1]}`);
+      throw bad(`has groups of ${G} (${groups[1]} per row of ${2 * shape[1]})`);
     }
   }
 }

@@ -5,6 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { getGpu } from "../../src/gpu/device.ts";
+import { Captioner } from "../../src/captioner/captioner.ts";
 import { loadCaptionModel } from "../../src/arch/load.ts";
 import { runParity } from "../../src/captioner/parity.ts";
 import { embedding } from "../../src/shaders/embedding.ts";
@@ -15,6 +16,7 @@ import { paramGroups } from "../../src/train/param_groups.ts";
 import type { CaptionModel } from "../../src/arch/caption_model.ts";
 import type { LoadOptions } from "../../src/arch/load.ts";
 import { fixture, runAndRead } from "../util.ts";
+import { caption } from "../cli/run.ts";
 import { QUANT_METADATA, QUANT_VERSION, quantizedEntries } from "../../src/nn/quant.ts";
 import { DTYPE_BYTES, numelOf } from "../../src/io/dtype.ts";
 import type { TensorInfo } from "../../src/io/weights.ts";
@@ -282,7 +284,21 @@ for (const [dtype, goal] of [["q8", 0.27], ["q4", 0.16]] as const) {
   });
 }
 
-Deno.test("quantize: a version 1 q-file (floats and the patch projection as stored) still loads", async () => {
+const VERSION_KEY = QUANT_METADATA.version;
+
+/** Greedy captions (tokens, log-probabilities) of a fixture image by the folder `dir` in q4. */
+async function captionQ4(dir: string) {
+  const cap = await Captioner.fromPretrained(dir, { gpu: await getGpu(), dtype: "q4" });
+  try {
+    const [r] = await cap.caption(fixture("images/baseline-444.jpg"), { maxNewTokens: 8 });
+    assert.equal(r.error, undefined);
+    return r.captions;
+  } finally {
+    cap.dispose();
+  }
+}
+
+Deno.test("quantize: a version 1 q-file (no version key; floats and the patch projection as stored) loads and captions as the checkpoint quantized at load", async () => {
   const out = await quantizeFixture("vit-gpt2", "q4");
   const patch = "encoder.embeddings.patch_embeddings.projection.weight";
   try {
@@ -295,7 +311,9 @@ Deno.test("quantize: a version 1 q-file (floats and the patch projection as stor
       const { dtype, shape } = from.info(n);
       return { name: n, dtype, shape, read: () => from.read(n) };
     });
-    await writeSafetensors(`${out}/v1.safetensors`, v1);
+    const [v2Metadata] = q.fileMetadata().values();
+    const v1Metadata = Object.entries(v2Metadata).filter(([k]) => k !== VERSION_KEY);
+    await writeSafetensors(`${out}/v1.safetensors`, v1, Object.fromEntries(v1Metadata));
     q.close();
     f32.close();
     await Deno.rename(`${out}/v1.safetensors`, `${out}/model.safetensors`);
@@ -307,6 +325,19 @@ Deno.test("quantize: a version 1 q-file (floats and the patch projection as stor
     } finally {
       m.dispose();
     }
+    assert.deepEqual(await captionQ4(out), await captionQ4(fixture("hf/vit-gpt2")));
+  } finally {
+    await Deno.remove(out, { recursive: true });
+  }
+});
+
+Deno.test("quantize: a version 2 folder captions as the same tensors without any metadata", async () => {
+  const out = await quantizeFixture("vit-gpt2", "q4");
+  try {
+    const v2 = await captionQ4(out);
+    assert.ok(v2[0].tokens.length > 0);
+    await editMetadata(out, () => ({})); // nothing declared: read by the tensors' dtypes alone
+    assert.deepEqual(await captionQ4(out), v2);
   } finally {
     await Deno.remove(out, { recursive: true });
   }
@@ -425,8 +456,6 @@ function poolBytes(gpu: Awaited<ReturnType<typeof getGpu>>) {
   return { liveBytes, ownedBytes, freeBytes, peakBytes };
 }
 
-const VERSION_KEY = QUANT_METADATA.version;
-
 for (const version of ["3", "two", "0"]) {
   Deno.test(`quantize: a folder of layout version "${version}" is BAD_WEIGHTS, refused before any upload`, async () => {
     const out = await quantizeFixture("vit-gpt2", "q4");
@@ -464,7 +493,7 @@ const DISAGREEING: [string, (m: Record<string, string>) => Record<string, string
   [
     "another group size",
     (m) => ({ ...m, [QUANT_METADATA.groupSize]: "16" }),
-    /has 1 groups of 32 per row of 32, but the file declares q4, group size 16/,
+    /has groups of 32 \(1 per row of 32\), but the file declares q4, group size 16/,
   ],
   [
     "an unknown scheme",
@@ -545,6 +574,22 @@ Deno.test("quantize: a sharded q4 folder loads when its shards agree, and is ref
       }
       return true;
     });
+  } finally {
+    await Deno.remove(out, { recursive: true });
+  }
+});
+
+Deno.test("quantize: the caption CLI reports a folder of a newer layout in one line, no stack trace", async () => {
+  const out = await quantizeFixture("vit-gpt2", "q4");
+  try {
+    await editMetadata(out, (m) => ({ ...m, [VERSION_KEY]: String(QUANT_VERSION + 1) }));
+    const image = fixture("images/baseline-444.jpg");
+    const r = await caption([image, "--model", out, "--dtype", "q4"]);
+    assert.equal(r.code, 2, r.stderr);
+    assert.match(r.stderr, /^error BAD_WEIGHTS: .*model\.safetensors: quantized layout version /);
+    assert.ok(r.stderr.includes(`version "${QUANT_VERSION + 1}"`), r.stderr);
+    assert.equal(r.stderr.trimEnd().split("\n").length, 1, r.stderr);
+    assert.equal(r.stdout, "");
   } finally {
     await Deno.remove(out, { recursive: true });
   }
