@@ -247,7 +247,7 @@ async function benchMatmuls(
           return {
             name: `${name} ${dtype}`,
             shape: `${M}x${K}x${N}`,
-            variant: planName(cls, matmulPlan(cls, M, N, vec4Fits(w, K, N, transposeW))),
+            variant: planName(cls, matmulPlan(cls, M, N, vec4Fits(w, K, N, transposeW), K)),
             ms: r.ms,
             gflops: (2 * M * N * K) / r.ms / 1e6,
             timer: r.timer,

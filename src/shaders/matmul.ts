@@ -17,7 +17,7 @@ import { Kernel, optional, read, readWrite } from "../gpu/kernel.ts";
 import { type Recorder, tensorWindow } from "../gpu/recorder.ts";
 import { dtypeBytes, type Tensor } from "../gpu/tensor.ts";
 import { type Activation, activationWgsl } from "./activations.ts";
-import { layerNorm } from "./layernorm.ts";
+import { layerNorm, layerNormPlan } from "./layernorm.ts";
 import { range, stageRowsWgsl, TILE_WGSL } from "./tile_wgsl.ts";
 import {
   dequantWgsl,
@@ -544,26 +544,35 @@ export type MatmulPlan =
   };
 
 /**
- * The kernel of a matmul of `M` rows and `N` columns on an adapter class; `vec`: A and W can be
- * read as vec4 ({@link vec4Fits}). GPUs: 64×64 tiles in workgroup memory, GEMV for decode steps
- * (M ≤ 8). CPU adapters: {@link MATMUL_REGS}, tiles measured on llvmpipe (2 cores loaded by
- * other work, so ±30 %; GFLOP/s, BENCHMARKS.md). Prefill 197×768×768: 8×8 with vec4 loads
+ * The kernel of a matmul of `M` rows, `N` columns and inner dimension `K` on an adapter class;
+ * `vec`: A and W can be read as vec4 ({@link vec4Fits}). GPUs: 64×64 tiles in workgroup memory,
+ * GEMV for decode steps (M ≤ 32: batch × beams; a decode step's 24 rows as 36 tiled workgroups
+ * of 64×768×2304 would leave most of a GPU idle, the GEMV gives 288), and a `norm` always in the
+ * prologue (a dispatch is what a decode step's time is made of there). CPU adapters:
+ * {@link MATMUL_REGS}, tiles measured on llvmpipe (2 cores loaded by other work, so ±30 %;
+ * GFLOP/s, BENCHMARKS.md). Prefill 197×768×768: 8×8 with vec4 loads
  * (3.9–5.3 out×in, 3.8–4.2 in×out) over scalar 8×8 (3.3 / 2.4), 4×8 (2.7 / 3.3), 8×4
  * (3.1 / 1.3), 4×16 (2.2 / 2.4), 16×4 (2.9 / 2.3), 16×8 (2.4 / 3.5); the 64×64 tiles give 0.4.
  * Decode rows: M × 16 where N gives at least two workgroups of 64 invocations (N ≥ 2048:
  * 1×768×50257 out×in 0.63–1.26 against 0.56–0.64 for M × 8; 5×768×2304 7.1 against 3.5), else
  * M × 8 (1×3072×768: 0.83 against 0.52 for M × 16, which leaves one core idle). Quantized
- * weights take the same kernel through `w_at` (scalar).
+ * weights take the same kernel through `w_at` (scalar). A `norm` is fused on CPU adapters only
+ * where `layerNorm` would take its workgroup kernel (K < 256 or K % 4 ≠ 0, slow on llvmpipe):
+ * each invocation there recomputes its rows' statistics and normalises every A element it reads,
+ * which costs more than the one-row-per-invocation `layerNorm` it saves (llvmpipe, load 5–7, GPU
+ * ms per op from timestamps, separate / fused): 197×768×2304 out×in 179 / 285, 197×768×3072 186
+ * / 422, 5×768×2304 4.0 / 6.2, 50×256×768 3.4 / 7.6, 5×256×1024 0.45 / 0.79; but 65×128×384
+ * 3.8 / 1.7, and the fixture's 17×32×96 0.66 / 0.10, 3×32×128 0.15 / 0.03.
  */
 export function matmulPlan(
   cls: AdapterClass,
   M: number,
   N: number,
   vec: boolean,
-  _K = 0,
+  K: number,
 ): MatmulPlan {
   if (cls === "cpu") {
-    const fuseNorm = true;
+    const fuseNorm = layerNormPlan(cls, K) === "workgroup";
     if (M > 8) return { kernel: "regs", tm: 8, tn: 8, vec, fuseNorm };
     return { kernel: "regs", tm: M, tn: N >= 2048 ? 16 : 8, vec, fuseNorm };
   }

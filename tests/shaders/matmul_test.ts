@@ -15,7 +15,7 @@ import {
 } from "../util.ts";
 import type { Activation } from "../../src/shaders/activations.ts";
 import { actRef, f16BitsToF32, f32ToF16Bits } from "./reference.ts";
-import { layerNorm } from "../../src/shaders/layernorm.ts";
+import { layerNorm, layerNormPlan } from "../../src/shaders/layernorm.ts";
 import { dequantize, quantize, uploadQuant } from "../../src/nn/quant.ts";
 import type { QuantScheme, Weight } from "../../src/shaders/quant/qmatrix.ts";
 
@@ -74,10 +74,15 @@ Deno.test("matmul: the CPU plan reads vec4 exactly where K and N allow it", asyn
     tm: 5,
     tn: 16,
     vec: true,
-    fuseNorm: true,
+    fuseNorm: false,
   });
-  assert.equal(matmulPlan("cpu", 197, 768, true, 768).kernel, "regs");
   assert.deepEqual(matmulPlan("gpu", 197, 768, true, 768), { kernel: "tiled", fuseNorm: true });
+  // a norm is fused on CPU adapters where layerNorm would take its workgroup kernel
+  for (const [M, K] of [[1, 32], [197, 128], [5, 770], [197, 768], [1, 256]]) {
+    const want = layerNormPlan("cpu", K) === "workgroup";
+    assert.equal(matmulPlan("cpu", M, 768, true, K).fuseNorm, want, `M=${M} K=${K}`);
+    assert.equal(matmulPlan("gpu", M, 768, true, K).fuseNorm, true);
+  }
   for (const t of made) t.release();
 });
 
@@ -348,22 +353,25 @@ Deno.test("matmul (gpu kernels): the GEMV of 24 and 32 rows equals those rows of
   const [N, K, T] = [100, 70, 40]; // T rows take the tiled kernel
   assert.equal(matmulPlan("gpu", T, N, false, K).kernel, "tiled");
   const { a, g, b, eps } = normInputs(T, K);
-  const tw = uploadTensor(gpu, randomF32(N * K, 3), [N, K], "f32");
   const [tg, tb] = [g, b].map((x) => uploadTensor(gpu, x, [K], "f32"));
   const all = uploadTensor(gpu, a, [T, K], "f32");
-  for (const M of [24, 32]) {
-    assert.equal(matmulPlan("gpu", M, N, false, K).kernel, "gemv");
-    const rows = uploadTensor(gpu, a.subarray(0, M * K), [M, K], "f32");
-    for (const norm of [undefined, { w: tg, b: tb, eps }]) {
-      const opts = { transposeW: true, norm };
-      const [gemv, tiled] = await asAdapterClass(gpu, "gpu", async () => [
-        await runAndRead(gpu, (rec) => matmul(rec, rows, tw, opts)),
-        await runAndRead(gpu, (rec) => matmul(rec, all, tw, opts)),
-      ]);
-      const err = relL2(gemv, tiled.subarray(0, M * N));
-      assert.ok(err < 1e-6, `M=${M} norm=${!!norm}: rel L2 ${err}`);
+  for (const transposeW of [false, true]) {
+    const tw = uploadTensor(gpu, randomF32(N * K, 3), transposeW ? [N, K] : [K, N], "f32");
+    for (const M of [24, 32]) {
+      assert.equal(matmulPlan("gpu", M, N, false, K).kernel, "gemv");
+      const rows = uploadTensor(gpu, a.subarray(0, M * K), [M, K], "f32");
+      for (const norm of [undefined, { w: tg, b: tb, eps }]) {
+        const opts = { transposeW, norm };
+        const [gemv, tiled] = await asAdapterClass(gpu, "gpu", async () => [
+          await runAndRead(gpu, (rec) => matmul(rec, rows, tw, opts)),
+          await runAndRead(gpu, (rec) => matmul(rec, all, tw, opts)),
+        ]);
+        const err = relL2(gemv, tiled.subarray(0, M * N));
+        assert.ok(err < 1e-6, `M=${M} transposeW=${transposeW} norm=${!!norm}: rel L2 ${err}`);
+      }
+      rows.release();
     }
-    rows.release();
+    tw.release();
   }
-  for (const t of [tw, tg, tb, all]) t.release();
+  for (const t of [tg, tb, all]) t.release();
 });
