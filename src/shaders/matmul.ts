@@ -559,10 +559,11 @@ export type MatmulPlan =
  * weights take the same kernel through `w_at` (scalar). A `norm` is fused on CPU adapters only
  * where `layerNorm` would take its workgroup kernel (K < 256 or K % 4 ≠ 0, slow on llvmpipe):
  * each invocation there recomputes its rows' statistics and normalises every A element it reads,
- * which costs more than the one-row-per-invocation `layerNorm` it saves (llvmpipe, load 5–7, GPU
- * ms per op from timestamps, separate / fused): 197×768×2304 out×in 179 / 285, 197×768×3072 186
- * / 422, 5×768×2304 4.0 / 6.2, 50×256×768 3.4 / 7.6, 5×256×1024 0.45 / 0.79; but 65×128×384
- * 3.8 / 1.7, and the fixture's 17×32×96 0.66 / 0.10, 3×32×128 0.15 / 0.03.
+ * which costs more than the one-row-per-invocation `layerNorm` it saves (0.65 ms for 197×768,
+ * 0.09 ms for 1×768 in `bench --kernels`). Llvmpipe, load 4–7, GPU ms per op from timestamps,
+ * layerNorm + matmul / fused: 197×768×2304 out×in 179 / 285, 197×768×3072 186 / 422, 5×768×2304
+ * 4.0 / 6.2, 50×256×768 3.4 / 7.6, 5×256×1024 0.45 / 0.79; but 65×128×384 3.8 / 1.7, and the
+ * fixture's 17×32×96 0.66 / 0.10, 3×32×128 0.15 / 0.03.
  */
 export function matmulPlan(
   cls: AdapterClass,
