@@ -241,11 +241,11 @@ function normInputs(M: number, K: number) {
 }
 
 /**
- * The fused LayerNorm (`norm`) of `a [M, K]` (from {@link normInputs}) times `w` with bias,
+ * matmul's `norm` (the LayerNorm of `a [M, K]` from {@link normInputs}) times `w` with bias,
  * gelu_new and residual, against `layerNorm` then `matmul` on the same adapter class and against
  * the float64 reference (`wf`: w's values).
  */
-async function checkNormFused(
+async function checkNorm(
   cls: AdapterClass,
   M: number,
   N: number,
@@ -297,10 +297,11 @@ for (const cls of ADAPTER_CLASSES) {
       const K = M % 2 ? 70 : 36, N = M === 5 ? 2052 : 44;
       Deno.test(`matmul norm (${cls} kernels) M=${M} N=${N} K=${K} transposeW=${transposeW}: the fused LayerNorm equals layerNorm then matmul`, async () => {
         const gpu = await getGpu();
+        assert.ok(matmulPlan(cls, M, N, false, K).fuseNorm, "the kernel's prologue norms A");
         const wf = randomF32(N * K, N * 13 + K);
         const w = uploadTensor(gpu, wf, transposeW ? [N, K] : [K, N], "f32");
         try {
-          await checkNormFused(cls, M, N, K, w, wf, transposeW);
+          await checkNorm(cls, M, N, K, w, wf, transposeW);
         } finally {
           w.release();
         }
@@ -308,6 +309,15 @@ for (const cls of ADAPTER_CLASSES) {
     }
   }
 }
+
+Deno.test("matmul norm (cpu kernels) K=256: a layerNorm dispatch first, where the plan does not fuse", async () => {
+  const gpu = await getGpu();
+  const [M, N, K] = [3, 20, 256];
+  assert.equal(matmulPlan("cpu", M, N, true, K).fuseNorm, false);
+  const wf = randomF32(N * K, 9);
+  const w = uploadTensor(gpu, wf, [N, K], "f32");
+  await checkNorm("cpu", M, N, K, w, wf, true).finally(() => w.release());
+});
 
 Deno.test("matmul norm with f16 and quantized (q8, q4) weights", async (t) => {
   const gpu = await getGpu();
@@ -318,7 +328,7 @@ Deno.test("matmul norm with f16 and quantized (q8, q4) weights", async (t) => {
           await t.step(`${cls} f16 M=${M} N=${N} K=${K} transposeW=${transposeW}`, async () => {
             const w16 = f32ToF16Bits(randomF32(N * K, 6));
             const w = uploadTensor(gpu, w16, transposeW ? [N, K] : [K, N], "f16");
-            await checkNormFused(cls, M, N, K, w, f16BitsToF32(w16), transposeW).finally(() =>
+            await checkNorm(cls, M, N, K, w, f16BitsToF32(w16), transposeW).finally(() =>
               w.release()
             );
           });
@@ -328,7 +338,7 @@ Deno.test("matmul norm with f16 and quantized (q8, q4) weights", async (t) => {
         await t.step(`${cls} ${scheme} M=${M} N=${N} K=${K}`, async () => {
           const h = quantize(randomF32(N * K, N), [N, K], scheme, G, "w");
           const q = uploadQuant(gpu, h, "w");
-          await checkNormFused(cls, M, N, K, q, dequantize(h), true).finally(() => {
+          await checkNorm(cls, M, N, K, q, dequantize(h), true).finally(() => {
             q.data.release();
             q.scales.release();
           });
