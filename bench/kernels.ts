@@ -2,9 +2,9 @@
  * Per-kernel timings at the shapes of ViT-B/16 and GPT-2 small: GPU time from timestamp queries
  * where the adapter has them (else wall time of submit-and-wait), GFLOP/s or GB/s, with the
  * adapter's name. Matmuls run at ViT-base's prefill shapes (M = 197) and GPT-2's decode shapes
- * (M = 1…8, up to the 50,257-column LM head) with the variant {@link matmulPlan} chooses; on a
- * CPU adapter matmul, attention and layernorm also run with the GPU kernels, side by side, and
- * the `variant` column names the kernel of each row.
+ * (M = 1…8, and 24 for batch 8 × beam 3; up to the 50,257-column LM head) with the variant
+ * {@link matmulPlan} chooses; on a CPU adapter matmul, attention and layernorm also run with the
+ * GPU kernels, side by side, and the `variant` column names the kernel of each row.
  * @module
  */
 import type { AdapterClass, Gpu } from "../src/gpu/device.ts";
@@ -212,7 +212,7 @@ const MATMULS: [string, number, number, number, boolean][] = [
   ["matmul attn proj (ViT, nn.Linear out×in)", 197, 768, 768, true],
   ["matmul mlp fc (ViT)", 197, 768, 3072, false],
   ["matmul mlp proj (ViT)", 197, 3072, 768, false],
-  ...[1, 2, 5, 8].map((M): [string, number, number, number, boolean] => [
+  ...[1, 2, 5, 8, 24].map((M): [string, number, number, number, boolean] => [
     `matmul qkv (GPT-2 decode, ${M} rows)`,
     M,
     768,
@@ -247,7 +247,7 @@ async function benchMatmuls(
           return {
             name: `${name} ${dtype}`,
             shape: `${M}x${K}x${N}`,
-            variant: planName(cls, matmulPlan(cls, M, N, vec4Fits(w, K, N, transposeW))),
+            variant: planName(cls, matmulPlan(cls, M, N, vec4Fits(w, K, N, transposeW), K)),
             ms: r.ms,
             gflops: (2 * M * N * K) / r.ms / 1e6,
             timer: r.timer,

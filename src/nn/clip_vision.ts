@@ -12,7 +12,7 @@ import type { Tensor } from "../gpu/tensor.ts";
 import { copy2d } from "../shaders/copy.ts";
 import { configCount } from "./config.ts";
 import type { LayerNorm, Linear, Module } from "./modules.ts";
-import { linear, loadLayerNorm, loadLinear, norm } from "./modules.ts";
+import { linear, loadLayerNorm, loadLinear } from "./modules.ts";
 import type { ParamLoader } from "./params.ts";
 import {
   loadVit,
@@ -134,8 +134,7 @@ export function clipVisionEncode(
       dstOuter: h,
       dstInner: 0,
     });
-    const pooled = norm(rec, cls, w.postNorm);
-    const imageEmbeds = linear(rec, pooled, w.projection); // [N, projection_dim]
+    const imageEmbeds = linear(rec, cls, w.projection, { norm: w.postNorm }); // [N, projection_dim]
     return { hidden, imageEmbeds };
   });
 }

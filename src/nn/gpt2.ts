@@ -15,7 +15,7 @@ import type { Weight } from "../shaders/quant/qmatrix.ts";
 import { configCount, configNumber, configRate } from "./config.ts";
 import * as kv from "./kv_cache.ts";
 import type { LayerNorm, Linear, Module } from "./modules.ts";
-import { linear, loadLayerNorm, loadLinear, norm } from "./modules.ts";
+import { linear, loadLayerNorm, loadLinear } from "./modules.ts";
 import type { ParamLoader } from "./params.ts";
 
 /** The fields of an HF GPT-2 config that the decoder uses. */
@@ -219,18 +219,18 @@ export function gpt2Forward(
       // i + 1 under scale_attn_by_inverse_layer_idx
       let scale = c.scale_attn_weights ? 1 / Math.sqrt(D) : 1;
       if (c.scale_attn_by_inverse_layer_idx) scale /= i + 1;
-      const qkv = linear(rec, norm(rec, x, l.ln1), l.attn); // [R·S, 3h]
+      const qkv = linear(rec, x, l.attn, { norm: l.ln1 }); // [R·S, 3h]
       const a = kv.cachedSelfAttention(rec, st, i, qkv, S, H, scale);
       x = linear(rec, a, l.attnProj, { residual: x });
       if (l.cross) {
-        const q = linear(rec, norm(rec, x, l.cross.ln), l.cross.q);
+        const q = linear(rec, x, l.cross.q, { norm: l.cross.ln });
         const ca = kv.imageCrossAttention(rec, st, i, q, S, H, scale, crossProbs?.[i]);
         x = linear(rec, ca, l.cross.proj, { residual: x });
       }
-      const f = linear(rec, norm(rec, x, l.ln2), l.fc, { act: w.act });
+      const f = linear(rec, x, l.fc, { act: w.act, norm: l.ln2 });
       x = linear(rec, f, l.proj, { residual: x });
     });
-    return matmul(rec, norm(rec, x, w.lnF), w.lmHead, { transposeW: true });
+    return matmul(rec, x, w.lmHead, { transposeW: true, norm: w.lnF });
   });
   st.length += S;
   return logits;

@@ -65,12 +65,15 @@ export function loadStackedLinear(
   }));
 }
 
-/** Record `act(x·Wᵀ + b) (+ residual)` for `x [rows, in]` → `[rows, out]`. */
+/**
+ * Record `act(x·Wᵀ + b) (+ residual)` for `x [rows, in]` → `[rows, out]`; with `norm`, x is
+ * read through that LayerNorm (a pre-LN block's norm and projection in one matmul).
+ */
 export function linear(
   rec: Recorder,
   x: Tensor,
   l: Linear,
-  opts: { act?: Activation; residual?: Tensor } = {},
+  opts: { act?: Activation; residual?: Tensor; norm?: LayerNorm } = {},
 ): Tensor {
   return matmul(rec, x, l.w, { transposeW: !l.inOut, bias: l.b, ...opts });
 }

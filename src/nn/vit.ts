@@ -218,8 +218,7 @@ function vitLayer(
 ): Tensor {
   const c = w.config;
   const h = c.hidden_size, H = c.num_attention_heads, D = h / H;
-  const n1 = norm(rec, x, l.ln1);
-  const qkv = linear(rec, n1, l.qkv); // [N·S, 3h]
+  const qkv = linear(rec, x, l.qkv, { norm: l.ln1 }); // [N·S, 3h]
   const op = (offset: number) => ({ t: qkv, offset, posStride: 3 * h, rowStride: S * 3 * h });
   const a = attention(rec, {
     q: op(0),
@@ -233,8 +232,7 @@ function vitLayer(
     scale: 1 / Math.sqrt(D),
   }).view([N * S, h]);
   const x1 = linear(rec, a, l.attnOut, { residual: x });
-  const n2 = norm(rec, x1, l.ln2);
-  const f = linear(rec, n2, l.fc1, { act: w.act });
+  const f = linear(rec, x1, l.fc1, { act: w.act, norm: l.ln2 });
   return linear(rec, f, l.fc2, { residual: x1 });
 }
 

@@ -4,8 +4,10 @@
  * W may be f32 or f16 (with `shader-f16`), or a quantized out×in {@link QuantMatrix} (q8, q4)
  * that each kernel unpacks and dequantizes in registers (the `quant` variant: same kernels, the
  * weight read through `dequantWgsl`); A, C, bias and residual are f32; accumulation is f32.
- * On GPUs two kernels: a 64×64-tiled one, and a row-batched GEMV for decode steps (M ≤ 8); on
+ * On GPUs two kernels: a 64×64-tiled one, and a row-batched GEMV for decode steps (M ≤ 32); on
  * CPU adapters (llvmpipe) a register-tiled one without workgroup memory ({@link matmulPlan}).
+ * A LayerNorm over A's rows (`norm`) is applied in each kernel's prologue as A is read
+ * ({@link normWgsl}), so a pre-LN projection is one dispatch.
  * An out×in weight larger than one storage binding is bound in windows of output columns.
  * @module
  */
@@ -15,6 +17,7 @@ import { Kernel, optional, read, readWrite } from "../gpu/kernel.ts";
 import { type Recorder, tensorWindow } from "../gpu/recorder.ts";
 import { dtypeBytes, type Tensor } from "../gpu/tensor.ts";
 import { type Activation, activationWgsl } from "./activations.ts";
+import { layerNorm, layerNormPlan } from "./layernorm.ts";
 import { range, stageRowsWgsl, TILE_WGSL } from "./tile_wgsl.ts";
 import {
   dequantWgsl,
@@ -25,8 +28,24 @@ import {
   type Weight,
 } from "./quant/qmatrix.ts";
 
+/** A LayerNorm over the rows of A (its last dimension K), `γ`, `β` `[K]`: see {@link MatmulOptions}. */
+export interface MatmulNorm {
+  /** γ `[K]`. */
+  w: Tensor;
+  /** β `[K]`. */
+  b: Tensor;
+  /** Added to the variance. */
+  eps: number;
+}
+
 /** Options of {@link matmul}. */
 export interface MatmulOptions {
+  /**
+   * LayerNorm A's rows before the product: `C = act(LN(A)·W + bias) + residual`, with the mean
+   * and 1/std of each row computed as `layerNorm` does (two passes), read in the kernel's
+   * prologue; where {@link matmulPlan} does not fuse it, a separate `layerNorm` first.
+   */
+  norm?: MatmulNorm;
   /** W is stored out×in (`[N, K]`, nn.Linear) instead of in×out (`[K, N]`, Conv1D). */
   transposeW?: boolean;
   /** `[N]` added before the activation. */
@@ -47,7 +66,7 @@ interface Variant {
 
 /** What the tiled and the GEMV kernel share: `C[m, ldc·m + col0 + n]` for the window `[col0, col0 + N)`. */
 const MATMUL_IO = {
-  uniforms: { M: "u32", N: "u32", K: "u32", ldc: "u32", col0: "u32", G: "u32" },
+  uniforms: { M: "u32", N: "u32", K: "u32", ldc: "u32", col0: "u32", G: "u32", eps: "f32" },
   storage: {
     A: read(),
     W: optional(read()),
@@ -56,8 +75,83 @@ const MATMUL_IO = {
     C: readWrite(),
     bias: optional(read()),
     R: optional(read()),
+    gamma: optional(read()), // with beta: the fused LayerNorm of A's rows
+    beta: optional(read()),
   },
 } as const;
+
+/** Invocations of a GPU kernel's workgroup, which {@link normWgsl}'s `ln_stats` all take part in. */
+const GPU_INVOCATIONS = 256;
+
+/**
+ * WGSL of the LayerNorm prologue, the one helper every kernel reads a normed A through:
+ * `ln_sum(m, k0, step, mean, centred)`, the sum over `k = k0, k0 + step, …` of row m of A of x
+ * (or of (x − mean)² when `centred`), the two passes of `layerNorm`; `ln_x(st, x, k)`, element k
+ * of a row normed with its `st` = (mean, 1/std), as `layerNorm` writes it. `slots` (GPU
+ * kernels): `ln_stats(tid, m0)` fills `ln_st[s]` for the rows `m0 + s`, s < slots, with the
+ * workgroup's 256 invocations (up to 32 lanes per row, then one sum per row over its lanes).
+ * Else (CPU kernel) `ln_row(m)`, one invocation's statistics of row m; `vec`: A read through
+ * `A4` (the vec4 partial sums of `layernorm_cpu`), γ and β through `G4`, `B4`.
+ */
+function normWgsl(o: { slots?: number; vec?: boolean }): string {
+  const sum = o.vec
+    ? `
+fn ln_sum(m: u32, k0: u32, step: u32, mean: f32, centred: bool) -> f32 {
+  var s = vec4f();
+  for (var k = k0; k < p.K / 4u; k += step) {
+    let x = vec4f(A4[m * p.K / 4u + k]);
+    s += select(x, (x - mean) * (x - mean), centred);
+  }
+  return s.x + s.y + s.z + s.w;
+}`
+    : `
+fn ln_sum(m: u32, k0: u32, step: u32, mean: f32, centred: bool) -> f32 {
+  var s = 0.0;
+  for (var k = k0; k < p.K; k += step) {
+    let x = f32(A[m * p.K + k]);
+    s += select(x, (x - mean) * (x - mean), centred);
+  }
+  return s;
+}
+fn ln_x(st: vec2f, x: f32, k: u32) -> f32 {
+  return (x - st.x) * st.y * f32(gamma[k]) + f32(beta[k]);
+}`;
+  if (!o.slots) {
+    return sum + `
+fn ln_row(m: u32) -> vec2f {
+  let mean = ln_sum(m, 0u, 1u, 0.0, false) / f32(p.K);
+  return vec2f(mean, inverseSqrt(ln_sum(m, 0u, 1u, mean, true) / f32(p.K) + p.eps));
+}`;
+  }
+  const S = o.slots, L = Math.min(32, Math.floor(GPU_INVOCATIONS / S));
+  return sum + `
+const LN_L = ${L}u;
+var<workgroup> ln_part: array<f32, ${S * L}>;
+var<workgroup> ln_st: array<vec2f, ${S}>;
+fn ln_stats(tid: u32, m0: u32) {
+  let s = min(tid / LN_L, ${S - 1}u);
+  let m = min(m0 + s, p.M - 1u);
+  var mean = 0.0;
+  for (var round = 0u; round < 2u; round++) {
+    if (tid < ${S * L}u) { ln_part[tid] = ln_sum(m, tid % LN_L, LN_L, mean, round == 1u); }
+    workgroupBarrier();
+    if (tid < ${S}u) {
+      var t = 0.0;
+      for (var j = 0u; j < LN_L; j++) { t += ln_part[tid * LN_L + j]; }
+      t /= f32(p.K);
+      if (round == 0u) { ln_st[tid] = vec2f(t, 0.0); } else { ln_st[tid].y = inverseSqrt(t + p.eps); }
+    }
+    workgroupBarrier();
+    mean = ln_st[s].x;
+  }
+}`;
+}
+
+/** WGSL of `A[m, k]` as a GPU kernel reads it: normed with `ln_st[slot]` when the norm is bound. */
+function aAtWgsl(norm: boolean, m: string, k: string, slot: string): string {
+  const a = `f32(A[${m} * p.K + ${k}])`;
+  return norm ? `ln_x(ln_st[${slot}], ${a}, ${k})` : a;
+}
 
 /** `w_at(k, n)`: element `[k, n]` of the logical in×out weight, from W or dequantized. */
 function weightWgsl(v: Variant): string {
@@ -94,17 +188,19 @@ const MATMUL_TILED = new Kernel({
     const loadW = v.transposeW
       ? "let nn = e / 16u; let kk = e % 16u;" // W[n, k]: consecutive threads walk k
       : "let kk = e / 64u; let nn = e % 64u;"; // W[k, n]: consecutive threads walk n
-    return helpers(v, has) + `
+    const norm = has.gamma;
+    return helpers(v, has) + (norm ? normWgsl({ slots: 64 }) : "") + `
 ${TILE_WGSL}
 fn kernel(wg: vec3u, lid: vec3u) {
   let tid = lid.y * 16u + lid.x;
   let m0 = wg.y * 64u;
   let n0 = wg.x * 64u;
+  ${norm ? "ln_stats(tid, m0);" : ""}
   var acc: array<f32, 16>;
   for (var k0 = 0u; k0 < p.K; k0 += 16u) {
     for (var i = 0u; i < 4u; i++) {
       let e = tid + i * 256u;
-      ${stageRowsWgsl("m0", "p.M", (m, k) => `f32(A[${m} * p.K + ${k}])`)}
+      ${stageRowsWgsl("m0", "p.M", (m, k) => aAtWgsl(norm, m, k, `${m} - m0`))}
       ${loadW}
       let gn = n0 + nn; let gkw = k0 + kk;
       var w = 0.0;
@@ -126,60 +222,82 @@ fn kernel(wg: vec3u, lid: vec3u) {
   },
 });
 
-/** GEMV for M ≤ 8 rows: out×in walks k across 32 lanes per column; in×out walks n across lanes. */
+/** The most rows {@link MATMUL_GEMV} takes. */
+const GEMV_ROWS = 32;
+
+/**
+ * GEMV for M ≤ 32 rows (decode steps: batch × beams): each invocation accumulates all M rows of
+ * its slice of k in registers, reduced across the workgroup in groups of 8 rows (8 KiB of
+ * workgroup memory at most). Out×in walks k across 32 lanes per column, 8 columns per workgroup;
+ * in×out walks n across 32 lanes and k across 8.
+ */
 const MATMUL_GEMV = new Kernel({
   name: "matmul_gemv",
   ...MATMUL_IO,
   workgroupSize: [32, 8],
   body: (v: Variant & { rows: number }, has) => {
-    const R = v.rows;
-    const head = helpers(v, has) + `
+    const R = v.rows, GR = Math.min(8, R), norm = has.gamma;
+    const fmas = `for (var m = 0u; m < MR; m++) {
+        acc[m] = fma(${aAtWgsl(norm, "m", "k", "m")}, w, acc[m]);
+      }`;
+    const head = helpers(v, has) + (norm ? normWgsl({ slots: R }) : "") + `
 const MR = ${R}u;
-var<workgroup> red: array<f32, ${256 * R}>;
+const GR = ${GR}u; // rows per reduction
+var<workgroup> red: array<f32, ${256 * GR}>;
 `;
     if (v.transposeW) {
       return head + `
 fn kernel(wg: vec3u, lid: vec3u) {
   let lane = lid.x;
   let n = wg.x * 8u + lid.y;
-  var acc: array<f32, ${R}>;
+  ${norm ? "ln_stats(lid.y * 32u + lane, 0u);" : ""}
+  var acc: array<f32, ${Math.ceil(R / GR) * GR}>;
   if (n < p.N) {
     for (var k = lane; k < p.K; k += 32u) {
       let w = w_at(k, n);
-      for (var m = 0u; m < MR; m++) { acc[m] = fma(f32(A[m * p.K + k]), w, acc[m]); }
+      ${fmas}
     }
   }
-  let base = (lid.y * 32u + lane) * MR;
-  for (var m = 0u; m < MR; m++) { red[base + m] = acc[m]; }
-  workgroupBarrier();
-  for (var s = 16u; s > 0u; s >>= 1u) {
-    if (lane < s) {
-      for (var m = 0u; m < MR; m++) { red[base + m] += red[base + s * MR + m]; }
+  let base = (lid.y * 32u + lane) * GR;
+  for (var g = 0u; g < MR; g += GR) {
+    for (var j = 0u; j < GR; j++) { red[base + j] = acc[g + j]; }
+    workgroupBarrier();
+    for (var s = 16u; s > 0u; s >>= 1u) {
+      if (lane < s) {
+        for (var j = 0u; j < GR; j++) { red[base + j] += red[base + s * GR + j]; }
+      }
+      workgroupBarrier();
+    }
+    if (lane < GR && g + lane < MR && n < p.N) {
+      epilogue(g + lane, n, red[lid.y * 32u * GR + lane]);
     }
     workgroupBarrier();
   }
-  if (lane < MR && n < p.N) { epilogue(lane, n, red[lid.y * 32u * MR + lane]); }
 }`;
     }
     return head + `
 fn kernel(wg: vec3u, lid: vec3u) {
   let n = wg.x * 32u + lid.x;
-  var acc: array<f32, ${R}>;
+  ${norm ? "ln_stats(lid.y * 32u + lid.x, 0u);" : ""}
+  var acc: array<f32, ${Math.ceil(R / GR) * GR}>;
   if (n < p.N) {
     for (var k = lid.y; k < p.K; k += 8u) {
       let w = w_at(k, n);
-      for (var m = 0u; m < MR; m++) { acc[m] = fma(f32(A[m * p.K + k]), w, acc[m]); }
+      ${fmas}
     }
   }
-  let base = (lid.y * 32u + lid.x) * MR;
-  for (var m = 0u; m < MR; m++) { red[base + m] = acc[m]; }
-  workgroupBarrier();
-  if (lid.y == 0u && n < p.N) {
-    for (var m = 0u; m < MR; m++) {
-      var s = 0.0;
-      for (var j = 0u; j < 8u; j++) { s += red[(j * 32u + lid.x) * MR + m]; }
-      epilogue(m, n, s);
+  let base = (lid.y * 32u + lid.x) * GR;
+  for (var g = 0u; g < MR; g += GR) {
+    for (var j = 0u; j < GR; j++) { red[base + j] = acc[g + j]; }
+    workgroupBarrier();
+    if (lid.y == 0u && n < p.N) {
+      for (var j = 0u; j < GR && g + j < MR; j++) {
+        var s = 0.0;
+        for (var i = 0u; i < 8u; i++) { s += red[(i * 32u + lid.x) * GR + j]; }
+        epilogue(g + j, n, s);
+      }
     }
+    workgroupBarrier();
   }
 }`;
   },
@@ -226,14 +344,23 @@ function weightsWgsl(v: Variant & RegTile, width: number): string[] {
 
 /**
  * WGSL of one k-step of {@link MATMUL_REGS}: A rows and W columns as vec4 over `width` k (4 in
- * the unrolled loop, 1 in the remainder), fma'd into the vec4 accumulators `acc<r>_<h>`.
+ * the unrolled loop, 1 in the remainder), fma'd into the vec4 accumulators `acc<r>_<h>`; with
+ * `norm`, A's rows normed with their statistics `st<r>` ({@link normWgsl}).
  */
-function regStepWgsl(v: Variant & RegTile, width: number): string {
+function regStepWgsl(v: Variant & RegTile, width: number, norm: boolean): string {
   const lines: string[] = [];
+  if (norm && v.vec) lines.push("let g4 = vec4f(G4[k / 4u]);", "let b4 = vec4f(B4[k / 4u]);");
   for (const r of range(v.tm)) {
-    const a = range(4).map((j) => j < width ? `f32(A[ra${r} + k + ${j}u])` : "0.0");
+    const at = (j: number) => {
+      const x = `f32(A[ra${r} + k + ${j}u])`;
+      return norm ? `ln_x(st${r}, ${x}, k + ${j}u)` : x;
+    };
+    const a = range(4).map((j) => j < width ? at(j) : "0.0");
+    const a4 = `vec4f(A4[(ra${r} + k) / 4u])`;
     lines.push(
-      v.vec ? `let a${r} = vec4f(A4[(ra${r} + k) / 4u]);` : `let a${r} = vec4f(${a.join(", ")});`,
+      v.vec
+        ? `let a${r} = ${norm ? `(${a4} - st${r}.x) * st${r}.y * g4 + b4` : a4};`
+        : `let a${r} = vec4f(${a.join(", ")});`,
     );
   }
   lines.push(...weightsWgsl(v, width));
@@ -270,11 +397,17 @@ const MATMUL_REGS = new Kernel({
     ...MATMUL_IO.storage,
     A4: optional(read("float4")),
     W4: optional(read("float4")),
+    G4: optional(read("float4")), // with B4: γ and β of the fused LayerNorm, with A4
+    B4: optional(read("float4")),
   },
   workgroupSize: [64],
   body: (v: Variant & RegTile, has) => {
     const { tm, tn } = v;
-    const rows = range(tm).map((r) => `let ra${r} = min(m0 + ${r}u, p.M - 1u) * p.K;`).join("\n  ");
+    const norm = has.gamma || has.G4;
+    const rows = range(tm).flatMap((r) => [
+      `let ra${r} = min(m0 + ${r}u, p.M - 1u) * p.K;`,
+      ...(norm ? [`let st${r} = ln_row(min(m0 + ${r}u, p.M - 1u));`] : []),
+    ]).join("\n  ");
     const accs = range(tm).flatMap((r) => range(tn / 4).map((h) => `var acc${r}_${h} = vec4f();`));
     const stores = range(tm).flatMap((r) =>
       range(tn).map((c) =>
@@ -284,9 +417,9 @@ const MATMUL_REGS = new Kernel({
       )
     );
     const tail = v.vec ? "" : `for (; k < p.K; k++) {
-    ${regStepWgsl(v, 1)}
+    ${regStepWgsl(v, 1, norm)}
   }`;
-    return helpers(v, has) + `
+    return helpers(v, has) + (norm ? normWgsl({ vec: v.vec }) : "") + `
 fn kernel(wg: vec3u, lid: vec3u) {
   let n0 = (wg.x * WG_X + lid.x) * ${tn}u;
   let m0 = wg.y * ${tm}u;
@@ -296,7 +429,7 @@ fn kernel(wg: vec3u, lid: vec3u) {
   ${accs.join("\n  ")}
   var k = 0u;
   for (; k + 4u <= p.K; k += 4u) {
-    ${regStepWgsl(v, 4)}
+    ${regStepWgsl(v, 4, norm)}
   }
   ${tail}
   ${stores.join("\n  ")}
@@ -343,6 +476,12 @@ function checkShapes(a: Tensor, w: Weight, o: MatmulOptions): { M: number; N: nu
     throw new WebcapError(
       "BAD_SHAPE",
       `matmul: residual [${o.residual.shape}] is not [${M}, ${N}]`,
+    );
+  }
+  if (o.norm && (o.norm.w.size !== K || o.norm.b.size !== K)) {
+    throw new WebcapError(
+      "BAD_SHAPE",
+      `matmul: norm γ [${o.norm.w.shape}] and β [${o.norm.b.shape}] are not [${K}] (A's rows)`,
     );
   }
   if (o.out && o.out.size !== M * N) {
@@ -394,28 +533,51 @@ function weightBindings(w: Weight, col0: number, n: number, N: number, K: number
 
 /** The kernel (and register tile) a matmul takes. */
 export type MatmulPlan =
-  | { kernel: "tiled" }
-  | { kernel: "gemv" }
-  | { kernel: "regs"; tm: number; tn: number; vec: boolean };
+  & (
+    | { kernel: "tiled" }
+    | { kernel: "gemv" }
+    | { kernel: "regs"; tm: number; tn: number; vec: boolean }
+  )
+  & {
+    /** Whether a `norm` is applied in the kernel's prologue (else a `layerNorm` dispatch first). */
+    fuseNorm: boolean;
+  };
 
 /**
- * The kernel of a matmul of `M` rows and `N` columns on an adapter class; `vec`: A and W can be
- * read as vec4 ({@link vec4Fits}). GPUs: 64×64 tiles in workgroup memory, GEMV for decode steps
- * (M ≤ 8). CPU adapters: {@link MATMUL_REGS}, tiles measured on llvmpipe (2 cores loaded by
- * other work, so ±30 %; GFLOP/s, BENCHMARKS.md). Prefill 197×768×768: 8×8 with vec4 loads
+ * The kernel of a matmul of `M` rows, `N` columns and inner dimension `K` on an adapter class;
+ * `vec`: A and W can be read as vec4 ({@link vec4Fits}). GPUs: 64×64 tiles in workgroup memory,
+ * GEMV for decode steps (M ≤ 32: batch × beams; a decode step's 24 rows as 36 tiled workgroups
+ * of 64×768×2304 would leave most of a GPU idle, the GEMV gives 288), and a `norm` always in the
+ * prologue (a dispatch is what a decode step's time is made of there). CPU adapters:
+ * {@link MATMUL_REGS}, tiles measured on llvmpipe (2 cores loaded by other work, so ±30 %;
+ * GFLOP/s, BENCHMARKS.md). Prefill 197×768×768: 8×8 with vec4 loads
  * (3.9–5.3 out×in, 3.8–4.2 in×out) over scalar 8×8 (3.3 / 2.4), 4×8 (2.7 / 3.3), 8×4
  * (3.1 / 1.3), 4×16 (2.2 / 2.4), 16×4 (2.9 / 2.3), 16×8 (2.4 / 3.5); the 64×64 tiles give 0.4.
  * Decode rows: M × 16 where N gives at least two workgroups of 64 invocations (N ≥ 2048:
  * 1×768×50257 out×in 0.63–1.26 against 0.56–0.64 for M × 8; 5×768×2304 7.1 against 3.5), else
  * M × 8 (1×3072×768: 0.83 against 0.52 for M × 16, which leaves one core idle). Quantized
- * weights take the same kernel through `w_at` (scalar).
+ * weights take the same kernel through `w_at` (scalar). A `norm` is fused on CPU adapters only
+ * where `layerNorm` would take its workgroup kernel (K < 256 or K % 4 ≠ 0, slow on llvmpipe):
+ * each invocation there recomputes its rows' statistics and normalises every A element it reads,
+ * which costs more than the one-row-per-invocation `layerNorm` it saves (0.65 ms for 197×768,
+ * 0.09 ms for 1×768 in `bench --kernels`). Llvmpipe, load 4–7, GPU ms per op from timestamps,
+ * layerNorm + matmul / fused: 197×768×2304 out×in 179 / 285, 197×768×3072 186 / 422, 5×768×2304
+ * 4.0 / 6.2, 50×256×768 3.4 / 7.6, 5×256×1024 0.45 / 0.79; but 65×128×384 3.8 / 1.7, and the
+ * fixture's 17×32×96 0.66 / 0.10, 3×32×128 0.15 / 0.03.
  */
-export function matmulPlan(cls: AdapterClass, M: number, N: number, vec: boolean): MatmulPlan {
+export function matmulPlan(
+  cls: AdapterClass,
+  M: number,
+  N: number,
+  vec: boolean,
+  K: number,
+): MatmulPlan {
   if (cls === "cpu") {
-    if (M > 8) return { kernel: "regs", tm: 8, tn: 8, vec };
-    return { kernel: "regs", tm: M, tn: N >= 2048 ? 16 : 8, vec };
+    const fuseNorm = layerNormPlan(cls, K) === "workgroup";
+    if (M > 8) return { kernel: "regs", tm: 8, tn: 8, vec, fuseNorm };
+    return { kernel: "regs", tm: M, tn: N >= 2048 ? 16 : 8, vec, fuseNorm };
   }
-  return M <= 8 ? { kernel: "gemv" } : { kernel: "tiled" };
+  return M <= GEMV_ROWS ? { kernel: "gemv", fuseNorm: true } : { kernel: "tiled", fuseNorm: true };
 }
 
 /** Record `act(A·W + bias) + residual` into `rec`; returns `[M, N]`. */
@@ -424,20 +586,42 @@ export function matmul(rec: Recorder, a: Tensor, w: Weight, opts: MatmulOptions 
   const quant = isQuant(w) ? w.scheme : undefined;
   const v: Variant = { transposeW: !!opts.transposeW, act: opts.act ?? "none", quant };
   const G = isQuant(w) ? w.groupSize : 0;
+  const cls = rec.gpu.adapterClass;
+  const fused = opts.norm && matmulPlan(cls, M, N, vec4Fits(w, K, N, v.transposeW), K).fuseNorm;
+  const ln = fused ? opts.norm : undefined;
+  const x = opts.norm && !fused // A, normed by a layerNorm dispatch where the kernel does not
+    ? layerNorm(rec, a, opts.norm.w, opts.norm.b, opts.norm.eps, rec.temp(a.shape))
+    : a;
   const out = opts.out ?? rec.output([M, N]);
   for (const [col0, n] of columnWindows(rec, w, N, K, v.transposeW)) {
     const whole = col0 === 0 && n === N;
     const bias = whole || !opts.bias ? opts.bias : tensorWindow(opts.bias, col0, n);
     const call = {
-      uniforms: { M, N: n, K, ldc: N, col0, G },
-      bind: { A: a, ...weightBindings(w, col0, n, N, K), C: out, bias, R: opts.residual },
+      uniforms: { M, N: n, K, ldc: N, col0, G, eps: ln?.eps ?? 0 },
+      bind: {
+        A: x,
+        ...weightBindings(w, col0, n, N, K),
+        C: out,
+        bias,
+        R: opts.residual,
+        gamma: ln?.w,
+        beta: ln?.b,
+      },
     };
-    const plan = matmulPlan(rec.gpu.adapterClass, M, n, vec4Fits(w, K, n, v.transposeW));
+    const plan = matmulPlan(cls, M, n, vec4Fits(w, K, n, v.transposeW), K);
     if (plan.kernel === "regs") {
       const { tm, tn, vec } = plan;
       const groups = [Math.ceil(n / tn / 64), Math.ceil(M / tm)] as const;
-      const bind = vec ? { ...call.bind, W: undefined, A4: a, W4: call.bind.W } : call.bind;
-      MATMUL_REGS.record(rec, { ...call, bind, variant: { ...v, tm, tn, vec }, groups });
+      const bind = vec // A, W, γ and β as vec4
+        ? { ...call.bind, W: undefined, A4: x, W4: call.bind.W }
+        : call.bind;
+      const norm4 = vec ? { gamma: undefined, beta: undefined, G4: ln?.w, B4: ln?.b } : {};
+      MATMUL_REGS.record(rec, {
+        ...call,
+        bind: { ...bind, ...norm4 },
+        variant: { ...v, tm, tn, vec },
+        groups,
+      });
     } else if (plan.kernel === "gemv") {
       const groups = Math.ceil(n / (v.transposeW ? 8 : 32));
       MATMUL_GEMV.record(rec, { ...call, variant: { ...v, rows: M }, groups });

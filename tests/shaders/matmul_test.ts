@@ -1,9 +1,11 @@
 import assert from "node:assert/strict";
 import { matmul, matmulPlan, vec4Fits } from "../../src/shaders/matmul.ts";
 import { type Tensor, uploadTensor } from "../../src/gpu/tensor.ts";
+import type { AdapterClass } from "../../src/gpu/device.ts";
 import {
   ADAPTER_CLASSES,
   asAdapterClass,
+  assertCode,
   firstNonFinite,
   getGpu,
   poisoned,
@@ -13,10 +15,13 @@ import {
 } from "../util.ts";
 import type { Activation } from "../../src/shaders/activations.ts";
 import { actRef, f16BitsToF32, f32ToF16Bits } from "./reference.ts";
+import { layerNorm, layerNormPlan } from "../../src/shaders/layernorm.ts";
+import { dequantize, quantize, uploadQuant } from "../../src/nn/quant.ts";
+import type { QuantScheme, Weight } from "../../src/shaders/quant/qmatrix.ts";
 
 function matmulRef(
-  a: Float32Array,
-  w: Float32Array,
+  a: ArrayLike<number>,
+  w: ArrayLike<number>,
   M: number,
   N: number,
   K: number,
@@ -64,9 +69,20 @@ Deno.test("matmul: the CPU plan reads vec4 exactly where K and N allow it", asyn
   assert.equal(vec4Fits(randomWeight([33, 36]), 36, 33, false), false); // in×out: N % 4 ≠ 0
   assert.equal(vec4Fits(randomWeight([33, 36]), 36, 33, true), true); // out×in: K alone
   assert.equal(vec4Fits(randomWeight([70, 33]), 70, 33, true), false);
-  assert.deepEqual(matmulPlan("cpu", 5, 2052, true), { kernel: "regs", tm: 5, tn: 16, vec: true });
-  assert.deepEqual(matmulPlan("cpu", 197, 768, true), { kernel: "regs", tm: 8, tn: 8, vec: true });
-  assert.deepEqual(matmulPlan("gpu", 197, 768, true), { kernel: "tiled" });
+  assert.deepEqual(matmulPlan("cpu", 5, 2052, true, 768), {
+    kernel: "regs",
+    tm: 5,
+    tn: 16,
+    vec: true,
+    fuseNorm: false,
+  });
+  assert.deepEqual(matmulPlan("gpu", 197, 768, true, 768), { kernel: "tiled", fuseNorm: true });
+  // a norm is fused on CPU adapters where layerNorm would take its workgroup kernel
+  for (const [M, K] of [[1, 32], [197, 128], [5, 770], [197, 768], [1, 256]]) {
+    const want = layerNormPlan("cpu", K) === "workgroup";
+    assert.equal(matmulPlan("cpu", M, 768, true, K).fuseNorm, want, `M=${M} K=${K}`);
+    assert.equal(matmulPlan("gpu", M, 768, true, K).fuseNorm, true);
+  }
   for (const t of made) t.release();
 });
 
@@ -197,4 +213,175 @@ Deno.test("matmul: a GPT-2 LM head of 154 MB f32 (over a 128 MiB binding) and it
     );
   }
   for (const t of [ta, tw, out, ti]) t.release();
+});
+
+/** Float64 LayerNorm of the rows of `a [M, K]`: two passes, as `layerNorm` and PyTorch. */
+function layerNormRef(
+  a: Float32Array,
+  M: number,
+  K: number,
+  g: Float32Array,
+  b: Float32Array,
+  eps: number,
+): Float64Array {
+  const y = new Float64Array(M * K);
+  for (let m = 0; m < M; m++) {
+    const row = a.subarray(m * K, (m + 1) * K);
+    const mean = row.reduce((s, x) => s + x, 0) / K;
+    const v = row.reduce((s, x) => s + (x - mean) ** 2, 0) / K;
+    row.forEach((x, k) => y[m * K + k] = (x - mean) / Math.sqrt(v + eps) * g[k] + b[k]);
+  }
+  return y;
+}
+
+/** A `[M, K]` with an offset per row (so the mean matters) and γ, β of a LayerNorm over K. */
+function normInputs(M: number, K: number) {
+  const a = randomF32(M * K, M * 3 + K).map((x, i) => 2 * x + (Math.floor(i / K) % 7) - 3);
+  return { a, g: randomF32(K, K + 5), b: randomF32(K, K + 6), eps: 1e-5 };
+}
+
+/**
+ * matmul's `norm` (the LayerNorm of `a [M, K]` from {@link normInputs}) times `w` with bias,
+ * gelu_new and residual, against `layerNorm` then `matmul` on the same adapter class and against
+ * the float64 reference (`wf`: w's values).
+ */
+async function checkNorm(
+  cls: AdapterClass,
+  M: number,
+  N: number,
+  K: number,
+  w: Weight,
+  wf: ArrayLike<number>,
+  transposeW: boolean,
+): Promise<void> {
+  const gpu = await getGpu();
+  const { a, g, b, eps } = normInputs(M, K);
+  const bias = randomF32(N, N + 1), res = randomF32(M * N, M + N);
+  const ta = uploadTensor(gpu, a, [M, K], "f32");
+  const [tg, tb, tbias] = [g, b, bias].map((x) => uploadTensor(gpu, x, [x.length], "f32"));
+  const tr = uploadTensor(gpu, res, [M, N], "f32");
+  const opts = { transposeW, bias: tbias, act: "gelu_new" as const, residual: tr };
+  const norm = { w: tg, b: tb, eps };
+  try {
+    const [fused, separate] = await asAdapterClass(gpu, cls, async () => [
+      await runAndRead(gpu, (rec) => matmul(rec, ta, w, { ...opts, norm })),
+      await runAndRead(gpu, (rec) => matmul(rec, layerNorm(rec, ta, tg, tb, eps), w, opts)),
+    ]);
+    assert.equal(firstNonFinite(fused), -1, "every output element written");
+    const ref = matmulRef(
+      layerNormRef(a, M, K, g, b, eps),
+      wf,
+      M,
+      N,
+      K,
+      transposeW,
+      bias,
+      "gelu_new",
+      res,
+    );
+    assert.ok(relL2(fused, ref) < 1e-5, `fused against float64: rel L2 ${relL2(fused, ref)}`);
+    assert.ok(
+      relL2(fused, separate) < 1e-5,
+      `fused against layerNorm + matmul: rel L2 ${relL2(fused, separate)}`,
+    );
+  } finally {
+    for (const t of [ta, tg, tb, tbias, tr]) t.release();
+  }
+}
+
+// M: decode rows (GEMV up to 32 on GPUs, the CPU kernel's M-row tile up to 8) and prefill rows
+// (64×64 tiles, 8×8 register tiles); K = 70 reads A with scalar loads, 36 with vec4 ones
+for (const cls of ADAPTER_CLASSES) {
+  for (const transposeW of [false, true]) {
+    for (const M of [1, 5, 8, 9, 24, 32, 33, 197]) {
+      const K = M % 2 ? 70 : 36, N = M === 5 ? 2052 : 44;
+      Deno.test(`matmul norm (${cls} kernels) M=${M} N=${N} K=${K} transposeW=${transposeW}: the fused LayerNorm equals layerNorm then matmul`, async () => {
+        const gpu = await getGpu();
+        assert.ok(matmulPlan(cls, M, N, false, K).fuseNorm, "the kernel's prologue norms A");
+        const wf = randomF32(N * K, N * 13 + K);
+        const w = uploadTensor(gpu, wf, transposeW ? [N, K] : [K, N], "f32");
+        try {
+          await checkNorm(cls, M, N, K, w, wf, transposeW);
+        } finally {
+          w.release();
+        }
+      });
+    }
+  }
+}
+
+Deno.test("matmul norm (cpu kernels) K=256: a layerNorm dispatch first, where the plan does not fuse", async () => {
+  const gpu = await getGpu();
+  const [M, N, K] = [3, 20, 256];
+  assert.equal(matmulPlan("cpu", M, N, true, K).fuseNorm, false);
+  const wf = randomF32(N * K, 9);
+  const w = uploadTensor(gpu, wf, [N, K], "f32");
+  await checkNorm("cpu", M, N, K, w, wf, true).finally(() => w.release());
+});
+
+Deno.test("matmul norm with f16 and quantized (q8, q4) weights", async (t) => {
+  const gpu = await getGpu();
+  for (const cls of ADAPTER_CLASSES) {
+    for (const [M, N, K] of [[3, 40, 64], [24, 36, 64], [40, 20, 64]]) {
+      if (gpu.hasF16) {
+        for (const transposeW of [false, true]) {
+          await t.step(`${cls} f16 M=${M} N=${N} K=${K} transposeW=${transposeW}`, async () => {
+            const w16 = f32ToF16Bits(randomF32(N * K, 6));
+            const w = uploadTensor(gpu, w16, transposeW ? [N, K] : [K, N], "f16");
+            await checkNorm(cls, M, N, K, w, f16BitsToF32(w16), transposeW).finally(() =>
+              w.release()
+            );
+          });
+        }
+      }
+      for (const [scheme, G] of [["q8", 0], ["q4", 32]] as [QuantScheme, number][]) {
+        await t.step(`${cls} ${scheme} M=${M} N=${N} K=${K}`, async () => {
+          const h = quantize(randomF32(N * K, N), [N, K], scheme, G, "w");
+          const q = uploadQuant(gpu, h, "w");
+          await checkNorm(cls, M, N, K, q, dequantize(h), true).finally(() => {
+            q.data.release();
+            q.scales.release();
+          });
+        });
+      }
+    }
+  }
+});
+
+Deno.test("matmul norm: γ or β not of A's row length is refused", async () => {
+  const gpu = await getGpu();
+  const ta = uploadTensor(gpu, new Float32Array(6), [2, 3], "f32");
+  const tw = uploadTensor(gpu, new Float32Array(12), [3, 4], "f32");
+  const g = uploadTensor(gpu, new Float32Array(4), [4], "f32");
+  const norm = { w: g, b: g, eps: 1e-5 };
+  assertCode(() => matmul(undefined as never, ta, tw, { norm }), "BAD_SHAPE", "norm", "[4]", "[3]");
+  for (const t of [ta, tw, g]) t.release();
+});
+
+Deno.test("matmul (gpu kernels): the GEMV of 24 and 32 rows equals those rows of the 64×64 tiles", async () => {
+  const gpu = await getGpu();
+  const [N, K, T] = [100, 70, 40]; // T rows take the tiled kernel
+  assert.equal(matmulPlan("gpu", T, N, false, K).kernel, "tiled");
+  const { a, g, b, eps } = normInputs(T, K);
+  const [tg, tb] = [g, b].map((x) => uploadTensor(gpu, x, [K], "f32"));
+  const all = uploadTensor(gpu, a, [T, K], "f32");
+  for (const transposeW of [false, true]) {
+    const tw = uploadTensor(gpu, randomF32(N * K, 3), transposeW ? [N, K] : [K, N], "f32");
+    for (const M of [24, 32]) {
+      assert.equal(matmulPlan("gpu", M, N, false, K).kernel, "gemv");
+      const rows = uploadTensor(gpu, a.subarray(0, M * K), [M, K], "f32");
+      for (const norm of [undefined, { w: tg, b: tb, eps }]) {
+        const opts = { transposeW, norm };
+        const [gemv, tiled] = await asAdapterClass(gpu, "gpu", async () => [
+          await runAndRead(gpu, (rec) => matmul(rec, rows, tw, opts)),
+          await runAndRead(gpu, (rec) => matmul(rec, all, tw, opts)),
+        ]);
+        const err = relL2(gemv, tiled.subarray(0, M * N));
+        assert.ok(err < 1e-6, `M=${M} transposeW=${transposeW} norm=${!!norm}: rel L2 ${err}`);
+      }
+      rows.release();
+    }
+    tw.release();
+  }
+  for (const t of [tg, tb, all]) t.release();
 });
