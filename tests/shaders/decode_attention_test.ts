@@ -257,7 +257,7 @@ Deno.test("decodeAttention: bad shapes are refused with BAD_SHAPE before recordi
   await rec.submit();
 });
 
-Deno.test("decodeAttentionPlan: fused up to 32 rows on GPUs, separate past them", async () => {
+Deno.test("decodeAttentionPlan: fused up to 32 rows on GPUs, separate past them and on CPU adapters", async () => {
   const gpu = await getGpu();
   const w = uploadTensor(gpu, new Float32Array(8 * 24), [8, 24], "f32");
   await asAdapterClass(gpu, "gpu", () => {
@@ -270,6 +270,10 @@ Deno.test("decodeAttentionPlan: fused up to 32 rows on GPUs, separate past them"
     } finally {
       gpu.maxBinding = saved;
     }
+    return Promise.resolve();
+  });
+  await asAdapterClass(gpu, "cpu", () => {
+    assert.equal(decodeAttentionPlan(gpu, 1, w), "separate");
     return Promise.resolve();
   });
   w.release();

@@ -14,10 +14,7 @@
  * 3. scores `q·k_j · scale` of every (row, key) into `Pr [R, H, L]`;
  * 4. softmax of each row's scores in place (the probabilities: `crossProbs` when asked for);
  * 5. `Σ_j p_j v_j` of every (row, d) into the output `[R, h]`.
- *
- * Per-row work (statistics, softmax) is spread by adapter class: on GPUs a row at a time over
- * the workgroup with `reduce`; on CPU adapters (llvmpipe runs a workgroup's invocations as SIMD
- * lanes, where barriers cost more than the sums) one row per invocation, without barriers.
+ * Per-row sums and maxima (statistics, softmax) are a row at a time over the workgroup (`reduce`).
  * @module
  */
 import { WebcapError } from "../../errors.ts";
@@ -78,8 +75,6 @@ interface Variant {
   self: boolean;
   inOut: boolean;
   quant?: QuantScheme;
-  /** One row per invocation in the per-row phases (CPU adapters) instead of one per workgroup. */
-  lanes: boolean;
 }
 
 /** WGSL `w_at(k, n)`: element (input k, output n) of the projection weight. */
@@ -93,63 +88,35 @@ function weightWgsl(v: Variant): string {
   }]); }`;
 }
 
-/**
- * The WGSL pieces of a per-row phase: the loop over rows, the loop over one row's items (j),
- * the row's sum and max of the invocations' values, and who writes the row's result.
- */
-function rowLoops(lanes: boolean) {
-  return lanes
-    ? {
-      rows: "var r = t; r < MR; r += WG_X",
-      items: (n: string) => `var j = 0u; j < ${n}; j++`,
-      sum: (x: string) => x,
-      max: (x: string) => x,
-      first: "true",
-    }
-    : {
-      rows: "var r = 0u; r < MR; r++",
-      items: (n: string) => `var j = t; j < ${n}; j += WG_X`,
-      sum: (x: string) => `reduce(t, ${x}, false)`,
-      max: (x: string) => `reduce(t, ${x}, true)`,
-      first: "t == 0u",
-    };
-}
-
 /** WGSL of phase 1: `stats[2r]`, `stats[2r + 1]` = mean and 1/std of row r. */
-function normStatsWgsl(lanes: boolean): string {
-  const L = rowLoops(lanes);
-  return `
+const NORM_STATS_WGSL = `
 fn norm_stats(t: u32) {
-  for (${L.rows}) {
+  for (var r = 0u; r < MR; r++) {
     var s = 0.0;
-    for (${L.items("p.h")}) { s += f32(X[r * p.h + j]); }
-    let mean = ${L.sum("s")} / f32(p.h);
+    for (var j = t; j < p.h; j += WG_X) { s += f32(X[r * p.h + j]); }
+    let mean = reduce(t, s, false) / f32(p.h);
     var q = 0.0;
-    for (${L.items("p.h")}) { let d = f32(X[r * p.h + j]) - mean; q += d * d; }
-    let inv = inverseSqrt(${L.sum("q")} / f32(p.h) + p.eps);
-    if (${L.first}) { stats[2u * r] = mean; stats[2u * r + 1u] = inv; }
+    for (var j = t; j < p.h; j += WG_X) { let d = f32(X[r * p.h + j]) - mean; q += d * d; }
+    let inv = inverseSqrt(reduce(t, q, false) / f32(p.h) + p.eps);
+    if (t == 0u) { stats[2u * r] = mean; stats[2u * r + 1u] = inv; }
   }
   workgroupBarrier();
 }`;
-}
 
 /** WGSL of phase 4: each row's scores `Pr[(r·H + hd)·L + j]`, j < keys, become probabilities. */
-function softmaxWgsl(lanes: boolean): string {
-  const L = rowLoops(lanes);
-  return `
+const SOFTMAX_WGSL = `
 fn softmax(t: u32, hd: u32) {
-  for (${L.rows}) {
+  for (var r = 0u; r < MR; r++) {
     let b = (r * p.H + hd) * p.L;
     var m = -3.4e38;
-    for (${L.items("p.keys")}) { m = max(m, f32(Pr[b + j])); }
-    m = ${L.max("m")};
+    for (var j = t; j < p.keys; j += WG_X) { m = max(m, f32(Pr[b + j])); }
+    m = reduce(t, m, true);
     var l = 0.0;
-    for (${L.items("p.keys")}) { l += exp(f32(Pr[b + j]) - m); }
-    l = ${L.sum("l")};
-    for (${L.items("p.keys")}) { Pr[b + j] = Pr_t(exp(f32(Pr[b + j]) - m) / l); }
+    for (var j = t; j < p.keys; j += WG_X) { l += exp(f32(Pr[b + j]) - m); }
+    l = reduce(t, l, false);
+    for (var j = t; j < p.keys; j += WG_X) { Pr[b + j] = Pr_t(exp(f32(Pr[b + j]) - m) / l); }
   }
 }`;
-}
 
 /** WGSL of phase 2: the head's q (and k, v) of every row, staged x chunk by chunk. */
 function projectWgsl(v: Variant, has: { gamma: boolean; bias: boolean }): string {
@@ -233,7 +200,7 @@ var<workgroup> xs: array<f32, ${v.rows * kc}>; // [R, KC]: a chunk of the rows' 
 var<workgroup> stats: array<f32, ${2 * v.rows}>; // per row: mean, 1/std
 ${weightWgsl(v)}
 fn kv_row(r: u32) -> u32 { return ${has.kvIndex ? "u32(kvIndex[r])" : "r"} * p.L * 2u * p.h; }
-${has.gamma ? normStatsWgsl(v.lanes) : ""}
+${has.gamma ? NORM_STATS_WGSL : ""}
 ${projectWgsl(v, has)}
 fn scores(t: u32, hd: u32) {
   for (var i = t; i < MR * p.keys; i += WG_X) {
@@ -245,7 +212,7 @@ fn scores(t: u32, hd: u32) {
     Pr[(r * p.H + hd) * p.L + j] = Pr_t(s);
   }
 }
-${softmaxWgsl(v.lanes)}
+${SOFTMAX_WGSL}
 fn weigh(t: u32, hd: u32) {
   for (var i = t; i < MR * p.D; i += WG_X) {
     let r = i / p.D; let d = i % p.D;
@@ -281,14 +248,19 @@ function weightBytes(w: Weight): number {
 
 /**
  * Whether a decode step of `rows` rows projecting with `w` takes {@link decodeAttention}
- * ("fused") or layernorm, matmul, copy and attention ("separate"). It needs R ≤ 32, the weight
- * in one binding and 10 storage bindings per stage. GPUs: fused (dispatches are what a decode
- * step costs there: ~11 µs each in Deno on an H100, 5 fewer per GPT-2 layer).
+ * ("fused") or layernorm, matmul, copy and attention ("separate"). Fused needs R ≤ 32, the
+ * weight in one binding and 10 storage bindings per stage. GPUs: fused, for the dispatches a
+ * decode step costs there (~11 µs each in Deno on an H100; 5 fewer per GPT-2 layer with
+ * cross-attention, 3 per BLIP layer). CPU adapters: separate, measured on llvmpipe (2 cores
+ * shared, load ~4): per step at h = 32, 4 heads, 20 keys, fused against separate 0.76 / 0.75 ms
+ * at R = 1, 1.2–1.4 / 0.8–1.1 at R = 3, 8.4–8.9 / 1.2–1.4 at R = 8 (llvmpipe keeps the R
+ * accumulators of an invocation across barriers in memory); fixture greedy captions (20 tokens,
+ * best of 9, three alternating runs) ViT-GPT2 50 / 49 ms, BLIP 49 / 47, ClipCap 46 / 44.
  */
 export function decodeAttentionPlan(gpu: Gpu, rows: number, w: Weight): "fused" | "separate" {
   const fits = rows <= DECODE_MAX_ROWS && weightBytes(w) <= gpu.maxBinding &&
     gpu.device.limits.maxStorageBuffersPerShaderStage >= MAX_BINDINGS;
-  return fits ? "fused" : "separate";
+  return gpu.adapterClass === "gpu" && fits ? "fused" : "separate";
 }
 
 /** BAD_SHAPE naming `what` unless `ok`. */
@@ -340,7 +312,6 @@ export function decodeAttention(rec: Recorder, a: DecodeAttentionArgs): Tensor {
       self,
       inOut: a.proj.inOut,
       quant: isQuant(w) ? w.scheme : undefined,
-      lanes: rec.gpu.adapterClass === "cpu",
     },
     uniforms: {
       h,
