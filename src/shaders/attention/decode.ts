@@ -9,8 +9,9 @@
  * The phases of a workgroup, each over all R rows and separated by barriers:
  * 1. LayerNorm statistics per row (mean, then centred variance, as `layernorm.ts`);
  * 2. projection: the (normalised) rows staged in workgroup memory in chunks of the input
- *    dimension, one output column per invocation with R accumulators; q goes to the head's
- *    slice of the output (its scratch until step 5), k and v to the cache;
+ *    dimension, 64 output columns at a time, each by 4 invocations (a quarter of the inputs
+ *    each, R accumulators, then summed); q goes to the head's slice of the output (its scratch
+ *    until step 5), k and v to the cache;
  * 3. scores `q·k_j · scale` of every (row, key) into `Pr [R, H, L]`;
  * 4. softmax of each row's scores in place (the probabilities: `crossProbs` when asked for);
  * 5. `Σ_j p_j v_j` of every (row, d) into the output `[R, h]`.
@@ -30,6 +31,9 @@ export const DECODE_MAX_ROWS = 32;
 
 /** Floats of workgroup memory that stage the rows' inputs (`[R, KC]` chunks). */
 const STAGE = 2048;
+
+/** Columns a workgroup projects at once; its 256 invocations split each column's inputs in 4. */
+const COLUMN_LANES = 64;
 
 /** The LayerNorm applied to `x` first: `(x − mean) / sqrt(var + eps) · gamma + beta`. */
 export interface DecodeNorm {
@@ -127,8 +131,10 @@ function projectWgsl(v: Variant, has: { gamma: boolean; bias: boolean }): string
 fn x_at(r: u32, k: u32) -> f32 { let x = f32(X[r * p.h + k]); return ${xAt}; }
 fn project(t: u32, hd: u32) {
   let P = ${v.self ? "3u * p.D" : "p.D"}; // columns of the head: q (k, v)
-  for (var c0 = 0u; c0 < P; c0 += WG_X) {
-    let c = c0 + t;
+  let lane = t % CL; // the column of the invocation in each group of CL columns
+  let slice = t / CL; // its share of the inputs: k ≡ slice (mod SLICES)
+  for (var c0 = 0u; c0 < P; c0 += CL) {
+    let c = c0 + lane;
     let part = c / p.D; // 0 q, 1 k, 2 v
     let d = c % p.D;
     let n = part * p.h + hd * p.D + d;
@@ -142,22 +148,26 @@ fn project(t: u32, hd: u32) {
       }
       workgroupBarrier();
       if (c < P) {
-        for (var kk = 0u; kk < kc; kk++) {
+        for (var kk = slice; kk < kc; kk += SLICES) {
           let w = w_at(k0 + kk, n);
           for (var r = 0u; r < MR; r++) { acc[r] = fma(xs[r * KC + kk], w, acc[r]); }
         }
       }
       workgroupBarrier();
     }
-    if (c < P) {
-      for (var r = 0u; r < MR; r++) {
-        let y = acc[r]${has.bias ? " + f32(bias[n])" : ""};
+    for (var r = 0u; r < MR; r++) { // the slices' sums of row r
+      sums[t] = acc[r];
+      workgroupBarrier();
+      if (slice == 0u && c < P) {
+        var y = ${has.bias ? "f32(bias[n])" : "0.0"};
+        for (var s = 0u; s < SLICES; s++) { y += sums[s * CL + lane]; }
         if (part == 0u) {
           O[r * p.h + hd * p.D + d] = O_t(y);
         } else {
           KV[kv_row(r) + p.past * 2u * p.h + (part - 1u) * p.h + hd * p.D + d] = KV_t(y);
         }
       }
+      workgroupBarrier();
     }
   }
 }`;
@@ -190,12 +200,15 @@ const DECODE_ATTENTION = rowKernel({
     O: readWrite(),
     Pr: readWrite(),
   },
-  workgroupSize: [64],
+  workgroupSize: [256],
   body: (v: Variant, has) => {
     const kc = Math.floor(STAGE / v.rows);
     return `
 const MR = ${v.rows}u;
 const KC = ${kc}u;
+const CL = ${COLUMN_LANES}u;
+const SLICES = WG_X / CL;
+var<workgroup> sums: array<f32, WG_X>; // per invocation, its slice's sum of one row
 var<workgroup> xs: array<f32, ${v.rows * kc}>; // [R, KC]: a chunk of the rows' inputs
 var<workgroup> stats: array<f32, ${2 * v.rows}>; // per row: mean, 1/std
 ${weightWgsl(v)}
