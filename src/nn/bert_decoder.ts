@@ -209,13 +209,11 @@ function bertLayer(
   probs?: Tensor,
 ): Tensor {
   const l = w.layers[i];
-  const qkv = linear(rec, x, l.qkv); // [R·S, 3h]
   const H = w.config.num_attention_heads, scale = 1 / Math.sqrt(w.config.hidden_size / H);
-  const a = kv.cachedSelfAttention(rec, st, i, qkv, S, H, scale);
+  const a = kv.selfAttention(rec, st, i, x, { proj: l.qkv }, S, H, scale);
   const r1 = linear(rec, a, l.attnOut, { residual: x });
   const x1 = norm(rec, r1, l.attnLn);
-  const q = linear(rec, x1, l.crossQ);
-  const ca = kv.imageCrossAttention(rec, st, i, q, S, H, scale, probs);
+  const ca = kv.crossAttention(rec, st, i, x1, { proj: l.crossQ }, S, H, scale, probs);
   const r2 = linear(rec, ca, l.crossOut, { residual: x1 });
   const x2 = norm(rec, r2, l.crossLn);
   const f = linear(rec, x2, l.inter, { act: w.act });

@@ -219,12 +219,11 @@ export function gpt2Forward(
       // i + 1 under scale_attn_by_inverse_layer_idx
       let scale = c.scale_attn_weights ? 1 / Math.sqrt(D) : 1;
       if (c.scale_attn_by_inverse_layer_idx) scale /= i + 1;
-      const qkv = linear(rec, x, l.attn, { norm: l.ln1 }); // [R·S, 3h]
-      const a = kv.cachedSelfAttention(rec, st, i, qkv, S, H, scale);
+      const a = kv.selfAttention(rec, st, i, x, { norm: l.ln1, proj: l.attn }, S, H, scale);
       x = linear(rec, a, l.attnProj, { residual: x });
       if (l.cross) {
-        const q = linear(rec, x, l.cross.q, { norm: l.cross.ln });
-        const ca = kv.imageCrossAttention(rec, st, i, q, S, H, scale, crossProbs?.[i]);
+        const cq = { norm: l.cross.ln, proj: l.cross.q };
+        const ca = kv.crossAttention(rec, st, i, x, cq, S, H, scale, crossProbs?.[i]);
         x = linear(rec, ca, l.cross.proj, { residual: x });
       }
       const f = linear(rec, x, l.fc, { act: w.act, norm: l.ln2 });

@@ -4,14 +4,21 @@
  * image (computed once, shared by that image's rows through `rowImage`). Rows are reordered
  * (beam search) by gathering every layer's cache into fresh buffers, or, for parents chosen on
  * the GPU, into a spare buffer per layer that then swaps with the cache (ping-pong).
+ *
+ * A layer's attention from its input rows ({@link selfAttention}, {@link crossAttention}):
+ * a decode step (one position per row) is one kernel per attention where
+ * `decodeAttentionPlan` takes it (LayerNorm, projection, cache append and attention fused);
+ * otherwise, and for steps of several positions, layernorm, matmul, copy and attention.
  * @module
  */
 import { WebcapError } from "../errors.ts";
 import type { Recorder } from "../gpu/recorder.ts";
 import { ownedTensor, type Tensor, uploadTensor } from "../gpu/tensor.ts";
 import { attention } from "../shaders/attention.ts";
+import { decodeAttention, decodeAttentionPlan } from "../shaders/attention/decode.ts";
 import { copy2d } from "../shaders/copy.ts";
 import { embedding } from "../shaders/embedding.ts";
+import { type LayerNorm, type Linear, linear } from "./modules.ts";
 
 /** Caches of one decoding. */
 export interface KvCache {
@@ -153,6 +160,77 @@ export function imageCrossAttention(
     scale,
     probs,
   }).view([st.rows * S, h]);
+}
+
+/** How a layer's attention projects its input rows: an optional LayerNorm, then a Linear. */
+export interface AttnInput {
+  norm?: LayerNorm;
+  /** Self-attention: out 3h (q, k, v stacked); cross-attention: out h (q). */
+  proj: Linear;
+}
+
+/** The rows `x` normed (when `input` has a LayerNorm) and projected. */
+function project(rec: Recorder, x: Tensor, input: AttnInput): Tensor {
+  return linear(rec, x, input.proj, { norm: input.norm });
+}
+
+/** Whether a step of S positions per row over `x` takes the fused decode kernel. */
+function fused(rec: Recorder, st: KvCache, x: Tensor, input: AttnInput, S: number): boolean {
+  return S === 1 && x.shape[0] === st.rows &&
+    decodeAttentionPlan(rec.gpu, st.rows, input.proj.w) === "fused";
+}
+
+/**
+ * Causal self-attention of layer `i` for `x [R·S, h]`: normed and projected by `input` to q, k,
+ * v, keys and values appended to the cache at position `st.length`. Returns `[R·S, h]`.
+ */
+export function selfAttention(
+  rec: Recorder,
+  st: KvCache,
+  i: number,
+  x: Tensor,
+  input: AttnInput,
+  S: number,
+  heads: number,
+  scale: number,
+): Tensor {
+  if (!fused(rec, st, x, input, S)) {
+    return cachedSelfAttention(rec, st, i, project(rec, x, input), S, heads, scale);
+  }
+  const { norm, proj } = input;
+  return decodeAttention(rec, { x, norm, proj, kv: st.kv[i], past: st.length, heads, scale });
+}
+
+/**
+ * Cross-attention of layer `i` for `x [R·S, h]` over each row's image: normed and projected by
+ * `input` to q. Returns `[R·S, h]`; `probs` (`[R, H, S, encSeq]`) receives the probabilities.
+ */
+export function crossAttention(
+  rec: Recorder,
+  st: KvCache,
+  i: number,
+  x: Tensor,
+  input: AttnInput,
+  S: number,
+  heads: number,
+  scale: number,
+  probs?: Tensor,
+): Tensor {
+  if (!fused(rec, st, x, input, S)) {
+    return imageCrossAttention(rec, st, i, project(rec, x, input), S, heads, scale, probs);
+  }
+  const kv = st.cross[i].view([st.cross[i].shape[0] / st.encSeq, st.encSeq, x.shape[1] * 2]);
+  const { norm, proj } = input;
+  return decodeAttention(rec, {
+    x,
+    norm,
+    proj,
+    kv,
+    kvIndex: st.rowImageGpu,
+    heads,
+    scale,
+    probs,
+  });
 }
 
 /**
