@@ -1,7 +1,7 @@
 /** Shared helpers for tests: seeded random data, float64 references, error measures. */
 import assert from "node:assert/strict";
 import { WebcapError } from "../src/errors.ts";
-import { type AdapterClass, getGpu, type Gpu, subgroupsByDefault } from "../src/gpu/device.ts";
+import { type AdapterClass, getGpu, type Gpu } from "../src/gpu/device.ts";
 import { Recorder } from "../src/gpu/recorder.ts";
 import { emptyTensor, type Tensor, writeTensor } from "../src/gpu/tensor.ts";
 
@@ -104,20 +104,19 @@ export { getGpu };
 /** Both adapter classes: kernels with per-class variants are tested in each on any machine. */
 export const ADAPTER_CLASSES: readonly AdapterClass[] = ["cpu", "gpu"];
 
-/**
- * Run `fn` with `gpu` choosing the kernel variants of adapter class `cls`, subgroups included
- * (where the device has them, as that class uses them).
- */
-export function asAdapterClass<T>(gpu: Gpu, cls: AdapterClass, fn: () => Promise<T>): Promise<T> {
-  return withSubgroups(gpu, subgroupsByDefault(cls), async () => {
-    const saved = gpu.adapterClass;
-    gpu.adapterClass = cls;
-    try {
-      return await fn();
-    } finally {
-      gpu.adapterClass = saved;
-    }
-  });
+/** Run `fn` with `gpu` choosing the kernel variants of adapter class `cls`. */
+export async function asAdapterClass<T>(
+  gpu: Gpu,
+  cls: AdapterClass,
+  fn: () => Promise<T>,
+): Promise<T> {
+  const saved = gpu.adapterClass;
+  gpu.adapterClass = cls;
+  try {
+    return await fn();
+  } finally {
+    gpu.adapterClass = saved;
+  }
 }
 
 /** Run `fn` with kernels using subgroups (where the device has them) or not. */

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { type Gpu, requestGpu, subgroupsByDefault } from "../../src/gpu/device.ts";
+import { type Gpu, requestGpu } from "../../src/gpu/device.ts";
 import { Kernel, readWrite } from "../../src/gpu/kernel.ts";
 import { PipelineCache } from "../../src/gpu/pipeline.ts";
 import { Recorder } from "../../src/gpu/recorder.ts";
@@ -39,7 +39,7 @@ Deno.test("device: subgroups requested even where the adapter does not list them
   const want = withDirective ? { enable: true } : without ? { enable: false } : undefined;
   assert.deepEqual(gpu.subgroups, want);
   assert.equal(gpu.hasSubgroups, want !== undefined);
-  assert.equal(gpu.useSubgroups, gpu.hasSubgroups && subgroupsByDefault(gpu.adapterClass));
+  assert.equal(gpu.useSubgroups, gpu.hasSubgroups);
 });
 
 Deno.test("device: a refused subgroups request falls back to a device with the other features", async () => {
