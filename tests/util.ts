@@ -118,3 +118,14 @@ export async function asAdapterClass<T>(
     gpu.adapterClass = saved;
   }
 }
+
+/** Run `fn` with kernels using subgroups (where the device has them) or not. */
+export async function withSubgroups<T>(gpu: Gpu, on: boolean, fn: () => Promise<T>): Promise<T> {
+  const saved = gpu.useSubgroups;
+  gpu.useSubgroups = on && gpu.hasSubgroups;
+  try {
+    return await fn();
+  } finally {
+    gpu.useSubgroups = saved;
+  }
+}

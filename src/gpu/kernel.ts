@@ -14,6 +14,11 @@
  * The generated entry point `main` unfolds the workgroup id into the logical grid of the call
  * and calls the body's `fn kernel(wg: vec3u, lid: vec3u)` with it (`wg`: the logical workgroup,
  * `lid`: the local invocation id); workgroups past the logical grid return before it.
+ *
+ * A kernel that declares `subgroups: true` is told by its body's third argument whether this
+ * device's kernels use subgroup operations; where they do, the header enables them as the
+ * device wants and `main` sets the private `SG_SIZE` (the subgroup size) before the body runs.
+ * Elsewhere the body writes its fallback, so every such kernel runs on every device.
  * @module
  */
 import { WebcapError } from "../errors.ts";
@@ -73,8 +78,17 @@ export interface KernelSpec<U extends UniformSpecs, S extends StorageSpecs, V> {
   storage: S;
   /** `[x, y?, z?]`; the body sees it as `WG_X`, `WG_Y`, `WG_Z`. */
   workgroupSize: readonly [number, number?, number?];
+  /**
+   * Whether the body can use subgroup operations (`subgroupAdd`, …, and `SG_SIZE`); it is
+   * told by `sg.subgroups` whether it may, and writes its workgroup-memory fallback where not.
+   */
+  subgroups?: boolean;
   /** WGSL defining `fn kernel(wg: vec3u, lid: vec3u)` and its helpers. */
-  body: (v: V, has: { readonly [K in keyof S]: boolean }) => string;
+  body: (
+    v: V,
+    has: { readonly [K in keyof S]: boolean },
+    sg: { readonly subgroups: boolean },
+  ) => string;
 }
 
 /** Workgroups of a call: a count, or a logical grid `[x, y, z]`. */
@@ -109,6 +123,16 @@ function dtypeOf(b: Binding): DType {
   return "shape" in b ? b.dtype : b.tensor.dtype;
 }
 
+/** What one compiled variant of a kernel is built from. */
+interface Build<V> {
+  variant: V;
+  /** The bindings of the call, in declaration order, and their element types. */
+  names: string[];
+  types: DType[];
+  /** How this device enables subgroups, where the kernel uses them. */
+  sg: { readonly enable: boolean } | undefined;
+}
+
 /** A declared kernel: records launches, compiling each variant once per device. */
 export class Kernel<U extends UniformSpecs, S extends StorageSpecs, V = Record<never, never>> {
   readonly #uniformBytes: number;
@@ -127,12 +151,13 @@ export class Kernel<U extends UniformSpecs, S extends StorageSpecs, V = Record<n
     const types = names.map((n, i) => this.#elementType(rec, n, bindings[i]));
     const grid = this.#grid(call.groups);
     const variant = (call.variant ?? {}) as V;
+    const sg = this.spec.subgroups && rec.gpu.useSubgroups ? rec.gpu.subgroups : undefined;
     const key = `${this.spec.name}|${JSON.stringify(variant)}|${
       names.map((n, i) => `${n}:${types[i]}`).join(",")
-    }`;
+    }${sg ? "|subgroups" : ""}`;
     const compiled = rec.gpu.pipelines.get(
       key,
-      () => this.#compile(rec.gpu.device, key, variant, names, types),
+      () => this.#compile(rec.gpu.device, key, { variant, names, types, sg }),
     );
     rec.dispatch(compiled, this.#pack(call.uniforms, grid), bindings, foldGrid(grid[3]));
   }
@@ -186,17 +211,13 @@ export class Kernel<U extends UniformSpecs, S extends StorageSpecs, V = Record<n
     return bytes;
   }
 
-  #compile(
-    device: GPUDevice,
-    label: string,
-    variant: V,
-    names: string[],
-    types: DType[],
-  ): CompiledKernel {
+  #compile(device: GPUDevice, label: string, build: Build<V>): CompiledKernel {
+    const { variant, names, sg } = build;
     const has = Object.fromEntries(
       Object.keys(this.spec.storage).map((n) => [n, names.includes(n)]),
     ) as { [K in keyof S]: boolean };
-    const code = this.#header(names, types) + this.spec.body(variant, has);
+    const code = this.#header(build) +
+      this.spec.body(variant, has, { subgroups: sg !== undefined });
     const layout = device.createBindGroupLayout({
       label,
       entries: [
@@ -223,7 +244,7 @@ export class Kernel<U extends UniformSpecs, S extends StorageSpecs, V = Record<n
   }
 
   /** WGSL declarations of the uniforms, the bindings and the workgroup size, and `main`. */
-  #header(names: string[], types: DType[]): string {
+  #header({ names, types, sg }: Build<V>): string {
     const { uniforms, storage, workgroupSize } = this.spec;
     const [wx, wy = 1, wz = 1] = workgroupSize;
     const fields = [
@@ -232,6 +253,8 @@ export class Kernel<U extends UniformSpecs, S extends StorageSpecs, V = Record<n
     ];
     const lines = [
       types.includes("f16") ? "enable f16;" : "",
+      sg?.enable ? "enable subgroups;" : "",
+      sg ? "var<private> SG_SIZE: u32;" : "",
       `struct Uniforms { ${fields.join(", ")} }`,
       "@group(0) @binding(0) var<uniform> p: Uniforms;",
     ];
@@ -245,7 +268,9 @@ export class Kernel<U extends UniformSpecs, S extends StorageSpecs, V = Record<n
     return `${lines.join("\n")}
 const WG_X = ${wx}u; const WG_Y = ${wy}u; const WG_Z = ${wz}u;
 @compute @workgroup_size(${wx}, ${wy}, ${wz})
-fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid: vec3u) {
+fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid: vec3u${
+      sg ? ", @builtin(subgroup_size) sg_size: u32" : ""
+    }) {${sg ? "\n  SG_SIZE = sg_size;" : ""}
   let f = (wg.z * ${M}u + wg.y) * ${M}u + wg.x;
   if (f >= p.grid_n) { return; }
   kernel(vec3u(f % p.grid_x, f / p.grid_x % p.grid_y, f / (p.grid_x * p.grid_y)), lid);
