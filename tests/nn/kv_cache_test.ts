@@ -20,6 +20,7 @@ import {
   reorderKvCache,
 } from "../../src/nn/kv_cache.ts";
 import { ParamLoader } from "../../src/nn/params.ts";
+import { layerNormPlan } from "../../src/shaders/layernorm.ts";
 import {
   asAdapterClass,
   assertCode,
@@ -78,7 +79,11 @@ interface Decoder {
   dispose(): void;
 }
 
-/** The ViT-GPT2 fixture's GPT-2 (with cross-attention): self LN + matmul + copy + attention → 1, cross LN + matmul + attention → 1. */
+/**
+ * The ViT-GPT2 fixture's GPT-2 (with cross-attention): self (LN) + matmul + copy + attention → 1,
+ * cross (LN) + matmul + attention → 1; the LayerNorm is its own dispatch on CPU adapters only
+ * where matmul does not read it in its prologue (`matmulPlan`'s `fuseNorm`).
+ */
 async function gpt2Decoder(gpu: Gpu): Promise<Decoder> {
   const dir = fixture("hf/vit-gpt2");
   const cfg = gpt2Config(JSON.parse(await Deno.readTextFile(`${dir}/config.json`)).decoder, "t");
@@ -86,6 +91,7 @@ async function gpt2Decoder(gpu: Gpu): Promise<Decoder> {
   const p = new ParamLoader(gpu, file);
   const w = await loadGpt2(p, cfg, "decoder.transformer.", "test");
   file.close();
+  const ln = layerNormPlan("cpu", cfg.n_embd) === "workgroup" ? 0 : 1; // fused : separate
   const enc = uploadTensor(gpu, randomF32(2 * 5 * cfg.n_embd, 3), [2, 5, cfg.n_embd], "f32");
   return {
     layers: cfg.n_layer,
@@ -93,7 +99,7 @@ async function gpt2Decoder(gpu: Gpu): Promise<Decoder> {
     enc,
     begin: (rec, rowImage) => gpt2BeginDecode(rec, w, enc, rowImage, 8),
     forward: (rec, st, ids, S, probs) => gpt2Forward(rec, w, st, { ids }, S, probs),
-    saved: (4 - 1) + (3 - 1),
+    saved: (3 + ln - 1) + (2 + ln - 1),
     dispose: () => (enc.release(), p.dispose()),
   };
 }
