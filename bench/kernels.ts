@@ -4,7 +4,12 @@
  * adapter's name. Matmuls run at ViT-base's prefill shapes (M = 197) and GPT-2's decode shapes
  * (M = 1…8, and 24 for batch 8 × beam 3; up to the 50,257-column LM head) with the variant
  * {@link matmulPlan} chooses; on a CPU adapter matmul, attention and layernorm also run with the
- * GPU kernels, side by side, and the `variant` column names the kernel of each row.
+ * GPU kernels, side by side, and the `variant` column names the kernel of each row. Last, the
+ * fusion rows of `fusion.ts`, which decide the GPU class's plans on a lent GPU: the fused decode
+ * attention against its separate dispatches (`decodeAttentionPlan`), the LayerNorm in the matmul
+ * prologue against `layerNorm` + `matmul` (`matmulPlan`'s `fuseNorm`), and the reductions with
+ * subgroups on and off (`gpu.useSubgroups`), in pairs, the plan's current choice marked `(plan)`
+ * (at most 2 reps on a CPU adapter).
  * @module
  */
 import type { Gpu } from "../src/gpu/device.ts";
@@ -132,7 +137,11 @@ export async function benchKernels(gpu: Gpu, reps = 3): Promise<KernelRow[]> {
     for (const t of [x, w, b]) t.release();
   }
   rows.push(...await benchBindGroups(gpu, up, reps));
-  rows.push(...await benchFusion(gpu, up, dtypes, reps));
+  // a CPU adapter runs the GPU-class fusion rows slowly (~13 s a rep on lavapipe): at most 2
+  // reps there keep `--kernels` near 2 minutes
+  rows.push(
+    ...await benchFusion(gpu, up, dtypes, gpu.adapterClass === "cpu" ? Math.min(reps, 2) : reps),
+  );
   return rows.map((r) => ({ ...r, adapter: gpu.adapterName }));
 }
 
