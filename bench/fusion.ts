@@ -40,7 +40,6 @@ import {
   asClass,
   matmulVariant,
   perClass,
-  type Timed,
   timeIt,
   type Timing,
   type Upload,
@@ -111,8 +110,19 @@ export const DECODE_KINDS: DecodeKind[] = [
   { name: "cross-attn", model: "BERT", self: false, norm: false, inOut: false },
 ];
 
-/** A row of a pair (before its shape): `plan`, whether the plan chooses this variant. */
-function pairRow(name: string, variant: string, plan: boolean, t: Timed) {
+/**
+ * One row of a pair (before its shape): `record` timed, what it allocates released after each
+ * run; `plan`, whether the plan chooses this variant (marked in the variant column).
+ */
+async function pairRow(
+  gpu: Gpu,
+  reps: number,
+  record: (rec: Recorder) => Tensor,
+  name: string,
+  variant: string,
+  plan: boolean,
+) {
+  const t = await timeIt(gpu, (rec) => [rec.scope(() => record(rec))], reps);
   const marked = `${variant}${plan ? " (plan)" : ""}`;
   return { name, variant: marked, ms: t.ms, dispatches: t.dispatches, timer: t.timer };
 }
@@ -174,7 +184,7 @@ function decodeInputs(
     encSeq: z.encSeq,
   };
   const shape = { layers: 1, hidden: h, maxLength: z.past + 1 };
-  const st = beginKvCache(new Recorder(gpu), shape, rowImage, cross);
+  const st = beginKvCache(new Recorder(gpu), shape, rowImage, cross); // records nothing
   st.length = z.past; // this step appends at position `past` (self-attention)
   return { x, input, st, tensors: [x, g, b, w, bias] };
 }
@@ -202,14 +212,15 @@ async function benchDecodeStep(
       ? cachedSelfAttention(rec, st, 0, y, 1, H, scale)
       : imageCrossAttention(rec, st, 0, y, 1, H, scale);
   };
-  const bytes = (input.proj.w.shape[0] * input.proj.w.shape[1]) * dtypeBytes(dtype) +
-    R * (keys * 2 * h + 2 * h) * 4;
+  // the projection's weight, then per row its keys and values, input and output
+  const N = kind.self ? 3 * h : h;
+  const bytes = N * h * dtypeBytes(dtype) + R * (keys * 2 * h + 2 * h) * 4;
   const rows = await perClass(gpu, async (cls) => {
     const plan = decodeAttentionPlan(gpu, R, input.proj.w);
     const time = async (what: "fused" | "separate", fn: (rec: Recorder) => Tensor) => {
-      const t = await timeIt(gpu, (rec) => [rec.scope(() => fn(rec))], reps);
       const name = `decode ${kind.name} ${what} (${kind.model}) ${dtype}`;
-      return { ...pairRow(name, `${cls}: ${what}`, plan === what, t), gbps: bytes / t.ms / 1e6 };
+      const row = await pairRow(gpu, reps, fn, name, `${cls}: ${what}`, plan === what);
+      return { ...row, gbps: bytes / row.ms / 1e6 };
     };
     // the fused kernel only where the plan can take it (R, bindings), and in the GPU class
     const out = cls === "gpu" && plan === "fused" ? [await time("fused", fused)] : [];
@@ -235,16 +246,11 @@ async function benchNormPrologue(
     matmul(rec, layerNorm(rec, a, norm.w, norm.b, norm.eps), w, { transposeW });
   const rows = await perClass(gpu, async (cls) => {
     const plan = matmulPlan(cls, M, N, vec4Fits(w, K, N, transposeW), K);
-    const time = async (what: "fused" | "separate", fn: (rec: Recorder) => Tensor) => {
-      const t = await timeIt(gpu, (rec) => [rec.scope(() => fn(rec))], reps);
+    const time = (what: "fused" | "separate", fn: (rec: Recorder) => Tensor) => {
       const how = what === "fused" ? "LN prologue" : "layerNorm + matmul";
       const variant = `${matmulVariant(cls, plan)}, ${how}`;
-      return pairRow(
-        `matmul norm ${what} ${dtype}`,
-        variant,
-        plan.fuseNorm === (what === "fused"),
-        t,
-      );
+      const chosen = plan.fuseNorm === (what === "fused");
+      return pairRow(gpu, reps, fn, `matmul norm ${what} ${dtype}`, variant, chosen);
     };
     // matmul fuses the norm only where its plan does: elsewhere `fused` records `separate`
     const out = plan.fuseNorm ? [await time("fused", fused)] : [];
@@ -314,10 +320,14 @@ async function benchSubgroups(
   await asClass(gpu, "gpu", async () => {
     for (const c of cases) {
       for (const on of [true, false]) {
-        const t = await withSubgroups(gpu, on, () => timeIt(gpu, (rec) => [c.fn(rec)], reps));
         const name = `${c.name} subgroups ${on ? "on" : "off"}`;
-        const row = pairRow(name, `gpu: ${on ? "subgroup ops" : "workgroup tree"}`, on === plan, t);
-        rows.push({ ...row, shape: c.shape, gbps: c.bytes / t.ms / 1e6 });
+        const variant = `gpu: ${on ? "subgroup ops" : "workgroup tree"}`;
+        const row = await withSubgroups(
+          gpu,
+          on,
+          () => pairRow(gpu, reps, c.fn, name, variant, on === plan),
+        );
+        rows.push({ ...row, shape: c.shape, gbps: c.bytes / row.ms / 1e6 });
       }
     }
   });
