@@ -4,100 +4,40 @@
  * adapter's name. Matmuls run at ViT-base's prefill shapes (M = 197) and GPT-2's decode shapes
  * (M = 1…8, and 24 for batch 8 × beam 3; up to the 50,257-column LM head) with the variant
  * {@link matmulPlan} chooses; on a CPU adapter matmul, attention and layernorm also run with the
- * GPU kernels, side by side, and the `variant` column names the kernel of each row.
+ * GPU kernels, side by side, and the `variant` column names the kernel of each row. Last, the
+ * fusion rows of `fusion.ts`, which decide the GPU class's plans on a lent GPU: the fused decode
+ * attention against its separate dispatches (`decodeAttentionPlan`), the LayerNorm in the matmul
+ * prologue against `layerNorm` + `matmul` (`matmulPlan`'s `fuseNorm`), and the reductions with
+ * subgroups on and off (`gpu.useSubgroups`), in pairs, the plan's current choice marked `(plan)`
+ * (at most 2 reps on a CPU adapter).
  * @module
  */
-import type { AdapterClass, Gpu } from "../src/gpu/device.ts";
+import type { Gpu } from "../src/gpu/device.ts";
 import { Recorder } from "../src/gpu/recorder.ts";
-import { type Tensor, uploadTensor } from "../src/gpu/tensor.ts";
-import { f32ToF16 } from "../src/nn/params.ts";
+import type { Tensor } from "../src/gpu/tensor.ts";
 import { attention, attentionPlan } from "../src/shaders/attention.ts";
 import { conv2d } from "../src/shaders/conv2d.ts";
 import { binary, unary } from "../src/shaders/elementwise.ts";
 import { layerNorm, layerNormPlan } from "../src/shaders/layernorm.ts";
-import { matmul, type MatmulPlan, matmulPlan, vec4Fits } from "../src/shaders/matmul.ts";
+import { matmul, matmulPlan, vec4Fits } from "../src/shaders/matmul.ts";
 import { softmax } from "../src/shaders/softmax.ts";
 import { topk } from "../src/shaders/topk.ts";
-
-/** One benchmark row (also the JSON record). */
-export interface KernelRow {
-  name: string;
-  shape: string;
-  /** The kernel variant that ran (matmul: its plan and adapter class). */
-  variant?: string;
-  ms: number;
-  gflops?: number;
-  gbps?: number;
-  timer: "gpu-timestamp" | "wall";
-  /** The adapter that ran it. */
-  adapter: string;
-}
-
-function random(n: number, seed: number): Float32Array {
-  const a = new Float32Array(n);
-  let s = seed >>> 0;
-  for (let i = 0; i < n; i++) {
-    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
-    a[i] = s / 2 ** 31 - 1;
-  }
-  return a;
-}
-
-/** Median time of `reps` runs of `record` (after one warm-up), in ms. */
-async function timeIt(
-  gpu: Gpu,
-  record: (rec: Recorder) => Tensor[],
-  reps: number,
-): Promise<{ ms: number; timer: KernelRow["timer"] }> {
-  const times: number[] = [];
-  for (let i = 0; i <= reps; i++) {
-    const rec = new Recorder(gpu, { timestamps: true });
-    const t0 = performance.now();
-    const outs = record(rec);
-    rec.releaseAfterSubmit(...outs);
-    const gpuMs = await rec.submit();
-    await gpu.device.queue.onSubmittedWorkDone();
-    const wall = performance.now() - t0;
-    if (i > 0) times.push(gpuMs.length ? gpuMs.reduce((a, b) => a + b, 0) : wall);
-  }
-  times.sort((a, b) => a - b);
-  return {
-    ms: times[Math.floor(times.length / 2)],
-    timer: gpu.hasTimestamps ? "gpu-timestamp" : "wall",
-  };
-}
-
-/**
- * One timing per adapter class whose kernels this adapter can run side by side: on a CPU adapter
- * the GPU kernels (what every adapter ran before the CPU variants) and then its own; on a GPU
- * its own.
- */
-async function perClass(
-  gpu: Gpu,
-  time: (cls: AdapterClass) => Promise<Timing>,
-): Promise<Timing[]> {
-  const own = gpu.adapterClass;
-  const classes: AdapterClass[] = own === "cpu" ? ["gpu", "cpu"] : ["gpu"];
-  const rows: Timing[] = [];
-  for (const cls of classes) {
-    gpu.adapterClass = cls;
-    try {
-      rows.push(await time(cls));
-    } finally {
-      gpu.adapterClass = own;
-    }
-  }
-  return rows;
-}
+import { benchFusion } from "./fusion.ts";
+import {
+  type KernelRow,
+  matmulVariant,
+  perClass,
+  timeIt,
+  type Timing,
+  type Upload,
+  uploader,
+} from "./kernel_timing.ts";
 
 /** Run the kernel benchmarks. `reps` per case (median reported). */
 export async function benchKernels(gpu: Gpu, reps = 3): Promise<KernelRow[]> {
   const rows: Timing[] = [];
   const dtypes: ("f32" | "f16")[] = gpu.hasF16 ? ["f32", "f16"] : ["f32"];
-  const up = (n: number, shape: number[], seed: number, dtype: "f32" | "f16" = "f32") =>
-    dtype === "f16"
-      ? uploadTensor(gpu, f32ToF16(random(n, seed)), shape, "f16")
-      : uploadTensor(gpu, random(n, seed), shape, "f32");
+  const up = uploader(gpu);
   rows.push(...await benchMatmuls(gpu, up, dtypes, reps));
   {
     const [S, H, D] = [197, 12, 64];
@@ -197,13 +137,13 @@ export async function benchKernels(gpu: Gpu, reps = 3): Promise<KernelRow[]> {
     for (const t of [x, w, b]) t.release();
   }
   rows.push(...await benchBindGroups(gpu, up, reps));
+  // a CPU adapter runs the GPU-class fusion rows slowly (~13 s a rep on lavapipe): at most 2
+  // reps there keep `--kernels` near 2 minutes
+  rows.push(
+    ...await benchFusion(gpu, up, dtypes, gpu.adapterClass === "cpu" ? Math.min(reps, 2) : reps),
+  );
   return rows.map((r) => ({ ...r, adapter: gpu.adapterName }));
 }
-
-/** A row before the adapter's name is added (the bind-group rows of {@link benchBindGroups}). */
-export type Timing = Omit<KernelRow, "adapter">;
-
-type Upload = (n: number, shape: number[], seed: number, dtype?: "f32" | "f16") => Tensor;
 
 /** `[name, M, K, N, transposeW]`: ViT-base prefill (197 tokens) and GPT-2 decode steps. */
 const MATMULS: [string, number, number, number, boolean][] = [
@@ -224,11 +164,6 @@ const MATMULS: [string, number, number, number, boolean][] = [
   ["matmul lm_head (GPT-2 decode, 8 rows)", 8, 768, 50257, true],
 ];
 
-function planName(cls: AdapterClass, p: MatmulPlan): string {
-  const kernel = p.kernel === "regs" ? `regs ${p.tm}x${p.tn}${p.vec ? " vec4" : ""}` : p.kernel;
-  return `${cls}: ${kernel}`;
-}
-
 /** Matmul GFLOP/s at {@link MATMULS}, per weight dtype, with this adapter's class (and the GPU one). */
 async function benchMatmuls(
   gpu: Gpu,
@@ -247,7 +182,7 @@ async function benchMatmuls(
           return {
             name: `${name} ${dtype}`,
             shape: `${M}x${K}x${N}`,
-            variant: planName(cls, matmulPlan(cls, M, N, vec4Fits(w, K, N, transposeW), K)),
+            variant: matmulVariant(cls, matmulPlan(cls, M, N, vec4Fits(w, K, N, transposeW), K)),
             ms: r.ms,
             gflops: (2 * M * N * K) / r.ms / 1e6,
             timer: r.timer,

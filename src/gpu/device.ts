@@ -35,7 +35,8 @@ export interface Gpu {
   /**
    * Whether kernels that can use subgroups do (only where `subgroups` is set): whenever the
    * device has them, on either adapter class. GPUs: one subgroup operation stands for
-   * log2(subgroup size) barrier rounds of a workgroup reduction. CPU adapters too, measured on
+   * log2(subgroup size) barrier rounds of a workgroup reduction (unmeasured on a GPU so far; the
+   * `bench --kernels` rows `… subgroups on` / `off` decide it). CPU adapters too, measured on
    * lavapipe (subgroups of 8; `deno task bench --caption --reps 5`, 5 runs each way alternating,
    * medians): GPU ms 0.78× and wall 0.86× over the 40 fixture cases (geometric means; ViT-GPT2
    * 0.70×, BLIP 0.68×, ClipCap 0.76× GPU ms, Show-Attend-Tell 1.06×, within its noise); layernorm

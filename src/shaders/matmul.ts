@@ -548,7 +548,8 @@ export type MatmulPlan =
  * `vec`: A and W can be read as vec4 ({@link vec4Fits}). GPUs: 64×64 tiles in workgroup memory,
  * GEMV for decode steps (M ≤ 32: batch × beams; a decode step's 24 rows as 36 tiled workgroups
  * of 64×768×2304 would leave most of a GPU idle, the GEMV gives 288), and a `norm` always in the
- * prologue (a dispatch is what a decode step's time is made of there). CPU adapters:
+ * prologue (a dispatch is what a decode step's time is made of there; unmeasured on a GPU so far,
+ * the `bench --kernels` rows `matmul norm fused` / `separate` decide it). CPU adapters:
  * {@link MATMUL_REGS}, tiles measured on llvmpipe (2 cores loaded by other work, so ±30 %;
  * GFLOP/s, BENCHMARKS.md). Prefill 197×768×768: 8×8 with vec4 loads
  * (3.9–5.3 out×in, 3.8–4.2 in×out) over scalar 8×8 (3.3 / 2.4), 4×8 (2.7 / 3.3), 8×4

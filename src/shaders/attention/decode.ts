@@ -264,7 +264,8 @@ function weightBytes(w: Weight): number {
  * ("fused") or layernorm, matmul, copy and attention ("separate"). Fused needs R ≤ 32, the
  * weight in one binding and 10 storage bindings per stage. GPUs: fused, for the dispatches a
  * decode step costs there (~11 µs each in Deno on an H100; 5 fewer per GPT-2 layer with
- * cross-attention, 3 per BLIP layer). CPU adapters: separate, measured on llvmpipe (2 cores
+ * cross-attention, 3 per BLIP layer), unmeasured on a GPU so far; the `bench --kernels` rows
+ * `decode self-attn` / `cross-attn` `fused` / `separate` decide it. CPU adapters: separate, measured on llvmpipe (2 cores
  * shared, load ~4): per step at h = 32, 4 heads, 20 keys, fused against separate 0.76 / 0.75 ms
  * at R = 1, 1.2–1.4 / 0.8–1.1 at R = 3, 8.4–8.9 / 1.2–1.4 at R = 8 (llvmpipe keeps the R
  * accumulators of an invocation across barriers in memory); fixture greedy captions (20 tokens,
