@@ -93,6 +93,9 @@ const CASES: Case[] = [
   { R: 8, H: 4, D: 16, past: 37, L: 40, norm: false, inOut: true, dtype: "f16" },
   { R: 24, H: 3, D: 30, past: 5, L: 8, norm: true, inOut: false, dtype: "q8" }, // 2 chunks of x
   { R: 3, H: 1, D: 72, past: 37, L: 38, norm: true, inOut: true, dtype: "f32" },
+  // GPT-2 small's attention (768 wide, 12 heads of 64): 9 chunks of x at 5 rows, 3 column groups
+  { R: 5, H: 12, D: 64, past: 19, L: 24, norm: true, inOut: true, dtype: "f16" },
+  { R: 5, H: 12, D: 64, L: 50, idx: [0, 0, 1, 1, 2], norm: true, inOut: true, dtype: "f32" },
   { R: 1, H: 2, D: 8, L: 7, idx: [0], norm: true, inOut: true, dtype: "f32", probs: true },
   { R: 3, H: 3, D: 6, L: 20, idx: [1, 1, 0], norm: false, inOut: false, dtype: "f32" },
   {
