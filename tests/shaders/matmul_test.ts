@@ -310,6 +310,22 @@ for (const cls of ADAPTER_CLASSES) {
   }
 }
 
+// GPT-2 small's width on GPUs (the CPU class does not fuse at K = 768): the GEMV's row statistics
+// over many workgroups of columns, and the tiled kernel's over several K tiles
+for (const M of [1, 24, 40]) {
+  Deno.test(`matmul norm (gpu kernels) M=${M} N=2304 K=768: the fused LayerNorm equals layerNorm then matmul`, async () => {
+    const gpu = await getGpu(), N = 2304, K = 768;
+    assert.ok(matmulPlan("gpu", M, N, false, K).fuseNorm);
+    const wf = randomF32(N * K, M + 7);
+    const w = uploadTensor(gpu, wf, [K, N], "f32");
+    try {
+      await checkNorm("gpu", M, N, K, w, wf, false);
+    } finally {
+      w.release();
+    }
+  });
+}
+
 Deno.test("matmul norm (cpu kernels) K=256: a layerNorm dispatch first, where the plan does not fuse", async () => {
   const gpu = await getGpu();
   const [M, N, K] = [3, 20, 256];
