@@ -12,7 +12,8 @@
  * - `matmul norm fused` / `matmul norm separate`: `matmulPlan`'s `fuseNorm`, the LayerNorm in
  *   the matmul prologue against `layerNorm` + `matmul` (fused only where the plan can fuse).
  * - `<kernel> subgroups on` / `off`: `gpu.useSubgroups` for the reductions of layernorm,
- *   log-softmax and a decode step's attention (only where the device has subgroups).
+ *   log-softmax, a decode step's attention and the fused decode step (only where the device has
+ *   subgroups).
  * The GPU class always (forced on a CPU adapter, so the fused kernel and the GPU matmuls run
  * there too); a CPU adapter also times its own class's plan (the subgroup rows: GPU class only).
  * @module
@@ -260,7 +261,10 @@ async function benchNormPrologue(
   return rows.map((r) => ({ ...r, shape: `${M}x${K}x${N}`, gflops: (2 * M * N * K) / r.ms / 1e6 }));
 }
 
-/** Layernorm, log-softmax and a decode step's attention with subgroups on and off, GPU class. */
+/**
+ * Layernorm, log-softmax, a decode step's attention and the fused decode step with subgroups on
+ * and off, GPU class.
+ */
 async function benchSubgroups(
   gpu: Gpu,
   up: Upload,
@@ -315,6 +319,15 @@ async function benchSubgroups(
       fn: (rec) => attention(rec, args),
     });
   }
+  // the GPUs' decode step: the fused kernel, ~4 reductions per row in each head's workgroup
+  const d = decodeInputs(gpu, up, z, DECODE_KINDS[0], "f32", { rows: 1, images: 1 });
+  inputs.push(...d.tensors);
+  cases.push({
+    name: "fused decode step (GPT-2 self-attn)",
+    shape: `1 row x ${h}, ${H}h x ${L}k`,
+    bytes: 3 * h * h * 4 + (2 * L * h + 2 * h) * 4,
+    fn: (rec) => selfAttention(rec, d.st, 0, d.x, d.input, 1, H, 1 / Math.sqrt(h / H)),
+  });
   const plan = gpu.useSubgroups;
   const rows: Timing[] = [];
   await asClass(gpu, "gpu", async () => {
@@ -332,5 +345,6 @@ async function benchSubgroups(
     }
   });
   for (const t of inputs) t.release();
+  disposeKvCache(d.st);
   return rows;
 }

@@ -117,6 +117,7 @@ Deno.test("bench fusion rows: every pair, the dispatches of each path, the plan'
     ...TINY.reduceRows.map(() => "layernorm"),
     ...TINY.reduceRows.map(() => "log-softmax"),
     "attention (decode)",
+    "fused decode step (GPT-2 self-attn)",
   ];
   const subWant = (gpu.hasSubgroups ? cases : []).flatMap((c) =>
     [true, false].map((on) => ({

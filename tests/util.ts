@@ -104,28 +104,5 @@ export { getGpu };
 /** Both adapter classes: kernels with per-class variants are tested in each on any machine. */
 export const ADAPTER_CLASSES: readonly AdapterClass[] = ["cpu", "gpu"];
 
-/** Run `fn` with `gpu` choosing the kernel variants of adapter class `cls`. */
-export async function asAdapterClass<T>(
-  gpu: Gpu,
-  cls: AdapterClass,
-  fn: () => Promise<T>,
-): Promise<T> {
-  const saved = gpu.adapterClass;
-  gpu.adapterClass = cls;
-  try {
-    return await fn();
-  } finally {
-    gpu.adapterClass = saved;
-  }
-}
-
-/** Run `fn` with kernels using subgroups (where the device has them) or not. */
-export async function withSubgroups<T>(gpu: Gpu, on: boolean, fn: () => Promise<T>): Promise<T> {
-  const saved = gpu.useSubgroups;
-  gpu.useSubgroups = on && gpu.hasSubgroups;
-  try {
-    return await fn();
-  } finally {
-    gpu.useSubgroups = saved;
-  }
-}
+/** `asAdapterClass(gpu, cls, fn)`, `withSubgroups(gpu, on, fn)`: as the benchmarks switch them. */
+export { asClass as asAdapterClass, withSubgroups } from "../bench/kernel_timing.ts";

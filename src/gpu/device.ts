@@ -17,7 +17,7 @@ export interface Gpu {
   readonly adapterName: string;
   /**
    * `"cpu"` for a software adapter (llvmpipe/lavapipe, SwiftShader, WARP, or any fallback
-   * adapter), else `"gpu"`. Kernels pick their variants by it. Changed only by tests.
+   * adapter), else `"gpu"`. Kernels pick their variants by it. Changed only by tests and `bench`.
    */
   adapterClass: AdapterClass;
   /** Whether `shader-f16` is enabled on the device. */
@@ -40,7 +40,7 @@ export interface Gpu {
    * lavapipe (subgroups of 8; `deno task bench --caption --reps 5`, 5 runs each way alternating,
    * medians): GPU ms 0.78× and wall 0.86× over the 40 fixture cases (geometric means; ViT-GPT2
    * 0.70×, BLIP 0.68×, ClipCap 0.76× GPU ms, Show-Attend-Tell 1.06×, within its noise); layernorm
-   * of 20 rows × 64 alone 0.3×. Changed only by tests, to compare a kernel with and without them.
+   * of 20 rows × 64 alone 0.3×. Changed only by tests and `bench`, to compare a kernel with and without them.
    */
   useSubgroups: boolean;
   /** Largest byte size one storage binding may cover. Lowered only by tests. */

@@ -8,7 +8,8 @@
  * A layer's attention from its input rows ({@link selfAttention}, {@link crossAttention}):
  * a decode step (one position per row) is one kernel per attention where
  * `decodeAttentionPlan` takes it (LayerNorm, projection, cache append and attention fused);
- * otherwise, and for steps of several positions, layernorm, matmul, copy and attention.
+ * otherwise, and for steps of several positions, the projection by `linear` (its LayerNorm in the
+ * matmul's prologue or a dispatch of its own, as `matmulPlan` says), the cache append and attention.
  * @module
  */
 import { WebcapError } from "../errors.ts";

@@ -10,7 +10,7 @@
 import type { Recorder } from "../gpu/recorder.ts";
 import type { Tensor } from "../gpu/tensor.ts";
 import type { Activation } from "../shaders/activations.ts";
-import { layerNorm } from "../shaders/layernorm.ts";
+import { layerNorm, type NormParams } from "../shaders/layernorm.ts";
 import { matmul } from "../shaders/matmul.ts";
 import type { Weight } from "../shaders/quant/qmatrix.ts";
 import type { Param, ParamLoader } from "./params.ts";
@@ -79,11 +79,7 @@ export function linear(
 }
 
 /** LayerNorm over the last dimension: `<name>.weight`, `<name>.bias` `[d]`. */
-export interface LayerNorm extends Module {
-  w: Tensor;
-  b: Tensor;
-  eps: number;
-}
+export interface LayerNorm extends Module, NormParams {}
 
 /** Load LayerNorm `name` of width `d`. */
 export function loadLayerNorm(

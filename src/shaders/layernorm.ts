@@ -10,6 +10,21 @@ import type { Recorder } from "../gpu/recorder.ts";
 import type { Tensor } from "../gpu/tensor.ts";
 import { rowKernel } from "./reduce_wgsl.ts";
 
+/**
+ * WGSL `row_stats(t, base, n, eps)`: the mean and 1/sqrt(var + eps) of `X[base .. base + n)`,
+ * summed over the workgroup (`reduce`; invocation `t`), in two passes (mean, then centred
+ * variance) as PyTorch does. Every invocation of the workgroup calls it (it has barriers).
+ */
+export const ROW_STATS_WGSL = `
+fn row_stats(t: u32, base: u32, n: u32, eps: f32) -> vec2f {
+  var s = 0.0;
+  for (var i = t; i < n; i += WG_X) { s += f32(X[base + i]); }
+  let mean = reduce(t, s, false) / f32(n);
+  var q = 0.0;
+  for (var i = t; i < n; i += WG_X) { let d = f32(X[base + i]) - mean; q += d * d; }
+  return vec2f(mean, inverseSqrt(reduce(t, q, false) / f32(n) + eps));
+}`;
+
 const LAYERNORM = rowKernel({
   name: "layernorm",
   uniforms: { D: "u32", eps: "f32" },
@@ -22,16 +37,14 @@ const LAYERNORM = rowKernel({
     Rstd: optional(readWrite()),
   },
   workgroupSize: [256],
-  body: (_, has) => `
+  body: (_, has) =>
+    `${ROW_STATS_WGSL}
 fn kernel(wg: vec3u, lid: vec3u) {
   let t = lid.x;
   let base = wg.x * p.D;
-  var s = 0.0;
-  for (var i = t; i < p.D; i += WG_X) { s += f32(X[base + i]); }
-  let mean = reduce(t, s, false) / f32(p.D);
-  var q = 0.0;
-  for (var i = t; i < p.D; i += WG_X) { let d = f32(X[base + i]) - mean; q += d * d; }
-  let inv = inverseSqrt(reduce(t, q, false) / f32(p.D) + p.eps);
+  let st = row_stats(t, base, p.D, p.eps);
+  let mean = st.x;
+  let inv = st.y;
   ${has.Mean ? "if (t == 0u) { Mean[wg.x] = Mean_t(mean); Rstd[wg.x] = Rstd_t(inv); }" : ""}
   for (var i = t; i < p.D; i += WG_X) {
     Y[base + i] = Y_t((f32(X[base + i]) - mean) * inv * f32(gamma[i]) + f32(beta[i]));
@@ -111,6 +124,16 @@ function recordLayerNorm(
   } else {
     LAYERNORM.record(rec, { uniforms: { D, eps }, bind, groups: rows });
   }
+}
+
+/** A LayerNorm's parameters over a last dimension D: `(x − mean) / sqrt(var + eps) · w + b`. */
+export interface NormParams {
+  /** γ `[D]`. */
+  w: Tensor;
+  /** β `[D]`. */
+  b: Tensor;
+  /** Added to the (biased) variance. */
+  eps: number;
 }
 
 /** LayerNorm of `x [rows, D]` (any leading shape) with `gamma`, `beta` `[D]`. */

@@ -17,7 +17,7 @@ import { Kernel, optional, read, readWrite } from "../gpu/kernel.ts";
 import { type Recorder, tensorWindow } from "../gpu/recorder.ts";
 import { dtypeBytes, type Tensor } from "../gpu/tensor.ts";
 import { type Activation, activationWgsl } from "./activations.ts";
-import { layerNorm, layerNormPlan } from "./layernorm.ts";
+import { layerNorm, layerNormPlan, type NormParams } from "./layernorm.ts";
 import { range, stageRowsWgsl, TILE_WGSL } from "./tile_wgsl.ts";
 import {
   dequantWgsl,
@@ -28,16 +28,6 @@ import {
   type Weight,
 } from "./quant/qmatrix.ts";
 
-/** A LayerNorm over the rows of A (its last dimension K), `γ`, `β` `[K]`: see {@link MatmulOptions}. */
-export interface MatmulNorm {
-  /** γ `[K]`. */
-  w: Tensor;
-  /** β `[K]`. */
-  b: Tensor;
-  /** Added to the variance. */
-  eps: number;
-}
-
 /** Options of {@link matmul}. */
 export interface MatmulOptions {
   /**
@@ -45,7 +35,7 @@ export interface MatmulOptions {
    * and 1/std of each row computed as `layerNorm` does (two passes), read in the kernel's
    * prologue; where {@link matmulPlan} does not fuse it, a separate `layerNorm` first.
    */
-  norm?: MatmulNorm;
+  norm?: NormParams;
   /** W is stored out×in (`[N, K]`, nn.Linear) instead of in×out (`[K, N]`, Conv1D). */
   transposeW?: boolean;
   /** `[N]` added before the activation. */
@@ -228,7 +218,7 @@ const GEMV_ROWS = 32;
 /**
  * GEMV for M ≤ 32 rows (decode steps: batch × beams): each invocation accumulates all M rows of
  * its slice of k in registers, reduced across the workgroup in groups of 8 rows (8 KiB of
- * workgroup memory at most). Out×in walks k across 32 lanes per column, 8 columns per workgroup;
+ * workgroup memory at most, 1.25 KiB more for a `norm`'s row statistics). Out×in walks k across 32 lanes per column, 8 columns per workgroup;
  * in×out walks n across 32 lanes and k across 8.
  */
 const MATMUL_GEMV = new Kernel({
@@ -574,11 +564,16 @@ export function matmulPlan(
   K: number,
 ): MatmulPlan {
   if (cls === "cpu") {
-    const fuseNorm = layerNormPlan(cls, K) === "workgroup";
+    const fuseNorm = fusesNorm(cls, K);
     if (M > 8) return { kernel: "regs", tm: 8, tn: 8, vec, fuseNorm };
     return { kernel: "regs", tm: M, tn: N >= 2048 ? 16 : 8, vec, fuseNorm };
   }
   return M <= GEMV_ROWS ? { kernel: "gemv", fuseNorm: true } : { kernel: "tiled", fuseNorm: true };
+}
+
+/** Whether matmul reads a `norm` of K-wide rows in its prologue (else a `layerNorm` first). */
+function fusesNorm(cls: AdapterClass, K: number): boolean {
+  return cls === "gpu" || layerNormPlan(cls, K) === "workgroup";
 }
 
 /** Record `act(A·W + bias) + residual` into `rec`; returns `[M, N]`. */
@@ -588,7 +583,7 @@ export function matmul(rec: Recorder, a: Tensor, w: Weight, opts: MatmulOptions 
   const v: Variant = { transposeW: !!opts.transposeW, act: opts.act ?? "none", quant };
   const G = isQuant(w) ? w.groupSize : 0;
   const cls = rec.gpu.adapterClass;
-  const fused = opts.norm && matmulPlan(cls, M, N, vec4Fits(w, K, N, v.transposeW), K).fuseNorm;
+  const fused = opts.norm && fusesNorm(cls, K);
   const ln = fused ? opts.norm : undefined;
   const x = opts.norm && !fused // A, normed by a layerNorm dispatch where the kernel does not
     ? layerNorm(rec, a, opts.norm.w, opts.norm.b, opts.norm.eps, rec.temp(a.shape))

@@ -83,7 +83,7 @@ interface Case {
   idx?: number[];
   norm: boolean;
   inOut: boolean;
-  dtype: "f32" | "f16" | "q8";
+  dtype: "f32" | "f16" | "q8" | "q4";
   probs?: boolean;
 }
 
@@ -93,6 +93,8 @@ const CASES: Case[] = [
   { R: 8, H: 4, D: 16, past: 37, L: 40, norm: false, inOut: true, dtype: "f16" },
   { R: 24, H: 3, D: 30, past: 5, L: 8, norm: true, inOut: false, dtype: "q8" }, // 2 chunks of x
   { R: 3, H: 1, D: 72, past: 37, L: 38, norm: true, inOut: true, dtype: "f32" },
+  // the most rows (32): x staged in two chunks of 64; q4 weights in groups of 16
+  { R: 32, H: 2, D: 40, past: 3, L: 6, norm: true, inOut: false, dtype: "q4" },
   // GPT-2 small's attention (768 wide, 12 heads of 64): 9 chunks of x at 5 rows, 3 column groups
   { R: 5, H: 12, D: 64, past: 19, L: 24, norm: true, inOut: true, dtype: "f16" },
   { R: 5, H: 12, D: 64, L: 50, idx: [0, 0, 1, 1, 2], norm: true, inOut: true, dtype: "f32" },
@@ -125,7 +127,10 @@ const CASES: Case[] = [
 /** The projection weight of a case (out N = 3h self, h cross), on the GPU. */
 function caseWeight(gpu: Awaited<ReturnType<typeof getGpu>>, c: Case, h: number, N: number) {
   const values = randomF32(N * h, 11, 0.5);
-  if (c.dtype === "q8") return uploadQuant(gpu, quantize(values, [N, h], "q8", 0, "w"), "w");
+  if (c.dtype === "q8" || c.dtype === "q4") {
+    const groupSize = c.dtype === "q4" ? 16 : 0; // h is a multiple of 16 in the q4 cases
+    return uploadQuant(gpu, quantize(values, [N, h], c.dtype, groupSize, "w"), "w");
+  }
   const shape = c.inOut ? [h, N] : [N, h];
   if (c.dtype === "f16") return uploadTensor(gpu, f32ToF16Bits(values), shape, "f16");
   return uploadTensor(gpu, values, shape, "f32");

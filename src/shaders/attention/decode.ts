@@ -24,6 +24,7 @@ import { optional, read, readWrite } from "../../gpu/kernel.ts";
 import type { Recorder } from "../../gpu/recorder.ts";
 import { dtypeBytes, type Tensor } from "../../gpu/tensor.ts";
 import { dequantWgsl, isQuant, type QuantScheme, type Weight } from "../quant/qmatrix.ts";
+import { type NormParams, ROW_STATS_WGSL } from "../layernorm.ts";
 import { rowKernel } from "../reduce_wgsl.ts";
 
 /** Most rows one decode attention takes (the accumulators of an invocation). */
@@ -34,15 +35,6 @@ const STAGE = 2048;
 
 /** Columns a workgroup projects at once; its 256 invocations split each column's inputs in 4. */
 const COLUMN_LANES = 64;
-
-/** The LayerNorm applied to `x` first: `(x − mean) / sqrt(var + eps) · gamma + beta`. */
-export interface DecodeNorm {
-  /** gamma `[h]`. */
-  w: Tensor;
-  /** beta `[h]`. */
-  b: Tensor;
-  eps: number;
-}
 
 /** The projection of the (normalised) rows: self-attention out 3h (q, k, v), cross out h (q). */
 export interface DecodeProjection {
@@ -57,7 +49,8 @@ export interface DecodeProjection {
 export interface DecodeAttentionArgs {
   /** Row inputs `[R, h]`, one position per row (R ≤ {@link DECODE_MAX_ROWS}). */
   x: Tensor;
-  norm?: DecodeNorm;
+  /** The LayerNorm applied to `x` first (`[h]`). */
+  norm?: NormParams;
   proj: DecodeProjection;
   /**
    * Keys/values `[kvRows, L, 2h]` (keys then values of each position): self-attention, the
@@ -93,16 +86,11 @@ function weightWgsl(v: Variant): string {
 }
 
 /** WGSL of phase 1: `stats[2r]`, `stats[2r + 1]` = mean and 1/std of row r. */
-const NORM_STATS_WGSL = `
+const NORM_STATS_WGSL = `${ROW_STATS_WGSL}
 fn norm_stats(t: u32) {
   for (var r = 0u; r < MR; r++) {
-    var s = 0.0;
-    for (var j = t; j < p.h; j += WG_X) { s += f32(X[r * p.h + j]); }
-    let mean = reduce(t, s, false) / f32(p.h);
-    var q = 0.0;
-    for (var j = t; j < p.h; j += WG_X) { let d = f32(X[r * p.h + j]) - mean; q += d * d; }
-    let inv = inverseSqrt(reduce(t, q, false) / f32(p.h) + p.eps);
-    if (t == 0u) { stats[2u * r] = mean; stats[2u * r + 1u] = inv; }
+    let st = row_stats(t, r * p.h, p.h, p.eps);
+    if (t == 0u) { stats[2u * r] = st.x; stats[2u * r + 1u] = st.y; }
   }
   workgroupBarrier();
 }`;
@@ -265,7 +253,8 @@ function weightBytes(w: Weight): number {
  * weight in one binding and 10 storage bindings per stage. GPUs: fused, for the dispatches a
  * decode step costs there (~11 µs each in Deno on an H100; 5 fewer per GPT-2 layer with
  * cross-attention, 3 per BLIP layer), unmeasured on a GPU so far; the `bench --kernels` rows
- * `decode self-attn` / `cross-attn` `fused` / `separate` decide it. CPU adapters: separate, measured on llvmpipe (2 cores
+ * `decode self-attn` / `cross-attn` `fused` / `separate` decide it. CPU adapters: separate,
+ * measured on llvmpipe (2 cores
  * shared, load ~4): per step at h = 32, 4 heads, 20 keys, fused against separate 0.76 / 0.75 ms
  * at R = 1, 1.2–1.4 / 0.8–1.1 at R = 3, 8.4–8.9 / 1.2–1.4 at R = 8 (llvmpipe keeps the R
  * accumulators of an invocation across barriers in memory); fixture greedy captions (20 tokens,
