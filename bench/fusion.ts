@@ -276,25 +276,15 @@ async function benchSubgroups(
   const keep = (t: Tensor) => (inputs.push(t), t);
   const g = keep(up(h, [h], 41)), b = keep(up(h, [h], 42));
   const cases: { name: string; shape: string; bytes: number; fn: (rec: Recorder) => Tensor }[] = [];
-  for (const R of z.reduceRows) {
-    const x = keep(up(R * h, [R, h], 43));
-    const bytes = 3 * R * h * 4;
-    cases.push({
-      name: "layernorm",
-      shape: `${R}x${h}`,
-      bytes,
-      fn: (rec) => layerNorm(rec, x, g, b, 1e-5),
-    });
-  }
-  for (const R of z.reduceRows) {
-    const x = keep(up(R * V, [R, V], 44));
-    const bytes = 3 * R * V * 4;
-    cases.push({
-      name: "log-softmax",
-      shape: `${R}x${V}`,
-      bytes,
-      fn: (rec) => softmax(rec, x, { log: true }),
-    });
+  const rowOps: [string, number, number, (rec: Recorder, x: Tensor) => Tensor][] = [
+    ["layernorm", h, 43, (rec, x) => layerNorm(rec, x, g, b, 1e-5)],
+    ["log-softmax", V, 44, (rec, x) => softmax(rec, x, { log: true })],
+  ];
+  for (const [name, D, seed, op] of rowOps) { // rows x [R, D]: read, written, read again
+    for (const R of z.reduceRows) {
+      const x = keep(up(R * D, [R, D], seed));
+      cases.push({ name, shape: `${R}x${D}`, bytes: 3 * R * D * 4, fn: (rec) => op(rec, x) });
+    }
   }
   { // a decode step's attention over the cache, as `cachedSelfAttention` records it
     const q = keep(up(h, [1, h], 45)), kv = keep(up(L * 2 * h, [1, L, 2 * h], 46));

@@ -89,6 +89,23 @@ export async function buildBundle(out: string): Promise<void> {
   assert.ok(success, `deno bundle failed:\n${new TextDecoder().decode(stderr)}`);
 }
 
+/**
+ * Assert `p` rejects with a WebcapError with `code` whose message matches every pattern in
+ * `mentions` (a string is read as a pattern, as in {@link assertCode}).
+ */
+export async function assertRejectsCode(
+  p: Promise<unknown>,
+  code: string,
+  ...mentions: (string | RegExp)[]
+): Promise<void> {
+  await assert.rejects(p, (e: unknown) => {
+    assert.ok(e instanceof WebcapError, `expected WebcapError, got ${e}`);
+    assert.equal(e.code, code, e.message);
+    for (const m of mentions) assert.match(e.message, new RegExp(m), e.message);
+    return true;
+  });
+}
+
 /** Assert `fn` throws a WebcapError with `code` whose message matches every pattern in `mentions`. */
 export function assertCode(fn: () => unknown, code: string, ...mentions: string[]): void {
   assert.throws(fn, (e: unknown) => {

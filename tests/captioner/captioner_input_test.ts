@@ -1,18 +1,8 @@
 import assert from "node:assert/strict";
 import { Captioner, type CaptionOptions } from "../../src/captioner/captioner.ts";
 import type { Reranker } from "../../src/decode/rerank.ts";
-import { WebcapError } from "../../src/errors.ts";
-import { fixture, getGpu } from "../util.ts";
+import { assertRejectsCode, fixture, getGpu } from "../util.ts";
 import { modelFolder } from "./model_folder.ts";
-
-async function rejectsCode(p: Promise<unknown>, code: string, ...mentions: string[]) {
-  await assert.rejects(p, (e: unknown) => {
-    assert.ok(e instanceof WebcapError, `expected WebcapError, got ${e}`);
-    assert.equal(e.code, code, e.message);
-    for (const m of mentions) assert.match(e.message, new RegExp(m), e.message);
-    return true;
-  });
-}
 
 Deno.test("fromPretrained: null options, unknown dtype, bad maxPixels are BAD_OPTION before any file is read", async () => {
   const missing = "/nonexistent/model"; // reading it first would give MISSING_FILE
@@ -26,7 +16,11 @@ Deno.test("fromPretrained: null options, unknown dtype, bad maxPixels are BAD_OP
     [{ maxPixels: Infinity }, "maxPixels"],
   ];
   for (const [opts, mention] of bad) {
-    await rejectsCode(Captioner.fromPretrained(missing, opts as never), "BAD_OPTION", mention);
+    await assertRejectsCode(
+      Captioner.fromPretrained(missing, opts as never),
+      "BAD_OPTION",
+      mention,
+    );
   }
 });
 
@@ -37,8 +31,13 @@ Deno.test("captioner: null options, a non-array to encode and malformed reranker
     const { height: H, width: W } = cap.preprocessor;
     const image = { width: W, height: H, data: new Uint8Array(W * H * 3).fill(90) };
     const before = { live: gpu.pool.liveBytes, owned: gpu.pool.ownedBytes };
-    await rejectsCode(cap.caption(image, null as never), "BAD_OPTION", "caption options", "null");
-    await rejectsCode(cap.encode(null as never), "BAD_OPTION", "array", "null");
+    await assertRejectsCode(
+      cap.caption(image, null as never),
+      "BAD_OPTION",
+      "caption options",
+      "null",
+    );
+    await assertRejectsCode(cap.encode(null as never), "BAD_OPTION", "array", "null");
     const badReranks: [unknown, string][] = [
       [null, "null"],
       [{ reranker: {} }, "score"],
@@ -47,11 +46,11 @@ Deno.test("captioner: null options, a non-array to encode and malformed reranker
     ];
     for (const [rerank, mention] of badReranks) {
       const opts = { maxNewTokens: 2, rerank } as CaptionOptions;
-      await rejectsCode(cap.caption(image, opts), "BAD_OPTION", "rerank", mention);
+      await assertRejectsCode(cap.caption(image, opts), "BAD_OPTION", "rerank", mention);
     }
     assert.deepEqual({ live: gpu.pool.liveBytes, owned: gpu.pool.ownedBytes }, before);
     const nan: Reranker = { score: () => NaN };
-    await rejectsCode(
+    await assertRejectsCode(
       cap.caption(image, { maxNewTokens: 2, rerank: { reranker: nan } }),
       "BAD_OPTION",
       "scored .* NaN",
@@ -91,7 +90,7 @@ Deno.test("fromPretrained: a tokenizer smaller than the vocabulary is BAD_TOKENI
   const smallTokenizer = await modelFolder("vit-gpt2", {
     "tokenizer.json": { copy: fixture("hf/bert-tokenizer.json") },
   });
-  await rejectsCode(
+  await assertRejectsCode(
     Captioner.fromPretrained(smallTokenizer, { gpu }),
     "BAD_TOKENIZER",
     "160 tokens",
@@ -117,7 +116,12 @@ Deno.test("fromPretrained: a tokenizer smaller than the vocabulary is BAD_TOKENI
   ];
   for (const [model, file, edit, mention] of cases) {
     const dir = await modelFolder(model, { [file]: edit });
-    await rejectsCode(Captioner.fromPretrained(dir, { gpu }), "BAD_CONFIG", mention, "vocabulary");
+    await assertRejectsCode(
+      Captioner.fromPretrained(dir, { gpu }),
+      "BAD_CONFIG",
+      mention,
+      "vocabulary",
+    );
     await Deno.remove(dir, { recursive: true });
   }
   assert.equal(gpu.pool.ownedBytes, owned, "the refused models' weights are freed");

@@ -6,6 +6,7 @@ import { encode as encodeJpegRgba } from "jpeg-js";
 import { encode as encodePng } from "fast-png";
 import { applyOrientation, decodeImage, loadImage, type RgbImage } from "../../src/image/decode.ts";
 import { WebcapError } from "../../src/errors.ts";
+import { assertRejectsCode } from "../util.ts";
 
 const FIXTURES = new URL("../../../shared/fixtures/hf/preprocess/", import.meta.url);
 
@@ -30,16 +31,6 @@ function encodeJpeg(img: RgbImage, quality = 90): Uint8Array {
     rgba.set(img.data.subarray(3 * i, 3 * i + 3), 4 * i);
   }
   return encodeJpegRgba({ width: img.width, height: img.height, data: rgba }, quality).data;
-}
-
-/** Assert the promise rejects with a WebcapError `code` whose message matches each mention. */
-async function rejectsCode(p: Promise<unknown>, code: string, ...mentions: string[]) {
-  await assert.rejects(p, (e: unknown) => {
-    assert.ok(e instanceof WebcapError, `expected WebcapError, got ${e}`);
-    assert.equal(e.code, code, e.message);
-    for (const m of mentions) assert.match(e.message, new RegExp(m), e.message);
-    return true;
-  });
 }
 
 const crcTable = Array.from({ length: 256 }, (_, n) => {
@@ -247,7 +238,7 @@ Deno.test("EXIF orientation from a JPEG APP1 segment", async () => {
 Deno.test("truncated and corrupt files are BAD_IMAGE naming the file", async () => {
   const jpeg = encodeJpeg(rgbImage(32, 32));
   for (const keep of [jpeg.length - 2, Math.floor(jpeg.length * 0.6), 300]) {
-    await rejectsCode(
+    await assertRejectsCode(
       decodeImage(jpeg.subarray(0, keep), "cut.jpg"),
       "BAD_IMAGE",
       "cut\\.jpg",
@@ -255,21 +246,21 @@ Deno.test("truncated and corrupt files are BAD_IMAGE naming the file", async () 
     );
   }
   const png = encodeRgbPng(rgbImage(32, 32));
-  await rejectsCode(
+  await assertRejectsCode(
     decodeImage(png.subarray(0, png.length - 40), "cut.png"),
     "BAD_IMAGE",
     "cut\\.png",
   );
-  await rejectsCode(decodeImage(png.subarray(0, 20), "head.png"), "BAD_IMAGE", "truncated");
-  await rejectsCode(
+  await assertRejectsCode(decodeImage(png.subarray(0, 20), "head.png"), "BAD_IMAGE", "truncated");
+  await assertRejectsCode(
     decodeImage(new TextEncoder().encode("hello, world"), "a.txt"),
     "BAD_IMAGE",
     "a\\.txt",
     "not an image",
   );
-  await rejectsCode(decodeImage(new Uint8Array(), "empty.png"), "BAD_IMAGE", "empty");
+  await assertRejectsCode(decodeImage(new Uint8Array(), "empty.png"), "BAD_IMAGE", "empty");
   const webp = new TextEncoder().encode("RIFF\x10\0\0\0WEBPVP8 ");
-  await rejectsCode(decodeImage(webp, "x.webp"), "BAD_IMAGE", "WebP");
+  await assertRejectsCode(decodeImage(webp, "x.webp"), "BAD_IMAGE", "WebP");
 });
 
 Deno.test("header size checks: 0×0 is BAD_IMAGE, too many pixels IMAGE_TOO_LARGE", async () => {
@@ -280,33 +271,33 @@ Deno.test("header size checks: 0×0 is BAD_IMAGE, too many pixels IMAGE_TOO_LARG
     new DataView(b.buffer).setUint32(20, h);
     return b;
   };
-  await rejectsCode(
+  await assertRejectsCode(
     decodeImage(withSize(0, 0), "zero.png"),
     "BAD_IMAGE",
     "zero\\.png",
     "no pixels",
   );
   // 100000² pixels would need 30 GB: refused from the header alone.
-  await rejectsCode(
+  await assertRejectsCode(
     decodeImage(withSize(100000, 100000), "huge.png"),
     "IMAGE_TOO_LARGE",
     "100000×100000",
     "maxPixels",
   );
-  await rejectsCode(
+  await assertRejectsCode(
     decodeImage(png, "small.png", { maxPixels: 15 }),
     "IMAGE_TOO_LARGE",
     "16 pixels",
   );
   assert.equal((await decodeImage(png, "ok.png", { maxPixels: 16 })).width, 4);
   const jpeg = encodeJpeg(rgbImage(8, 8));
-  await rejectsCode(decodeImage(jpeg, "s.jpg", { maxPixels: 63 }), "IMAGE_TOO_LARGE", "8×8");
+  await assertRejectsCode(decodeImage(jpeg, "s.jpg", { maxPixels: 63 }), "IMAGE_TOO_LARGE", "8×8");
 });
 
 Deno.test("maxPixels NaN, infinite, negative, fractional or not a number is BAD_OPTION", async () => {
   const png = encodePng({ width: 4, height: 4, data: new Uint8Array(48), channels: 3 });
   for (const maxPixels of [NaN, Infinity, -Infinity, -1, 0, 2.5, "16"]) {
-    await rejectsCode(
+    await assertRejectsCode(
       decodeImage(png, "p.png", { maxPixels: maxPixels as number }),
       "BAD_OPTION",
       "maxPixels",
